@@ -1,0 +1,3 @@
+from sam2_inference.cli import main
+
+main()

@@ -1,0 +1,254 @@
+"""The inference service's HTTP app, for local use and behind the gateway.
+
+The model loads in a background thread, so `/healthz` answers at once and `/readyz` (and every
+segment call) says 503 `not_ready` with `Retry-After` until it is loaded. Bodies are read with a
+byte limit and parsed by the shared contract, so every error has its stable code.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sam2_contract.errors import (
+    PROBLEM_CONTENT_TYPE,
+    ErrorCode,
+    InternalServiceError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    Sam2ServiceError,
+    ServiceUnavailableError,
+    UnsupportedMediaTypeError,
+)
+from sam2_contract.models import (
+    MAX_BATCH_ITEMS,
+    MODEL_IDS,
+    BatchSegmentResponse,
+    Health,
+    ModelEntry,
+    ModelsResponse,
+    SegmentResponse,
+)
+from sam2_contract.validation import parse_json, parse_segment_request
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sam2_inference.config import InferenceSettings
+from sam2_inference.engine import Sam2Engine
+
+log = logging.getLogger(__name__)
+
+NAMESPACE_HEADER = "X-Sam2-Namespace"
+REQUEST_ID_HEADER = "X-Request-ID"
+WEIGHTS_HEADER = "X-Sam2-Weights"
+LOADING_RETRY_AFTER_S = 5
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class EngineHolder:
+    """The engine once loaded, or why it is not (yet)."""
+
+    def __init__(self) -> None:
+        self.engine: Sam2Engine | None = None
+        self.failure: str | None = None
+        self.loaded = threading.Event()
+
+    def load(self, factory: Callable[[], Sam2Engine]) -> None:
+        try:
+            self.engine = factory()
+        except Exception as exc:
+            log.exception("loading the model failed")
+            self.failure = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.loaded.set()
+
+    def require(self) -> Sam2Engine:
+        if self.engine is not None:
+            return self.engine
+        detail = "the model failed to load" if self.failure else "the model is still loading"
+        raise ServiceUnavailableError(detail, retry_after=LOADING_RETRY_AFTER_S)
+
+
+def create_app(
+    settings: InferenceSettings | None = None, *, engine: Sam2Engine | None = None
+) -> FastAPI:
+    """The app; pass `engine` to serve an already loaded one (tests, Modal)."""
+    settings = settings or InferenceSettings()
+    holder = EngineHolder()
+    if engine is not None:
+        holder.engine = engine
+        holder.loaded.set()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if engine is None:
+            threading.Thread(
+                target=holder.load,
+                args=(lambda: Sam2Engine.from_settings(settings),),
+                name="sam2-model-loader",
+                daemon=True,
+            ).start()
+        yield
+
+    app = FastAPI(
+        title="SAM2 inference service",
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.state.holder = holder
+    app.state.settings = settings
+    _install_error_handlers(app)
+    _install_request_ids(app)
+
+    @app.post("/v1/segment", response_model=SegmentResponse, tags=["segment"])
+    async def segment(body: BodyDep, engine: EngineDep, namespace: NamespaceDep) -> Response:
+        request = parse_segment_request(body)
+        result = await run_in_threadpool(engine.segment, request, namespace=namespace)
+        return _json(result, engine)
+
+    @app.post("/v1/segment/batch", response_model=BatchSegmentResponse, tags=["segment"])
+    async def segment_batch(body: BodyDep, engine: EngineDep, namespace: NamespaceDep) -> Response:
+        items = _batch_items(body)
+        result = await run_in_threadpool(engine.segment_batch, items, namespace=namespace)
+        return _json(result, engine)
+
+    @app.get("/v1/models", response_model=ModelsResponse, tags=["models"])
+    async def models() -> ModelsResponse:
+        serving = holder.engine.info if holder.engine else None
+        entries = [
+            ModelEntry(name=name, model_id=model_id, loaded=serving is not None and serving.name == name)  # type: ignore[arg-type]
+            for name, model_id in MODEL_IDS.items()
+        ]
+        return ModelsResponse(models=entries, serving=serving)
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    async def healthz() -> Health:
+        current = holder.engine
+        if current is None:
+            return Health(state="failed" if holder.failure else "loading")
+        return Health(
+            state="ready",
+            model=current.info,
+            random_weights=current.info.random_weights,
+            warnings=current.warnings,
+            cache=current.cache.stats(),
+        )
+
+    @app.get("/readyz", response_model=Health, tags=["health"])
+    async def readyz(engine: EngineDep) -> Health:
+        return Health(state="ready", model=engine.info, random_weights=engine.info.random_weights)
+
+    return app
+
+
+def _engine(request: Request) -> Sam2Engine:
+    holder: EngineHolder = request.app.state.holder
+    return holder.require()
+
+
+def _namespace(request: Request) -> str:
+    """The tenant the gateway says this call is for; the cache never crosses tenants."""
+    return request.headers.get(NAMESPACE_HEADER) or "default"
+
+
+async def _body(request: Request) -> Any:
+    settings: InferenceSettings = request.app.state.settings
+    return parse_json(await _read_body(request, settings.max_body_bytes))
+
+
+EngineDep = Annotated[Sam2Engine, Depends(_engine)]
+NamespaceDep = Annotated[str, Depends(_namespace)]
+BodyDep = Annotated[Any, Depends(_body)]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaTypeError(
+            f"expected application/json, got {content_type or 'no content type'}"
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"the body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"the body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _batch_items(body: Any) -> list[Any]:
+    items = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_ITEMS or len(body) != 1:
+        raise InvalidRequestError(
+            f"a batch is {{\"requests\": [...]}} with 1 to {MAX_BATCH_ITEMS} items",
+            code=ErrorCode.INVALID_BATCH,
+        )
+    return items
+
+
+def _json(model: BaseModel, engine: Sam2Engine) -> Response:
+    headers = {WEIGHTS_HEADER: "random" if engine.info.random_weights else engine.info.weights}
+    return Response(
+        content=model.model_dump_json(exclude_none=True),
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _problem(exc: Sam2ServiceError, request: Request) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    problem = exc.to_problem(instance=request.url.path, request_id=request_id)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return JSONResponse(
+        problem.model_dump(mode="json", exclude_none=True),
+        status_code=exc.status,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Sam2ServiceError)
+    async def service_error(request: Request, exc: Sam2ServiceError) -> JSONResponse:
+        return _problem(exc, request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            error = NotFoundError(
+                f"{request.method} is not allowed on {request.url.path}",
+                code=ErrorCode.METHOD_NOT_ALLOWED,
+            )
+        else:
+            error = NotFoundError(f"there is no {request.url.path}")
+        return _problem(error, request)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return _problem(InternalServiceError("an unexpected error occurred"), request)
+
+
+def _install_request_ids(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Any) -> Response:
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request.state.request_id = rid
+        response: Response = await call_next(request)
+        response.headers[REQUEST_ID_HEADER] = rid
+        return response

@@ -1,0 +1,45 @@
+"""Settings of the inference service: one class, read from `SAM2_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sam2_contract.images import DEFAULT_MAX_PIXELS
+from sam2_contract.models import ModelName
+
+DevicePreference = Literal["auto", "cuda", "mps", "cpu"]
+
+
+class InferenceSettings(BaseSettings):
+    """Everything the inference service can be told; CLI flags override these."""
+
+    model_config = SettingsConfigDict(env_prefix="SAM2_", extra="ignore")
+
+    model: ModelName = Field(default="tiny", description="Which SAM 2.1 model to serve.")
+    weights: str = Field(
+        default="huggingface",
+        description="`huggingface` (the hub, cached), `random` (seeded random weights, offline), "
+        "`auto` (the hub, falling back to random weights when unreachable), or a checkpoint path.",
+    )
+    device: DevicePreference = "auto"
+    random_seed: int = 0
+    random_dir: Path = Field(
+        default=Path.home() / ".cache" / "sam2-service",
+        description="Where random-weight checkpoints are built and kept.",
+    )
+    hf_cache_dir: Path | None = Field(
+        default=None, validation_alias=AliasChoices("SAM2_HF_CACHE_DIR", "HF_HUB_CACHE")
+    )
+    hf_offline: bool = Field(
+        default=False, validation_alias=AliasChoices("SAM2_HF_OFFLINE", "HF_HUB_OFFLINE")
+    )
+    cache_max_bytes: int = Field(
+        default=1 << 30, ge=0, description="Byte budget of the image-embedding cache (LRU)."
+    )
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
+    max_body_bytes: int = Field(default=32 << 20, ge=1024)
+    host: str = "127.0.0.1"
+    port: int = 8081

@@ -1,0 +1,353 @@
+"""The SAM2 engine: official `SAM2ImagePredictor` / `SAM2AutomaticMaskGenerator`, plus a cache.
+
+Each request gets its own predictor object (cheap: it shares the model), so the per-image state
+SAM2 keeps on a predictor never leaks between concurrent requests. Model work runs under one
+lock: the accelerator serialises it anyway, and this bounds memory to one request's activations.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+from sam2.modeling.sam2_base import SAM2Base
+from sam2.sam2_image_predictor import SAM2ImagePredictor
+from sam2_contract.errors import (
+    ErrorCode,
+    ImageNotCachedError,
+    InvalidRequestError,
+    ModelNotLoadedError,
+    Sam2ServiceError,
+)
+from sam2_contract.images import Pixels, decode_base64, image_id_for, load_image
+from sam2_contract.masks import encode_mask
+from sam2_contract.models import (
+    MODEL_IDS,
+    RANDOM_WEIGHTS_WARNING,
+    AutoMask,
+    AutoSegmentResponse,
+    BatchItemResult,
+    BatchSegmentResponse,
+    Mask,
+    MaskFormat,
+    ModelInfo,
+    PromptPrediction,
+    PromptSegmentResponse,
+    SegmentRequest,
+    SegmentResponse,
+    Timings,
+)
+from sam2_contract.validation import parse_segment_request
+
+from sam2_inference.cache import CachedImage, EmbeddingCache
+from sam2_inference.config import InferenceSettings
+from sam2_inference.device import compute_dtype, configure, inference_context, pick_device
+from sam2_inference.weights import load_model, resolve_checkpoint
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class _CachingPredictor(SAM2ImagePredictor):  # type: ignore[misc]
+    """A SAM2ImagePredictor whose `set_image` looks in the embedding cache first.
+
+    The automatic mask generator calls `set_image` once per crop; going through this method
+    means auto mode reuses a cached embedding too.
+    """
+
+    def __init__(
+        self,
+        model: SAM2Base,
+        cache: EmbeddingCache,
+        namespace: str,
+        image: tuple[Pixels, str],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, **kwargs)
+        self._cache = cache
+        self._namespace = namespace
+        self._known_pixels, self._known_id = image
+        self.embed_ms = 0.0
+        self.encoder_runs = 0
+
+    def set_image(self, image: Pixels) -> None:
+        pixels = np.asarray(image)
+        image_id = self._known_id if _same_array(pixels, self._known_pixels) else image_id_for(pixels)
+        entry = self._cache.get(self._namespace, image_id)
+        if entry is not None:
+            self.use(entry)
+            return
+        started = perf_counter()
+        super().set_image(pixels)
+        self.embed_ms += _ms(started)
+        self.encoder_runs += 1
+        self._cache.put(self._namespace, image_id, CachedImage(pixels, self._features))
+
+    def use(self, entry: CachedImage) -> None:
+        """Restore the state `set_image` would have left, from a cache entry."""
+        self.reset_predictor()
+        self._orig_hw = [entry.orig_hw]
+        self._features = entry.features
+        self._is_image_set = True
+
+
+@dataclass(frozen=True, slots=True)
+class _Image:
+    pixels: Pixels
+    image_id: str
+    entry: CachedImage | None
+    decode_ms: float
+
+
+class Sam2Engine:
+    """Answers SegmentRequests with one loaded SAM 2.1 model."""
+
+    def __init__(
+        self,
+        model: SAM2Base,
+        info: ModelInfo,
+        cache: EmbeddingCache,
+        *,
+        max_pixels: int,
+    ) -> None:
+        self.model = model
+        self.info = info
+        self.cache = cache
+        self.max_pixels = max_pixels
+        self.device = torch.device(info.device)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: InferenceSettings) -> Sam2Engine:
+        """Resolve the weights, load the model on the chosen device, and wrap it."""
+        device = pick_device(settings.device)
+        configure(device)
+        checkpoint = resolve_checkpoint(settings)
+        started = perf_counter()
+        model = load_model(settings.model, checkpoint, device)
+        info = ModelInfo(
+            name=settings.model,
+            model_id=MODEL_IDS[settings.model],
+            weights=checkpoint.source,
+            random_weights=checkpoint.random_weights,
+            device=device.type,
+            dtype=str(compute_dtype(device)).removeprefix("torch."),
+        )
+        log.info(
+            "loaded %s from %s (%s) on %s in %.1f s",
+            info.model_id,
+            checkpoint.path,
+            info.weights,
+            device,
+            perf_counter() - started,
+        )
+        if info.random_weights:
+            log.warning("RANDOM WEIGHTS: %s", RANDOM_WEIGHTS_WARNING)
+        return cls(model, info, EmbeddingCache(settings.cache_max_bytes), max_pixels=settings.max_pixels)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [RANDOM_WEIGHTS_WARNING] if self.info.random_weights else []
+
+    def segment(self, request: SegmentRequest, *, namespace: str = "default") -> SegmentResponse:
+        """Run one request; raises Sam2ServiceError subclasses for anything the client got wrong."""
+        started = perf_counter()
+        if request.model is not None and request.model != self.info.name:
+            raise ModelNotLoadedError(
+                f"this server serves {self.info.name!r}, not {request.model!r}"
+            )
+        image = self._image(request, namespace)
+        _check_bounds(request, image.pixels.shape[0], image.pixels.shape[1])
+        if request.mode == "auto":
+            return self._auto(request, namespace, image, started)
+        return self._prompt(request, namespace, image, started)
+
+    def segment_batch(
+        self, items: Sequence[Any], *, namespace: str = "default"
+    ) -> BatchSegmentResponse:
+        """Run raw batch items in order; each fails alone, as a problem in its slot."""
+        results = []
+        for index, raw in enumerate(items):
+            try:
+                response = self.segment(parse_segment_request(raw), namespace=namespace)
+                results.append(BatchItemResult(index=index, status=200, result=response))
+            except Sam2ServiceError as exc:
+                problem = exc.to_problem(instance=f"#/requests/{index}")
+                results.append(BatchItemResult(index=index, status=exc.status, error=problem))
+        return BatchSegmentResponse(results=results, count=len(results))
+
+    def _image(self, request: SegmentRequest, namespace: str) -> _Image:
+        if request.image_id is not None:
+            entry = self.cache.get(namespace, request.image_id)
+            if entry is None:
+                raise ImageNotCachedError(f"no cached embedding for {request.image_id}")
+            return _Image(entry.pixels, request.image_id, entry, 0.0)
+        started = perf_counter()
+        assert request.image is not None  # the model validator guarantees image or image_id
+        decoded = load_image(decode_base64(request.image), max_pixels=self.max_pixels)
+        return _Image(decoded.pixels, decoded.image_id, None, _ms(started))
+
+    def _predictor(
+        self, namespace: str, image: _Image, *, hole_area: float = 0.0
+    ) -> _CachingPredictor:
+        return _CachingPredictor(
+            self.model,
+            self.cache,
+            namespace,
+            (image.pixels, image.image_id),
+            max_hole_area=hole_area,
+            max_sprinkle_area=hole_area,
+        )
+
+    def _prompt(
+        self, request: SegmentRequest, namespace: str, image: _Image, started: float
+    ) -> PromptSegmentResponse:
+        predictor = self._predictor(namespace, image)
+        boxes = np.asarray(request.boxes, dtype=np.float32) if request.boxes else None
+        points = np.asarray(request.point_coords, dtype=np.float32) if request.point_coords else None
+        labels = np.asarray(request.labels, dtype=np.int32) if points is not None else None
+        with self._lock, inference_context(self.device):
+            model_started = perf_counter()
+            if image.entry is not None:
+                predictor.use(image.entry)
+            else:
+                predictor.set_image(image.pixels)
+            masks, scores, _ = predictor.predict(
+                point_coords=points,
+                point_labels=labels,
+                box=boxes if request.box_list_given else (boxes[0] if boxes is not None else None),
+                multimask_output=request.multimask_output,
+            )
+            model_ms = _ms(model_started)
+        encode_started = perf_counter()
+        if request.box_list_given and masks.ndim == 3:  # sam2 squeezes a batch of one box
+            masks, scores = masks[None], scores[None]
+        per_prompt = (
+            [_prediction(m, s, request) for m, s in zip(masks, scores, strict=True)]
+            if request.box_list_given
+            else [_prediction(masks, scores, request)]
+        )
+        first = per_prompt[0]
+        return PromptSegmentResponse(
+            mask=first.mask,
+            score=first.score,
+            all_scores=first.all_scores,
+            all_masks=first.all_masks,
+            image_shape=list(image.pixels.shape[:2]),
+            predictions=per_prompt if request.box_list_given else None,
+            **self._extensions(request, image, predictor, model_ms, encode_started, started),
+        )
+
+    def _auto(
+        self, request: SegmentRequest, namespace: str, image: _Image, started: float
+    ) -> AutoSegmentResponse:
+        generator = SAM2AutomaticMaskGenerator(
+            self.model,
+            points_per_side=request.points_per_side,
+            points_per_batch=request.points_per_batch,
+            pred_iou_thresh=request.pred_iou_thresh,
+            stability_score_thresh=request.stability_score_thresh,
+            stability_score_offset=request.stability_score_offset,
+            box_nms_thresh=request.box_nms_thresh,
+            crop_n_layers=request.crop_n_layers,
+            crop_nms_thresh=request.crop_nms_thresh,
+            crop_overlap_ratio=request.crop_overlap_ratio,
+            crop_n_points_downscale_factor=request.crop_n_points_downscale_factor,
+            min_mask_region_area=request.min_mask_region_area,
+            use_m2m=request.use_m2m,
+            output_mode="binary_mask",
+        )
+        predictor = self._predictor(namespace, image, hole_area=request.min_mask_region_area)
+        generator.predictor = predictor
+        with self._lock, inference_context(self.device):
+            model_started = perf_counter()
+            records = generator.generate(image.pixels)
+            model_ms = _ms(model_started)
+        encode_started = perf_counter()
+        masks = [_auto_mask(record, request.mask_format) for record in records]
+        return AutoSegmentResponse(
+            masks=masks,
+            count=len(masks),
+            image_shape=list(image.pixels.shape[:2]),
+            **self._extensions(request, image, predictor, model_ms, encode_started, started),
+        )
+
+    def _extensions(
+        self,
+        request: SegmentRequest,
+        image: _Image,
+        predictor: _CachingPredictor,
+        model_ms: float,
+        encode_started: float,
+        started: float,
+    ) -> dict[str, Any]:
+        encode_ms = _ms(encode_started)
+        return {
+            "mode": request.mode,
+            "mask_format": request.mask_format,
+            "image_id": image.image_id,
+            "model": self.info,
+            "cached": predictor.encoder_runs == 0,
+            "timings_ms": Timings(
+                decode_ms=image.decode_ms,
+                embed_ms=predictor.embed_ms,
+                predict_ms=model_ms - predictor.embed_ms,
+                encode_ms=encode_ms,
+                total_ms=_ms(started),
+            ),
+            "warnings": self.warnings,
+        }
+
+
+def _prediction(masks: FloatArray, scores: FloatArray, request: SegmentRequest) -> PromptPrediction:
+    best = int(np.argmax(scores))
+    fmt: MaskFormat = request.mask_format
+    all_masks: list[Mask] | None = (
+        [encode_mask(m > 0, fmt) for m in masks] if request.return_all_masks else None
+    )
+    return PromptPrediction(
+        mask=encode_mask(masks[best] > 0, fmt),
+        score=float(scores[best]),
+        all_scores=[float(s) for s in scores],
+        all_masks=all_masks,
+    )
+
+
+def _auto_mask(record: dict[str, Any], mask_format: MaskFormat) -> AutoMask:
+    return AutoMask(
+        segmentation=encode_mask(record["segmentation"], mask_format),
+        area=int(record["area"]),
+        bbox=[float(v) for v in record["bbox"]],
+        predicted_iou=float(record["predicted_iou"]),
+        stability_score=float(record["stability_score"]),
+        point_coords=[[float(v) for v in p] for p in record["point_coords"]],
+        crop_box=[float(v) for v in record["crop_box"]],
+    )
+
+
+def _check_bounds(request: SegmentRequest, height: int, width: int) -> None:
+    points = request.point_coords or []
+    corners = [pair for box in request.boxes or [] for pair in (box[:2], box[2:])]
+    if request.mode != "auto" and any(x > width or y > height for x, y in [*points, *corners]):
+        raise InvalidRequestError(
+            f"a point or box lies outside the {width}x{height} image",
+            code=ErrorCode.COORDINATES_OUT_OF_BOUNDS,
+        )
+
+
+def _same_array(a: Pixels, b: Pixels) -> bool:
+    """Whether `a` is `b` or a full view of it (how the mask generator passes an uncropped image)."""
+    return a.shape == b.shape and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+
+
+def _ms(since: float) -> float:
+    return (perf_counter() - since) * 1000.0

@@ -1,0 +1,277 @@
+"""The service's error codes and its one exception tree.
+
+Every failure a client can see has a stable ``ErrorCode``; each code has one HTTP status, a
+title and a default fix-it hint, kept together in ``CATALOG``. Services raise the exceptions
+below and one handler turns them into RFC 9457 ``application/problem+json`` (``Problem``).
+
+    Sam2ServiceError                 (any failure, carries an ErrorCode)
+    ├── InvalidRequestError          400/422: the JSON or one of its fields is wrong
+    │   └── InvalidImageError        422: the image cannot be decoded
+    ├── PayloadTooLargeError         413: body or decoded image over its limit
+    ├── UnsupportedMediaTypeError    415: not application/json
+    ├── ImageNotCachedError          404: `image_id` unknown or evicted; resend the image
+    ├── NotFoundError                404/405: no such route or method
+    ├── ModelNotLoadedError          400: the asked-for model is not served here
+    ├── ServiceUnavailableError      503: still loading, or a backend is down
+    └── InternalServiceError         500: a bug; the response says nothing more
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+
+from sam2_contract.models import FieldError, Problem
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:sam2:error:"
+
+
+class ErrorCode(StrEnum):
+    """Stable machine-readable error codes; clients may branch on them."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_REQUEST = "invalid_request"
+    UNKNOWN_FIELD = "unknown_field"
+    INVALID_MODE = "invalid_mode"
+    INVALID_MASK_FORMAT = "invalid_mask_format"
+    UNKNOWN_MODEL = "unknown_model"
+    INVALID_PARAMETER = "invalid_parameter"
+    MISSING_IMAGE = "missing_image"
+    IMAGE_AND_IMAGE_ID = "image_and_image_id"
+    INVALID_IMAGE_ID = "invalid_image_id"
+    MISSING_POINTS = "missing_points"
+    MISSING_BOX = "missing_box"
+    POINT_LABELS_MISMATCH = "point_labels_mismatch"
+    INVALID_POINT_LABEL = "invalid_point_label"
+    INVALID_COORDINATES = "invalid_coordinates"
+    COORDINATES_OUT_OF_BOUNDS = "coordinates_out_of_bounds"
+    INVALID_BOX = "invalid_box"
+    POINTS_WITH_MULTIPLE_BOXES = "points_with_multiple_boxes"
+    TOO_MANY_PROMPTS = "too_many_prompts"
+    INVALID_BATCH = "invalid_batch"
+    INVALID_BASE64 = "invalid_base64"
+    UNSUPPORTED_IMAGE = "unsupported_image"
+    TRUNCATED_IMAGE = "truncated_image"
+    CORRUPT_IMAGE = "corrupt_image"
+    EMPTY_IMAGE = "empty_image"
+    IMAGE_TOO_LARGE = "image_too_large"
+    BODY_TOO_LARGE = "body_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    IMAGE_NOT_CACHED = "image_not_cached"
+    MODEL_NOT_LOADED = "model_not_loaded"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_READY = "not_ready"
+    INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    """The status, title and default hint that belong to one code."""
+
+    status: int
+    title: str
+    hint: str
+
+
+CATALOG: dict[ErrorCode, ErrorSpec] = {
+    ErrorCode.INVALID_JSON: ErrorSpec(
+        400, "Body is not valid JSON", "Send a JSON object; check quoting and trailing commas."
+    ),
+    ErrorCode.INVALID_REQUEST: ErrorSpec(
+        422, "Invalid request", "Fix the fields listed in `errors` and send the request again."
+    ),
+    ErrorCode.UNKNOWN_FIELD: ErrorSpec(
+        422, "Unknown field", "Remove the field or check its spelling against the API reference."
+    ),
+    ErrorCode.INVALID_MODE: ErrorSpec(
+        422, "Unknown mode", "Use `mode` \"point\", \"box\" or \"auto\"."
+    ),
+    ErrorCode.INVALID_MASK_FORMAT: ErrorSpec(
+        422, "Unknown mask format", "Use `mask_format` \"bool2d\", \"rle\" or \"png\"."
+    ),
+    ErrorCode.UNKNOWN_MODEL: ErrorSpec(
+        422, "Unknown model", "Use `model` \"tiny\", \"small\", \"base-plus\" or \"large\"."
+    ),
+    ErrorCode.INVALID_PARAMETER: ErrorSpec(
+        422, "Parameter out of range", "Keep the parameter inside the range the API lists."
+    ),
+    ErrorCode.MISSING_IMAGE: ErrorSpec(
+        422, "No image", "Send `image` (base64) or the `image_id` of an earlier response."
+    ),
+    ErrorCode.IMAGE_AND_IMAGE_ID: ErrorSpec(
+        422, "Both image and image_id", "Send either `image` or `image_id`, not both."
+    ),
+    ErrorCode.INVALID_IMAGE_ID: ErrorSpec(
+        422, "Malformed image_id", "Use the `image_id` exactly as an earlier response returned it."
+    ),
+    ErrorCode.MISSING_POINTS: ErrorSpec(
+        422, "No points", "Point mode needs `point_coords`, e.g. [[100, 150]]."
+    ),
+    ErrorCode.MISSING_BOX: ErrorSpec(
+        422, "No box", "Box mode needs `box_coords` as [x_min, y_min, x_max, y_max]."
+    ),
+    ErrorCode.POINT_LABELS_MISMATCH: ErrorSpec(
+        422,
+        "Points and labels differ in count",
+        "Send one label per point, or omit `point_labels` to mark every point foreground.",
+    ),
+    ErrorCode.INVALID_POINT_LABEL: ErrorSpec(
+        422, "Invalid point label", "Use 1 for a foreground point and 0 for a background point."
+    ),
+    ErrorCode.INVALID_COORDINATES: ErrorSpec(
+        422,
+        "Invalid coordinates",
+        "Coordinates are finite, non-negative pixel positions [x, y] in the original image.",
+    ),
+    ErrorCode.COORDINATES_OUT_OF_BOUNDS: ErrorSpec(
+        422,
+        "Coordinates outside the image",
+        "Keep 0 <= x <= width and 0 <= y <= height; `image_shape` is [height, width].",
+    ),
+    ErrorCode.INVALID_BOX: ErrorSpec(
+        422,
+        "Invalid box",
+        "A box is [x_min, y_min, x_max, y_max] with x_max > x_min and y_max > y_min.",
+    ),
+    ErrorCode.POINTS_WITH_MULTIPLE_BOXES: ErrorSpec(
+        422,
+        "Points with several boxes",
+        "Points combine with one box; send one request per box, or use /v1/segment/batch.",
+    ),
+    ErrorCode.TOO_MANY_PROMPTS: ErrorSpec(
+        422, "Too many prompts", "Split the prompts over several requests or a batch."
+    ),
+    ErrorCode.INVALID_BATCH: ErrorSpec(
+        422, "Invalid batch", "Send {\"requests\": [...]} with 1 to the allowed number of items."
+    ),
+    ErrorCode.INVALID_BASE64: ErrorSpec(
+        422,
+        "Image is not valid base64",
+        "Base64-encode the file's bytes (standard alphabet, padded); a data: URL prefix is fine.",
+    ),
+    ErrorCode.UNSUPPORTED_IMAGE: ErrorSpec(
+        422, "Not a supported image", "Send a PNG, JPEG, WebP, BMP, TIFF or GIF file."
+    ),
+    ErrorCode.TRUNCATED_IMAGE: ErrorSpec(
+        422, "Image file is truncated", "The file ends early; upload the complete file again."
+    ),
+    ErrorCode.CORRUPT_IMAGE: ErrorSpec(
+        422, "Image file is corrupt", "Re-export the image from an editor and send it again."
+    ),
+    ErrorCode.EMPTY_IMAGE: ErrorSpec(
+        422, "Image has no pixels", "Send an image at least 1x1 pixels in size."
+    ),
+    ErrorCode.IMAGE_TOO_LARGE: ErrorSpec(
+        413,
+        "Image has too many pixels",
+        "Downscale the image; SAM2 works at 1024x1024 internally, so little is lost.",
+    ),
+    ErrorCode.BODY_TOO_LARGE: ErrorSpec(
+        413, "Request body too large", "Send a smaller image, or fewer items per batch."
+    ),
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: ErrorSpec(
+        415, "Unsupported content type", "Send the body as JSON with `Content-Type: application/json`."
+    ),
+    ErrorCode.IMAGE_NOT_CACHED: ErrorSpec(
+        404,
+        "Image not cached",
+        "The embedding for this `image_id` expired or was never made here; send `image` again.",
+    ),
+    ErrorCode.MODEL_NOT_LOADED: ErrorSpec(
+        400,
+        "Model not served here",
+        "Omit `model` to use the served model (see /v1/models), or start the server with it.",
+    ),
+    ErrorCode.NOT_FOUND: ErrorSpec(404, "Not found", "Check the path against the API reference."),
+    ErrorCode.METHOD_NOT_ALLOWED: ErrorSpec(
+        405, "Method not allowed", "Check the HTTP method against the API reference."
+    ),
+    ErrorCode.NOT_READY: ErrorSpec(
+        503, "Service not ready", "The model is still loading; retry after `Retry-After` seconds."
+    ),
+    ErrorCode.INTERNAL_ERROR: ErrorSpec(
+        500,
+        "Internal error",
+        "This is a bug on our side; retry, and report the `request_id` if it persists.",
+    ),
+}
+
+
+class Sam2ServiceError(Exception):
+    """Base of every error the service reports to a client."""
+
+    default_code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: ErrorCode | None = None,
+        hint: str | None = None,
+        errors: list[FieldError] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.code = code or self.default_code
+        self.detail = detail
+        self.hint = hint or CATALOG[self.code].hint
+        self.errors = errors
+        self.retry_after = retry_after
+
+    @property
+    def status(self) -> int:
+        return CATALOG[self.code].status
+
+    def to_problem(self, *, instance: str | None = None, request_id: str | None = None) -> Problem:
+        """The RFC 9457 body for this error."""
+        return Problem(
+            type=PROBLEM_TYPE_PREFIX + self.code.value,
+            title=CATALOG[self.code].title,
+            status=self.status,
+            detail=self.detail,
+            code=self.code.value,
+            hint=self.hint,
+            instance=instance,
+            request_id=request_id,
+            errors=self.errors,
+        )
+
+
+class InvalidRequestError(Sam2ServiceError):
+    default_code = ErrorCode.INVALID_REQUEST
+
+
+class InvalidImageError(InvalidRequestError):
+    default_code = ErrorCode.UNSUPPORTED_IMAGE
+
+
+class PayloadTooLargeError(Sam2ServiceError):
+    default_code = ErrorCode.BODY_TOO_LARGE
+
+
+class UnsupportedMediaTypeError(Sam2ServiceError):
+    default_code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
+
+
+class ImageNotCachedError(Sam2ServiceError):
+    default_code = ErrorCode.IMAGE_NOT_CACHED
+
+
+class NotFoundError(Sam2ServiceError):
+    default_code = ErrorCode.NOT_FOUND
+
+
+class ModelNotLoadedError(Sam2ServiceError):
+    default_code = ErrorCode.MODEL_NOT_LOADED
+
+
+class ServiceUnavailableError(Sam2ServiceError):
+    default_code = ErrorCode.NOT_READY
+
+
+class InternalServiceError(Sam2ServiceError):
+    default_code = ErrorCode.INTERNAL_ERROR
+

@@ -1,0 +1,423 @@
+"""Request and response models of the v1 API.
+
+The original spec's request fields and its two response shapes are kept exactly; everything
+else is an optional extension with a default that preserves the original behaviour. Field
+descriptions live here once and flow into OpenAPI and both SDKs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+ModelName = Literal["tiny", "small", "base-plus", "large"]
+Mode = Literal["point", "box", "auto"]
+MaskFormat = Literal["bool2d", "rle", "png"]
+WeightsSource = Literal["huggingface", "local", "random"]
+
+MODEL_IDS: dict[str, str] = {
+    "tiny": "facebook/sam2.1-hiera-tiny",
+    "small": "facebook/sam2.1-hiera-small",
+    "base-plus": "facebook/sam2.1-hiera-base-plus",
+    "large": "facebook/sam2.1-hiera-large",
+}
+"""SAM 2.1 checkpoints on the Hugging Face hub, by the short name the API uses."""
+
+MAX_POINTS = 64
+MAX_BOXES = 64
+MAX_BATCH_ITEMS = 16
+IMAGE_ID_PREFIX = "img_"
+IMAGE_ID_HEX_LENGTH = 32
+RANDOM_WEIGHTS_WARNING = (
+    "random weights: this server runs a seeded random-weight checkpoint, so masks are "
+    "meaningless; start it with real weights for real segmentation"
+)
+
+
+def _fail(code: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(code, message)
+
+
+def _coordinate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail("invalid_coordinates", "coordinates must be numbers")
+    if not math.isfinite(value):
+        raise _fail("invalid_coordinates", "coordinates must be finite (no NaN or Infinity)")
+    if value < 0:
+        raise _fail("invalid_coordinates", "coordinates must not be negative")
+    return float(value)
+
+
+def _check_points(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(p, list | tuple) and len(p) == 2 for p in value
+    ):
+        raise _fail("invalid_coordinates", "point_coords must be a list of [x, y] pairs")
+    if len(value) > MAX_POINTS:
+        raise _fail("too_many_prompts", f"at most {MAX_POINTS} points per request")
+    return [[_coordinate(x), _coordinate(y)] for x, y in value]
+
+
+def _check_labels(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise _fail("invalid_point_label", "point_labels must be a list of 0 and 1")
+    for label in value:
+        if isinstance(label, bool) or label not in (0, 1):
+            raise _fail("invalid_point_label", f"point label {label!r} is not 0 or 1")
+    return [int(label) for label in value]
+
+
+def _check_box(box: Any) -> list[float]:
+    if not isinstance(box, list | tuple) or len(box) != 4:
+        raise _fail("invalid_box", "a box is four numbers [x_min, y_min, x_max, y_max]")
+    x0, y0, x1, y1 = (_coordinate(v) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        raise _fail("invalid_box", "a box needs x_max > x_min and y_max > y_min")
+    return [x0, y0, x1, y1]
+
+
+def _check_boxes(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list) and value and all(isinstance(b, list | tuple) for b in value):
+        if len(value) > MAX_BOXES:
+            raise _fail("too_many_prompts", f"at most {MAX_BOXES} boxes per request")
+        return [_check_box(b) for b in value]
+    return _check_box(value)
+
+
+def _check_image_id(value: Any) -> Any:
+    if value is None:
+        return None
+    hex_part = value[len(IMAGE_ID_PREFIX) :] if isinstance(value, str) else ""
+    if (
+        not isinstance(value, str)
+        or not value.startswith(IMAGE_ID_PREFIX)
+        or len(hex_part) != IMAGE_ID_HEX_LENGTH
+        or any(c not in "0123456789abcdef" for c in hex_part)
+    ):
+        raise _fail("invalid_image_id", "image_id looks like img_ followed by 32 hex digits")
+    return value
+
+
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+Box = Annotated[list[float], Field(min_length=4, max_length=4)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SegmentRequest(_Model):
+    """One image (or an earlier `image_id`) and what to segment in it."""
+
+    image: str | None = Field(
+        default=None,
+        description="The image file (PNG, JPEG, WebP, BMP, TIFF or GIF), base64-encoded. "
+        "A `data:image/...;base64,` prefix is accepted.",
+    )
+    image_id: Annotated[str | None, BeforeValidator(_check_image_id)] = Field(
+        default=None,
+        description="The `image_id` of an earlier response: reuses its cached embedding, so "
+        "no image bytes travel. Answered with `image_not_cached` when it has expired.",
+    )
+    mode: Mode = Field(
+        default="point",
+        description="`point` or `box` prompts, or `auto` to segment everything.",
+    )
+    point_coords: Annotated[list[Point] | None, BeforeValidator(_check_points)] = Field(
+        default=None,
+        description="Points as [x, y] pixels of the original image.",
+        examples=[[[100, 150], [200, 250]]],
+    )
+    point_labels: Annotated[list[int] | None, BeforeValidator(_check_labels)] = Field(
+        default=None,
+        description="One label per point: 1 foreground, 0 background. Omitted: all 1.",
+        examples=[[1, 0]],
+    )
+    box_coords: Annotated[Box | list[Box] | None, BeforeValidator(_check_boxes)] = Field(
+        default=None,
+        description="One box [x_min, y_min, x_max, y_max] in pixels, or a list of boxes "
+        "(one mask per box, listed in `predictions`).",
+        examples=[[50, 60, 300, 400]],
+    )
+    multimask_output: bool = Field(
+        default=True,
+        description="Ask SAM2 for three candidate masks per prompt and return the best; "
+        "false asks for one (better for unambiguous prompts such as several points).",
+    )
+    return_all_masks: bool = Field(
+        default=False,
+        description="Also return every candidate mask in `all_masks`, in `all_scores` order.",
+    )
+    mask_format: MaskFormat = Field(
+        default="bool2d",
+        description="`bool2d`: nested lists of booleans (the original format); `rle`: COCO "
+        "RLE as pycocotools writes it; `png`: a base64 1-bit PNG.",
+    )
+    model: ModelName | None = Field(
+        default=None, description="Which SAM 2.1 model; omitted: the one the server serves."
+    )
+    points_per_batch: int = Field(
+        default=64, ge=1, le=1024, description="Auto mode: grid points run through SAM2 at once."
+    )
+    points_per_side: int = Field(
+        default=32, ge=1, le=128, description="Auto mode: the point grid is this many per side."
+    )
+    pred_iou_thresh: float = Field(
+        default=0.8, ge=0, le=1, description="Auto mode: drop masks whose predicted IoU is lower."
+    )
+    stability_score_thresh: float = Field(
+        default=0.95, ge=0, le=1, description="Auto mode: drop masks less stable than this."
+    )
+    stability_score_offset: float = Field(
+        default=1.0, ge=0, le=100, description="Auto mode: logit offset for the stability score."
+    )
+    box_nms_thresh: float = Field(
+        default=0.7, ge=0, le=1, description="Auto mode: box IoU above which duplicates go."
+    )
+    crop_n_layers: int = Field(
+        default=0, ge=0, le=3, description="Auto mode: also run on 4^n crops per layer n."
+    )
+    crop_nms_thresh: float = Field(
+        default=0.7, ge=0, le=1, description="Auto mode: box IoU for duplicates across crops."
+    )
+    crop_overlap_ratio: float = Field(
+        default=512 / 1500, ge=0, lt=1, description="Auto mode: how much crops overlap."
+    )
+    crop_n_points_downscale_factor: int = Field(
+        default=1, ge=1, le=8, description="Auto mode: grid shrink factor per crop layer."
+    )
+    min_mask_region_area: int = Field(
+        default=0,
+        ge=0,
+        le=100_000_000,
+        description="Auto mode: remove islands and fill holes smaller than this many pixels.",
+    )
+    use_m2m: bool = Field(
+        default=False, description="Auto mode: one extra refinement pass with its own masks."
+    )
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> Self:
+        if self.image is None and self.image_id is None:
+            raise _fail("missing_image", "send `image` or `image_id`")
+        if self.image is not None and self.image_id is not None:
+            raise _fail("image_and_image_id", "send `image` or `image_id`, not both")
+        if self.image is not None and not self.image.strip():
+            raise _fail("missing_image", "`image` is empty")
+        if self.mode == "auto":
+            return self
+        if self.mode == "point" and not self.point_coords:
+            raise _fail("missing_points", "point mode needs `point_coords`")
+        if self.mode == "box" and self.box_coords is None:
+            raise _fail("missing_box", "box mode needs `box_coords`")
+        if self.point_labels is not None and len(self.point_labels) != len(
+            self.point_coords or []
+        ):
+            raise _fail(
+                "point_labels_mismatch",
+                f"{len(self.point_coords or [])} points but {len(self.point_labels)} labels",
+            )
+        if self.point_coords and self.box_list_given and len(self.boxes or []) > 1:
+            raise _fail("points_with_multiple_boxes", "points combine with one box only")
+        return self
+
+    @property
+    def box_list_given(self) -> bool:
+        """Whether `box_coords` came as a list of boxes (answered with `predictions`)."""
+        return bool(self.box_coords) and isinstance(self.box_coords[0], list)  # type: ignore[index]
+
+    @property
+    def boxes(self) -> list[list[float]] | None:
+        """`box_coords` as a list of boxes, whichever form it came in."""
+        if self.box_coords is None:
+            return None
+        if self.box_list_given:
+            return self.box_coords  # type: ignore[return-value]
+        return [self.box_coords]  # type: ignore[list-item]
+
+    @property
+    def labels(self) -> list[int] | None:
+        """`point_labels`, defaulting to all foreground."""
+        if self.point_coords is None:
+            return None
+        return self.point_labels if self.point_labels is not None else [1] * len(self.point_coords)
+
+
+class BatchSegmentRequest(_Model):
+    """Several segment requests answered together, in order; each succeeds or fails alone."""
+
+    requests: list[SegmentRequest] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_ITEMS,
+        description="Items run in order, so a later item can use the `image_id` an earlier "
+        "one returned: one image, many prompt sets, one upload.",
+    )
+
+
+class RLEMask(_Model):
+    """COCO run-length encoding, byte-compatible with `pycocotools.mask.encode`."""
+
+    size: list[int] = Field(description="[height, width]", min_length=2, max_length=2)
+    counts: str = Field(description="Compressed COCO RLE counts string.")
+
+
+Mask = list[list[bool]] | RLEMask | str
+"""A mask as `bool2d` (rows of booleans), `rle` (RLEMask) or `png` (base64 PNG)."""
+
+
+class ModelInfo(BaseModel):
+    """Which model answered, and whether its weights are real."""
+
+    name: ModelName
+    model_id: str = Field(description="The Hugging Face id of the SAM 2.1 checkpoint.")
+    weights: WeightsSource = Field(description="Where the weights came from.")
+    random_weights: bool = Field(
+        description="True when the checkpoint is seeded random weights: masks are meaningless."
+    )
+    device: str = Field(description="cuda, mps or cpu.")
+    dtype: str = Field(description="Compute precision, e.g. bfloat16 or float32.")
+
+
+class Timings(BaseModel):
+    """Where the server spent the request's time, in milliseconds."""
+
+    decode_ms: float = Field(description="Decoding the image (0 for an `image_id`).")
+    embed_ms: float = Field(description="The image encoder (0 when the embedding was cached).")
+    predict_ms: float = Field(description="Prompt encoding, mask decoding and post-processing.")
+    encode_ms: float = Field(description="Encoding masks into `mask_format`.")
+    total_ms: float
+
+
+class _Extensions(BaseModel):
+    """Fields added to both original response shapes."""
+
+    mode: Mode
+    mask_format: MaskFormat
+    image_id: str = Field(description="Send this instead of `image` to reuse the embedding.")
+    model: ModelInfo
+    cached: bool = Field(description="Whether the image embedding came from the cache.")
+    timings_ms: Timings
+    warnings: list[str] = Field(default_factory=list)
+
+
+class PromptPrediction(BaseModel):
+    """The answer for one box of a box list."""
+
+    mask: Mask
+    score: float
+    all_scores: list[float]
+    all_masks: list[Mask] | None = None
+
+
+class PromptSegmentResponse(_Extensions):
+    """Point and box mode: the original `{mask, score, all_scores, image_shape}` and more."""
+
+    mask: Mask = Field(description="The highest-scoring mask (of the first box in a box list).")
+    score: float = Field(description="SAM2's predicted IoU of `mask`.")
+    all_scores: list[float] = Field(description="Predicted IoU of every candidate mask.")
+    image_shape: list[int] = Field(description="[height, width] of the original image.")
+    all_masks: list[Mask] | None = Field(
+        default=None, description="Every candidate mask, when `return_all_masks` was set."
+    )
+    predictions: list[PromptPrediction] | None = Field(
+        default=None, description="One entry per box, when `box_coords` was a list of boxes."
+    )
+
+
+class AutoMask(BaseModel):
+    """One mask of automatic mode, with the fields SAM2AutomaticMaskGenerator returns."""
+
+    segmentation: Mask
+    area: int = Field(description="Mask area in pixels.")
+    bbox: list[float] = Field(description="[x, y, width, height] around the mask.")
+    predicted_iou: float
+    stability_score: float
+    point_coords: list[list[float]] = Field(description="The grid point that produced it.")
+    crop_box: list[float] = Field(description="The crop it came from, [x, y, width, height].")
+
+
+class AutoSegmentResponse(_Extensions):
+    """Auto mode: the original `{masks, count, image_shape}` and more."""
+
+    masks: list[AutoMask]
+    count: int
+    image_shape: list[int] = Field(description="[height, width] of the original image.")
+
+
+SegmentResponse = PromptSegmentResponse | AutoSegmentResponse
+
+
+class FieldError(BaseModel):
+    """One problem with one field of the request."""
+
+    loc: list[str | int] = Field(description="Path to the field, e.g. [\"point_labels\", 1].")
+    msg: str
+    code: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document; `code` is stable and `hint` says what to do."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    hint: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class BatchItemResult(BaseModel):
+    """The outcome of one batch item: a response, or the problem it would have returned."""
+
+    index: int
+    status: int
+    result: SegmentResponse | None = None
+    error: Problem | None = None
+
+
+class BatchSegmentResponse(BaseModel):
+    results: list[BatchItemResult]
+    count: int
+
+
+class CacheStats(BaseModel):
+    """The image-embedding cache, as the inference service reports it."""
+
+    entries: int
+    bytes: int
+    max_bytes: int
+    hits: int
+    misses: int
+    evictions: int
+
+
+class ModelEntry(BaseModel):
+    name: ModelName
+    model_id: str
+    loaded: bool
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelEntry]
+    serving: ModelInfo | None = Field(description="The loaded model, None while loading.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    state: Literal["loading", "ready", "failed"]
+    model: ModelInfo | None = None
+    random_weights: bool = False
+    warnings: list[str] = Field(default_factory=list)
+    cache: CacheStats | None = None

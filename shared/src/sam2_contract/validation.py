@@ -1,0 +1,69 @@
+"""Turning raw request bodies into models, with one stable error code per problem."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from sam2_contract.errors import ErrorCode, InvalidRequestError
+from sam2_contract.models import FieldError, SegmentRequest
+
+_CODES = {code.value for code in ErrorCode}
+_FIELD_CODES: dict[str, ErrorCode] = {
+    "mode": ErrorCode.INVALID_MODE,
+    "mask_format": ErrorCode.INVALID_MASK_FORMAT,
+    "model": ErrorCode.UNKNOWN_MODEL,
+    "point_coords": ErrorCode.INVALID_COORDINATES,
+    "point_labels": ErrorCode.INVALID_POINT_LABEL,
+    "box_coords": ErrorCode.INVALID_BOX,
+    "image_id": ErrorCode.INVALID_IMAGE_ID,
+    "image": ErrorCode.MISSING_IMAGE,
+    "requests": ErrorCode.INVALID_BATCH,
+}
+_KNOBS = set(SegmentRequest.model_fields) - set(_FIELD_CODES)
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a JSON body, or raise `invalid_json` saying where it broke."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequestError(
+            f"the body is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON
+        ) from None
+
+
+def invalid_request(exc: ValidationError, *, prefix: tuple[str | int, ...] = ()) -> InvalidRequestError:
+    """The client-facing error for a Pydantic validation failure; the first error sets `code`."""
+    errors = [
+        FieldError(loc=[*prefix, *err["loc"]], msg=err["msg"], code=_code_for(err).value)
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    first = errors[0]
+    where = ".".join(str(part) for part in first.loc) or "body"
+    return InvalidRequestError(f"{where}: {first.msg}", code=ErrorCode(first.code), errors=errors)
+
+
+def parse_segment_request(raw: Any) -> SegmentRequest:
+    """Validate one decoded JSON object as a SegmentRequest."""
+    try:
+        return SegmentRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+
+
+def _code_for(err: Any) -> ErrorCode:
+    kind = err["type"]
+    if kind in _CODES:
+        return ErrorCode(kind)
+    if kind == "extra_forbidden":
+        return ErrorCode.UNKNOWN_FIELD
+    fields = [part for part in err["loc"] if isinstance(part, str)]
+    for field in reversed(fields):
+        if field in _FIELD_CODES:
+            return _FIELD_CODES[field]
+        if field in _KNOBS:
+            return ErrorCode.INVALID_PARAMETER
+    return ErrorCode.INVALID_REQUEST

@@ -1,0 +1,127 @@
+"""The service returns exactly what SAM2 returns when called directly on the same checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+from sam2.sam2_image_predictor import SAM2ImagePredictor
+from sam2_contract import decode_mask
+from conftest import IMAGES, image_b64
+
+PROMPTS: dict[str, dict[str, Any]] = {
+    "one_point": {"mode": "point", "point_coords": [[60, 40]], "point_labels": [1]},
+    "fg_and_bg_points": {
+        "mode": "point",
+        "point_coords": [[60, 40], [100, 80], [20, 100]],
+        "point_labels": [1, 1, 0],
+    },
+    "one_point_single_mask": {
+        "mode": "point",
+        "point_coords": [[30, 90]],
+        "point_labels": [1],
+        "multimask_output": False,
+    },
+    "one_box": {"mode": "box", "box_coords": [20, 15, 110, 90]},
+    "points_and_box": {
+        "mode": "box",
+        "box_coords": [20, 15, 110, 90],
+        "point_coords": [[60, 40], [25, 20]],
+        "point_labels": [1, 0],
+    },
+}
+BOXES = [[20, 15, 110, 90], [5, 5, 50, 40], [60, 30, 115, 110]]
+
+
+def _direct(predictor: SAM2ImagePredictor, prompt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    points = prompt.get("point_coords")
+    box = prompt.get("box_coords")
+    masks, scores, _ = predictor.predict(
+        point_coords=np.array(points, dtype=np.float32) if points else None,
+        point_labels=np.array(prompt["point_labels"]) if points else None,
+        box=np.array(box, dtype=np.float32) if box else None,
+        multimask_output=prompt.get("multimask_output", True),
+    )
+    return masks > 0, scores
+
+
+@pytest.mark.parametrize("image", list(IMAGES))
+@pytest.mark.parametrize("prompt", list(PROMPTS))
+def test_prompt_modes_match_sam2_image_predictor(
+    client: TestClient, reference: dict[str, SAM2ImagePredictor], image: str, prompt: str
+) -> None:
+    body = {"image": image_b64(image), "mask_format": "rle", "return_all_masks": True}
+    response = client.post("/v1/segment", json=body | PROMPTS[prompt])
+    assert response.status_code == 200, response.text
+    got = response.json()
+    masks, scores = _direct(reference[image], PROMPTS[prompt])
+    best = int(np.argmax(scores))
+    assert np.array_equal(decode_mask(got["mask"]), masks[best])
+    assert got["score"] == pytest.approx(float(scores[best]), abs=1e-5)
+    assert got["all_scores"] == pytest.approx(scores.tolist(), abs=1e-5)
+    assert len(got["all_masks"]) == len(scores)
+    for candidate, expected in zip(got["all_masks"], masks, strict=True):
+        assert np.array_equal(decode_mask(candidate), expected)
+    assert got["image_shape"] == list(IMAGES[image].shape[:2])
+
+
+@pytest.mark.parametrize("image", list(IMAGES))
+def test_several_boxes_give_one_mask_each(
+    client: TestClient, reference: dict[str, SAM2ImagePredictor], image: str
+) -> None:
+    body = {"image": image_b64(image), "mode": "box", "box_coords": BOXES, "mask_format": "png"}
+    got = client.post("/v1/segment", json=body).json()
+    masks, scores = _direct(reference[image], {"box_coords": BOXES})
+    assert masks.shape[:2] == (len(BOXES), 3)
+    assert len(got["predictions"]) == len(BOXES)
+    for prediction, box_masks, box_scores in zip(got["predictions"], masks, scores, strict=True):
+        best = int(np.argmax(box_scores))
+        assert np.array_equal(decode_mask(prediction["mask"]), box_masks[best])
+        assert prediction["all_scores"] == pytest.approx(box_scores.tolist(), abs=1e-5)
+    assert np.array_equal(decode_mask(got["mask"]), decode_mask(got["predictions"][0]["mask"]))
+
+
+def test_original_request_gives_the_original_response_shape(
+    client: TestClient, reference: dict[str, SAM2ImagePredictor]
+) -> None:
+    body = {"image": image_b64("portrait"), "mode": "point", "point_coords": [[100, 150]], "point_labels": [1]}
+    got = client.post("/v1/segment", json=body).json()
+    masks, scores = _direct(reference["portrait"], body)
+    mask = got["mask"]
+    assert isinstance(mask, list) and len(mask) == 200 and len(mask[0]) == 120
+    assert all(isinstance(v, bool) for v in mask[0])
+    assert np.array_equal(np.array(mask), masks[int(np.argmax(scores))])
+    assert isinstance(got["score"], float) and len(got["all_scores"]) == 3
+    assert got["image_shape"] == [200, 120]
+
+
+AUTO = {
+    "points_per_side": 4,
+    "points_per_batch": 16,
+    "pred_iou_thresh": 0.0,
+    "stability_score_thresh": 0.0,
+    "box_nms_thresh": 1.0,  # random weights give near-duplicate masks; keep them all
+}
+
+
+@pytest.mark.parametrize("image", list(IMAGES))
+def test_auto_mode_matches_sam2_automatic_mask_generator(
+    client: TestClient, reference_model: Any, image: str
+) -> None:
+    body = {"image": image_b64(image), "mode": "auto", "mask_format": "rle"} | AUTO
+    got = client.post("/v1/segment", json=body).json()
+    expected = SAM2AutomaticMaskGenerator(reference_model, **AUTO).generate(IMAGES[image].copy())
+    assert got["count"] == len(expected) == len(got["masks"])
+    assert got["count"] >= 2, "thresholds at 0 should keep several masks"
+    for ours, theirs in zip(got["masks"], expected, strict=True):
+        assert np.array_equal(decode_mask(ours["segmentation"]), theirs["segmentation"])
+        assert ours["area"] == theirs["area"]
+        assert ours["bbox"] == pytest.approx(theirs["bbox"])
+        assert ours["predicted_iou"] == pytest.approx(theirs["predicted_iou"], abs=1e-5)
+        assert ours["stability_score"] == pytest.approx(theirs["stability_score"], abs=1e-5)
+        assert ours["point_coords"][0] == pytest.approx(theirs["point_coords"][0])
+    assert set(got["masks"][0]) >= {"segmentation", "area", "bbox", "predicted_iou", "stability_score"}
+    assert got["image_shape"] == list(IMAGES[image].shape[:2])
