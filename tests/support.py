@@ -21,7 +21,10 @@ def scene(height: int, width: int, *, seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width]
     for index in range(1, 8):
         cy, cx = rng.integers(0, height), rng.integers(0, width)
-        ry, rx = rng.integers(height // 8 + 1, height // 3 + 2), rng.integers(width // 8 + 1, width // 3 + 2)
+        ry, rx = (
+            rng.integers(height // 8 + 1, height // 3 + 2),
+            rng.integers(width // 8 + 1, width // 3 + 2),
+        )
         pixels[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1] = palette[index]
     return pixels
 

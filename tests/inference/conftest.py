@@ -51,7 +51,9 @@ def engine(loaded_engine: Sam2Engine) -> Sam2Engine:
 
 
 def fresh_engine(loaded: Sam2Engine, *, cache_bytes: int = 1 << 30) -> Sam2Engine:
-    return Sam2Engine(loaded.model, loaded.info, EmbeddingCache(cache_bytes), max_pixels=loaded.max_pixels)
+    return Sam2Engine(
+        loaded.model, loaded.info, EmbeddingCache(cache_bytes), max_pixels=loaded.max_pixels
+    )
 
 
 @pytest.fixture

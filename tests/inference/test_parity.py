@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import IMAGES, image_b64
 from fastapi.testclient import TestClient
 from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 from sam2_contract import decode_mask
-from conftest import IMAGES, image_b64
 
 PROMPTS: dict[str, dict[str, Any]] = {
     "one_point": {"mode": "point", "point_coords": [[60, 40]], "point_labels": [1]},
@@ -87,14 +87,22 @@ def test_several_boxes_give_one_mask_each(
 def test_original_request_gives_the_original_response_shape(
     client: TestClient, reference: dict[str, SAM2ImagePredictor]
 ) -> None:
-    body = {"image": image_b64("portrait"), "mode": "point", "point_coords": [[100, 150]], "point_labels": [1]}
+    body = {
+        "image": image_b64("portrait"),
+        "mode": "point",
+        "point_coords": [[100, 150]],
+        "point_labels": [1],
+    }
     got = client.post("/v1/segment", json=body).json()
     masks, scores = _direct(reference["portrait"], body)
     mask = got["mask"]
-    assert isinstance(mask, list) and len(mask) == 200 and len(mask[0]) == 120
+    assert isinstance(mask, list)
+    assert len(mask) == 200
+    assert len(mask[0]) == 120
     assert all(isinstance(v, bool) for v in mask[0])
     assert np.array_equal(np.array(mask), masks[int(np.argmax(scores))])
-    assert isinstance(got["score"], float) and len(got["all_scores"]) == 3
+    assert isinstance(got["score"], float)
+    assert len(got["all_scores"]) == 3
     assert got["image_shape"] == [200, 120]
 
 
@@ -123,5 +131,11 @@ def test_auto_mode_matches_sam2_automatic_mask_generator(
         assert ours["predicted_iou"] == pytest.approx(theirs["predicted_iou"], abs=1e-5)
         assert ours["stability_score"] == pytest.approx(theirs["stability_score"], abs=1e-5)
         assert ours["point_coords"][0] == pytest.approx(theirs["point_coords"][0])
-    assert set(got["masks"][0]) >= {"segmentation", "area", "bbox", "predicted_iou", "stability_score"}
+    assert set(got["masks"][0]) >= {
+        "segmentation",
+        "area",
+        "bbox",
+        "predicted_iou",
+        "stability_score",
+    }
     assert got["image_shape"] == list(IMAGES[image].shape[:2])

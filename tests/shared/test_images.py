@@ -84,7 +84,9 @@ def test_sixteen_bit_grey_is_scaled_not_clipped() -> None:
 def test_data_url_prefix_and_line_breaks_are_accepted() -> None:
     data = encode(PIXELS)
     text = b64(data)
-    wrapped = "data:image/png;base64," + "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
+    wrapped = "data:image/png;base64," + "\n".join(
+        text[i : i + 76] for i in range(0, len(text), 76)
+    )
     assert decode_base64(wrapped) == data
 
 

@@ -16,7 +16,7 @@ from sam2_contract.errors import (
     UnsupportedMediaTypeError,
 )
 from sam2_contract.images import DecodedImage, decode_base64, image_id_for, load_image
-from sam2_contract.masks import decode_mask, encode_mask, encode_rle, decode_rle
+from sam2_contract.masks import decode_mask, decode_rle, encode_mask, encode_rle
 from sam2_contract.models import (
     MAX_BATCH_ITEMS,
     MODEL_IDS,

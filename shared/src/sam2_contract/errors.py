@@ -86,14 +86,12 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.UNKNOWN_FIELD: ErrorSpec(
         422, "Unknown field", "Remove the field or check its spelling against the API reference."
     ),
-    ErrorCode.INVALID_MODE: ErrorSpec(
-        422, "Unknown mode", "Use `mode` \"point\", \"box\" or \"auto\"."
-    ),
+    ErrorCode.INVALID_MODE: ErrorSpec(422, "Unknown mode", 'Use `mode` "point", "box" or "auto".'),
     ErrorCode.INVALID_MASK_FORMAT: ErrorSpec(
-        422, "Unknown mask format", "Use `mask_format` \"bool2d\", \"rle\" or \"png\"."
+        422, "Unknown mask format", 'Use `mask_format` "bool2d", "rle" or "png".'
     ),
     ErrorCode.UNKNOWN_MODEL: ErrorSpec(
-        422, "Unknown model", "Use `model` \"tiny\", \"small\", \"base-plus\" or \"large\"."
+        422, "Unknown model", 'Use `model` "tiny", "small", "base-plus" or "large".'
     ),
     ErrorCode.INVALID_PARAMETER: ErrorSpec(
         422, "Parameter out of range", "Keep the parameter inside the range the API lists."
@@ -145,7 +143,7 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         422, "Too many prompts", "Split the prompts over several requests or a batch."
     ),
     ErrorCode.INVALID_BATCH: ErrorSpec(
-        422, "Invalid batch", "Send {\"requests\": [...]} with 1 to the allowed number of items."
+        422, "Invalid batch", 'Send {"requests": [...]} with 1 to the allowed number of items.'
     ),
     ErrorCode.INVALID_BASE64: ErrorSpec(
         422,
@@ -173,7 +171,9 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         413, "Request body too large", "Send a smaller image, or fewer items per batch."
     ),
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: ErrorSpec(
-        415, "Unsupported content type", "Send the body as JSON with `Content-Type: application/json`."
+        415,
+        "Unsupported content type",
+        "Send the body as JSON with `Content-Type: application/json`.",
     ),
     ErrorCode.IMAGE_NOT_CACHED: ErrorSpec(
         404,
@@ -274,4 +274,3 @@ class ServiceUnavailableError(Sam2ServiceError):
 
 class InternalServiceError(Sam2ServiceError):
     default_code = ErrorCode.INTERNAL_ERROR
-

@@ -142,9 +142,7 @@ def _too_large(size: tuple[int, int] | None, max_pixels: int) -> PayloadTooLarge
 
 def _corrupt(exc: BaseException) -> InvalidImageError:
     if "truncated" in str(exc).lower():
-        return InvalidImageError(
-            "the image file is truncated", code=ErrorCode.TRUNCATED_IMAGE
-        )
+        return InvalidImageError("the image file is truncated", code=ErrorCode.TRUNCATED_IMAGE)
     return InvalidImageError(
         "the image file is corrupt and cannot be decoded", code=ErrorCode.CORRUPT_IMAGE
     )

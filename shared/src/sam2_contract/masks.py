@@ -112,7 +112,7 @@ def _compress(counts: npt.NDArray[np.int64]) -> str:
     chunks = (x[owner] >> (_CHUNK_BITS * position)) & 0x1F
     more = position < n_chunks[owner] - 1
     chars = chunks | np.where(more, 0x20, 0)
-    return (chars + 48).astype(np.uint8).tobytes().decode("ascii")
+    return str((chars + 48).astype(np.uint8).tobytes().decode("ascii"))
 
 
 def _decompress(counts: str) -> npt.NDArray[np.int64]:

@@ -18,7 +18,7 @@ Mode = Literal["point", "box", "auto"]
 MaskFormat = Literal["bool2d", "rle", "png"]
 WeightsSource = Literal["huggingface", "local", "random"]
 
-MODEL_IDS: dict[str, str] = {
+MODEL_IDS: dict[ModelName, str] = {
     "tiny": "facebook/sam2.1-hiera-tiny",
     "small": "facebook/sam2.1-hiera-small",
     "base-plus": "facebook/sam2.1-hiera-base-plus",
@@ -219,9 +219,7 @@ class SegmentRequest(_Model):
             raise _fail("missing_points", "point mode needs `point_coords`")
         if self.mode == "box" and self.box_coords is None:
             raise _fail("missing_box", "box mode needs `box_coords`")
-        if self.point_labels is not None and len(self.point_labels) != len(
-            self.point_coords or []
-        ):
+        if self.point_labels is not None and len(self.point_labels) != len(self.point_coords or []):
             raise _fail(
                 "point_labels_mismatch",
                 f"{len(self.point_coords or [])} points but {len(self.point_labels)} labels",
@@ -359,7 +357,7 @@ SegmentResponse = PromptSegmentResponse | AutoSegmentResponse
 class FieldError(BaseModel):
     """One problem with one field of the request."""
 
-    loc: list[str | int] = Field(description="Path to the field, e.g. [\"point_labels\", 1].")
+    loc: list[str | int] = Field(description='Path to the field, e.g. ["point_labels", 1].')
     msg: str
     code: str
 

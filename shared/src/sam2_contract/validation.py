@@ -35,7 +35,9 @@ def parse_json(body: bytes) -> Any:
         ) from None
 
 
-def invalid_request(exc: ValidationError, *, prefix: tuple[str | int, ...] = ()) -> InvalidRequestError:
+def invalid_request(
+    exc: ValidationError, *, prefix: tuple[str | int, ...] = ()
+) -> InvalidRequestError:
     """The client-facing error for a Pydantic validation failure; the first error sets `code`."""
     errors = [
         FieldError(loc=[*prefix, *err["loc"]], msg=err["msg"], code=_code_for(err).value)

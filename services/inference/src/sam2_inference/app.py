@@ -126,7 +126,9 @@ def create_app(
     async def models() -> ModelsResponse:
         serving = holder.engine.info if holder.engine else None
         entries = [
-            ModelEntry(name=name, model_id=model_id, loaded=serving is not None and serving.name == name)  # type: ignore[arg-type]
+            ModelEntry(
+                name=name, model_id=model_id, loaded=serving is not None and serving.name == name
+            )
             for name, model_id in MODEL_IDS.items()
         ]
         return ModelsResponse(models=entries, serving=serving)
@@ -194,7 +196,7 @@ def _batch_items(body: Any) -> list[Any]:
     items = body.get("requests") if isinstance(body, dict) else None
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_ITEMS or len(body) != 1:
         raise InvalidRequestError(
-            f"a batch is {{\"requests\": [...]}} with 1 to {MAX_BATCH_ITEMS} items",
+            f'a batch is {{"requests": [...]}} with 1 to {MAX_BATCH_ITEMS} items',
             code=ErrorCode.INVALID_BATCH,
         )
     return items

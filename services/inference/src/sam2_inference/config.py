@@ -16,7 +16,7 @@ DevicePreference = Literal["auto", "cuda", "mps", "cpu"]
 class InferenceSettings(BaseSettings):
     """Everything the inference service can be told; CLI flags override these."""
 
-    model_config = SettingsConfigDict(env_prefix="SAM2_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SAM2_", extra="ignore", populate_by_name=True)
 
     model: ModelName = Field(default="tiny", description="Which SAM 2.1 model to serve.")
     weights: str = Field(

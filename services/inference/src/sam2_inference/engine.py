@@ -1,8 +1,9 @@
 """The SAM2 engine: official `SAM2ImagePredictor` / `SAM2AutomaticMaskGenerator`, plus a cache.
 
 Each request gets its own predictor object (cheap: it shares the model), so the per-image state
-SAM2 keeps on a predictor never leaks between concurrent requests. Model work runs under one
-lock: the accelerator serialises it anyway, and this bounds memory to one request's activations.
+SAM2 keeps on a predictor never leaks between concurrent requests. Model work, and building
+predictors (torch.jit.script in their transforms is not thread-safe), runs under one lock: the
+accelerator serialises it anyway, and this bounds memory to one request's activations.
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ class _CachingPredictor(SAM2ImagePredictor):  # type: ignore[misc]
 
     def set_image(self, image: Pixels) -> None:
         pixels = np.asarray(image)
-        image_id = self._known_id if _same_array(pixels, self._known_pixels) else image_id_for(pixels)
+        image_id = (
+            self._known_id if _same_array(pixels, self._known_pixels) else image_id_for(pixels)
+        )
         entry = self._cache.get(self._namespace, image_id)
         if entry is not None:
             self.use(entry)
@@ -152,7 +155,9 @@ class Sam2Engine:
         )
         if info.random_weights:
             log.warning("RANDOM WEIGHTS: %s", RANDOM_WEIGHTS_WARNING)
-        return cls(model, info, EmbeddingCache(settings.cache_max_bytes), max_pixels=settings.max_pixels)
+        return cls(
+            model, info, EmbeddingCache(settings.cache_max_bytes), max_pixels=settings.max_pixels
+        )
 
     @property
     def warnings(self) -> list[str]:
@@ -211,12 +216,14 @@ class Sam2Engine:
     def _prompt(
         self, request: SegmentRequest, namespace: str, image: _Image, started: float
     ) -> PromptSegmentResponse:
-        predictor = self._predictor(namespace, image)
         boxes = np.asarray(request.boxes, dtype=np.float32) if request.boxes else None
-        points = np.asarray(request.point_coords, dtype=np.float32) if request.point_coords else None
+        points = (
+            np.asarray(request.point_coords, dtype=np.float32) if request.point_coords else None
+        )
         labels = np.asarray(request.labels, dtype=np.int32) if points is not None else None
         with self._lock, inference_context(self.device):
             model_started = perf_counter()
+            predictor = self._predictor(namespace, image)
             if image.entry is not None:
                 predictor.use(image.entry)
             else:
@@ -250,7 +257,24 @@ class Sam2Engine:
     def _auto(
         self, request: SegmentRequest, namespace: str, image: _Image, started: float
     ) -> AutoSegmentResponse:
-        generator = SAM2AutomaticMaskGenerator(
+        with self._lock, inference_context(self.device):
+            model_started = perf_counter()
+            generator = self._generator(request)
+            predictor = self._predictor(namespace, image, hole_area=request.min_mask_region_area)
+            generator.predictor = predictor
+            records = generator.generate(image.pixels)
+            model_ms = _ms(model_started)
+        encode_started = perf_counter()
+        masks = [_auto_mask(record, request.mask_format) for record in records]
+        return AutoSegmentResponse(
+            masks=masks,
+            count=len(masks),
+            image_shape=list(image.pixels.shape[:2]),
+            **self._extensions(request, image, predictor, model_ms, encode_started, started),
+        )
+
+    def _generator(self, request: SegmentRequest) -> SAM2AutomaticMaskGenerator:
+        return SAM2AutomaticMaskGenerator(
             self.model,
             points_per_side=request.points_per_side,
             points_per_batch=request.points_per_batch,
@@ -265,20 +289,6 @@ class Sam2Engine:
             min_mask_region_area=request.min_mask_region_area,
             use_m2m=request.use_m2m,
             output_mode="binary_mask",
-        )
-        predictor = self._predictor(namespace, image, hole_area=request.min_mask_region_area)
-        generator.predictor = predictor
-        with self._lock, inference_context(self.device):
-            model_started = perf_counter()
-            records = generator.generate(image.pixels)
-            model_ms = _ms(model_started)
-        encode_started = perf_counter()
-        masks = [_auto_mask(record, request.mask_format) for record in records]
-        return AutoSegmentResponse(
-            masks=masks,
-            count=len(masks),
-            image_shape=list(image.pixels.shape[:2]),
-            **self._extensions(request, image, predictor, model_ms, encode_started, started),
         )
 
     def _extensions(
@@ -345,8 +355,10 @@ def _check_bounds(request: SegmentRequest, height: int, width: int) -> None:
 
 
 def _same_array(a: Pixels, b: Pixels) -> bool:
-    """Whether `a` is `b` or a full view of it (how the mask generator passes an uncropped image)."""
-    return a.shape == b.shape and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    """Whether `a` is `b` or a full view of it, as the mask generator passes an uncropped image."""
+    return (
+        a.shape == b.shape and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
 
 
 def _ms(since: float) -> float:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 from sam2.build_sam import HF_MODEL_ID_TO_FILENAMES, build_sam2
@@ -38,12 +40,12 @@ class Checkpoint:
 
 def config_name(model: ModelName) -> str:
     """The sam2 Hydra config that builds this model."""
-    return HF_MODEL_ID_TO_FILENAMES[MODEL_IDS[model]][0]
+    return str(HF_MODEL_ID_TO_FILENAMES[MODEL_IDS[model]][0])
 
 
 def checkpoint_filename(model: ModelName) -> str:
     """The checkpoint's file name in its Hugging Face repository."""
-    return HF_MODEL_ID_TO_FILENAMES[MODEL_IDS[model]][1]
+    return str(HF_MODEL_ID_TO_FILENAMES[MODEL_IDS[model]][1])
 
 
 def resolve_checkpoint(settings: InferenceSettings) -> Checkpoint:
@@ -55,9 +57,13 @@ def resolve_checkpoint(settings: InferenceSettings) -> Checkpoint:
         return _from_hub(settings)
     if weights == "auto":
         try:
-            return _from_hub(settings)
+            # Offline, the hub client retries for ~20 s before it looks in its cache: skip that.
+            offline = settings.hf_offline or not _hub_reachable()
+            return _from_hub(settings.model_copy(update={"hf_offline": offline}))
         except WeightsUnavailableError as exc:
-            log.warning("Hugging Face weights unavailable (%s); falling back to RANDOM weights", exc)
+            log.warning(
+                "Hugging Face weights unavailable (%s); falling back to RANDOM weights", exc
+            )
             return _random(settings)
     path = Path(weights).expanduser()
     if not path.is_file():
@@ -101,11 +107,24 @@ def is_random_checkpoint(path: Path) -> bool:
 
 
 def _random(settings: InferenceSettings) -> Checkpoint:
-    path = settings.random_dir / f"sam2.1-hiera-{settings.model}-random-seed{settings.random_seed}.pt"
+    path = (
+        settings.random_dir / f"sam2.1-hiera-{settings.model}-random-seed{settings.random_seed}.pt"
+    )
     if not path.is_file():
         log.warning("building a RANDOM-weight %s checkpoint at %s", settings.model, path)
         build_random_checkpoint(settings.model, path, seed=settings.random_seed)
     return Checkpoint(path=path, source="random", random_weights=True)
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    from huggingface_hub import constants
+
+    host = urlsplit(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
 
 
 def _from_hub(settings: InferenceSettings) -> Checkpoint:

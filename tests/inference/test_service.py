@@ -1,0 +1,82 @@
+"""The HTTP surface besides /v1/segment: batches, models, health, readiness, random-weight flags."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from conftest import EncoderCounter, image_b64
+from fastapi.testclient import TestClient
+from sam2_contract import RANDOM_WEIGHTS_WARNING, decode_mask
+from sam2_inference import InferenceSettings, create_app
+
+CLICK = {"point_coords": [[60, 40]], "point_labels": [1], "mask_format": "rle"}
+
+
+def test_batch_runs_in_order_with_one_upload_and_isolated_failures(
+    client: TestClient, encoder_calls: EncoderCounter
+) -> None:
+    first = {"image": image_b64("landscape")} | CLICK
+    response = client.post("/v1/segment/batch", json={"requests": [first]})
+    image_id = response.json()["results"][0]["result"]["image_id"]
+    items = [
+        {"image_id": image_id} | CLICK,
+        {"image_id": image_id, "mode": "box", "box_coords": [10, 10, 90, 90], "mask_format": "rle"},
+        {"image_id": image_id, "mode": "lasso"},
+        {"image": image_b64("portrait")} | CLICK,
+    ]
+    batch = client.post("/v1/segment/batch", json={"requests": items}).json()
+    assert batch["count"] == 4
+    statuses = [r["status"] for r in batch["results"]]
+    assert statuses == [200, 200, 422, 200]
+    assert batch["results"][2]["error"]["code"] == "invalid_mode"
+    assert batch["results"][2]["error"]["instance"] == "#/requests/2"
+    assert [r["index"] for r in batch["results"]] == [0, 1, 2, 3]
+    assert encoder_calls.calls == 2  # landscape once, portrait once
+    single = client.post("/v1/segment", json={"image_id": image_id} | CLICK).json()
+    assert (
+        decode_mask(single["mask"]).tolist()
+        == decode_mask(batch["results"][0]["result"]["mask"]).tolist()
+    )
+
+
+def test_random_weights_are_flagged_everywhere(client: TestClient) -> None:
+    health = client.get("/healthz").json()
+    assert health["state"] == "ready"
+    assert health["random_weights"] is True
+    assert RANDOM_WEIGHTS_WARNING in health["warnings"]
+    assert health["model"]["device"] == "cpu"
+    assert health["model"]["dtype"] == "float32"
+    response = client.post("/v1/segment", json={"image": image_b64("portrait")} | CLICK)
+    assert response.headers["x-sam2-weights"] == "random"
+    body = response.json()
+    assert body["model"]["random_weights"] is True
+    assert RANDOM_WEIGHTS_WARNING in body["warnings"]
+
+
+def test_models_lists_all_four_and_marks_the_served_one(client: TestClient) -> None:
+    listing = client.get("/v1/models").json()
+    assert {m["name"]: m["loaded"] for m in listing["models"]} == {
+        "tiny": True,
+        "small": False,
+        "base-plus": False,
+        "large": False,
+    }
+    assert listing["serving"]["model_id"] == "facebook/sam2.1-hiera-tiny"
+
+
+def test_readyz_and_segment_say_not_ready_when_the_model_cannot_load(tmp_path: Path) -> None:
+    settings = InferenceSettings(weights=str(tmp_path / "missing.pt"), device="cpu")
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/healthz").json()["state"] == "loading" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get("/healthz").json()["state"] == "failed"
+        for response in (
+            client.get("/readyz"),
+            client.post("/v1/segment", json={"image": image_b64("portrait")} | CLICK),
+        ):
+            assert response.status_code == 503
+            assert response.json()["code"] == "not_ready"
+            assert response.headers["retry-after"] == "5"
+            assert "missing.pt" not in response.text  # paths stay in the logs
