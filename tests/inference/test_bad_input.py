@@ -190,7 +190,8 @@ def test_unknown_path_and_method(bad_client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [{}, {"requests": []}, {"requests": [{}] * 17}, {"requests": "x"}, [1]]
+    "body",
+    [{}, {"requests": []}, {"requests": [{}] * 17}, {"requests": "x"}, [1], "requests"],
 )
 def test_malformed_batches(bad_client: TestClient, body: Any) -> None:
     _assert_problem(bad_client.post("/v1/segment/batch", json=body), 422, "invalid_batch")

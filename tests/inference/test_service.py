@@ -40,6 +40,30 @@ def test_batch_runs_in_order_with_one_upload_and_isolated_failures(
     )
 
 
+def test_batch_shares_one_uploaded_image_across_prompt_sets(
+    client: TestClient, encoder_calls: EncoderCounter
+) -> None:
+    items = [
+        CLICK,
+        {"mode": "box", "box_coords": [10, 10, 90, 90], "mask_format": "rle"},
+        {"image": image_b64("portrait")} | CLICK,  # an item may still bring its own image
+    ]
+    batch = client.post(
+        "/v1/segment/batch", json={"image": image_b64("landscape"), "requests": items}
+    ).json()
+    assert [r["status"] for r in batch["results"]] == [200, 200, 200]
+    shapes = [r["result"]["image_shape"] for r in batch["results"]]
+    assert shapes == [[120, 200], [120, 200], [200, 120]]
+    assert [r["result"]["cached"] for r in batch["results"]] == [False, True, False]
+    assert encoder_calls.calls == 2
+
+
+def test_a_bad_shared_image_fails_the_whole_batch(client: TestClient) -> None:
+    response = client.post("/v1/segment/batch", json={"image": "%%%", "requests": [CLICK]})
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_base64"
+
+
 def test_random_weights_are_flagged_everywhere(client: TestClient) -> None:
     health = client.get("/healthz").json()
     assert health["state"] == "ready"

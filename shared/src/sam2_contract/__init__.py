@@ -23,6 +23,7 @@ from sam2_contract.models import (
     RANDOM_WEIGHTS_WARNING,
     AutoMask,
     AutoSegmentResponse,
+    BatchImage,
     BatchItemResult,
     BatchSegmentRequest,
     BatchSegmentResponse,
@@ -44,7 +45,13 @@ from sam2_contract.models import (
     SegmentResponse,
     Timings,
 )
-from sam2_contract.validation import invalid_request, parse_json, parse_segment_request
+from sam2_contract.validation import (
+    BatchEnvelope,
+    invalid_request,
+    parse_batch,
+    parse_json,
+    parse_segment_request,
+)
 
 __all__ = [
     "CATALOG",
@@ -54,6 +61,8 @@ __all__ = [
     "RANDOM_WEIGHTS_WARNING",
     "AutoMask",
     "AutoSegmentResponse",
+    "BatchEnvelope",
+    "BatchImage",
     "BatchItemResult",
     "BatchSegmentRequest",
     "BatchSegmentResponse",
@@ -94,6 +103,7 @@ __all__ = [
     "image_id_for",
     "invalid_request",
     "load_image",
+    "parse_batch",
     "parse_json",
     "parse_segment_request",
 ]

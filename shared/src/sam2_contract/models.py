@@ -250,14 +250,32 @@ class SegmentRequest(_Model):
         return self.point_labels if self.point_labels is not None else [1] * len(self.point_coords)
 
 
-class BatchSegmentRequest(_Model):
+class BatchImage(_Model):
+    """The image a batch's items share unless they name their own."""
+
+    image: str | None = Field(
+        default=None,
+        description="An image (base64) for every item that names none of its own: one upload, "
+        "one image encoder run, many prompt sets.",
+    )
+    image_id: Annotated[str | None, BeforeValidator(_check_image_id)] = Field(
+        default=None, description="Like `image`, as the `image_id` of an earlier response."
+    )
+
+    @model_validator(mode="after")
+    def _one_shared_image(self) -> Self:
+        if self.image is not None and self.image_id is not None:
+            raise _fail("image_and_image_id", "send `image` or `image_id`, not both")
+        return self
+
+
+class BatchSegmentRequest(BatchImage):
     """Several segment requests answered together, in order; each succeeds or fails alone."""
 
     requests: list[SegmentRequest] = Field(
         min_length=1,
         max_length=MAX_BATCH_ITEMS,
-        description="Items run in order, so a later item can use the `image_id` an earlier "
-        "one returned: one image, many prompt sets, one upload.",
+        description="The items, run in order; items may also name images of their own.",
     )
 
 

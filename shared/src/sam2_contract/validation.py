@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from sam2_contract.errors import ErrorCode, InvalidRequestError
-from sam2_contract.models import FieldError, SegmentRequest
+from sam2_contract.models import MAX_BATCH_ITEMS, BatchImage, FieldError, SegmentRequest
 
 _CODES = {code.value for code in ErrorCode}
 _FIELD_CODES: dict[str, ErrorCode] = {
@@ -52,6 +52,36 @@ def parse_segment_request(raw: Any) -> SegmentRequest:
     """Validate one decoded JSON object as a SegmentRequest."""
     try:
         return SegmentRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+
+
+class BatchEnvelope(BatchImage):
+    """A batch body with its items still raw, so that each item can fail on its own."""
+
+    requests: list[Any] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+    def items(self) -> list[Any]:
+        """The raw items, those without an image of their own pointed at the shared one."""
+        shared = {"image": self.image} if self.image is not None else {"image_id": self.image_id}
+        if self.image is None and self.image_id is None:
+            return list(self.requests)
+        return [
+            shared | item
+            if isinstance(item, dict) and "image" not in item and "image_id" not in item
+            else item
+            for item in self.requests
+        ]
+
+
+def parse_batch(raw: Any) -> BatchEnvelope:
+    """Validate a batch body's envelope; its items are validated one by one later."""
+    if not isinstance(raw, dict):
+        raise InvalidRequestError(
+            "a batch body is a JSON object with `requests`", code=ErrorCode.INVALID_BATCH
+        )
+    try:
+        return BatchEnvelope.model_validate(raw)
     except ValidationError as exc:
         raise invalid_request(exc) from None
 

@@ -22,7 +22,6 @@ from sam2_contract.errors import (
     PROBLEM_CONTENT_TYPE,
     ErrorCode,
     InternalServiceError,
-    InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
     Sam2ServiceError,
@@ -30,7 +29,6 @@ from sam2_contract.errors import (
     UnsupportedMediaTypeError,
 )
 from sam2_contract.models import (
-    MAX_BATCH_ITEMS,
     MODEL_IDS,
     BatchSegmentResponse,
     Health,
@@ -38,7 +36,7 @@ from sam2_contract.models import (
     ModelsResponse,
     SegmentResponse,
 )
-from sam2_contract.validation import parse_json, parse_segment_request
+from sam2_contract.validation import parse_batch, parse_json, parse_segment_request
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -118,8 +116,8 @@ def create_app(
 
     @app.post("/v1/segment/batch", response_model=BatchSegmentResponse, tags=["segment"])
     async def segment_batch(body: BodyDep, engine: EngineDep, namespace: NamespaceDep) -> Response:
-        items = _batch_items(body)
-        result = await run_in_threadpool(engine.segment_batch, items, namespace=namespace)
+        batch = parse_batch(body)
+        result = await run_in_threadpool(engine.segment_batch, batch, namespace=namespace)
         return _json(result, engine)
 
     @app.get("/v1/models", response_model=ModelsResponse, tags=["models"])
@@ -190,16 +188,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLargeError(f"the body is over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _batch_items(body: Any) -> list[Any]:
-    items = body.get("requests") if isinstance(body, dict) else None
-    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_ITEMS or len(body) != 1:
-        raise InvalidRequestError(
-            f'a batch is {{"requests": [...]}} with 1 to {MAX_BATCH_ITEMS} items',
-            code=ErrorCode.INVALID_BATCH,
-        )
-    return items
 
 
 def _json(model: BaseModel, engine: Sam2Engine) -> Response:

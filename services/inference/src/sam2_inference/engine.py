@@ -8,9 +8,9 @@ accelerator serialises it anyway, and this bounds memory to one request's activa
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -28,7 +28,7 @@ from sam2_contract.errors import (
     ModelNotLoadedError,
     Sam2ServiceError,
 )
-from sam2_contract.images import Pixels, decode_base64, image_id_for, load_image
+from sam2_contract.images import DecodedImage, Pixels, decode_base64, image_id_for, load_image
 from sam2_contract.masks import encode_mask
 from sam2_contract.models import (
     MODEL_IDS,
@@ -46,7 +46,7 @@ from sam2_contract.models import (
     SegmentResponse,
     Timings,
 )
-from sam2_contract.validation import parse_segment_request
+from sam2_contract.validation import BatchEnvelope, parse_segment_request
 
 from sam2_inference.cache import CachedImage, EmbeddingCache
 from sam2_inference.config import InferenceSettings
@@ -65,15 +65,16 @@ class _CachingPredictor(SAM2ImagePredictor):  # type: ignore[misc]
     means auto mode reuses a cached embedding too.
     """
 
-    def __init__(
-        self,
-        model: SAM2Base,
-        cache: EmbeddingCache,
-        namespace: str,
-        image: tuple[Pixels, str],
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(model, **kwargs)
+    _cache: EmbeddingCache
+    _namespace: str
+    _known_pixels: Pixels
+    _known_id: str
+    embed_ms: float
+    encoder_runs: int
+
+    def bind(self, cache: EmbeddingCache, namespace: str, image: tuple[Pixels, str]) -> None:
+        """Point this predictor at one request: its cache, tenant and (pixels, image_id)."""
+        self.reset_predictor()
         self._cache = cache
         self._namespace = namespace
         self._known_pixels, self._known_id = image
@@ -128,6 +129,7 @@ class Sam2Engine:
         self.max_pixels = max_pixels
         self.device = torch.device(info.device)
         self._lock = threading.Lock()
+        self._template: _CachingPredictor | None = None
 
     @classmethod
     def from_settings(cls, settings: InferenceSettings) -> Sam2Engine:
@@ -163,34 +165,57 @@ class Sam2Engine:
     def warnings(self) -> list[str]:
         return [RANDOM_WEIGHTS_WARNING] if self.info.random_weights else []
 
-    def segment(self, request: SegmentRequest, *, namespace: str = "default") -> SegmentResponse:
-        """Run one request; raises Sam2ServiceError subclasses for anything the client got wrong."""
+    def segment(
+        self,
+        request: SegmentRequest,
+        *,
+        namespace: str = "default",
+        image: DecodedImage | None = None,
+    ) -> SegmentResponse:
+        """Run one request; raises Sam2ServiceError subclasses for anything the client got wrong.
+
+        `image`, when given, is the request's image already decoded (a batch's shared upload,
+        or a caller that decoded it to check it): it is not decoded again.
+        """
         started = perf_counter()
         if request.model is not None and request.model != self.info.name:
             raise ModelNotLoadedError(
                 f"this server serves {self.info.name!r}, not {request.model!r}"
             )
-        image = self._image(request, namespace)
-        _check_bounds(request, image.pixels.shape[0], image.pixels.shape[1])
+        resolved = self._image(request, namespace, image)
+        _check_bounds(request, resolved.pixels.shape[0], resolved.pixels.shape[1])
         if request.mode == "auto":
-            return self._auto(request, namespace, image, started)
-        return self._prompt(request, namespace, image, started)
+            return self._auto(request, namespace, resolved, started)
+        return self._prompt(request, namespace, resolved, started)
 
     def segment_batch(
-        self, items: Sequence[Any], *, namespace: str = "default"
+        self, batch: BatchEnvelope, *, namespace: str = "default"
     ) -> BatchSegmentResponse:
-        """Run raw batch items in order; each fails alone, as a problem in its slot."""
+        """Run a batch's items in order; each fails alone, as a problem in its slot. The
+        shared image is decoded once; a bad shared image fails the whole batch."""
+        shared = (
+            load_image(decode_base64(batch.image), max_pixels=self.max_pixels)
+            if batch.image
+            else None
+        )
         results = []
-        for index, raw in enumerate(items):
+        for index, raw in enumerate(batch.items()):
             try:
-                response = self.segment(parse_segment_request(raw), namespace=namespace)
+                request = parse_segment_request(raw)
+                own = shared if shared and request.image == batch.image else None
+                response = self.segment(request, namespace=namespace, image=own)
                 results.append(BatchItemResult(index=index, status=200, result=response))
             except Sam2ServiceError as exc:
                 problem = exc.to_problem(instance=f"#/requests/{index}")
                 results.append(BatchItemResult(index=index, status=exc.status, error=problem))
         return BatchSegmentResponse(results=results, count=len(results))
 
-    def _image(self, request: SegmentRequest, namespace: str) -> _Image:
+    def _image(
+        self, request: SegmentRequest, namespace: str, decoded: DecodedImage | None
+    ) -> _Image:
+        if decoded is not None:
+            entry = self.cache.get(namespace, decoded.image_id)
+            return _Image(decoded.pixels, decoded.image_id, entry, 0.0)
         if request.image_id is not None:
             entry = self.cache.get(namespace, request.image_id)
             if entry is None:
@@ -204,14 +229,18 @@ class Sam2Engine:
     def _predictor(
         self, namespace: str, image: _Image, *, hole_area: float = 0.0
     ) -> _CachingPredictor:
-        return _CachingPredictor(
-            self.model,
-            self.cache,
-            namespace,
-            (image.pixels, image.image_id),
-            max_hole_area=hole_area,
-            max_sprinkle_area=hole_area,
-        )
+        """A predictor for one request. Building one scripts its transforms (~10 ms), so the
+        common case copies a template instead; copies share the model and transforms only."""
+        if hole_area:
+            predictor = _CachingPredictor(
+                self.model, max_hole_area=hole_area, max_sprinkle_area=hole_area
+            )
+        else:
+            if self._template is None:
+                self._template = _CachingPredictor(self.model)
+            predictor = copy.copy(self._template)
+        predictor.bind(self.cache, namespace, (image.pixels, image.image_id))
+        return predictor
 
     def _prompt(
         self, request: SegmentRequest, namespace: str, image: _Image, started: float

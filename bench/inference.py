@@ -1,0 +1,160 @@
+"""Inference benchmark: what the embedding cache saves, and what each mask format costs.
+
+Prints markdown tables; every ratio compares two numbers measured in this same run.
+
+    .venv/bin/python bench/inference.py [--model tiny] [--device auto] [--repeats 20]
+
+Uses seeded random weights (no download): timings are those of the real architecture, the masks
+themselves are meaningless, so the wire-size table also reports a smooth object-like mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sam2_contract import PromptPrediction, SegmentRequest, decode_mask, encode_mask
+from sam2_contract.images import image_id_for
+from sam2_inference import EmbeddingCache, InferenceSettings, Sam2Engine
+
+WIDTH, HEIGHT = 1024, 768
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--encoder-runs", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = InferenceSettings(
+            model=args.model, weights="random", device=args.device, random_dir=Path(tmp)
+        )
+        engine = Sam2Engine.from_settings(settings)
+    pixels = _scene()
+    print(
+        f"# SAM2 inference benchmark: {engine.info.model_id}, random weights, {engine.info.device}"
+    )
+    print(f"image {WIDTH}x{HEIGHT}; medians over the runs shown\n")
+    mask = _cache_table(engine, pixels, args.repeats, args.encoder_runs)
+    _format_table(mask, _object_mask(), args.repeats)
+
+
+def _cache_table(
+    engine: Sam2Engine, pixels: np.ndarray, repeats: int, encoder_runs: int
+) -> np.ndarray:
+    image = _b64_png(pixels)
+    click = {"point_coords": [[512, 384]], "point_labels": [1], "mask_format": "rle"}
+    cold, warm = [], []
+    response: Any = None
+    for run in range(encoder_runs):
+        engine.cache = EmbeddingCache(engine.cache.max_bytes)
+        response = engine.segment(SegmentRequest(image=image, **click), namespace=f"cold{run}")
+        cold.append(response.timings_ms)
+    image_id = response.image_id
+    assert image_id == image_id_for(pixels)
+    for _ in range(repeats):
+        started = time.perf_counter()
+        warm_response = engine.segment(
+            SegmentRequest(image_id=image_id, **click), namespace=f"cold{encoder_runs - 1}"
+        )
+        warm.append((time.perf_counter() - started) * 1000)
+        assert warm_response.cached
+    encoder = statistics.median(t.embed_ms for t in cold)
+    cold_total = statistics.median(t.total_ms for t in cold)
+    cached = statistics.median(warm)
+    print("## Image encoder vs a cached prompt\n")
+    print("| step | ms (median) | ratio |")
+    print("|---|---:|---:|")
+    print(
+        f"| image encoder (`set_image`) | {encoder:.1f} | {encoder / cached:.1f}x a cached prompt |"
+    )
+    first = "first click on an image (decode + encoder + prompt)"
+    print(f"| {first} | {cold_total:.1f} | {cold_total / cached:.1f}x |")
+    print(f"| repeat click by `image_id` (cache hit, end to end) | {cached:.1f} | 1.0x |")
+    print()
+    return decode_mask(response.mask)
+
+
+def _format_table(model_mask: np.ndarray, object_mask: np.ndarray, repeats: int) -> None:
+    print("## One 1024x768 mask on the wire, per `mask_format`\n")
+    print("| mask | format | JSON bytes | vs bool2d | encode+serialise ms | parse+decode ms |")
+    print("|---|---|---:|---:|---:|---:|")
+    for label, mask in (
+        ("SAM2 output (random weights)", model_mask),
+        ("smooth object (ellipse)", object_mask),
+    ):
+        sizes = {}
+        for fmt in ("bool2d", "rle", "png"):
+            wire = _to_wire(mask, fmt)
+            sizes[fmt] = len(wire)
+            encode_ms = _median_ms(partial(_to_wire, mask, fmt), repeats)
+            decode_ms = _median_ms(partial(_from_wire, wire), repeats)
+            assert np.array_equal(_from_wire(wire), mask)
+            ratio = (
+                f"{sizes['bool2d'] / sizes[fmt]:.0f}x smaller" if fmt != "bool2d" else "baseline"
+            )
+            cells = [label, fmt, f"{sizes[fmt]:,}", ratio, f"{encode_ms:.2f}", f"{decode_ms:.2f}"]
+            print("| " + " | ".join(cells) + " |")
+    print()
+
+
+def _to_wire(mask: np.ndarray, fmt: str) -> bytes:
+    """What the server does per mask: encode it, then serialise it into the JSON body."""
+    response = PromptPrediction(mask=encode_mask(mask, fmt), score=1.0, all_scores=[1.0])  # type: ignore[arg-type]
+    return response.model_dump_json(include={"mask"}).encode()
+
+
+def _from_wire(body: bytes) -> np.ndarray:
+    """What a client does: parse the JSON, then decode the mask."""
+    return decode_mask(json.loads(body)["mask"])
+
+
+def _median_ms(call: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def _scene() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
+    pixels = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    pixels[:] = (40, 90, 160)
+    for _ in range(12):
+        cy, cx, r = rng.integers(0, HEIGHT), rng.integers(0, WIDTH), rng.integers(40, 200)
+        pixels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = rng.integers(0, 256, 3)
+    return pixels
+
+
+def _object_mask() -> np.ndarray:
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
+    return ((yy - 400) / 250.0) ** 2 + ((xx - 500) / 320.0) ** 2 <= 1
+
+
+def _b64_png(pixels: np.ndarray) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+if __name__ == "__main__":
+    main()
