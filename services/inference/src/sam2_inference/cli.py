@@ -32,9 +32,12 @@ def main(argv: list[str] | None = None) -> None:
     build.add_argument("--out", type=Path, required=True)
 
     args = parser.parse_args(argv)
+    # sam2 logs every set_image at INFO on the root logger: keep the root at WARNING and
+    # let this service's own loggers speak at INFO.
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("sam2_inference").setLevel(logging.INFO)
     if args.command == "serve":
         _serve(args)
     else:

@@ -1,0 +1,66 @@
+"""Every file format and every mode through the service.
+
+Lossless formats of the same pixels share an `image_id`, so only the first runs the encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import IMAGES, EncoderCounter
+from fastapi.testclient import TestClient
+from sam2_contract import decode_mask
+from support import b64, encode
+
+LOSSLESS = [("PNG", {}), ("WEBP", {"lossless": True}), ("BMP", {}), ("TIFF", {}), ("GIF", {})]
+CLICK = {"point_coords": [[50, 50]], "point_labels": [1], "mask_format": "rle"}
+
+
+def test_every_format_is_served_and_lossless_ones_share_the_embedding(
+    client: TestClient, encoder_calls: EncoderCounter
+) -> None:
+    pixels = IMAGES["portrait"]
+    answers = []
+    for fmt, params in LOSSLESS:
+        body = {"image": b64(encode(pixels, fmt, **params))} | CLICK
+        response = client.post("/v1/segment", json=body)
+        assert response.status_code == 200, (fmt, response.text)
+        answers.append(response.json())
+    assert {a["image_id"] for a in answers} == {answers[0]["image_id"]}
+    assert [a["cached"] for a in answers] == [False, True, True, True, True]
+    assert all(a["mask"] == answers[0]["mask"] for a in answers)
+    assert encoder_calls.calls == 1
+
+    jpeg = client.post("/v1/segment", json={"image": b64(encode(pixels, "JPEG"))} | CLICK).json()
+    assert jpeg["image_shape"] == [200, 120]
+    assert jpeg["image_id"] != answers[0]["image_id"]  # lossy: other pixels, other embedding
+    assert encoder_calls.calls == 2
+
+
+@pytest.mark.parametrize("mode", ["point", "box", "auto"])
+def test_every_mode_answers_in_every_mask_format(client: TestClient, mode: str) -> None:
+    prompt = {
+        "point": {"point_coords": [[50, 50]]},
+        "box": {"box_coords": [10, 10, 100, 150]},
+        "auto": {"points_per_side": 2, "pred_iou_thresh": 0, "stability_score_thresh": 0},
+    }[mode]
+    image = {"image": b64(encode(IMAGES["portrait"]))}
+    answers = {}
+    for fmt in ("bool2d", "rle", "png"):
+        response = client.post(
+            "/v1/segment", json=image | prompt | {"mode": mode, "mask_format": fmt}
+        )
+        assert response.status_code == 200, response.text
+        answers[fmt] = response.json()
+        assert answers[fmt]["mask_format"] == fmt
+    decoded = {
+        fmt: [decode_mask(m["segmentation"]) for m in a["masks"]]
+        if mode == "auto"
+        else [decode_mask(a["mask"])]
+        for fmt, a in answers.items()
+    }
+    assert decoded["bool2d"]
+    for fmt in ("rle", "png"):
+        assert len(decoded[fmt]) == len(decoded["bool2d"])
+        for ours, reference in zip(decoded[fmt], decoded["bool2d"], strict=True):
+            assert np.array_equal(ours, reference)
+            assert ours.shape == (200, 120)
