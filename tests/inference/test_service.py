@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
-from conftest import EncoderCounter, image_b64
+from conftest import IMAGES, EncoderCounter, image_b64
 from fastapi.testclient import TestClient
 from sam2_contract import RANDOM_WEIGHTS_WARNING, decode_mask
+from sam2_contract.wire import FRAME_CONTENT_TYPE, pack_frame
 from sam2_inference import InferenceSettings, create_app
 
 CLICK = {"point_coords": [[60, 40]], "point_labels": [1], "mask_format": "rle"}
@@ -104,3 +106,19 @@ def test_readyz_and_segment_say_not_ready_when_the_model_cannot_load(tmp_path: P
             assert response.json()["code"] == "not_ready"
             assert response.headers["retry-after"] == "5"
             assert "missing.pt" not in response.text  # paths stay in the logs
+
+
+def test_the_gateway_frame_carries_decoded_pixels_and_gives_the_same_answer(
+    client: TestClient,
+) -> None:
+    by_json = client.post("/v1/segment", json={"image": image_b64("portrait")} | CLICK)
+    request = json.dumps({"image_id": by_json.json()["image_id"]} | CLICK, separators=(",", ":"))
+    body, headers = pack_frame(request.encode(), IMAGES["portrait"])
+    by_frame = client.post(
+        "/internal/segment", content=body, headers=headers | {"content-type": FRAME_CONTENT_TYPE}
+    )
+    assert by_frame.status_code == 200, by_frame.text
+    assert by_frame.json()["mask"] == by_json.json()["mask"]
+    assert by_frame.json()["image_id"] == by_json.json()["image_id"]
+    assert by_frame.headers["x-sam2-masks"] == "1"
+    assert float(by_json.headers["x-sam2-model-ms"]) > 0

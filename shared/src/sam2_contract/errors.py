@@ -10,9 +10,12 @@ below and one handler turns them into RFC 9457 ``application/problem+json`` (``P
     ├── PayloadTooLargeError         413: body or decoded image over its limit
     ├── UnsupportedMediaTypeError    415: not application/json
     ├── ImageNotCachedError          404: `image_id` unknown or evicted; resend the image
+    ├── AuthenticationError          401: no, malformed, unknown, revoked or expired credentials
+    ├── PermissionDeniedError        403: the credentials lack the route's scope
+    ├── RateLimitError               429: over the key's request rate or concurrency
     ├── NotFoundError                404/405: no such route or method
     ├── ModelNotLoadedError          400: the asked-for model is not served here
-    ├── ServiceUnavailableError      503: still loading, or a backend is down
+    ├── ServiceUnavailableError      503/504: still loading, inference down or too slow
     └── InternalServiceError         500: a bug; the response says nothing more
 """
 
@@ -64,6 +67,18 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     NOT_READY = "not_ready"
+    MISSING_CREDENTIALS = "missing_credentials"
+    MALFORMED_CREDENTIALS = "malformed_credentials"
+    INVALID_API_KEY = "invalid_api_key"
+    API_KEY_REVOKED = "api_key_revoked"
+    API_KEY_EXPIRED = "api_key_expired"
+    INVALID_TOKEN = "invalid_token"  # noqa: S105 (an error code, not a secret)
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_CONCURRENT = "too_many_concurrent"
+    INFERENCE_UNAVAILABLE = "inference_unavailable"
+    INFERENCE_TIMEOUT = "inference_timeout"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -192,6 +207,50 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.NOT_READY: ErrorSpec(
         503, "Service not ready", "The model is still loading; retry after `Retry-After` seconds."
     ),
+    ErrorCode.MISSING_CREDENTIALS: ErrorSpec(
+        401,
+        "No credentials",
+        "Send `Authorization: Bearer <API key or token>` or `X-API-Key: <API key>`.",
+    ),
+    ErrorCode.MALFORMED_CREDENTIALS: ErrorSpec(
+        401,
+        "Malformed credentials",
+        "An API key looks like sam2_<id>_<secret>_<check>; copy it whole, without spaces.",
+    ),
+    ErrorCode.INVALID_API_KEY: ErrorSpec(
+        401,
+        "Invalid API key",
+        "Check the key, or create a new one with `sam2-gateway keys create`.",
+    ),
+    ErrorCode.API_KEY_REVOKED: ErrorSpec(
+        401, "API key revoked", "This key was revoked; create a new one."
+    ),
+    ErrorCode.API_KEY_EXPIRED: ErrorSpec(
+        401, "API key expired", "This key has passed its expiry; create a new one."
+    ),
+    ErrorCode.INVALID_TOKEN: ErrorSpec(
+        401, "Invalid token", "Get a fresh token from POST /v1/auth/token with your API key."
+    ),
+    ErrorCode.TOKEN_EXPIRED: ErrorSpec(
+        401, "Token expired", "Tokens live minutes; get a fresh one from POST /v1/auth/token."
+    ),
+    ErrorCode.INSUFFICIENT_SCOPE: ErrorSpec(
+        403, "Missing scope", "Use a key (or token) that carries the scope this route needs."
+    ),
+    ErrorCode.RATE_LIMITED: ErrorSpec(
+        429, "Rate limit exceeded", "Wait `Retry-After` seconds, or ask for a higher rate tier."
+    ),
+    ErrorCode.TOO_MANY_CONCURRENT: ErrorSpec(
+        429, "Too many concurrent requests", "Wait for a running request to finish, then retry."
+    ),
+    ErrorCode.INFERENCE_UNAVAILABLE: ErrorSpec(
+        503, "Inference unavailable", "The model server is unreachable; retry after `Retry-After`."
+    ),
+    ErrorCode.INFERENCE_TIMEOUT: ErrorSpec(
+        504,
+        "Inference timed out",
+        "Retry; for auto mode use fewer `points_per_side` or a smaller image.",
+    ),
     ErrorCode.INTERNAL_ERROR: ErrorSpec(
         500,
         "Internal error",
@@ -266,6 +325,18 @@ class NotFoundError(Sam2ServiceError):
 
 class ModelNotLoadedError(Sam2ServiceError):
     default_code = ErrorCode.MODEL_NOT_LOADED
+
+
+class AuthenticationError(Sam2ServiceError):
+    default_code = ErrorCode.MISSING_CREDENTIALS
+
+
+class PermissionDeniedError(Sam2ServiceError):
+    default_code = ErrorCode.INSUFFICIENT_SCOPE
+
+
+class RateLimitError(Sam2ServiceError):
+    default_code = ErrorCode.RATE_LIMITED
 
 
 class ServiceUnavailableError(Sam2ServiceError):

@@ -372,6 +372,13 @@ class AutoSegmentResponse(_Extensions):
 SegmentResponse = PromptSegmentResponse | AutoSegmentResponse
 
 
+def mask_count(response: SegmentResponse) -> int:
+    """How many masks a response answers with (one per box, or per auto mask)."""
+    if isinstance(response, AutoSegmentResponse):
+        return response.count
+    return len(response.predictions) if response.predictions else 1
+
+
 class FieldError(BaseModel):
     """One problem with one field of the request."""
 

@@ -28,15 +28,26 @@ from sam2_contract.errors import (
     ServiceUnavailableError,
     UnsupportedMediaTypeError,
 )
+from sam2_contract.images import DecodedImage, image_id_for
 from sam2_contract.models import (
     MODEL_IDS,
+    AutoSegmentResponse,
     BatchSegmentResponse,
     Health,
     ModelEntry,
     ModelsResponse,
+    PromptSegmentResponse,
     SegmentResponse,
+    mask_count,
 )
 from sam2_contract.validation import parse_batch, parse_json, parse_segment_request
+from sam2_contract.wire import (
+    FRAME_CONTENT_TYPE,
+    MASKS_HEADER,
+    MODEL_MS_HEADER,
+    SHAPE_HEADER,
+    unpack_frame,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -114,6 +125,21 @@ def create_app(
         result = await run_in_threadpool(engine.segment, request, namespace=namespace)
         return _json(result, engine)
 
+    @app.post("/internal/segment", include_in_schema=False)
+    async def segment_frame(
+        request: Request, engine: EngineDep, namespace: NamespaceDep
+    ) -> Response:
+        """The gateway's call: the request JSON, then decoded pixels (see sam2_contract.wire)."""
+        limit = request.app.state.settings.max_body_bytes
+        body = await _read_body(request, limit, content_type=FRAME_CONTENT_TYPE)
+        raw_json, pixels = unpack_frame(body, request.headers.get(SHAPE_HEADER))
+        parsed = parse_segment_request(parse_json(raw_json))
+        image = None
+        if pixels is not None:
+            image = DecodedImage(pixels=pixels, format="raw", image_id=image_id_for(pixels))
+        result = await run_in_threadpool(engine.segment, parsed, namespace=namespace, image=image)
+        return _json(result, engine)
+
     @app.post("/v1/segment/batch", response_model=BatchSegmentResponse, tags=["segment"])
     async def segment_batch(body: BodyDep, engine: EngineDep, namespace: NamespaceDep) -> Response:
         batch = parse_batch(body)
@@ -171,11 +197,13 @@ NamespaceDep = Annotated[str, Depends(_namespace)]
 BodyDep = Annotated[Any, Depends(_body)]
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
+async def _read_body(
+    request: Request, limit: int, *, content_type: str = "application/json"
+) -> bytes:
+    given = request.headers.get("content-type", "")
+    if given.split(";")[0].strip().lower() != content_type:
         raise UnsupportedMediaTypeError(
-            f"expected application/json, got {content_type or 'no content type'}"
+            f"expected {content_type}, got {given or 'no content type'}"
         )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -191,7 +219,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _json(model: BaseModel, engine: Sam2Engine) -> Response:
-    headers = {WEIGHTS_HEADER: "random" if engine.info.random_weights else engine.info.weights}
+    headers: dict[str, str] = {
+        WEIGHTS_HEADER: "random" if engine.info.random_weights else engine.info.weights
+    }
+    if isinstance(model, PromptSegmentResponse | AutoSegmentResponse):
+        # What the gateway meters, so that it never has to parse a large body.
+        headers[MASKS_HEADER] = str(mask_count(model))
+        headers[MODEL_MS_HEADER] = f"{model.timings_ms.embed_ms + model.timings_ms.predict_ms:.1f}"
     return Response(
         content=model.model_dump_json(exclude_none=True),
         media_type="application/json",
