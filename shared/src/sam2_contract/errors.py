@@ -272,6 +272,7 @@ class Sam2ServiceError(Exception):
         hint: str | None = None,
         errors: list[FieldError] | None = None,
         retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.code = code or self.default_code
@@ -279,6 +280,13 @@ class Sam2ServiceError(Exception):
         self.hint = hint or CATALOG[self.code].hint
         self.errors = errors
         self.retry_after = retry_after
+        self.headers = dict(headers or {})
+
+    def response_headers(self) -> dict[str, str]:
+        """Headers the problem response carries (Retry-After, rate-limit state)."""
+        if self.retry_after is None:
+            return self.headers
+        return self.headers | {"Retry-After": str(self.retry_after)}
 
     @property
     def status(self) -> int:

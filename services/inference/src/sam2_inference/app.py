@@ -8,26 +8,15 @@ byte limit and parsed by the shared contract, so every error has its stable code
 from __future__ import annotations
 
 import logging
-import re
 import threading
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
-from sam2_contract.errors import (
-    PROBLEM_CONTENT_TYPE,
-    ErrorCode,
-    InternalServiceError,
-    NotFoundError,
-    PayloadTooLargeError,
-    Sam2ServiceError,
-    ServiceUnavailableError,
-    UnsupportedMediaTypeError,
-)
+from sam2_contract.errors import ServiceUnavailableError
 from sam2_contract.images import DecodedImage, image_id_for
 from sam2_contract.models import (
     MODEL_IDS,
@@ -40,6 +29,7 @@ from sam2_contract.models import (
     SegmentResponse,
     mask_count,
 )
+from sam2_contract.problems import install_problem_handlers, install_request_ids, read_body
 from sam2_contract.validation import parse_batch, parse_json, parse_segment_request
 from sam2_contract.wire import (
     FRAME_CONTENT_TYPE,
@@ -49,7 +39,6 @@ from sam2_contract.wire import (
     unpack_frame,
 )
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sam2_inference.config import InferenceSettings
 from sam2_inference.engine import Sam2Engine
@@ -57,10 +46,8 @@ from sam2_inference.engine import Sam2Engine
 log = logging.getLogger(__name__)
 
 NAMESPACE_HEADER = "X-Sam2-Namespace"
-REQUEST_ID_HEADER = "X-Request-ID"
 WEIGHTS_HEADER = "X-Sam2-Weights"
 LOADING_RETRY_AFTER_S = 5
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class EngineHolder:
@@ -116,8 +103,8 @@ def create_app(
     )
     app.state.holder = holder
     app.state.settings = settings
-    _install_error_handlers(app)
-    _install_request_ids(app)
+    install_problem_handlers(app)
+    install_request_ids(app)
 
     @app.post("/v1/segment", response_model=SegmentResponse, tags=["segment"])
     async def segment(body: BodyDep, engine: EngineDep, namespace: NamespaceDep) -> Response:
@@ -131,7 +118,7 @@ def create_app(
     ) -> Response:
         """The gateway's call: the request JSON, then decoded pixels (see sam2_contract.wire)."""
         limit = request.app.state.settings.max_body_bytes
-        body = await _read_body(request, limit, content_type=FRAME_CONTENT_TYPE)
+        body = await read_body(request, limit, content_type=FRAME_CONTENT_TYPE)
         raw_json, pixels = unpack_frame(body, request.headers.get(SHAPE_HEADER))
         parsed = parse_segment_request(parse_json(raw_json))
         image = None
@@ -189,33 +176,12 @@ def _namespace(request: Request) -> str:
 
 async def _body(request: Request) -> Any:
     settings: InferenceSettings = request.app.state.settings
-    return parse_json(await _read_body(request, settings.max_body_bytes))
+    return parse_json(await read_body(request, settings.max_body_bytes))
 
 
 EngineDep = Annotated[Sam2Engine, Depends(_engine)]
 NamespaceDep = Annotated[str, Depends(_namespace)]
 BodyDep = Annotated[Any, Depends(_body)]
-
-
-async def _read_body(
-    request: Request, limit: int, *, content_type: str = "application/json"
-) -> bytes:
-    given = request.headers.get("content-type", "")
-    if given.split(";")[0].strip().lower() != content_type:
-        raise UnsupportedMediaTypeError(
-            f"expected {content_type}, got {given or 'no content type'}"
-        )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"the body is {declared} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"the body is over the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _json(model: BaseModel, engine: Sam2Engine) -> Response:
@@ -231,48 +197,3 @@ def _json(model: BaseModel, engine: Sam2Engine) -> Response:
         media_type="application/json",
         headers=headers,
     )
-
-
-def _problem(exc: Sam2ServiceError, request: Request) -> JSONResponse:
-    request_id = getattr(request.state, "request_id", None)
-    problem = exc.to_problem(instance=request.url.path, request_id=request_id)
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    return JSONResponse(
-        problem.model_dump(mode="json", exclude_none=True),
-        status_code=exc.status,
-        media_type=PROBLEM_CONTENT_TYPE,
-        headers=headers,
-    )
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(Sam2ServiceError)
-    async def service_error(request: Request, exc: Sam2ServiceError) -> JSONResponse:
-        return _problem(exc, request)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 405:
-            error = NotFoundError(
-                f"{request.method} is not allowed on {request.url.path}",
-                code=ErrorCode.METHOD_NOT_ALLOWED,
-            )
-        else:
-            error = NotFoundError(f"there is no {request.url.path}")
-        return _problem(error, request)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
-        return _problem(InternalServiceError("an unexpected error occurred"), request)
-
-
-def _install_request_ids(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def request_id(request: Request, call_next: Any) -> Response:
-        given = request.headers.get(REQUEST_ID_HEADER, "")
-        rid = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        request.state.request_id = rid
-        response: Response = await call_next(request)
-        response.headers[REQUEST_ID_HEADER] = rid
-        return response

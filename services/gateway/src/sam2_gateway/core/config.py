@@ -1,0 +1,92 @@
+"""Gateway settings: one class, `SAM2_GATEWAY_*` environment variables, failing fast on
+placeholder secrets outside development."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sam2_contract.images import DEFAULT_MAX_PIXELS
+
+log = logging.getLogger(__name__)
+
+_PLACEHOLDERS = {"", "change-me", "changeme", "secret", "placeholder", "xxx"}
+MAX_TOKEN_TTL_S = 15 * 60
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the gateway can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SAM2_GATEWAY_", extra="ignore", populate_by_name=True
+    )
+
+    environment: Literal["development", "production"] = "production"
+    inference_backend: Literal["http", "modal"] = "http"
+    inference_url: str = "http://127.0.0.1:8081"
+    modal_app: str = "sam2-inference"
+    modal_class: str = "Inference"
+    inference_timeout_s: float = Field(default=120.0, gt=0)
+    inference_connect_timeout_s: float = Field(default=1.0, gt=0)
+
+    database_url: str = "sqlite:///./sam2-gateway.db"
+    key_pepper: SecretStr = Field(
+        default=SecretStr(""), description="HMAC key for API-key hashes; a long random string."
+    )
+    jwt_private_key: SecretStr = Field(
+        default=SecretStr(""), description="PEM of the Ed25519 key that signs browser tokens."
+    )
+    jwt_key_id: str = "k1"
+    jwt_previous_public_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="kid -> PEM of retired public keys still accepted (key rotation).",
+    )
+    jwt_issuer: str = "sam2-gateway"
+    jwt_audience: str = "sam2-api"
+    token_ttl_s: int = Field(default=600, gt=0, le=MAX_TOKEN_TTL_S)
+
+    rate_limit_storage: str = Field(
+        default="async+memory://", description="async+memory:// or async+redis://host:6379"
+    )
+    rate_tiers: dict[str, str] = Field(
+        default_factory=lambda: {
+            "free": "60/minute",
+            "standard": "600/minute",
+            "dev": "6000/minute",
+        }
+    )
+    concurrency_tiers: dict[str, int] = Field(
+        default_factory=lambda: {"free": 2, "standard": 8, "dev": 32}
+    )
+
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=32 << 20, ge=1024)
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    @model_validator(mode="after")
+    def _secrets_are_real(self) -> Self:
+        missing = [
+            name
+            for name in ("key_pepper", "jwt_private_key")
+            if getattr(self, name).get_secret_value().strip().lower() in _PLACEHOLDERS
+        ]
+        if not missing:
+            return self
+        if self.environment == "production":
+            raise ValueError(
+                f"set {', '.join('SAM2_GATEWAY_' + m.upper() for m in missing)}: "
+                "placeholder secrets are refused outside development"
+            )
+        log.warning("development mode: generating throwaway %s", ", ".join(missing))
+        if "key_pepper" in missing:
+            self.key_pepper = SecretStr(secrets.token_urlsafe(32))
+        if "jwt_private_key" in missing:
+            from sam2_gateway.core.tokens import generate_private_key_pem
+
+            self.jwt_private_key = SecretStr(generate_private_key_pem())
+        return self

@@ -1,0 +1,9 @@
+"""Alembic environment: runs on the connection KeyStore.migrate() hands over."""
+
+from alembic import context
+from sam2_gateway.store import Base
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=Base.metadata)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,202 @@
+"""API keys and usage in SQL (SQLAlchemy 2): SQLite by default, PostgreSQL via DATABASE_URL.
+
+The schema is owned by the Alembic migrations in `migrations/`; `KeyStore.migrate()` brings a
+database to the latest revision. No plaintext key is ever stored: only `hash_key(key)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sam2_gateway.core.keys import ParsedKey, generate_key, hash_key
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    create_engine,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(12), unique=True, index=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[str] = mapped_column(String(200))
+    rate_tier: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Usage(Base):
+    __tablename__ = "usage"
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.key_id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    masks: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_ms: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    key_id: str
+    key_hash: str
+    name: str
+    scopes: frozenset[str]
+    rate_tier: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    key_id: str
+    day: date
+    requests: int
+    images: int
+    masks: int
+    gpu_ms: float
+
+
+class KeyStore:
+    """Key records and usage counters."""
+
+    def __init__(self, database_url: str, pepper: str) -> None:
+        self.database_url = database_url
+        self._engine: Engine = create_engine(database_url, pool_pre_ping=True)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._pepper = pepper
+
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest Alembic revision (idempotent)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self._engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def create(
+        self,
+        name: str,
+        scopes: frozenset[str],
+        *,
+        rate_tier: str,
+        expires_at: datetime | None = None,
+    ) -> tuple[ParsedKey, KeyRecord]:
+        """A new key: the caller shows `ParsedKey.full` once; only its hash is stored."""
+        key = generate_key()
+        row = ApiKey(
+            key_id=key.key_id,
+            key_hash=hash_key(key.full, self._pepper),
+            name=name,
+            scopes=" ".join(sorted(scopes)),
+            rate_tier=rate_tier,
+            created_at=_now(),
+            expires_at=expires_at,
+        )
+        with self._sessions.begin() as session:
+            session.add(row)
+        return key, _record(row)
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        with self._sessions() as session:
+            row = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
+            return _record(row) if row else None
+
+    def list(self) -> list[KeyRecord]:
+        with self._sessions() as session:
+            return [_record(r) for r in session.scalars(select(ApiKey).order_by(ApiKey.id))]
+
+    def revoke(self, key_id: str) -> bool:
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(ApiKey)
+                .where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
+                .values(revoked_at=_now())
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def record_use(self, key_id: str, *, images: int, masks: int, gpu_ms: float) -> None:
+        """Count one request against the key (today, UTC) and stamp its last use."""
+        now = _now()
+        values = {"key_id": key_id, "day": now.date(), "requests": 1}
+        values |= {"images": images, "masks": masks, "gpu_ms": gpu_ms}
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(Usage).values(**values)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[Usage.key_id, Usage.day],
+            set_={
+                "requests": Usage.requests + 1,
+                "images": Usage.images + images,
+                "masks": Usage.masks + masks,
+                "gpu_ms": Usage.gpu_ms + gpu_ms,
+            },
+        )
+        with self._sessions.begin() as session:
+            session.execute(upsert)
+            session.execute(update(ApiKey).where(ApiKey.key_id == key_id).values(last_used_at=now))
+
+    def usage(self, key_id: str | None = None) -> list[UsageRow]:
+        query = select(Usage).order_by(Usage.key_id, Usage.day)
+        if key_id is not None:
+            query = query.where(Usage.key_id == key_id)
+        with self._sessions() as session:
+            return [
+                UsageRow(u.key_id, u.day, u.requests, u.images, u.masks, u.gpu_ms)
+                for u in session.scalars(query)
+            ]
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite drops time zones; every stored time is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _record(row: ApiKey) -> KeyRecord:
+    return KeyRecord(
+        key_id=row.key_id,
+        key_hash=row.key_hash,
+        name=row.name,
+        scopes=frozenset(row.scopes.split()),
+        rate_tier=row.rate_tier,
+        created_at=_utc(row.created_at) or _now(),
+        expires_at=_utc(row.expires_at),
+        revoked_at=_utc(row.revoked_at),
+        last_used_at=_utc(row.last_used_at),
+    )
