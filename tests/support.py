@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import io
+import socket
 import struct
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image
+from sam2_inference import EmbeddingCache, Sam2Engine
 
 
 def scene(height: int, width: int, *, seed: int = 0) -> np.ndarray:
@@ -54,3 +58,51 @@ def png_header(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
         + chunk(b"IEND", b"")
     )
+
+
+# Both orientations, neither square: the usual place for x/y and h/w mix-ups.
+IMAGES = {"landscape": scene(120, 200, seed=1), "portrait": scene(200, 120, seed=2)}
+
+
+def fresh_engine(loaded: Sam2Engine, *, cache_bytes: int = 1 << 30) -> Sam2Engine:
+    return Sam2Engine(
+        loaded.model, loaded.info, EmbeddingCache(cache_bytes), max_pixels=loaded.max_pixels
+    )
+
+
+class EncoderCounter:
+    """Counts runs of the image encoder through a forward hook on the real module."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.calls = 0
+        self._handle = model.image_encoder.register_forward_hook(self._count)
+
+    def _count(self, *_: object) -> None:
+        self.calls += 1
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    url: str
+    engine: Sam2Engine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def image_b64(name: str, fmt: str = "PNG") -> str:
+    return b64(encode(IMAGES[name], fmt))
+
+
+def masks_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def bearer(credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}

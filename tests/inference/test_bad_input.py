@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import image_b64
 from fastapi.testclient import TestClient
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
-from support import b64, encode, png_header, scene
+from support import b64, encode, image_b64, png_header, scene
 
 GOOD_PNG = encode(scene(40, 60))
 IMAGE = b64(GOOD_PNG)

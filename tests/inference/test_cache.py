@@ -7,10 +7,10 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import IMAGES, EncoderCounter, fresh_engine, image_b64
 from fastapi.testclient import TestClient
 from sam2_contract import decode_mask
 from sam2_inference import CachedImage, EmbeddingCache, InferenceSettings, Sam2Engine, create_app
+from support import IMAGES, EncoderCounter, fresh_engine, image_b64
 
 CLICK = {"mode": "point", "point_coords": [[60, 40]], "point_labels": [1], "mask_format": "rle"}
 NAMESPACE = "X-Sam2-Namespace"

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import IMAGES, EncoderCounter
 from fastapi.testclient import TestClient
 from sam2_contract import decode_mask
-from support import b64, encode
+from support import IMAGES, EncoderCounter, b64, encode
 
 LOSSLESS = [("PNG", {}), ("WEBP", {"lossless": True}), ("BMP", {}), ("TIFF", {}), ("GIF", {})]
 CLICK = {"point_coords": [[50, 50]], "point_labels": [1], "mask_format": "rle"}

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import IMAGES, image_b64
 from fastapi.testclient import TestClient
 from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 from sam2_contract import decode_mask
+from support import IMAGES, image_b64
 
 PROMPTS: dict[str, dict[str, Any]] = {
     "one_point": {"mode": "point", "point_coords": [[60, 40]], "point_labels": [1]},

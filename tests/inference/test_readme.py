@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import fresh_engine
 from fastapi.testclient import TestClient
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
-from support import b64, encode, scene
+from support import b64, encode, fresh_engine, scene
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 EXAMPLE = re.compile(

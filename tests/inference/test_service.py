@@ -6,11 +6,11 @@ import json
 import time
 from pathlib import Path
 
-from conftest import IMAGES, EncoderCounter, image_b64
 from fastapi.testclient import TestClient
 from sam2_contract import RANDOM_WEIGHTS_WARNING, decode_mask
 from sam2_contract.wire import FRAME_CONTENT_TYPE, pack_frame
 from sam2_inference import InferenceSettings, create_app
+from support import IMAGES, EncoderCounter, image_b64
 
 CLICK = {"point_coords": [[60, 40]], "point_labels": [1], "mask_format": "rle"}
 

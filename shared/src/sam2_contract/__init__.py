@@ -47,6 +47,8 @@ from sam2_contract.models import (
     SegmentRequest,
     SegmentResponse,
     Timings,
+    TokenRequest,
+    TokenResponse,
 )
 from sam2_contract.validation import (
     BatchEnvelope,
@@ -100,6 +102,8 @@ __all__ = [
     "SegmentResponse",
     "ServiceUnavailableError",
     "Timings",
+    "TokenRequest",
+    "TokenResponse",
     "UnsupportedMediaTypeError",
     "decode_base64",
     "decode_mask",

@@ -444,3 +444,22 @@ class Health(BaseModel):
     random_weights: bool = False
     warnings: list[str] = Field(default_factory=list)
     cache: CacheStats | None = None
+
+
+class TokenRequest(_Model):
+    """Ask for a short-lived browser token, authenticated by an API key."""
+
+    scopes: list[str] | None = Field(
+        default=None, description="A subset of the key's scopes; omitted: all of them."
+    )
+    ttl_s: int | None = Field(
+        default=None, ge=1, le=900, description="Lifetime in seconds, at most 15 minutes."
+    )
+
+
+class TokenResponse(BaseModel):
+    token: str = Field(description="Send as `Authorization: Bearer <token>`.")
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (a scheme name, not a secret)
+    expires_in: int = Field(description="Seconds until it expires.")
+    expires_at: int = Field(description="Unix time at which it expires.")
+    scope: str = Field(description="Space-separated scopes it carries.")

@@ -23,6 +23,19 @@ _FIELD_CODES: dict[str, ErrorCode] = {
     "requests": ErrorCode.INVALID_BATCH,
 }
 _KNOBS = set(SegmentRequest.model_fields) - set(_FIELD_CODES)
+_VALUE_ERRORS = {
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "int_parsing",
+    "int_type",
+    "int_from_float",
+    "float_parsing",
+    "float_type",
+    "bool_parsing",
+    "bool_type",
+}
 
 
 def parse_json(body: bytes) -> Any:
@@ -98,4 +111,6 @@ def _code_for(err: Any) -> ErrorCode:
             return _FIELD_CODES[field]
         if field in _KNOBS:
             return ErrorCode.INVALID_PARAMETER
+    if kind in _VALUE_ERRORS:
+        return ErrorCode.INVALID_PARAMETER
     return ErrorCode.INVALID_REQUEST

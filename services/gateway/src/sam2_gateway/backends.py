@@ -64,7 +64,7 @@ def timed_out(limit_s: float) -> ServiceUnavailableError:
 def error_from_problem(status: int, problem: dict[str, Any]) -> Sam2ServiceError:
     """The exception an inference problem body stands for, so the client sees the same code."""
     try:
-        code = ErrorCode(problem.get("code"))
+        code = ErrorCode(str(problem.get("code")))
     except ValueError:
         code = ErrorCode.INTERNAL_ERROR
     retry = problem.get("retry_after")

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sam2_gateway.core.keys import ParsedKey, generate_key, hash_key
 from sqlalchemy import (
     Date,
     DateTime,
@@ -25,6 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from sam2_gateway.core.keys import ParsedKey, generate_key, hash_key
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -130,7 +131,7 @@ class KeyStore:
             row = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
             return _record(row) if row else None
 
-    def list(self) -> list[KeyRecord]:
+    def all_keys(self) -> list[KeyRecord]:
         with self._sessions() as session:
             return [_record(r) for r in session.scalars(select(ApiKey).order_by(ApiKey.id))]
 

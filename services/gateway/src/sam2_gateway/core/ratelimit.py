@@ -36,7 +36,7 @@ class RateLimiter:
     def __init__(
         self, storage_uri: str, tiers: dict[str, str], concurrency: dict[str, int]
     ) -> None:
-        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))  # type: ignore[arg-type]
+        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
         self._tiers: dict[str, RateLimitItem] = {name: parse(rate) for name, rate in tiers.items()}
         self._concurrency = concurrency
         self._in_flight: defaultdict[str, int] = defaultdict(int)

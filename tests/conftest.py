@@ -1,31 +1,29 @@
-"""The inference suite runs real SAM2 code on a real checkpoint file: a seeded random-weight
+"""Fixtures for every suite. SAM2 runs for real on a real checkpoint file: a seeded random-weight
 hiera-tiny built once per test run from the official config (no weights can be downloaded here),
-loaded through the same loader the service uses."""
+loaded through the same loader the service uses. The inference service also runs as a real
+HTTP server on a free port, for the gateway's end-to-end tests."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import torch
+import uvicorn
 from fastapi.testclient import TestClient
 from sam2.build_sam import build_sam2
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 from sam2_inference import (
-    EmbeddingCache,
     InferenceSettings,
     Sam2Engine,
     build_random_checkpoint,
     config_name,
     create_app,
 )
-from support import b64, encode, scene
-
-# Both orientations, neither square: the usual place for x/y and h/w mix-ups.
-IMAGES = {"landscape": scene(120, 200, seed=1), "portrait": scene(200, 120, seed=2)}
+from support import IMAGES, EncoderCounter, RunningServer, free_port, fresh_engine
 
 
 @pytest.fixture(scope="session")
@@ -48,12 +46,6 @@ def loaded_engine(settings: InferenceSettings) -> Sam2Engine:
 def engine(loaded_engine: Sam2Engine) -> Sam2Engine:
     """The loaded model with an empty cache of its own."""
     return fresh_engine(loaded_engine)
-
-
-def fresh_engine(loaded: Sam2Engine, *, cache_bytes: int = 1 << 30) -> Sam2Engine:
-    return Sam2Engine(
-        loaded.model, loaded.info, EmbeddingCache(cache_bytes), max_pixels=loaded.max_pixels
-    )
 
 
 @pytest.fixture
@@ -79,20 +71,6 @@ def reference(reference_model: Any) -> dict[str, SAM2ImagePredictor]:
     return predictors
 
 
-class EncoderCounter:
-    """Counts runs of the image encoder through a forward hook on the real module."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.calls = 0
-        self._handle = model.image_encoder.register_forward_hook(self._count)
-
-    def _count(self, *_: object) -> None:
-        self.calls += 1
-
-    def close(self) -> None:
-        self._handle.remove()
-
-
 @pytest.fixture
 def encoder_calls(engine: Sam2Engine) -> Iterator[EncoderCounter]:
     counter = EncoderCounter(engine.model)
@@ -100,9 +78,22 @@ def encoder_calls(engine: Sam2Engine) -> Iterator[EncoderCounter]:
     counter.close()
 
 
-def image_b64(name: str, fmt: str = "PNG") -> str:
-    return b64(encode(IMAGES[name], fmt))
-
-
-def masks_equal(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and bool(np.array_equal(a, b))
+@pytest.fixture(scope="session")
+def inference_server(
+    loaded_engine: Sam2Engine, settings: InferenceSettings
+) -> Iterator[RunningServer]:
+    """The inference app on a real socket (uvicorn in a thread), sharing the loaded model."""
+    engine = fresh_engine(loaded_engine)
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield RunningServer(url=f"http://127.0.0.1:{port}", engine=engine)
+    server.should_exit = True
+    thread.join(timeout=10)

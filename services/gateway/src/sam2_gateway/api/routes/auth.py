@@ -1,0 +1,38 @@
+"""POST /v1/auth/token: trade an API key for a short-lived browser token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from sam2_contract.errors import PermissionDeniedError
+from sam2_contract.models import TokenRequest, TokenResponse
+from sam2_contract.problems import read_body
+from sam2_contract.validation import invalid_request, parse_json
+
+from sam2_gateway.api.deps import GatewayDep, PrincipalDep
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+@router.post("/token", response_model=TokenResponse)
+async def create_token(
+    request: Request, principal: PrincipalDep, gateway: GatewayDep
+) -> TokenResponse:
+    """A JWT for a browser app to call the API with, so that it never holds the API key."""
+    if principal.via != "api_key":
+        raise PermissionDeniedError("tokens are issued for API keys only, not for other tokens")
+    empty = request.headers.get("content-length", "0") == "0"
+    body = b"{}" if empty else await read_body(request, 16 * 1024)
+    try:
+        asked = TokenRequest.model_validate(parse_json(body))
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+    scopes = frozenset(asked.scopes) if asked.scopes is not None else principal.scopes
+    if not scopes <= principal.scopes:
+        extra = ", ".join(sorted(scopes - principal.scopes))
+        raise PermissionDeniedError(f"the key does not carry: {extra}")
+    ttl = min(asked.ttl_s or gateway.settings.token_ttl_s, gateway.settings.token_ttl_s)
+    token, claims = gateway.signer.issue(principal.key_id, scopes, ttl)
+    return TokenResponse(
+        token=token, expires_in=ttl, expires_at=claims.expires_at, scope=" ".join(sorted(scopes))
+    )

@@ -1,0 +1,135 @@
+"""`sam2-gateway`: serve the gateway, manage API keys, or run the whole local stack."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sam2_gateway.api.deps import SCOPES
+from sam2_gateway.core.config import GatewaySettings
+from sam2_gateway.store import KeyRecord, KeyStore
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="sam2-gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gateway (settings from SAM2_GATEWAY_*)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    stack = commands.add_parser("stack", help="run inference and gateway together, locally")
+    stack.add_argument("--state-dir", default=".sam2-dev", help="keys, database, secrets")
+    stack.add_argument("--port", type=int, default=8080)
+    stack.add_argument("--inference-port", type=int, default=8081)
+
+    keys_parser = commands.add_parser("keys", help="API keys")
+    keys_parser.add_argument("--state-dir", help="manage the local stack's keys (e.g. .sam2-dev)")
+    keys = keys_parser.add_subparsers(dest="action", required=True)
+    create = keys.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scopes", default="segment,auto", help=f"from {','.join(sorted(SCOPES))}")
+    create.add_argument("--tier", default="standard", help="rate tier (SAM2_GATEWAY_RATE_TIERS)")
+    create.add_argument("--expires-in-days", type=int)
+    keys.add_parser("list", help="list keys (never their secrets)")
+    revoke = keys.add_parser("revoke", help="revoke a key; effective on its next request")
+    revoke.add_argument("key_id")
+    usage = keys.add_parser("usage", help="requests, images, masks and GPU ms per key and day")
+    usage.add_argument("key_id", nargs="?")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("sam2_gateway").setLevel(logging.INFO)
+    if args.command == "serve":
+        _serve(args)
+    elif args.command == "stack":
+        from sam2_gateway.stack import run_stack
+
+        run_stack(args.state_dir, port=args.port, inference_port=args.inference_port)
+    else:
+        _keys(args)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from sam2_gateway.main import create_app
+
+    overrides = {k: v for k in ("host", "port") if (v := getattr(args, k)) is not None}
+    settings = GatewaySettings(**overrides)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+def _keys(args: argparse.Namespace) -> None:
+    if args.state_dir:
+        from sam2_gateway.stack import local_settings
+
+        settings = local_settings(args.state_dir)
+    else:
+        settings = GatewaySettings()
+    store = KeyStore(settings.database_url, settings.key_pepper.get_secret_value())
+    store.migrate()
+    if args.action == "create":
+        scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
+        if unknown := scopes - SCOPES:
+            raise SystemExit(f"unknown scopes: {', '.join(sorted(unknown))}")
+        expires = (
+            datetime.now(UTC) + timedelta(days=args.expires_in_days)
+            if args.expires_in_days
+            else None
+        )
+        key, record = store.create(args.name, scopes, rate_tier=args.tier, expires_at=expires)
+        print(key.full)
+        print(f"# key id {record.key_id}; shown once, only its hash is stored", flush=True)
+    elif args.action == "list":
+        _table(
+            ["key_id", "name", "scopes", "tier", "created", "last used", "state"],
+            [
+                [
+                    r.key_id,
+                    r.name,
+                    ",".join(sorted(r.scopes)),
+                    r.rate_tier,
+                    r.created_at.date().isoformat(),
+                    r.last_used_at.date().isoformat() if r.last_used_at else "-",
+                    _state(r),
+                ]
+                for r in store.all_keys()
+            ],
+        )
+    elif args.action == "revoke":
+        if not store.revoke(args.key_id):
+            raise SystemExit(f"no active key {args.key_id}")
+        print(f"revoked {args.key_id}")
+    else:
+        _table(
+            ["key_id", "day", "requests", "images", "masks", "gpu_ms"],
+            [
+                [
+                    u.key_id,
+                    str(u.day),
+                    str(u.requests),
+                    str(u.images),
+                    str(u.masks),
+                    f"{u.gpu_ms:.0f}",
+                ]
+                for u in store.usage(args.key_id)
+            ],
+        )
+
+
+def _state(record: KeyRecord) -> str:
+    if record.revoked_at is not None:
+        return "revoked"
+    if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+        return "expired"
+    return "active"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )

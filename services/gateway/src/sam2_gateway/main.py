@@ -1,0 +1,85 @@
+"""The gateway app: settings in, routes and middleware wired, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sam2_contract.problems import REQUEST_ID_HEADER, install_problem_handlers, install_request_ids
+
+from sam2_gateway.api.deps import Gateway
+from sam2_gateway.api.routes import auth, health, segment
+from sam2_gateway.backends import HttpBackend, InferenceBackend
+from sam2_gateway.core.config import GatewaySettings
+from sam2_gateway.core.ratelimit import RateLimiter
+from sam2_gateway.core.tokens import TokenSigner
+from sam2_gateway.store import KeyStore
+
+EXPOSED_HEADERS = [
+    REQUEST_ID_HEADER,
+    "Retry-After",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+]
+
+
+def create_app(
+    settings: GatewaySettings | None = None, *, backend: InferenceBackend | None = None
+) -> FastAPI:
+    """The gateway; `backend` replaces the configured inference backend (tests, Modal)."""
+    settings = settings or GatewaySettings()
+    gateway = Gateway(
+        settings=settings,
+        store=KeyStore(settings.database_url, settings.key_pepper.get_secret_value()),
+        signer=TokenSigner(
+            settings.jwt_private_key.get_secret_value(),
+            key_id=settings.jwt_key_id,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            retired_public_keys=settings.jwt_previous_public_keys,
+        ),
+        limiter=RateLimiter(
+            settings.rate_limit_storage, settings.rate_tiers, settings.concurrency_tiers
+        ),
+        backend=backend or make_backend(settings),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        gateway.store.migrate()
+        yield
+        await gateway.backend.aclose()
+        gateway.store.dispose()
+
+    app = FastAPI(title="SAM2 API", version="1.0.0", lifespan=lifespan)
+    app.state.gateway = gateway
+    for router in (segment.router, auth.router, health.router):
+        app.include_router(router)
+    install_problem_handlers(app)
+    install_request_ids(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "X-API-Key", REQUEST_ID_HEADER],
+        expose_headers=EXPOSED_HEADERS,
+        max_age=600,
+    )
+    return app
+
+
+def make_backend(settings: GatewaySettings) -> InferenceBackend:
+    if settings.inference_backend == "modal":
+        from sam2_gateway.modal_backend import ModalBackend
+
+        return ModalBackend(
+            settings.modal_app, settings.modal_class, timeout_s=settings.inference_timeout_s
+        )
+    return HttpBackend(
+        settings.inference_url,
+        timeout_s=settings.inference_timeout_s,
+        connect_timeout_s=settings.inference_connect_timeout_s,
+    )

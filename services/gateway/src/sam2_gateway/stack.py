@@ -1,0 +1,134 @@
+"""The local stack: the inference service as a child process and the gateway in this one.
+
+State (the SQLite key store and the secrets that must survive restarts: the key pepper and the
+JWT signing key) lives in one folder, `.sam2-dev/` by default, which git ignores. On the first
+start a development key is created and printed once, with a curl line that works as pasted.
+Ctrl-C stops both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from pydantic import SecretStr
+
+from sam2_gateway.core.config import GatewaySettings
+from sam2_gateway.core.tokens import generate_private_key_pem
+from sam2_gateway.store import KeyStore
+
+log = logging.getLogger(__name__)
+
+DEV_KEY_NAME = "development"
+READY_TIMEOUT_S = 600
+
+
+def local_settings(
+    state_dir: str, *, port: int = 8080, inference_port: int = 8081
+) -> GatewaySettings:
+    """The gateway settings of the local stack whose state is in `state_dir`."""
+    state = Path(state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secrets_ = _persistent_secrets(state / "secrets.json")
+    return GatewaySettings(
+        environment="development",
+        database_url=f"sqlite:///{state / 'gateway.db'}",
+        inference_url=f"http://127.0.0.1:{inference_port}",
+        port=port,
+        key_pepper=SecretStr(secrets_["key_pepper"]),
+        jwt_private_key=SecretStr(secrets_["jwt_private_key"]),
+    )
+
+
+def run_stack(state_dir: str, *, port: int, inference_port: int) -> None:
+    settings = local_settings(state_dir, port=port, inference_port=inference_port)
+    inference = _start_inference(inference_port)
+    try:
+        _wait_until_ready(settings.inference_url, inference)
+        store = KeyStore(settings.database_url, settings.key_pepper.get_secret_value())
+        store.migrate()
+        _announce(store, port, state_dir)
+        import uvicorn
+
+        from sam2_gateway.main import create_app
+
+        uvicorn.run(create_app(settings), host=settings.host, port=port, log_level="warning")
+    finally:
+        _stop(inference)
+
+
+def _persistent_secrets(path: Path) -> dict[str, str]:
+    """The dev secrets, made once: a new pepper would invalidate every stored key."""
+    if not path.exists():
+        fresh = {
+            "key_pepper": secrets.token_urlsafe(32),
+            "jwt_private_key": generate_private_key_pem(),
+        }
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(fresh))
+    values: dict[str, str] = json.loads(path.read_text())
+    return values
+
+
+def _start_inference(port: int) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "SAM2_PORT": str(port),
+        "SAM2_WEIGHTS": os.environ.get("SAM2_WEIGHTS", "auto"),
+    }
+    log.info("starting the inference service on port %d (weights: %s)", port, env["SAM2_WEIGHTS"])
+    return subprocess.Popen([sys.executable, "-m", "sam2_inference", "serve"], env=env)
+
+
+def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the inference service exited with {process.returncode}")
+        try:
+            health = httpx.get(f"{url}/healthz", timeout=2).json()
+            if health.get("state") == "ready":
+                return
+            if health.get("state") == "failed":
+                raise SystemExit("the inference service could not load its model (see its log)")
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the inference service did not become ready in time")
+
+
+def _announce(store: KeyStore, port: int, state_dir: str) -> None:
+    if any(record.name == DEV_KEY_NAME for record in store.all_keys()):
+        print(
+            f"\nGateway on http://127.0.0.1:{port}. The development key was shown on first start;"
+            f"\nmake another: sam2-gateway keys --state-dir {state_dir} create --name me\n",
+            flush=True,
+        )
+        return
+    key, _ = store.create(DEV_KEY_NAME, frozenset({"segment", "auto", "admin"}), rate_tier="dev")
+    print(
+        f"\nGateway on http://127.0.0.1:{port}. Development API key (shown once, stored hashed):\n"
+        f"\n    {key.full}\n\nTry it:\n\n"
+        '    printf \'{"image":"%s","point_coords":[[100,100]],"mask_format":"rle"}\' '
+        '"$(base64 -w0 photo.jpg)" \\\n'
+        f"      | curl -s http://127.0.0.1:{port}/v1/segment -H 'authorization: Bearer {key.full}' "
+        "-H 'content-type: application/json' -d @-\n",
+        flush=True,
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
