@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from datetime import UTC, datetime, timedelta
 
 from sam2_gateway.api.deps import SCOPES
 from sam2_gateway.core.config import GatewaySettings
+from sam2_gateway.core.logs import configure_json_logging
 from sam2_gateway.store import KeyRecord, KeyStore
 
 
@@ -37,10 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     usage.add_argument("key_id", nargs="?")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("sam2_gateway").setLevel(logging.INFO)
+    configure_json_logging()
     if args.command == "serve":
         _serve(args)
     elif args.command == "stack":

@@ -13,6 +13,7 @@ from sam2_gateway.api.deps import Gateway
 from sam2_gateway.api.routes import auth, health, segment
 from sam2_gateway.backends import HttpBackend, InferenceBackend
 from sam2_gateway.core.config import GatewaySettings
+from sam2_gateway.core.logs import AccessLogMiddleware
 from sam2_gateway.core.ratelimit import RateLimiter
 from sam2_gateway.core.tokens import TokenSigner
 from sam2_gateway.store import KeyStore
@@ -52,6 +53,7 @@ def create_app(
         gateway.store.migrate()
         yield
         await gateway.backend.aclose()
+        await gateway.limiter.aclose()
         gateway.store.dispose()
 
     app = FastAPI(title="SAM2 API", version="1.0.0", lifespan=lifespan)
@@ -59,6 +61,7 @@ def create_app(
     for router in (segment.router, auth.router, health.router):
         app.include_router(router)
     install_problem_handlers(app)
+    app.add_middleware(AccessLogMiddleware)
     install_request_ids(app)
     app.add_middleware(
         CORSMiddleware,

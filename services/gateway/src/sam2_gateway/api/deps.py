@@ -54,6 +54,12 @@ GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
 async def get_principal(request: Request, gateway: GatewayDep) -> Principal:
+    principal = await _authenticate(request, gateway)
+    request.state.key_id = principal.key_id  # for the access log
+    return principal
+
+
+async def _authenticate(request: Request, gateway: Gateway) -> Principal:
     credential = _credential(request)
     if looks_like_key(credential):
         record = await run_in_threadpool(_check_key, gateway, credential)

@@ -36,7 +36,10 @@ class RateLimiter:
     def __init__(
         self, storage_uri: str, tiers: dict[str, str], concurrency: dict[str, int]
     ) -> None:
-        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        # redis-py's asyncio client rather than coredis: one Redis library for the whole project.
+        options = {"implementation": "redispy"} if "redis" in storage_uri.split("://")[0] else {}
+        self._storage = storage_from_string(storage_uri, **options)
+        self._limiter = MovingWindowRateLimiter(self._storage)
         self._tiers: dict[str, RateLimitItem] = {name: parse(rate) for name, rate in tiers.items()}
         self._concurrency = concurrency
         self._in_flight: defaultdict[str, int] = defaultdict(int)
@@ -71,6 +74,12 @@ class RateLimiter:
             yield
         finally:
             self._in_flight[key_id] -= 1
+
+    async def aclose(self) -> None:
+        """Close the Redis connections, if any (limits has no public close)."""
+        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
+        if client is not None and hasattr(client, "aclose"):
+            await client.aclose()
 
     def _item(self, tier: str) -> RateLimitItem:
         # An unknown tier gets the strictest configured rate, never an unlimited one.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sam2_gateway.api.deps import Gateway, GatewayDep, Principal, PrincipalDep
 from sam2_gateway.backends import InferenceResult
+from sam2_gateway.core.ratelimit import RateState
 
 router = APIRouter(prefix="/v1/segment", tags=["segment"])
 
@@ -22,8 +25,7 @@ router = APIRouter(prefix="/v1/segment", tags=["segment"])
 @router.post("", response_model=SegmentResponse)
 async def segment(request: Request, principal: PrincipalDep, gateway: GatewayDep) -> Response:
     """Segment one image (or `image_id`) with points, boxes, or everything."""
-    rate = await gateway.limiter.hit(principal.key_id, principal.rate_tier)
-    async with gateway.limiter.slot(principal.key_id, principal.rate_tier):
+    async with _limited(gateway, principal) as rate:
         raw = parse_json(await read_body(request, gateway.settings.max_body_bytes))
         parsed = parse_segment_request(raw)
         result = await _forward(gateway, principal, parsed, _request_id(request), None)
@@ -33,8 +35,7 @@ async def segment(request: Request, principal: PrincipalDep, gateway: GatewayDep
 @router.post("/batch", response_model=BatchSegmentResponse)
 async def segment_batch(request: Request, principal: PrincipalDep, gateway: GatewayDep) -> Response:
     """Up to 16 requests in order, sharing one uploaded image; each succeeds or fails alone."""
-    rate = await gateway.limiter.hit(principal.key_id, principal.rate_tier)
-    async with gateway.limiter.slot(principal.key_id, principal.rate_tier):
+    async with _limited(gateway, principal) as rate:
         batch = parse_batch(parse_json(await read_body(request, gateway.settings.max_body_bytes)))
         shared = await _decode(gateway, batch.image) if batch.image is not None else None
         parts = []
@@ -50,6 +51,18 @@ async def segment_batch(request: Request, principal: PrincipalDep, gateway: Gate
                 parts.append(b'{"index":%d,"status":%d,"error":%s}' % (index, exc.status, error))
     body = b'{"results":[%s],"count":%d}' % (b",".join(parts), len(parts))
     return Response(body, media_type="application/json", headers=rate.headers())
+
+
+@asynccontextmanager
+async def _limited(gateway: Gateway, principal: Principal) -> AsyncIterator[RateState]:
+    """Count the call and hold a concurrency slot; errors carry the rate-limit headers too."""
+    rate = await gateway.limiter.hit(principal.key_id, principal.rate_tier)
+    try:
+        async with gateway.limiter.slot(principal.key_id, principal.rate_tier):
+            yield rate
+    except Sam2ServiceError as exc:
+        exc.headers |= rate.headers()
+        raise
 
 
 async def _forward(

@@ -1,0 +1,142 @@
+"""Through the gateway to the real inference service: the original requests and shapes, the
+same masks as inference answers directly, per-tenant caches, metering, and failure modes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sam2_contract import decode_mask
+from sam2_gateway.store import KeyStore
+from support import RunningServer, bearer, image_b64
+
+ORIGINAL = {
+    "point": {"mode": "point", "point_coords": [[100, 50]], "point_labels": [1]},
+    "box": {"mode": "box", "box_coords": [20, 15, 110, 90]},
+    "auto": {
+        "mode": "auto",
+        "points_per_batch": 16,
+        "points_per_side": 2,
+        "pred_iou_thresh": 0.0,
+        "stability_score_thresh": 0.0,
+    },
+}
+
+
+@pytest.mark.parametrize("mode", list(ORIGINAL))
+def test_original_request_through_the_gateway_matches_inference_direct(
+    e2e: TestClient, new_key: Callable[..., str], inference_server: RunningServer, mode: str
+) -> None:
+    body = {"image": image_b64("landscape")} | ORIGINAL[mode]
+    via_gateway = e2e.post("/v1/segment", json=body, headers=bearer(new_key()))
+    assert via_gateway.status_code == 200, via_gateway.text
+    direct = httpx.post(f"{inference_server.url}/v1/segment", json=body, timeout=120).json()
+    got = via_gateway.json()
+    if mode == "auto":
+        assert set(got) >= {"masks", "count", "image_shape"}
+        assert got["count"] == direct["count"] >= 1
+        for ours, theirs in zip(got["masks"], direct["masks"], strict=True):
+            assert ours["segmentation"] == theirs["segmentation"]  # bool2d, the original format
+            assert ours["predicted_iou"] == pytest.approx(theirs["predicted_iou"], abs=1e-5)
+    else:
+        assert set(got) >= {"mask", "score", "all_scores", "image_shape"}
+        assert isinstance(got["mask"][0][0], bool)
+        assert got["mask"] == direct["mask"]
+        assert got["all_scores"] == pytest.approx(direct["all_scores"], abs=1e-5)
+    assert got["image_shape"] == [120, 200]
+
+
+def test_tenants_do_not_share_cached_images(e2e: TestClient, new_key: Callable[..., str]) -> None:
+    alice, bob = new_key(), new_key()
+    first = e2e.post(
+        "/v1/segment",
+        json={"image": image_b64("portrait")} | ORIGINAL["point"],
+        headers=bearer(alice),
+    ).json()
+    by_id = {"image_id": first["image_id"]} | ORIGINAL["point"]
+    again = e2e.post("/v1/segment", json=by_id, headers=bearer(alice))
+    assert again.status_code == 200
+    assert again.json()["cached"] is True
+    stolen = e2e.post("/v1/segment", json=by_id, headers=bearer(bob))
+    assert (stolen.status_code, stolen.json()["code"]) == (404, "image_not_cached")
+
+
+def test_usage_is_metered_per_key(
+    e2e: TestClient, new_key: Callable[..., str], store: KeyStore
+) -> None:
+    key = new_key()
+    headers = bearer(key)
+    image = {"image": image_b64("portrait")}
+    first = e2e.post("/v1/segment", json=image | ORIGINAL["point"], headers=headers).json()
+    boxes = {
+        "image_id": first["image_id"],
+        "mode": "box",
+        "box_coords": [[1, 1, 50, 50], [10, 10, 90, 90]],
+    }
+    e2e.post("/v1/segment", json=boxes, headers=headers)
+    [row] = store.usage(key.split("_")[1])
+    assert (row.requests, row.images, row.masks) == (2, 1, 3)
+    assert row.gpu_ms >= first["timings_ms"]["embed_ms"] > 0
+    assert store.get(key.split("_")[1]).last_used_at is not None  # type: ignore[union-attr]
+
+
+def test_batch_through_the_gateway_shares_one_upload(
+    e2e: TestClient, new_key: Callable[..., str]
+) -> None:
+    body = {
+        "image": image_b64("landscape"),
+        "requests": [
+            ORIGINAL["point"] | {"mask_format": "rle"},
+            ORIGINAL["box"],
+            {"mode": "lasso"},
+        ],
+    }
+    answer = e2e.post("/v1/segment/batch", json=body, headers=bearer(new_key())).json()
+    assert [r["status"] for r in answer["results"]] == [200, 200, 422]
+    assert answer["results"][2]["error"]["code"] == "invalid_mode"
+    assert answer["results"][1]["result"]["cached"] is True
+    assert decode_mask(answer["results"][0]["result"]["mask"]).shape == (120, 200)
+
+
+def test_inference_down_gives_503_with_retry_after_at_once(
+    gateway: TestClient, new_key: Callable[..., str]
+) -> None:
+    started = time.monotonic()
+    response = gateway.post(
+        "/v1/segment",
+        json={"image": image_b64("portrait")} | ORIGINAL["point"],
+        headers=bearer(new_key()),
+    )
+    elapsed = time.monotonic() - started
+    assert (response.status_code, response.json()["code"]) == (503, "inference_unavailable")
+    assert response.headers["retry-after"] == "1"
+    assert elapsed < 1.0, "an unreachable backend must not hang the caller"
+    ready = gateway.get("/readyz")
+    assert (ready.status_code, ready.json()["code"]) == (503, "inference_unavailable")
+
+
+def test_inference_too_slow_gives_504(
+    make_client: Callable[..., TestClient],
+    inference_server: RunningServer,
+    new_key: Callable[..., str],
+) -> None:
+    impatient = make_client(inference_url=inference_server.url, inference_timeout_s=0.05)
+    auto = {"image": image_b64("landscape"), "mode": "auto", "points_per_side": 8}
+    response = impatient.post("/v1/segment", json=auto, headers=bearer(new_key()))
+    assert (response.status_code, response.json()["code"]) == (504, "inference_timeout")
+
+
+def test_readyz_and_models_report_the_inference_model(
+    e2e: TestClient, new_key: Callable[..., str]
+) -> None:
+    ready = e2e.get("/readyz").json()
+    assert ready["state"] == "ready"
+    assert ready["random_weights"] is True
+    models: dict[str, Any] = e2e.get("/v1/models", headers=bearer(new_key())).json()
+    assert models["serving"]["name"] == "tiny"
+    assert [m["name"] for m in models["models"] if m["loaded"]] == ["tiny"]
+    assert e2e.get("/healthz").json() == {"status": "ok"}

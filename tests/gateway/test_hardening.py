@@ -1,0 +1,98 @@
+"""Limits and edges: rate limits, CORS, body size, request ids, errors as problem+json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+from sam2_gateway.core.logs import JsonFormatter
+from support import bearer
+
+PAST_AUTH = {"mode": "point", "point_coords": [[1, 1]]}
+
+
+def test_over_the_rate_limit_gives_429_then_service_resumes(
+    make_client: Callable[..., TestClient], new_key: Callable[..., str]
+) -> None:
+    client = make_client(rate_tiers={"tiny": "3/second"})
+    key = new_key(tier="tiny")
+    answers = [client.post("/v1/segment", json=PAST_AUTH, headers=bearer(key)) for _ in range(4)]
+    assert [a.status_code for a in answers] == [422, 422, 422, 429]
+    limited = answers[3]
+    assert limited.json()["code"] == "rate_limited"
+    assert limited.headers["retry-after"] == "1"
+    assert limited.headers["ratelimit-limit"] == "3"
+    assert limited.headers["ratelimit-remaining"] == "0"
+    assert answers[0].headers["ratelimit-remaining"] == "2"
+    time.sleep(1.1)  # the window is one second
+    assert client.post("/v1/segment", json=PAST_AUTH, headers=bearer(key)).status_code == 422
+
+
+def test_limits_are_per_key(
+    make_client: Callable[..., TestClient], new_key: Callable[..., str]
+) -> None:
+    client = make_client(rate_tiers={"tiny": "1/minute"})
+    first, second = new_key(tier="tiny"), new_key(tier="tiny")
+    assert client.post("/v1/segment", json=PAST_AUTH, headers=bearer(first)).status_code == 422
+    assert client.post("/v1/segment", json=PAST_AUTH, headers=bearer(first)).status_code == 429
+    assert client.post("/v1/segment", json=PAST_AUTH, headers=bearer(second)).status_code == 422
+
+
+def test_cors_preflight_allows_listed_origins_only(gateway: TestClient) -> None:
+    asked = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    allowed = gateway.options("/v1/segment", headers=asked | {"Origin": "https://app.example.com"})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    refused = gateway.options("/v1/segment", headers=asked | {"Origin": "https://evil.example"})
+    assert refused.status_code == 400
+    assert "access-control-allow-origin" not in refused.headers
+
+
+def test_large_body_is_413_while_reading(gateway: TestClient, new_key: Callable[..., str]) -> None:
+    body = b'{"image": "' + b"A" * (600 * 1024) + b'"}'
+    response = gateway.post(
+        "/v1/segment",
+        content=body,
+        headers=bearer(new_key()) | {"content-type": "application/json"},
+    )
+    assert (response.status_code, response.json()["code"]) == (413, "body_too_large")
+
+
+def test_every_error_is_problem_json_with_the_request_id(gateway: TestClient) -> None:
+    for response in (
+        gateway.get("/nowhere", headers={"X-Request-ID": "trace-1"}),
+        gateway.delete("/v1/segment", headers={"X-Request-ID": "trace-1"}),
+        gateway.post("/v1/segment", json={}, headers={"X-Request-ID": "trace-1"}),
+    ):
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["x-request-id"] == "trace-1"
+        assert response.json()["request_id"] == "trace-1"
+    assert gateway.get("/nowhere").json()["code"] == "not_found"
+    assert gateway.delete("/v1/segment").json()["code"] == "method_not_allowed"
+
+
+def test_access_log_is_json_with_ids_and_never_credentials(
+    gateway: TestClient, new_key: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    key = new_key()
+    with caplog.at_level(logging.DEBUG):
+        token = gateway.post("/v1/auth/token", headers=bearer(key)).json()["token"]
+        gateway.post("/v1/segment", json=PAST_AUTH, headers=bearer(token) | {"X-Request-ID": "r-9"})
+        gateway.post("/v1/segment", json=PAST_AUTH, headers=bearer(key + "x"))
+    lines = [JsonFormatter().format(r) for r in caplog.records]
+    access = [json.loads(line) for line in lines if '"msg": "request"' in line]
+    assert len(access) == 3
+    assert access[1]["request_id"] == "r-9"
+    assert access[1]["key_id"] == key.split("_")[1]
+    assert [a["status"] for a in access] == [200, 422, 401]
+    assert access[2]["key_id"] is None
+    text = "\n".join(lines)
+    assert key.split("_")[2] not in text
+    assert token not in text
