@@ -14,6 +14,9 @@ import torch
 from PIL import Image
 from sam2_inference import EmbeddingCache, Sam2Engine
 
+PEPPER = "test-pepper-0123456789abcdef"
+"""The gateway tests' API-key pepper."""
+
 
 def scene(height: int, width: int, *, seed: int = 0) -> np.ndarray:
     """A deterministic RGB picture of flat shapes on a background: few colours, so lossless

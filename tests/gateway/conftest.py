@@ -14,9 +14,7 @@ from pydantic import SecretStr
 from sam2_gateway import GatewaySettings, create_app
 from sam2_gateway.core.tokens import generate_private_key_pem
 from sam2_gateway.store import KeyStore
-from support import RunningServer, free_port
-
-PEPPER = "test-pepper-0123456789abcdef"
+from support import PEPPER, RunningServer, free_port
 
 
 @pytest.fixture(scope="session")

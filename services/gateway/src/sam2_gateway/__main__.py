@@ -1,0 +1,3 @@
+from sam2_gateway.cli import main
+
+main()

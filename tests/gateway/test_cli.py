@@ -1,0 +1,160 @@
+"""The gateway CLI: key management, and the local stack that the README's run command starts."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from support import PEPPER, bearer, free_port, image_b64
+
+
+def _cli(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "sam2_gateway", *args],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_keys_create_list_revoke_usage(tmp_path: Path, signing_key: str) -> None:
+    env = {
+        "SAM2_GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}",
+        "SAM2_GATEWAY_KEY_PEPPER": PEPPER,
+        "SAM2_GATEWAY_JWT_PRIVATE_KEY": signing_key,
+    }
+    created = _cli("keys", "create", "--name", "web app", "--scopes", "segment", env=env)
+    key = created.splitlines()[0]
+    key_id = key.split("_")[1]
+    assert re.fullmatch(r"sam2_[a-z2-7]{12}_[0-9A-Za-z]{32}_[0-9A-Za-z]{6}", key)
+    listing = _cli("keys", "list", env=env)
+    assert key_id in listing
+    assert "web app" in listing
+    assert "active" in listing
+    assert key not in listing
+    assert _cli("keys", "revoke", key_id, env=env).strip() == f"revoked {key_id}"
+    assert "revoked" in _cli("keys", "list", env=env)
+    assert _cli("keys", "usage", env=env).splitlines()[0].split() == [
+        "key_id",
+        "day",
+        "requests",
+        "images",
+        "masks",
+        "gpu_ms",
+    ]
+
+
+def test_keys_refuse_placeholder_secrets_in_production(tmp_path: Path) -> None:
+    env = {"SAM2_GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sam2_gateway", "keys", "list"],
+        env={k: v for k, v in os.environ.items() if not k.startswith("SAM2_GATEWAY_")} | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "SAM2_GATEWAY_KEY_PEPPER" in done.stderr
+
+
+def _start_stack(
+    state: Path, port: int, inference_port: int, checkpoint: Path
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sam2_gateway",
+            "stack",
+            "--state-dir",
+            str(state),
+            "--port",
+            str(port),
+            "--inference-port",
+            str(inference_port),
+        ],
+        env=os.environ | {"SAM2_WEIGHTS": str(checkpoint), "SAM2_DEVICE": "cpu"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _read_until(process: subprocess.Popen[str], pattern: str, timeout_s: float = 180) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            pytest.fail("the stack exited early:\n" + "".join(lines))
+        lines.append(line)
+        if re.search(pattern, line):
+            return lines
+    pytest.fail("timed out waiting for the stack:\n" + "".join(lines))
+
+
+def _wait_for(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=60)
+    return rest
+
+
+def test_the_local_stack_starts_serves_and_stops(tmp_path: Path, checkpoint: Path) -> None:
+    port, inference_port = free_port(), free_port()
+    state = tmp_path / "state"
+    stack = _start_stack(state, port, inference_port, checkpoint)
+    try:
+        lines = _read_until(stack, r"curl -s")
+        text = "".join(lines)
+        key = re.search(r"sam2_[a-z2-7]{12}_[0-9A-Za-z]{32}_[0-9A-Za-z]{6}", text)
+        assert key is not None, text
+        assert "RANDOM WEIGHTS" in text
+        _wait_for(f"http://127.0.0.1:{port}/healthz")
+        body = {"image": image_b64("landscape"), "point_coords": [[100, 50]], "mask_format": "rle"}
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/segment",
+            json=body,
+            headers=bearer(key.group(0)),
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model"]["random_weights"] is True
+    finally:
+        _stop(stack)
+    assert stack.returncode == 0
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{inference_port}/healthz", timeout=1)
+
+    # A second start keeps the key store and its secrets: the first key still works.
+    again = _start_stack(state, port, inference_port, checkpoint)
+    try:
+        lines = _read_until(again, r"shown on first start")
+        _wait_for(f"http://127.0.0.1:{port}/healthz")
+        token = httpx.post(
+            f"http://127.0.0.1:{port}/v1/auth/token", headers=bearer(key.group(0)), timeout=10
+        )
+        assert token.status_code == 200
+    finally:
+        _stop(again)
+    assert again.returncode == 0
