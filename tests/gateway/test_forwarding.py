@@ -78,6 +78,7 @@ def test_usage_is_metered_per_key(
         "box_coords": [[1, 1, 50, 50], [10, 10, 90, 90]],
     }
     e2e.post("/v1/segment", json=boxes, headers=headers)
+    e2e.portal.call(e2e.app.state.gateway.meter.flush)  # type: ignore[union-attr]
     [row] = store.usage(key.split("_")[1])
     assert (row.requests, row.images, row.masks) == (2, 1, 3)
     assert row.gpu_ms >= first["timings_ms"]["embed_ms"] > 0

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sam2_contract import RateLimitError
 from sam2_gateway.core.keys import parse_key, verify_key
 from sam2_gateway.core.ratelimit import RateLimiter
-from sam2_gateway.store import KeyStore
+from sam2_gateway.store import KeyStore, UsageDelta
 
 PEPPER = "store-test-pepper"
 
@@ -76,10 +76,10 @@ def test_keys_round_trip_and_only_hashes_are_stored(any_store: KeyStore) -> None
 
 def test_revoke_and_usage(any_store: KeyStore) -> None:
     _, record = any_store.create("ci", frozenset({"segment"}), rate_tier="free")
-    any_store.record_use(record.key_id, images=1, masks=3, gpu_ms=10.5)
-    any_store.record_use(record.key_id, images=0, masks=1, gpu_ms=2.0)
+    any_store.record_usage([UsageDelta(record.key_id, 1, 1, 3, 10.5)])
+    any_store.record_usage([UsageDelta(record.key_id, 2, 0, 1, 2.0)])
     [row] = any_store.usage(record.key_id)
-    assert (row.requests, row.images, row.masks, row.gpu_ms) == (2, 1, 4, 12.5)
+    assert (row.requests, row.images, row.masks, row.gpu_ms) == (3, 1, 4, 12.5)
     assert any_store.get(record.key_id).last_used_at is not None  # type: ignore[union-attr]
     assert any_store.revoke(record.key_id) is True
     assert any_store.revoke(record.key_id) is False

@@ -14,6 +14,7 @@ from sam2_gateway.api.routes import auth, health, segment
 from sam2_gateway.backends import HttpBackend, InferenceBackend
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.logs import AccessLogMiddleware
+from sam2_gateway.core.metering import UsageMeter
 from sam2_gateway.core.ratelimit import RateLimiter
 from sam2_gateway.core.tokens import TokenSigner
 from sam2_gateway.store import KeyStore
@@ -32,9 +33,10 @@ def create_app(
 ) -> FastAPI:
     """The gateway; `backend` replaces the configured inference backend (tests, Modal)."""
     settings = settings or GatewaySettings()
+    store = KeyStore(settings.database_url, settings.key_pepper.get_secret_value())
     gateway = Gateway(
         settings=settings,
-        store=KeyStore(settings.database_url, settings.key_pepper.get_secret_value()),
+        store=store,
         signer=TokenSigner(
             settings.jwt_private_key.get_secret_value(),
             key_id=settings.jwt_key_id,
@@ -46,12 +48,15 @@ def create_app(
             settings.rate_limit_storage, settings.rate_tiers, settings.concurrency_tiers
         ),
         backend=backend or make_backend(settings),
+        meter=UsageMeter(store),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         gateway.store.migrate()
+        gateway.meter.start()
         yield
+        await gateway.meter.stop()
         await gateway.backend.aclose()
         await gateway.limiter.aclose()
         gateway.store.dispose()

@@ -16,9 +16,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
-import httpx
 from pydantic import SecretStr
 
 from sam2_gateway.core.config import GatewaySettings
@@ -93,13 +93,14 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
         if process.poll() is not None:
             raise SystemExit(f"the inference service exited with {process.returncode}")
         try:
-            health = httpx.get(f"{url}/healthz", timeout=2).json()
-            if health.get("state") == "ready":
-                return
-            if health.get("state") == "failed":
-                raise SystemExit("the inference service could not load its model (see its log)")
-        except httpx.TransportError:
-            pass
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:  # noqa: S310
+                state = json.load(response).get("state")
+        except OSError:
+            state = None
+        if state == "ready":
+            return
+        if state == "failed":
+            raise SystemExit("the inference service could not load its model (see its log)")
         time.sleep(0.5)
     raise SystemExit("the inference service did not become ready in time")
 

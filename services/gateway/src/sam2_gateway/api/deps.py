@@ -8,11 +8,11 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from sam2_contract.errors import AuthenticationError, ErrorCode, PermissionDeniedError
-from starlette.concurrency import run_in_threadpool
 
 from sam2_gateway.backends import InferenceBackend
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.keys import MalformedKeyError, looks_like_key, parse_key, verify_key
+from sam2_gateway.core.metering import UsageMeter
 from sam2_gateway.core.ratelimit import RateLimiter
 from sam2_gateway.core.tokens import TokenError, TokenSigner
 from sam2_gateway.store import KeyRecord, KeyStore
@@ -29,6 +29,7 @@ class Gateway:
     signer: TokenSigner
     limiter: RateLimiter
     backend: InferenceBackend
+    meter: UsageMeter
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ async def get_principal(request: Request, gateway: GatewayDep) -> Principal:
 async def _authenticate(request: Request, gateway: Gateway) -> Principal:
     credential = _credential(request)
     if looks_like_key(credential):
-        record = await run_in_threadpool(_check_key, gateway, credential)
+        record = await _check_key(gateway, credential)
         return Principal(record.key_id, record.scopes, record.rate_tier, "api_key")
     try:
         claims = gateway.signer.verify(credential)
@@ -70,7 +71,7 @@ async def _authenticate(request: Request, gateway: Gateway) -> Principal:
         code = ErrorCode.TOKEN_EXPIRED if exc.expired else ErrorCode.INVALID_TOKEN
         raise AuthenticationError(str(exc), code=code) from None
     # The key behind a token is looked up too, so revoking a key ends its tokens at once.
-    owner: KeyRecord | None = await run_in_threadpool(gateway.store.get, claims.subject)
+    owner = await gateway.store.aget(claims.subject)
     if owner is None:
         raise AuthenticationError("the token's key no longer exists", code=ErrorCode.INVALID_TOKEN)
     _check_alive(owner)
@@ -101,12 +102,12 @@ def _credential(request: Request) -> str:
     return api_key.strip()
 
 
-def _check_key(gateway: Gateway, credential: str) -> KeyRecord:
+async def _check_key(gateway: Gateway, credential: str) -> KeyRecord:
     try:
         parsed = parse_key(credential)
     except MalformedKeyError as exc:
         raise AuthenticationError(str(exc), code=ErrorCode.MALFORMED_CREDENTIALS) from None
-    record = gateway.store.get(parsed.key_id)
+    record = await gateway.store.aget(parsed.key_id)
     pepper = gateway.settings.key_pepper.get_secret_value()
     # One answer for "no such key" and "wrong secret", so ids cannot be probed.
     if record is None or not verify_key(parsed.full, record.key_hash, pepper):

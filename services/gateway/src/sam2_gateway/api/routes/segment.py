@@ -84,8 +84,7 @@ async def _forward(
         namespace=principal.key_id,
         request_id=request_id,
     )
-    await run_in_threadpool(
-        gateway.store.record_use,
+    gateway.meter.add(
         principal.key_id,
         images=1 if decoded is not None else 0,
         masks=result.masks,
