@@ -7,7 +7,7 @@ import logging
 import secrets
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sam2_contract.images import DEFAULT_MAX_PIXELS
 
@@ -32,7 +32,11 @@ class GatewaySettings(BaseSettings):
     inference_timeout_s: float = Field(default=120.0, gt=0)
     inference_connect_timeout_s: float = Field(default=1.0, gt=0)
 
-    database_url: str = "sqlite:///./sam2-gateway.db"
+    database_url: str = Field(
+        default="sqlite:///./sam2-gateway.db",
+        validation_alias=AliasChoices("SAM2_GATEWAY_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy URL: SQLite by default, postgresql+psycopg://... for PostgreSQL.",
+    )
     key_pepper: SecretStr = Field(
         default=SecretStr(""), description="HMAC key for API-key hashes; a long random string."
     )
