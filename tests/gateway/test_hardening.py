@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 from sam2_gateway.core.logs import JsonFormatter
-from support import bearer
+from support import RunningServer, bearer, image_b64
 
 PAST_AUTH = {"mode": "point", "point_coords": [[1, 1]]}
 
@@ -96,3 +97,33 @@ def test_access_log_is_json_with_ids_and_never_credentials(
     text = "\n".join(lines)
     assert key.split("_")[2] not in text
     assert token not in text
+
+
+def test_concurrent_requests_over_the_tier_get_429(
+    make_client: Callable[..., TestClient],
+    inference_server: RunningServer,
+    new_key: Callable[..., str],
+) -> None:
+    client = make_client(
+        inference_url=inference_server.url,
+        concurrency_tiers={"solo": 1},
+        rate_tiers={"solo": "1000/minute"},
+    )
+    key = new_key(tier="solo")
+    slow = {"image": image_b64("landscape"), "mode": "auto", "points_per_side": 8}
+    first: dict[str, int] = {}
+    running = threading.Thread(
+        target=lambda: first.update(
+            status=client.post("/v1/segment", json=slow, headers=bearer(key)).status_code
+        )
+    )
+    running.start()
+    second = client.post("/v1/segment", json=PAST_AUTH, headers=bearer(key))
+    while second.status_code != 429 and running.is_alive():  # until the auto call holds the slot
+        time.sleep(0.05)
+        second = client.post("/v1/segment", json=PAST_AUTH, headers=bearer(key))
+    running.join()
+    assert (second.status_code, second.json()["code"]) == (429, "too_many_concurrent")
+    assert second.headers["retry-after"] == "1"
+    assert first["status"] == 200
+    assert client.post("/v1/segment", json=PAST_AUTH, headers=bearer(key)).status_code == 422
