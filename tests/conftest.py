@@ -5,6 +5,7 @@ HTTP server on a free port, for the gateway's end-to-end tests."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -97,3 +98,23 @@ def inference_server(
     yield RunningServer(url=f"http://127.0.0.1:{port}", engine=engine)
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def modal_inference(checkpoint: Path) -> Any:
+    """The deployed inference class, run locally with `.local()` on the test checkpoint."""
+    import infra.inference_app
+
+    wanted = {"SAM2_WEIGHTS": str(checkpoint), "SAM2_MODEL": "tiny", "SAM2_DEVICE": "cpu"}
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        instance = infra.inference_app.Inference()
+        instance.health.local()  # runs both enter hooks, which read the settings
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return instance

@@ -8,13 +8,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import modal
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sam2_gateway import GatewaySettings, create_app
 from sam2_gateway.core.tokens import generate_private_key_pem
 from sam2_gateway.store import KeyStore
-from support import PEPPER, RunningServer, free_port
+from support import PEPPER, LocalModalCls, RunningServer, free_port
 
 
 @pytest.fixture(scope="session")
@@ -60,10 +61,25 @@ def gateway(make_client: MakeClient) -> TestClient:
     return make_client()
 
 
+@pytest.fixture(params=["http", "modal"])
+def backend(
+    request: pytest.FixtureRequest,
+    inference_server: RunningServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, Any]:
+    """Gateway settings for each inference backend: HTTP to the inference service, or the
+    Modal call, replaced at that boundary by the deployed class run with `.local()`."""
+    if request.param == "http":
+        return {"inference_backend": "http", "inference_url": inference_server.url}
+    modal_inference = request.getfixturevalue("modal_inference")
+    monkeypatch.setattr(modal.Cls, "from_name", lambda *_: LocalModalCls(modal_inference))
+    return {"inference_backend": "modal"}
+
+
 @pytest.fixture
-def e2e(make_client: MakeClient, inference_server: RunningServer) -> TestClient:
-    """The gateway in front of the real inference service."""
-    return make_client(inference_url=inference_server.url)
+def e2e(make_client: MakeClient, backend: dict[str, Any]) -> TestClient:
+    """The gateway in front of the real inference code, through either backend."""
+    return make_client(**backend)
 
 
 @pytest.fixture

@@ -8,11 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import modal
+import modal.exception
 import pytest
 from fastapi.testclient import TestClient
 from sam2_contract import decode_mask
 from sam2_gateway.store import KeyStore
-from support import RunningServer, bearer, image_b64
+from support import LocalModalCls, RunningServer, bearer, image_b64
 
 ORIGINAL = {
     "point": {"mode": "point", "point_coords": [[100, 50]], "point_labels": [1]},
@@ -103,9 +105,23 @@ def test_batch_through_the_gateway_shares_one_upload(
     assert decode_mask(answer["results"][0]["result"]["mask"]).shape == (120, 200)
 
 
+@pytest.fixture(params=["http", "modal"])
+def unreachable(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Gateway settings whose inference cannot be reached: a closed port, or a Modal call
+    that fails to connect."""
+    if request.param == "http":
+        return {"inference_backend": "http"}  # the default URL points at a closed port
+    refused = LocalModalCls(object(), fail_with=modal.exception.ConnectionError("refused"))
+    monkeypatch.setattr(modal.Cls, "from_name", lambda *_: refused)
+    return {"inference_backend": "modal"}
+
+
 def test_inference_down_gives_503_with_retry_after_at_once(
-    gateway: TestClient, new_key: Callable[..., str]
+    make_client: Callable[..., TestClient],
+    unreachable: dict[str, Any],
+    new_key: Callable[..., str],
 ) -> None:
+    gateway = make_client(**unreachable)
     started = time.monotonic()
     response = gateway.post(
         "/v1/segment",
@@ -122,10 +138,10 @@ def test_inference_down_gives_503_with_retry_after_at_once(
 
 def test_inference_too_slow_gives_504(
     make_client: Callable[..., TestClient],
-    inference_server: RunningServer,
+    backend: dict[str, Any],
     new_key: Callable[..., str],
 ) -> None:
-    impatient = make_client(inference_url=inference_server.url, inference_timeout_s=0.05)
+    impatient = make_client(**backend, inference_timeout_s=0.05)
     auto = {"image": image_b64("landscape"), "mode": "auto", "points_per_side": 8}
     response = impatient.post("/v1/segment", json=auto, headers=bearer(new_key()))
     assert (response.status_code, response.json()["code"]) == (504, "inference_timeout")

@@ -149,13 +149,7 @@ def create_app(
         current = holder.engine
         if current is None:
             return Health(state="failed" if holder.failure else "loading")
-        return Health(
-            state="ready",
-            model=current.info,
-            random_weights=current.info.random_weights,
-            warnings=current.warnings,
-            cache=current.cache.stats(),
-        )
+        return current.health()
 
     @app.get("/readyz", response_model=Health, tags=["health"])
     async def readyz(engine: EngineDep) -> Health:

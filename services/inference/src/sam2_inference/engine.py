@@ -37,6 +37,7 @@ from sam2_contract.models import (
     AutoSegmentResponse,
     BatchItemResult,
     BatchSegmentResponse,
+    Health,
     Mask,
     MaskFormat,
     ModelInfo,
@@ -159,6 +160,42 @@ class Sam2Engine:
             log.warning("RANDOM WEIGHTS: %s", RANDOM_WEIGHTS_WARNING)
         return cls(
             model, info, EmbeddingCache(settings.cache_max_bytes), max_pixels=settings.max_pixels
+        )
+
+    def to(self, device: torch.device) -> None:
+        """Move the model (e.g. from the CPU where a memory snapshot loaded it to the GPU).
+        Cached embeddings live on the old device, so the cache starts empty."""
+        configure(device)
+        with self._lock:
+            self.model.to(device)
+            self.device = device
+            self.info = self.info.model_copy(
+                update={
+                    "device": device.type,
+                    "dtype": str(compute_dtype(device)).removeprefix("torch."),
+                }
+            )
+            self.cache = EmbeddingCache(self.cache.max_bytes)
+            self._template = None
+
+    def warm_up(self) -> None:
+        """One click on a small image, so the first real request pays no one-off start-up cost
+        (CUDA context, kernel selection). Runs in its own namespace."""
+        pixels = np.full((64, 64, 3), 128, dtype=np.uint8)
+        image = DecodedImage(pixels=pixels, format="raw", image_id=image_id_for(pixels))
+        request = SegmentRequest(
+            image_id=image.image_id, point_coords=[[32, 32]], mask_format="rle"
+        )
+        self.segment(request, namespace="__warmup__", image=image)
+
+    def health(self) -> Health:
+        """What /healthz reports for a loaded engine."""
+        return Health(
+            state="ready",
+            model=self.info,
+            random_weights=self.info.random_weights,
+            warnings=self.warnings,
+            cache=self.cache.stats(),
         )
 
     @property

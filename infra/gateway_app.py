@@ -1,0 +1,124 @@
+# # The SAM2 gateway on Modal
+#
+# The public side: the FastAPI gateway as an ASGI app on CPU containers, calling the GPU
+# inference class by name. Deploy with
+#
+#     modal deploy -m infra.gateway_app
+#
+# The image has no torch, so a gateway container starts in about a second.
+
+from __future__ import annotations
+
+import modal
+
+from infra.settings import DeploySettings
+
+settings = DeploySettings()
+IMAGE_ENV = settings.as_env() | {
+    "SAM2_GATEWAY_INFERENCE_BACKEND": "modal",
+    "SAM2_GATEWAY_MODAL_APP": settings.inference_app,
+    "SAM2_GATEWAY_MODAL_CLASS": settings.inference_class,
+    "SAM2_GATEWAY_INFERENCE_TIMEOUT_S": str(settings.timeout_s),
+}
+
+image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .pip_install(
+        "fastapi>=0.115",
+        "uvicorn>=0.30",
+        "aiohttp>=3.10",
+        "pyjwt[crypto]>=2.13",
+        "limits[redis]>=5.0",
+        "sqlalchemy>=2.0",
+        "alembic>=1.13",
+        "psycopg[binary]>=3.2",
+        "pydantic-settings>=2.5",
+        "pillow>=10.4",
+        "numpy>=1.26",
+        "httpx>=0.27",
+        "modal>=1.0",
+    )
+    .env(IMAGE_ENV)
+    .add_local_python_source("sam2_contract", "sam2_gateway", "infra")
+)
+
+app = modal.App(settings.gateway_app, image=image)
+
+# The pepper, the JWT signing key and DATABASE_URL (PostgreSQL: containers come and go, so a
+# SQLite file would lose keys) come from one Secret; see docs/deploy.md for its creation.
+gateway_secret = modal.Secret.from_name(settings.gateway_secret)
+
+
+API_OPTIONS: dict[str, object] = {
+    "secrets": [gateway_secret],
+    "scaledown_window": 300,
+    "timeout": settings.timeout_s + 30,  # outlives the inference call it waits for
+}
+CONCURRENCY = settings.gateway_max_inputs
+
+
+@app.function(**API_OPTIONS)  # type: ignore[arg-type]
+@modal.concurrent(max_inputs=CONCURRENCY)
+@modal.asgi_app()
+def api() -> object:
+    from sam2_gateway import create_app
+
+    return create_app()
+
+
+@app.function(secrets=[gateway_secret])
+def create_key(name: str, scopes: str, tier: str) -> str:
+    """Create an API key in the deployed key store; returns it (shown once)."""
+    from sam2_gateway import GatewaySettings, KeyStore
+
+    gateway = GatewaySettings()
+    store = KeyStore(gateway.database_url, gateway.key_pepper.get_secret_value())
+    store.migrate()
+    key, _ = store.create(name, frozenset(scopes.split(",")), rate_tier=tier)
+    return key.full
+
+
+@app.local_entrypoint()
+def keys(name: str, scopes: str = "segment,auto", tier: str = "standard") -> None:
+    """`modal run -m infra.gateway_app::keys --name my-app` prints a new key once."""
+    print(create_key.remote(name, scopes, tier))
+
+
+@app.local_entrypoint()
+def test(url: str, key: str) -> None:
+    """The original spec's `modal run ...::test`: a generated image through the deployed stack.
+
+    `modal run -m infra.gateway_app::test --url https://...modal.run --key sam2_...`
+    """
+    import base64
+    import io
+
+    import httpx
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.zeros((480, 640, 3), dtype=np.uint8)
+    pixels[120:360, 160:480] = (200, 80, 40)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    image = base64.b64encode(buffer.getvalue()).decode()
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=300) as client:
+        click = {
+            "image": image,
+            "point_coords": [[320, 240]],
+            "point_labels": [1],
+            "mask_format": "rle",
+        }
+        first = client.post("/v1/segment", json=click).json()
+        again = client.post(
+            "/v1/segment", json={"image_id": first["image_id"], "point_coords": [[330, 250]]}
+        ).json()
+        auto = client.post(
+            "/v1/segment",
+            json={"image_id": first["image_id"], "mode": "auto", "mask_format": "rle"},
+        ).json()
+    print(f"model: {first['model']}")
+    print(f"first click: score {first['score']:.3f}, timings {first['timings_ms']}")
+    print(f"second click (cached={again['cached']}): timings {again['timings_ms']}")
+    print(f"auto: {auto['count']} masks, timings {auto['timings_ms']}")

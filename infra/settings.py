@@ -1,0 +1,64 @@
+"""Deployment settings: one class, `SAM2_DEPLOY_*` environment variables read when a user runs
+`modal deploy`. Nothing here is an edited constant."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sam2_contract.models import ModelName
+
+GpuType = Literal["H200", "H100", "A100-80GB", "A100", "L40S", "L4"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WORKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+
+
+class DeploySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SAM2_DEPLOY_", extra="ignore")
+
+    inference_app: str = "sam2-inference"
+    gateway_app: str = "sam2-gateway"
+    inference_class: str = "Inference"
+
+    gpu: GpuType = Field(default="H200", description="H200 by default; H100, A100, L4 work too.")
+    model: ModelName = "large"
+    weights: str = "huggingface"
+    hf_volume: str = Field(default="sam2-hf-cache", description="Volume that caches hub weights.")
+    scaledown_window_s: int = Field(default=300, ge=2, le=3600)
+    max_containers: int = Field(default=10, ge=1)
+    timeout_s: int = Field(default=600, ge=10)
+    max_inputs: int = Field(default=4, ge=1, description="Concurrent requests per GPU container.")
+    gpu_snapshot: bool = Field(
+        default=False, description="Also snapshot GPU memory (Modal alpha feature)."
+    )
+    cache_max_bytes: int = Field(default=16 << 30, description="Embedding cache per container.")
+
+    gateway_max_inputs: int = Field(
+        default=100, ge=1, description="Concurrent requests per gateway."
+    )
+    gateway_secret: str = Field(
+        default="sam2-gateway",
+        description="modal.Secret with SAM2_GATEWAY_KEY_PEPPER, SAM2_GATEWAY_JWT_PRIVATE_KEY, "
+        "DATABASE_URL and optionally SAM2_GATEWAY_RATE_LIMIT_STORAGE (Redis).",
+    )
+
+    warm_days: list[Weekday] = Field(default_factory=lambda: list(WORKDAYS))
+    warm_start_hour: int = Field(default=8, ge=0, le=23)
+    warm_end_hour: int = Field(default=20, ge=1, le=24)
+    warm_timezone: str = "UTC"
+    warm_containers: int = Field(default=1, ge=0)
+    warm_check_cron: str = Field(
+        default="*/10 * * * *", description="How often keep-warm re-applies the schedule."
+    )
+    warm_ping: bool = Field(default=True, description="Ping a container inside warm hours.")
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as the environment variables that reproduce them, for the images:
+        a container then reads what the deploying user set, not the defaults."""
+        dumped = self.model_dump(mode="json")
+        return {
+            f"SAM2_DEPLOY_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+            for name, value in dumped.items()
+        }
