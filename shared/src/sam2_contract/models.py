@@ -122,6 +122,7 @@ class SegmentRequest(_Model):
         default=None,
         description="The image file (PNG, JPEG, WebP, BMP, TIFF or GIF), base64-encoded. "
         "A `data:image/...;base64,` prefix is accepted.",
+        json_schema_extra={"contentEncoding": "base64"},
     )
     image_id: Annotated[str | None, BeforeValidator(_check_image_id)] = Field(
         default=None,
@@ -257,6 +258,7 @@ class BatchImage(_Model):
         default=None,
         description="An image (base64) for every item that names none of its own: one upload, "
         "one image encoder run, many prompt sets.",
+        json_schema_extra={"contentEncoding": "base64"},
     )
     image_id: Annotated[str | None, BeforeValidator(_check_image_id)] = Field(
         default=None, description="Like `image`, as the `image_id` of an earlier response."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -17,6 +18,7 @@ from sam2_gateway.core.logs import AccessLogMiddleware
 from sam2_gateway.core.metering import UsageMeter
 from sam2_gateway.core.ratelimit import RateLimiter
 from sam2_gateway.core.tokens import TokenSigner
+from sam2_gateway.openapi import build_openapi
 from sam2_gateway.store import KeyStore
 
 EXPOSED_HEADERS = [
@@ -61,7 +63,13 @@ def create_app(
         await gateway.limiter.aclose()
         gateway.store.dispose()
 
-    app = FastAPI(title="SAM2 API", version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title="SAM2 API",
+        version="1.0.0",
+        lifespan=lifespan,
+        generate_unique_id_function=lambda route: route.name,
+    )
+    app.openapi = lambda: app.openapi_schema or _cache_openapi(app)  # type: ignore[method-assign]
     app.state.gateway = gateway
     for router in (segment.router, auth.router, health.router):
         app.include_router(router)
@@ -77,6 +85,11 @@ def create_app(
         max_age=600,
     )
     return app
+
+
+def _cache_openapi(app: FastAPI) -> dict[str, Any]:
+    app.openapi_schema = build_openapi(app)
+    return app.openapi_schema
 
 
 def make_backend(settings: GatewaySettings) -> InferenceBackend:

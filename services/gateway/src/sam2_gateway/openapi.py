@@ -1,0 +1,100 @@
+"""The gateway's OpenAPI document, as clients need it, and its export to `openapi.json`.
+
+FastAPI alone would describe these routes without request bodies (they read the body
+themselves, to enforce the byte limit and give precise error codes) and with no error
+responses. This adds the shared models' schemas, the request bodies, and every error as
+`application/problem+json` with the Problem model.
+
+    python -m sam2_gateway.openapi > openapi.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from sam2_contract.errors import PROBLEM_CONTENT_TYPE
+from sam2_contract.models import BatchSegmentRequest, Problem, SegmentRequest, TokenRequest
+
+REF = "#/components/schemas/{model}"
+REQUEST_BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("/v1/segment", "post"): SegmentRequest,
+    ("/v1/segment/batch", "post"): BatchSegmentRequest,
+    ("/v1/auth/token", "post"): TokenRequest,
+}
+_ERROR_STATUSES = {
+    "400": "Malformed request (e.g. invalid JSON)",
+    "401": "Missing, malformed, unknown, revoked or expired credentials",
+    "403": "The credential lacks the scope",
+    "404": "`image_id` not cached (send the image again), or no such route",
+    "413": "Body or image too large",
+    "415": "Not application/json",
+    "422": "A field is invalid; `code` says which rule",
+    "429": "Over the key's rate or concurrency limit; see Retry-After",
+    "503": "Inference unavailable or still loading; see Retry-After",
+    "504": "Inference took too long",
+}
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description="Segment Anything 2 over HTTP. Errors are RFC 9457 problem documents.",
+        routes=app.routes,
+    )
+    components: dict[str, Any] = schema.setdefault("components", {}).setdefault("schemas", {})
+    models: list[type[BaseModel]] = [*REQUEST_BODIES.values(), Problem]
+    for model in models:
+        _add_schema(components, model)
+    for (path, method), model in REQUEST_BODIES.items():
+        operation = schema["paths"][path][method]
+        operation["requestBody"] = {
+            "required": model is not TokenRequest,
+            "content": {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}},
+        }
+    for path, item in schema["paths"].items():
+        for operation in item.values():
+            operation["responses"].pop("422", None)  # FastAPI's own validation shape: unused
+            for status, description in _ERROR_STATUSES.items():
+                if path.startswith("/v1/") or (path == "/readyz" and status == "503"):
+                    operation["responses"][status] = {
+                        "description": description,
+                        "content": {
+                            PROBLEM_CONTENT_TYPE: {"schema": {"$ref": REF.format(model="Problem")}}
+                        },
+                    }
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    schema["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "API key or browser token"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    for path, item in schema["paths"].items():
+        if path.startswith("/v1/"):
+            for operation in item.values():
+                operation["security"] = [{"bearer": []}, {"apiKey": []}]
+    return schema
+
+
+def _add_schema(components: dict[str, Any], model: type[BaseModel]) -> None:
+    model_schema = model.model_json_schema(ref_template=REF, mode="validation")
+    components.update(model_schema.pop("$defs", {}))
+    components[model.__name__] = model_schema
+
+
+def main() -> None:
+    from sam2_gateway.core.config import GatewaySettings
+    from sam2_gateway.main import create_app
+
+    app = create_app(GatewaySettings(environment="development"))
+    json.dump(app.openapi(), sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

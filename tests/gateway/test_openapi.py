@@ -1,0 +1,35 @@
+"""The committed openapi.json is what the gateway serves, and is usable by generated clients."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+COMMITTED = Path(__file__).parents[2] / "openapi.json"
+
+
+def test_committed_openapi_is_current(gateway: TestClient) -> None:
+    served = gateway.get("/openapi.json").json()
+    assert json.loads(COMMITTED.read_text()) == served, (
+        "openapi.json is stale: run `.venv/bin/python -m sam2_gateway.openapi > openapi.json`"
+    )
+
+
+def test_openapi_is_correct_for_clients() -> None:
+    spec = json.loads(COMMITTED.read_text())
+    segment = spec["paths"]["/v1/segment"]["post"]
+    assert segment["operationId"] == "segment"
+    body = segment["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/SegmentRequest"}
+    assert segment["responses"]["422"]["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
+    }
+    assert "application/json" not in segment["responses"]["422"]["content"]
+    request = spec["components"]["schemas"]["SegmentRequest"]["properties"]
+    assert request["image"]["contentEncoding"] == "base64"
+    assert "COCO RLE" in request["mask_format"]["description"]
+    ids = {op["operationId"] for item in spec["paths"].values() for op in item.values()}
+    assert ids == {"segment", "segment_batch", "create_token", "models", "healthz", "readyz"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
