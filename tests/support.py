@@ -95,6 +95,12 @@ class RunningServer:
     engine: Sam2Engine
 
 
+@dataclass(frozen=True)
+class GatewayServer:
+    url: str
+    key: str
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,0 +1,108 @@
+"""The Python SDK against the real local gateway and inference service (random weights)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import numpy as np
+from sam2_contract import decode_mask
+from sam2_sdk import AsyncSam2Client, Sam2Client, segment_image
+from support import IMAGES, GatewayServer, RunningServer, b64, encode, scene
+
+
+def test_sdk_masks_equal_the_inference_service_direct(
+    gateway_server: GatewayServer, inference_server: RunningServer
+) -> None:
+    pixels = IMAGES["landscape"]
+    with Sam2Client(api_key=gateway_server.key, base_url=gateway_server.url) as client:
+        result = client.segment(pixels, points=[[100, 50]], labels=[1])
+        boxes = client.segment(pixels, boxes=[[10, 10, 90, 90], [100, 20, 190, 110]])
+    direct = httpx.post(
+        f"{inference_server.url}/v1/segment",
+        json={
+            "image": b64(encode(pixels)),
+            "point_coords": [[100, 50]],
+            "point_labels": [1],
+            "mask_format": "rle",
+        },
+        timeout=60,
+    ).json()
+    assert np.array_equal(result.mask, decode_mask(direct["mask"]))
+    assert result.all_scores == direct["all_scores"]
+    assert result.image_shape == (120, 200)
+    assert len(boxes.masks) == 2
+    assert boxes.cached is True
+
+
+def test_a_repeat_click_uploads_no_image_bytes(gateway_server: GatewayServer) -> None:
+    bodies: list[bytes] = []
+    http = httpx.Client(event_hooks={"request": [lambda r: bodies.append(r.read())]}, timeout=60)
+    photo = encode(IMAGES["portrait"], "JPEG")
+    with Sam2Client(
+        api_key=gateway_server.key, base_url=gateway_server.url, http_client=http
+    ) as client:
+        first = client.segment(photo, points=[[50, 50]])
+        second = client.segment(photo, points=[[60, 120]])
+    assert first.cached is False
+    assert second.cached is True
+    assert len(bodies[0]) > len(photo)  # the upload, base64
+    assert len(bodies[1]) < 400  # the image_id and the prompt only
+    assert "image" not in json.loads(bodies[1])
+
+
+def test_async_client_auto_mode_and_tokens(gateway_server: GatewayServer) -> None:
+    async def run() -> tuple[int, bool]:
+        async with AsyncSam2Client(
+            api_key=gateway_server.key, base_url=gateway_server.url
+        ) as client:
+            token = await client.create_token(scopes=["segment"], ttl_s=60)
+            auto = await client.segment_auto(
+                IMAGES["portrait"], points_per_side=2, pred_iou_thresh=0, stability_score_thresh=0
+            )
+        async with AsyncSam2Client(api_key=token.token, base_url=gateway_server.url) as browser:
+            click = await browser.segment(IMAGES["portrait"], points=[[10, 10]])
+        return len(auto.masks), click.mask.shape == (200, 120)
+
+    count, shaped = asyncio.run(run())
+    assert count >= 1
+    assert shaped
+
+
+def test_the_original_segment_image_helper(gateway_server: GatewayServer, tmp_path: object) -> None:
+    path = f"{tmp_path}/photo.png"
+    with open(path, "wb") as handle:
+        handle.write(encode(IMAGES["landscape"]))
+    answer = segment_image(
+        image_path=path,
+        endpoint_url=gateway_server.url,
+        point_coords=[[100, 100]],
+        point_labels=[1],
+        mode="point",
+        api_key=gateway_server.key,
+    )
+    assert set(answer) >= {"mask", "score", "all_scores", "image_shape"}
+    assert len(answer["mask"]) == 120
+    assert isinstance(answer["mask"][0][0], bool)
+
+
+def test_client_example_runs_as_written(gateway_server: GatewayServer, tmp_path: object) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    photo = Path(f"{tmp_path}/photo.jpg")
+    photo.write_bytes(encode(scene(480, 640, seed=9), "JPEG"))
+    example = Path(__file__).parents[2] / "sdk-python" / "client_example.py"
+    env = os.environ | {"SAM2_API_KEY": gateway_server.key, "SAM2_BASE_URL": gateway_server.url}
+    done = subprocess.run(
+        [sys.executable, str(example), str(photo)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "second click reused the embedding: True" in done.stdout
