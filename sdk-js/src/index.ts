@@ -1,0 +1,37 @@
+export * from "./core/errors.js";
+export { Sam2Client, createToken, retryDelay, RETRY_STATUSES } from "./client.js";
+export type { AutoSegmentation, ClientOptions, ImageInput, PromptOptions, Segmentation, SegmentRequest, TokenResponse } from "./client.js";
+export { decodeRle, maskToImageData, maskToRgba, type RleMask } from "./internal/rle.js";
+export type { components, paths } from "./internal/openapi.js";
+
+import { errorFor } from "./core/errors.js";
+
+/** The original example's helper: the original request, the original JSON answer back. */
+export async function segmentImage(
+  imageFile: Blob,
+  options: {
+    endpointUrl: string;
+    pointCoords?: number[][];
+    pointLabels?: number[];
+    boxCoords?: number[];
+    mode?: "point" | "box" | "auto";
+    apiKey?: string;
+    fetch?: typeof fetch;
+  },
+): Promise<Record<string, unknown>> {
+  const bytes = new Uint8Array(await imageFile.arrayBuffer());
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  const body: Record<string, unknown> = { image: btoa(binary), mode: options.mode ?? "point" };
+  if (options.pointCoords) body.point_coords = options.pointCoords;
+  if (options.pointLabels) body.point_labels = options.pointLabels;
+  if (options.boxCoords) body.box_coords = options.boxCoords;
+  const url = new URL(options.endpointUrl);
+  if (url.pathname === "/" || url.pathname === "") url.pathname = "/v1/segment";
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
+  const response = await (options.fetch ?? fetch)(url, { method: "POST", headers, body: JSON.stringify(body) });
+  const answer = await response.json();
+  if (!response.ok) throw errorFor(response.status, answer);
+  return answer as Record<string, unknown>;
+}

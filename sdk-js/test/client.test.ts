@@ -1,0 +1,119 @@
+import { describe, expect, it } from "vitest";
+import {
+  AuthenticationError,
+  ImageNotCachedError,
+  PermissionDeniedError,
+  RateLimitError,
+  Sam2Client,
+  UnprocessableEntityError,
+  type TokenResponse,
+} from "../src/index.js";
+
+const ANSWER = {
+  mask: { size: [2, 2], counts: "22" },
+  score: 0.9,
+  all_scores: [0.9],
+  image_shape: [2, 2],
+  image_id: "img_" + "a".repeat(32),
+  cached: false,
+  timings_ms: { total_ms: 1 },
+};
+const IMAGE = new Uint8Array([1, 2, 3]);
+
+function problem(status: number, code: string, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify({ status, code, detail: "d", hint: "h" }), {
+    status,
+    headers: { "content-type": "application/problem+json", ...headers },
+  });
+}
+
+function scripted(answers: (() => Response)[], seen: RequestInit[] = []): typeof fetch {
+  return (async (_url: unknown, init?: RequestInit) => {
+    seen.push(init ?? {});
+    const next = answers.shift();
+    if (!next) throw new Error("no more answers");
+    return next();
+  }) as typeof fetch;
+}
+
+describe("Sam2Client", () => {
+  it("retries 5xx with growing jittered backoff, then succeeds", async () => {
+    const sleeps: number[] = [];
+    const client = new Sam2Client({
+      apiKey: "k",
+      fetch: scripted([() => problem(503, "inference_unavailable"), () => problem(502, "x"), () => Response.json(ANSWER)]),
+      sleep: async (ms) => void sleeps.push(ms),
+    });
+    const result = await client.segment(IMAGE, { points: [[1, 1]] });
+    expect(Array.from(result.mask)).toEqual([0, 1, 0, 1]); // right column set
+    expect(sleeps[0]).toBeGreaterThanOrEqual(375);
+    expect(sleeps[0]).toBeLessThanOrEqual(500);
+    expect(sleeps[1]).toBeGreaterThanOrEqual(750);
+  });
+
+  it("honours Retry-After and gives up with a RateLimitError", async () => {
+    const sleeps: number[] = [];
+    const client = new Sam2Client({
+      apiKey: "k",
+      fetch: scripted([0, 1, 2].map(() => () => problem(429, "rate_limited", { "retry-after": "3" }))),
+      sleep: async (ms) => void sleeps.push(ms),
+    });
+    const error = await client.segment(IMAGE, { points: [[1, 1]] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RateLimitError);
+    expect((error as RateLimitError).code).toBe("rate_limited");
+    expect(sleeps).toEqual([3000, 3000]);
+  });
+
+  it.each([
+    [401, "invalid_api_key", AuthenticationError],
+    [403, "insufficient_scope", PermissionDeniedError],
+    [422, "invalid_point_label", UnprocessableEntityError],
+  ])("maps %i to a typed error without retrying", async (status, code, ErrorClass) => {
+    const seen: RequestInit[] = [];
+    const client = new Sam2Client({ apiKey: "k", fetch: scripted([() => problem(status, code)], seen) });
+    const error = await client.segment(IMAGE, { points: [[1, 1]] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ErrorClass);
+    expect((error as AuthenticationError).hint).toBe("h");
+    expect(seen).toHaveLength(1);
+  });
+
+  it("reuses image_id and resends the image when it was evicted", async () => {
+    const seen: RequestInit[] = [];
+    const client = new Sam2Client({
+      apiKey: "k",
+      fetch: scripted(
+        [() => Response.json(ANSWER), () => Response.json(ANSWER), () => problem(404, "image_not_cached"), () => Response.json(ANSWER)],
+        seen,
+      ),
+    });
+    for (let i = 0; i < 3; i += 1) await client.segment(IMAGE, { points: [[1, 1]] });
+    const sent = seen.map((init) => ("image" in JSON.parse(String(init.body)) ? "image" : "image_id"));
+    expect(sent).toEqual(["image", "image_id", "image_id", "image"]);
+    expect(new ImageNotCachedError(404, { code: "image_not_cached" }).name).toBe("ImageNotCachedError");
+  });
+
+  it("refreshes a browser token before it expires", async () => {
+    let now = 1000;
+    const issued: TokenResponse[] = [];
+    const getToken = async (): Promise<TokenResponse> => {
+      const token = { token: `t${issued.length}`, token_type: "Bearer", expires_in: 60, expires_at: now + 60, scope: "segment" } as TokenResponse;
+      issued.push(token);
+      return token;
+    };
+    const seen: RequestInit[] = [];
+    const realNow = Date.now;
+    Date.now = () => now * 1000;
+    try {
+      const client = new Sam2Client({ getToken, fetch: scripted([0, 1, 2].map(() => () => Response.json(ANSWER)), seen) });
+      await client.segment(IMAGE, { points: [[1, 1]] });
+      now += 20; // still 40 s left: reuse
+      await client.segment(IMAGE, { points: [[1, 1]] });
+      now += 15; // 25 s left, under the 30 s margin: refresh
+      await client.segment(IMAGE, { points: [[1, 1]] });
+    } finally {
+      Date.now = realNow;
+    }
+    const auth = seen.map((init) => (init.headers as Record<string, string>).authorization);
+    expect(auth).toEqual(["Bearer t0", "Bearer t0", "Bearer t1"]);
+  });
+});

@@ -1,0 +1,27 @@
+// Run by tests/sdk/test_js_contract.py against the real local gateway: two clicks on one image
+// through the built SDK, printing the masks and how many bytes each request carried.
+import { readFileSync } from "node:fs";
+import { Sam2Client } from "../dist/index.js";
+
+const sent = [];
+const countingFetch = async (url, init) => {
+  sent.push(init?.body ? init.body.length : 0);
+  return fetch(url, init);
+};
+const client = new Sam2Client({
+  apiKey: process.env.SAM2_API_KEY,
+  baseUrl: process.env.SAM2_BASE_URL,
+  fetch: countingFetch,
+});
+const image = new Uint8Array(readFileSync(process.argv[2]));
+const first = await client.segment(image, { points: [[100, 50]], labels: [1] });
+const second = await client.segment(image, { points: [[100, 50]], labels: [1] });
+console.log(
+  JSON.stringify({
+    mask: Array.from(first.mask).join(""),
+    width: first.width,
+    height: first.height,
+    cached: [first.cached, second.cached],
+    sent,
+  }),
+);

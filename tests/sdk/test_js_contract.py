@@ -1,0 +1,41 @@
+"""The TypeScript SDK (built) against the real local gateway: the same masks as the Python SDK
+and the inference service, and no image bytes on a repeat click."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from sam2_sdk import Sam2Client
+from support import IMAGES, GatewayServer, encode
+
+SDK_JS = Path(__file__).parents[2] / "sdk-js"
+
+
+def test_typescript_sdk_gives_the_python_sdks_masks(
+    gateway_server: GatewayServer, tmp_path: Path
+) -> None:
+    assert (SDK_JS / "dist" / "index.js").exists(), (
+        "build it first: (cd sdk-js && npm ci && npm run build)"
+    )
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(encode(IMAGES["landscape"]))
+    env = os.environ | {"SAM2_API_KEY": gateway_server.key, "SAM2_BASE_URL": gateway_server.url}
+    done = subprocess.run(
+        ["node", str(SDK_JS / "test" / "contract.mjs"), str(photo)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    js = json.loads(done.stdout)
+    with Sam2Client(api_key=gateway_server.key, base_url=gateway_server.url) as client:
+        python = client.segment(photo, points=[[100, 50]], labels=[1])
+    assert (js["height"], js["width"]) == python.image_shape
+    assert js["mask"] == "".join("1" if v else "0" for v in python.mask.ravel())
+    assert js["cached"][1] is True
+    assert js["sent"][0] > photo.stat().st_size
+    assert js["sent"][1] < 400  # the image_id and the prompt, no image bytes
