@@ -106,3 +106,33 @@ def test_client_example_runs_as_written(gateway_server: GatewayServer, tmp_path:
     )
     assert done.returncode == 0, done.stderr
     assert "second click reused the embedding: True" in done.stdout
+
+
+def test_batches_share_one_upload_and_fail_item_by_item(gateway_server: GatewayServer) -> None:
+    from sam2_sdk import AutoSegmentation, BatchItemError, Segmentation
+
+    bodies: list[bytes] = []
+    http = httpx.Client(event_hooks={"request": [lambda r: bodies.append(r.read())]}, timeout=120)
+    pixels = IMAGES["portrait"]
+    prompts = [
+        {"point_coords": [[60, 100]]},
+        {"mode": "box", "box_coords": [10, 10, 100, 150]},
+        {"mode": "auto", "points_per_side": 2, "pred_iou_thresh": 0, "stability_score_thresh": 0},
+        {"mode": "lasso"},
+    ]
+    with Sam2Client(
+        api_key=gateway_server.key, base_url=gateway_server.url, http_client=http
+    ) as client:
+        first = client.segment_batch(pixels, prompts)
+        again = client.segment_batch(pixels, prompts[:1])
+    assert [type(r) for r in first] == [
+        Segmentation,
+        Segmentation,
+        AutoSegmentation,
+        BatchItemError,
+    ]
+    assert isinstance(first[3], BatchItemError)
+    assert first[3].code == "invalid_mode"
+    assert isinstance(again[0], Segmentation)
+    assert again[0].cached is True
+    assert len(bodies[-1]) < 400  # the second batch named the image by its id

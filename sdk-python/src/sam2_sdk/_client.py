@@ -85,6 +85,32 @@ class AutoSegmentation:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+@dataclass(frozen=True)
+class BatchItemError:
+    """One batch item that failed; the others still ran."""
+
+    status: int
+    code: str
+    detail: str
+    hint: str | None
+
+
+BatchResult = Segmentation | AutoSegmentation | BatchItemError
+
+
+def parse_batch(answer: dict[str, Any]) -> list[BatchResult]:
+    results: list[BatchResult] = []
+    for item in answer["results"]:
+        if item["status"] == 200:
+            results.append(parse_answer(item["result"]))
+        else:
+            error = item["error"]
+            results.append(
+                BatchItemError(item["status"], error["code"], error["detail"], error.get("hint"))
+            )
+    return results
+
+
 def image_bytes(image: ImageInput) -> bytes:
     """The file bytes to upload: files and bytes as they are, arrays and PIL images as PNG."""
     if isinstance(image, bytes):
@@ -162,6 +188,16 @@ class _BaseClient:
         delay: float = min(INITIAL_RETRY_DELAY_S * 2**attempt, MAX_RETRY_DELAY_S)
         return delay * (1 - 0.25 * random.random())  # noqa: S311 (jitter, not a secret)
 
+    def _remember_from(self, fingerprint: str, answer: dict[str, Any]) -> None:
+        """Keep the image_id an answer (or a batch's first success) carries."""
+        results = answer.get("results")
+        carried = (
+            [r["result"]["image_id"] for r in results if r["status"] == 200] if results else None
+        )
+        image_id = answer.get("image_id") or (carried[0] if carried else None)
+        if image_id:
+            self._remember(fingerprint, image_id)
+
     def _remember(self, fingerprint: str, image_id: str) -> None:
         self._image_ids[fingerprint] = image_id
         self._image_ids.move_to_end(fingerprint)
@@ -185,6 +221,12 @@ class _BaseClient:
         optional: dict[str, Any] = {"point_coords": points, "point_labels": labels, "model": model}
         optional["box_coords"] = boxes if boxes is not None else box
         return fields | {k: v for k, v in optional.items() if v is not None}
+
+
+def _missed(answer: dict[str, Any]) -> bool:
+    """Whether a batch sent by image_id found the embedding gone (its items say so)."""
+    results = answer.get("results") or []
+    return any(r.get("error", {}).get("code") == "image_not_cached" for r in results)
 
 
 class Sam2Client(_BaseClient):
@@ -227,6 +269,11 @@ class Sam2Client(_BaseClient):
         assert isinstance(answer, AutoSegmentation)
         return answer
 
+    def segment_batch(self, image: ImageInput, requests: list[dict[str, Any]]) -> list[BatchResult]:
+        """Several prompt sets (API field names) on one image, in one call, uploaded once."""
+        items = [{"mask_format": "rle"} | request for request in requests]
+        return parse_batch(self._on_image(image, {"requests": items}, path="/v1/segment/batch"))
+
     def create_token(
         self, *, scopes: list[str] | None = None, ttl_s: int | None = None
     ) -> TokenResponse:
@@ -246,19 +293,22 @@ class Sam2Client(_BaseClient):
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _on_image(self, image: ImageInput, fields: dict[str, Any]) -> dict[str, Any]:
+    def _on_image(
+        self, image: ImageInput, fields: dict[str, Any], *, path: str = "/v1/segment"
+    ) -> dict[str, Any]:
         data = image_bytes(image)
         fingerprint = hashlib.sha256(data).hexdigest()
         known = self._image_ids.get(fingerprint)
         if known is not None:
             try:
-                return self._request("POST", "/v1/segment", {"image_id": known} | fields)
+                answer = self._request("POST", path, {"image_id": known} | fields)
+                if not _missed(answer):
+                    return answer
             except ImageNotCachedError:
-                self._image_ids.pop(fingerprint, None)
-        answer = self._request(
-            "POST", "/v1/segment", {"image": base64.b64encode(data).decode()} | fields
-        )
-        self._remember(fingerprint, answer["image_id"])
+                pass
+            self._image_ids.pop(fingerprint, None)
+        answer = self._request("POST", path, {"image": base64.b64encode(data).decode()} | fields)
+        self._remember_from(fingerprint, answer)
         return answer
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
@@ -330,6 +380,13 @@ class AsyncSam2Client(_BaseClient):
         assert isinstance(answer, AutoSegmentation)
         return answer
 
+    async def segment_batch(
+        self, image: ImageInput, requests: list[dict[str, Any]]
+    ) -> list[BatchResult]:
+        items = [{"mask_format": "rle"} | request for request in requests]
+        answer = await self._on_image(image, {"requests": items}, path="/v1/segment/batch")
+        return parse_batch(answer)
+
     async def create_token(
         self, *, scopes: list[str] | None = None, ttl_s: int | None = None
     ) -> TokenResponse:
@@ -348,18 +405,23 @@ class AsyncSam2Client(_BaseClient):
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
-    async def _on_image(self, image: ImageInput, fields: dict[str, Any]) -> dict[str, Any]:
+    async def _on_image(
+        self, image: ImageInput, fields: dict[str, Any], *, path: str = "/v1/segment"
+    ) -> dict[str, Any]:
         data = image_bytes(image)
         fingerprint = hashlib.sha256(data).hexdigest()
         known = self._image_ids.get(fingerprint)
         if known is not None:
             try:
-                return await self._request("POST", "/v1/segment", {"image_id": known} | fields)
+                answer = await self._request("POST", path, {"image_id": known} | fields)
+                if not _missed(answer):
+                    return answer
             except ImageNotCachedError:
-                self._image_ids.pop(fingerprint, None)
+                pass
+            self._image_ids.pop(fingerprint, None)
         body = {"image": base64.b64encode(data).decode()} | fields
-        answer = await self._request("POST", "/v1/segment", body)
-        self._remember(fingerprint, answer["image_id"])
+        answer = await self._request("POST", path, body)
+        self._remember_from(fingerprint, answer)
         return answer
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:

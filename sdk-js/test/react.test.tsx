@@ -1,0 +1,74 @@
+// @vitest-environment jsdom
+import { act } from "react";
+import { createRoot } from "react-dom/client";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { Sam2Client } from "../src/index.js";
+import { MaskOverlay, useSegmenter, type SegmenterState } from "../src/react/index.js";
+
+(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+
+const ANSWER = {
+  mask: { size: [2, 2], counts: "22" },
+  score: 0.9,
+  all_scores: [0.9],
+  image_shape: [2, 2],
+  image_id: "img_" + "a".repeat(32),
+  cached: false,
+  timings_ms: { total_ms: 1 },
+};
+
+let container: HTMLDivElement;
+beforeEach(() => {
+  container = document.createElement("div");
+  document.body.append(container);
+});
+afterEach(() => container.remove());
+
+describe("useSegmenter", () => {
+  it("segments the current image and exposes loading, result and errors", async () => {
+    const replies = [() => Response.json(ANSWER), () => new Response(JSON.stringify({ code: "invalid_point_label", detail: "d" }), { status: 422 })];
+    const fetchImpl = (async () => replies.shift()!()) as typeof fetch;
+    const client = new Sam2Client({ apiKey: "k", fetch: fetchImpl });
+    let state: SegmenterState | undefined;
+    const image = new Uint8Array([1, 2, 3]); // stable across renders, as a File from an input is
+    function Probe() {
+      state = useSegmenter(client, image);
+      return null;
+    }
+    const root = createRoot(container);
+    await act(async () => root.render(<Probe />));
+    expect(state!.result).toBeUndefined();
+    await act(async () => {
+      await state!.segment({ points: [[1, 1]] });
+    });
+    expect(state!.loading).toBe(false);
+    expect(Array.from((state!.result as { mask: Uint8Array }).mask)).toEqual([0, 1, 0, 1]);
+    await act(async () => {
+      await state!.segment({ points: [[1, 1]], labels: [7] });
+    });
+    expect(state!.error?.name).toBe("UnprocessableEntityError");
+    await act(async () => root.unmount());
+  });
+});
+
+describe("MaskOverlay", () => {
+  it("paints the mask in translucent colour on a canvas the size of the image", async () => {
+    // The canvas is the browser boundary jsdom does not implement: record what is drawn.
+    const drawn: { data: Uint8ClampedArray; width: number }[] = [];
+    vi.stubGlobal("ImageData", class { constructor(public data: Uint8ClampedArray, public width: number, public height: number) {} });
+    const getContext = vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockReturnValue({
+      clearRect: () => undefined,
+      putImageData: (image: { data: Uint8ClampedArray; width: number }) => drawn.push(image),
+    } as unknown as CanvasRenderingContext2D);
+    const root = createRoot(container);
+    await act(async () => root.render(<MaskOverlay mask={new Uint8Array([0, 1, 0, 1])} width={2} height={2} />));
+    const canvas = container.querySelector("canvas")!;
+    expect([canvas.width, canvas.height]).toEqual([2, 2]);
+    expect(canvas.getAttribute("aria-label")).toBe("segmentation mask");
+    expect(drawn).toHaveLength(1);
+    expect(Array.from(drawn[0]!.data.slice(0, 8))).toEqual([0, 0, 0, 0, 30, 144, 255, 128]);
+    await act(async () => root.unmount());
+    getContext.mockRestore();
+    vi.unstubAllGlobals();
+  });
+});
