@@ -88,8 +88,9 @@ def test_usage_is_metered_per_key(
 
 
 def test_batch_through_the_gateway_shares_one_upload(
-    e2e: TestClient, new_key: Callable[..., str]
+    e2e: TestClient, new_key: Callable[..., str], store: KeyStore
 ) -> None:
+    key = new_key()
     body = {
         "image": image_b64("landscape"),
         "requests": [
@@ -98,11 +99,14 @@ def test_batch_through_the_gateway_shares_one_upload(
             {"mode": "lasso"},
         ],
     }
-    answer = e2e.post("/v1/segment/batch", json=body, headers=bearer(new_key())).json()
+    answer = e2e.post("/v1/segment/batch", json=body, headers=bearer(key)).json()
     assert [r["status"] for r in answer["results"]] == [200, 200, 422]
     assert answer["results"][2]["error"]["code"] == "invalid_mode"
     assert answer["results"][1]["result"]["cached"] is True
     assert decode_mask(answer["results"][0]["result"]["mask"]).shape == (120, 200)
+    e2e.portal.call(e2e.app.state.gateway.meter.flush)  # type: ignore[union-attr]
+    [row] = store.usage(key.split("_")[1])
+    assert (row.requests, row.images) == (2, 1)  # two items ran, one image was uploaded
 
 
 @pytest.fixture(params=["http", "modal"])

@@ -38,6 +38,8 @@ async def segment_batch(request: Request, principal: PrincipalDep, gateway: Gate
     async with _limited(gateway, principal) as rate:
         batch = parse_batch(parse_json(await read_body(request, gateway.settings.max_body_bytes)))
         shared = await _decode(gateway, batch.image) if batch.image is not None else None
+        if shared is not None:  # one upload, however many items use it
+            gateway.meter.add(principal.key_id, requests=0, images=1, masks=0, gpu_ms=0.0)
         parts = []
         for index, item in enumerate(batch.items()):
             try:
@@ -72,9 +74,12 @@ async def _forward(
     request_id: str,
     decoded: DecodedImage | None,
 ) -> InferenceResult:
-    """Check scope, decode the upload once (unless given), send pixels on, meter the answer."""
+    """Check scope, decode the upload once (unless given), send pixels on, meter the answer.
+    A `decoded` image that is passed in (a batch's shared one) was metered where it arrived."""
     principal.require("auto" if request.mode == "auto" else "segment")
-    if request.image is not None and decoded is None:
+    uploaded = request.image is not None and decoded is None
+    if uploaded:
+        assert request.image is not None
         decoded = await _decode(gateway, request.image)
     if decoded is not None:
         request = request.model_copy(update={"image": None, "image_id": decoded.image_id})
@@ -85,10 +90,7 @@ async def _forward(
         request_id=request_id,
     )
     gateway.meter.add(
-        principal.key_id,
-        images=1 if decoded is not None else 0,
-        masks=result.masks,
-        gpu_ms=result.model_ms,
+        principal.key_id, images=int(uploaded), masks=result.masks, gpu_ms=result.model_ms
     )
     return result
 
