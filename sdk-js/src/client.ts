@@ -25,6 +25,10 @@ export interface Segmentation {
   cached: boolean;
   timingsMs: Record<string, number>;
   masks: Uint8Array[];
+  /** Every candidate mask, in `allScores` order, when asked for with `returnAllMasks`. */
+  allMasks: Uint8Array[];
+  /** What the server warns about, e.g. that it runs random weights. */
+  warnings: string[];
 }
 
 export interface AutoSegmentation {
@@ -34,6 +38,7 @@ export interface AutoSegmentation {
   imageId: string;
   cached: boolean;
   timingsMs: Record<string, number>;
+  warnings: string[];
 }
 
 export interface ClientOptions {
@@ -55,6 +60,7 @@ export interface PromptOptions {
   box?: number[];
   boxes?: number[][];
   multimask?: boolean;
+  returnAllMasks?: boolean;
 }
 
 export class Sam2Client {
@@ -81,6 +87,7 @@ export class Sam2Client {
       mode: prompt.box || prompt.boxes ? "box" : "point",
       mask_format: "rle",
       multimask_output: prompt.multimask ?? true,
+      return_all_masks: prompt.returnAllMasks ?? false,
     };
     if (prompt.points) fields.point_coords = prompt.points;
     if (prompt.labels) fields.point_labels = prompt.labels;
@@ -98,6 +105,8 @@ export class Sam2Client {
       cached: answer.cached as boolean,
       timingsMs: answer.timings_ms as Record<string, number>,
       masks: ((answer.predictions ?? []) as { mask: RleMask }[]).map((p) => decodeRle(p.mask)),
+      allMasks: ((answer.all_masks ?? []) as RleMask[]).map((m) => decodeRle(m)),
+      warnings: (answer.warnings ?? []) as string[],
     };
   }
 
@@ -112,7 +121,15 @@ export class Sam2Client {
       predictedIou: m.predicted_iou as number,
       stabilityScore: m.stability_score as number,
     }));
-    return { masks, width, height, imageId: answer.image_id as string, cached: answer.cached as boolean, timingsMs: answer.timings_ms as Record<string, number> };
+    return {
+      masks,
+      width,
+      height,
+      imageId: answer.image_id as string,
+      cached: answer.cached as boolean,
+      timingsMs: answer.timings_ms as Record<string, number>,
+      warnings: (answer.warnings ?? []) as string[],
+    };
   }
 
   private async onImage(image: ImageInput, fields: Partial<SegmentRequest>): Promise<Record<string, unknown>> {

@@ -1,7 +1,7 @@
 export * from "./core/errors.js";
 export { Sam2Client, createToken, retryDelay, RETRY_STATUSES } from "./client.js";
 export type { AutoSegmentation, ClientOptions, ImageInput, PromptOptions, Segmentation, SegmentRequest, TokenResponse } from "./client.js";
-export { decodeRle, maskToImageData, maskToRgba, type RleMask } from "./internal/rle.js";
+export { decodeRle, encodeRle, maskToImageData, maskToRgba, type RleMask } from "./internal/rle.js";
 export type { components, paths } from "./internal/openapi.js";
 
 import { errorFor } from "./core/errors.js";

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { decodeRle, maskToRgba } from "../src/internal/rle.js";
+import { decodeRle, encodeRle, maskToRgba } from "../src/internal/rle.js";
 
 const vectors: { rle: { size: number[]; counts: string }; mask: string }[] = JSON.parse(
   readFileSync(new URL("./rle-vectors.json", import.meta.url), "utf8"),
@@ -11,6 +11,14 @@ describe("decodeRle", () => {
     expect(vectors.length).toBeGreaterThan(3);
     for (const { rle, mask } of vectors) {
       expect(Array.from(decodeRle(rle)).join("")).toBe(mask);
+    }
+  });
+
+  it("encodes back to the Python codec's counts", () => {
+    for (const { rle, mask } of vectors) {
+      const [height = 0, width = 0] = rle.size;
+      const bits = Uint8Array.from(mask, (c) => Number(c));
+      expect(encodeRle(bits, width, height)).toEqual(rle);
     }
   });
 

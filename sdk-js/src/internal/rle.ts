@@ -49,6 +49,38 @@ export function decodeRle(rle: RleMask): Uint8Array {
   return mask;
 }
 
+/** COCO compressed RLE of a row-major 1/0 mask (what pycocotools.mask.encode writes). */
+export function encodeRle(mask: Uint8Array, width: number, height: number): RleMask {
+  const counts: number[] = [];
+  let current = 0;
+  let run = 0;
+  for (let x = 0; x < width; x += 1) {
+    for (let y = 0; y < height; y += 1) {
+      const value = mask[y * width + x] ? 1 : 0;
+      if (value !== current) {
+        counts.push(run);
+        run = 0;
+        current = value;
+      }
+      run += 1;
+    }
+  }
+  counts.push(run);
+  let text = "";
+  counts.forEach((count, i) => {
+    let x = i > 2 ? count - (counts[i - 2] ?? 0) : count;
+    let more = true;
+    while (more) {
+      let c = x & 0x1f;
+      x >>= 5;
+      more = (c & 0x10) !== 0 ? x !== -1 : x !== 0;
+      if (more) c |= 0x20;
+      text += String.fromCharCode(c + 48);
+    }
+  });
+  return { size: [height, width], counts: text };
+}
+
 /** RGBA pixels for a canvas: `color` where the mask is set, transparent elsewhere. */
 export function maskToRgba(
   mask: Uint8Array,

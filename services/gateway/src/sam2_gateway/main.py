@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 from sam2_contract.problems import REQUEST_ID_HEADER, install_problem_handlers, install_request_ids
 
 from sam2_gateway.api.deps import Gateway
@@ -21,6 +23,7 @@ from sam2_gateway.core.tokens import TokenSigner
 from sam2_gateway.openapi import build_openapi
 from sam2_gateway.store import KeyStore
 
+PLAYGROUND = Path(__file__).parent / "playground"
 EXPOSED_HEADERS = [
     REQUEST_ID_HEADER,
     "Retry-After",
@@ -73,6 +76,8 @@ def create_app(
     app.state.gateway = gateway
     for router in (segment.router, auth.router, health.router):
         app.include_router(router)
+    if (PLAYGROUND / "index.html").is_file():  # built by scripts/dev and scripts/test
+        app.mount("/playground", StaticFiles(directory=PLAYGROUND, html=True), name="playground")
     install_problem_handlers(app)
     app.add_middleware(AccessLogMiddleware)
     install_request_ids(app)

@@ -55,7 +55,9 @@ def run_stack(state_dir: str, *, port: int, inference_port: int) -> None:
         _wait_until_ready(settings.inference_url, inference)
         store = KeyStore(settings.database_url, settings.key_pepper.get_secret_value())
         store.migrate()
-        _announce(store, port, state_dir)
+        dev_key_id = _announce(store, port, state_dir)
+        # The playground (http://127.0.0.1:<port>/playground/) gets tokens of the dev key.
+        settings = settings.model_copy(update={"dev_token_key_id": dev_key_id})
         import uvicorn
 
         from sam2_gateway.main import create_app
@@ -105,17 +107,21 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise SystemExit("the inference service did not become ready in time")
 
 
-def _announce(store: KeyStore, port: int, state_dir: str) -> None:
-    if any(record.name == DEV_KEY_NAME for record in store.all_keys()):
+def _announce(store: KeyStore, port: int, state_dir: str) -> str:
+    """Print how to call the stack; returns the development key's id (made on first start)."""
+    existing = [r for r in store.all_keys() if r.name == DEV_KEY_NAME and r.revoked_at is None]
+    if existing:
         print(
-            f"\nGateway on http://127.0.0.1:{port}. The development key was shown on first start;"
+            f"\nGateway on http://127.0.0.1:{port} (playground: /playground/). The development key"
+            " was shown on first start;"
             f"\nmake another: sam2-gateway keys --state-dir {state_dir} create --name me\n",
             flush=True,
         )
-        return
+        return existing[0].key_id
     key, _ = store.create(DEV_KEY_NAME, frozenset({"segment", "auto", "admin"}), rate_tier="dev")
     print(
-        f"\nGateway on http://127.0.0.1:{port}. Development API key (shown once, stored hashed):\n"
+        f"\nGateway on http://127.0.0.1:{port} (playground: /playground/). Development API key"
+        " (shown once, stored hashed):\n"
         f"\n    {key.full}\n\nTry it:\n\n"
         '    printf \'{"image":"%s","point_coords":[[100,100]],"mask_format":"rle"}\' '
         '"$(base64 -w0 photo.jpg)" \\\n'
@@ -123,6 +129,7 @@ def _announce(store: KeyStore, port: int, state_dir: str) -> None:
         "-H 'content-type: application/json' -d @-\n",
         flush=True,
     )
+    return key.key_id
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

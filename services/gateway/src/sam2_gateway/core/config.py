@@ -51,6 +51,11 @@ class GatewaySettings(BaseSettings):
     jwt_issuer: str = "sam2-gateway"
     jwt_audience: str = "sam2-api"
     token_ttl_s: int = Field(default=600, gt=0, le=MAX_TOKEN_TTL_S)
+    dev_token_key_id: str | None = Field(
+        default=None,
+        description="Development only: POST /v1/auth/dev-token hands out tokens of this key "
+        "without credentials, so the local playground needs no pasted key.",
+    )
 
     rate_limit_storage: str = Field(
         default="async+memory://", description="async+memory:// or async+redis://host:6379"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
-from sam2_contract.errors import PermissionDeniedError
+from sam2_contract.errors import NotFoundError, PermissionDeniedError
 from sam2_contract.models import TokenRequest, TokenResponse
 from sam2_contract.problems import read_body
 from sam2_contract.validation import invalid_request, parse_json
@@ -35,4 +35,23 @@ async def create_token(
     token, claims = gateway.signer.issue(principal.key_id, scopes, ttl)
     return TokenResponse(
         token=token, expires_in=ttl, expires_at=claims.expires_at, scope=" ".join(sorted(scopes))
+    )
+
+
+@router.post("/dev-token", response_model=TokenResponse, include_in_schema=False)
+async def create_dev_token(request: Request, gateway: GatewayDep) -> TokenResponse:
+    """The local stack's playground token, without credentials: development mode only."""
+    settings = gateway.settings
+    key_id = settings.dev_token_key_id
+    if settings.environment != "development" or key_id is None:
+        raise NotFoundError(f"there is no {request.url.path}")
+    record = await gateway.store.aget(key_id)
+    if record is None or record.revoked_at is not None:
+        raise NotFoundError(f"there is no {request.url.path}")
+    token, claims = gateway.signer.issue(key_id, record.scopes, settings.token_ttl_s)
+    return TokenResponse(
+        token=token,
+        expires_in=settings.token_ttl_s,
+        expires_at=claims.expires_at,
+        scope=" ".join(sorted(record.scopes)),
     )

@@ -1,0 +1,42 @@
+// The playground in headless Chromium (Debian's, driven by playwright-core; no browser
+// download), against a running local stack: node e2e.mjs <gateway url> <image> <artifacts dir>
+import { chromium } from "playwright-core";
+
+const [url, image, artifacts] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const report = {};
+try {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+  await page.goto(`${url}/playground/`);
+  await page.setInputFiles('input[type="file"]', image);
+  const overlay = page.getByTestId("overlay");
+  await overlay.waitFor();
+  const status = page.getByTestId("status");
+  const box = await overlay.boundingBox();
+  await overlay.click({ position: { x: box.width * 0.5, y: box.height * 0.5 } });
+  await status.filter({ hasText: "embedding computed" }).waitFor({ timeout: 120_000 });
+  report.first = await status.textContent();
+  report.maskPixels = await page.evaluate(() => {
+    const canvas = document.querySelector('[data-testid="overlay"]');
+    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    let count = 0;
+    for (let i = 0; i < data.length; i += 4) if (data[i] === 30 && data[i + 1] === 144 && data[i + 2] === 255 && data[i + 3] > 0) count += 1;
+    return count;
+  });
+  await page.screenshot({ path: `${artifacts}/1-first-click.png` });
+  await overlay.click({ position: { x: box.width * 0.3, y: box.height * 0.3 }, modifiers: ["Shift"] });
+  await status.filter({ hasText: "embedding cached" }).waitFor({ timeout: 60_000 });
+  report.second = await status.textContent();
+  await page.screenshot({ path: `${artifacts}/2-second-click.png` });
+  await page.getByRole("button", { name: /Segment everything/ }).click();
+  await status.filter({ hasText: / masks · / }).waitFor({ timeout: 300_000 });
+  report.auto = await status.textContent();
+  await page.screenshot({ path: `${artifacts}/3-auto.png`, fullPage: true });
+  report.alerts = await page.getByRole("alert").count();
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(report));

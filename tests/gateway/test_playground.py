@@ -1,0 +1,96 @@
+"""The web playground in a real browser (Debian's Chromium via playwright-core) against the
+real local stack in development mode: upload, click, overlay drawn, timings shown, a second
+click reuses the embedding, automatic mode; screenshots land in test-artifacts/playground/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from sam2_gateway import GatewaySettings, KeyStore, create_app
+from sam2_gateway.main import PLAYGROUND
+from support import PEPPER, RunningServer, encode, free_port, scene
+
+ROOT = Path(__file__).parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "playground"
+
+
+@pytest.fixture
+def dev_stack(tmp_path: Path, inference_server: RunningServer, signing_key: str) -> Iterator[str]:
+    """The gateway as the local stack runs it: development mode, a dev key, the built page."""
+    database = f"sqlite:///{tmp_path / 'gw.db'}"
+    store = KeyStore(database, PEPPER)
+    store.migrate()
+    _, record = store.create("development", frozenset({"segment", "auto"}), rate_tier="dev")
+    settings = GatewaySettings(
+        environment="development",
+        database_url=database,
+        key_pepper=SecretStr(PEPPER),
+        jwt_private_key=SecretStr(signing_key),
+        inference_url=inference_server.url,
+        dev_token_key_id=record.key_id,
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    store.dispose()
+
+
+def test_playground_in_chromium(dev_stack: str, tmp_path: Path) -> None:
+    assert (PLAYGROUND / "index.html").is_file(), (
+        "build it: (cd sdk-js && npm run build:playground)"
+    )
+    assert shutil.which("chromium") or Path("/usr/bin/chromium").exists(), (
+        "apt-get install chromium"
+    )
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(encode(scene(300, 400, seed=21)))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [
+            "node",
+            str(ROOT / "sdk-js" / "playground" / "e2e.mjs"),
+            dev_stack,
+            str(photo),
+            str(ARTIFACTS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "ms total" in report["first"]
+    assert report["maskPixels"] > 0
+    assert "embedding cached" in report["second"]
+    assert "masks" in report["auto"]
+    assert report["alerts"] == 0
+    assert {p.name for p in ARTIFACTS.glob("*.png")} >= {
+        "1-first-click.png",
+        "2-second-click.png",
+        "3-auto.png",
+    }
+
+
+def test_dev_tokens_only_in_development(make_client: object, gateway: object) -> None:
+    from fastapi.testclient import TestClient
+
+    assert isinstance(gateway, TestClient)
+    response = gateway.post("/v1/auth/dev-token")
+    assert (response.status_code, response.json()["code"]) == (404, "not_found")
