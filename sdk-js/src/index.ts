@@ -4,6 +4,7 @@ export type { AutoSegmentation, ClientOptions, ImageInput, PromptOptions, Segmen
 export { decodeRle, encodeRle, maskToImageData, maskToRgba, type RleMask } from "./internal/rle.js";
 export type { components, paths } from "./internal/openapi.js";
 
+import { toBase64 } from "./client.js";
 import { errorFor } from "./core/errors.js";
 
 /** The original example's helper: the original request, the original JSON answer back. */
@@ -20,9 +21,7 @@ export async function segmentImage(
   },
 ): Promise<Record<string, unknown>> {
   const bytes = new Uint8Array(await imageFile.arrayBuffer());
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  const body: Record<string, unknown> = { image: btoa(binary), mode: options.mode ?? "point" };
+  const body: Record<string, unknown> = { image: toBase64(bytes), mode: options.mode ?? "point" };
   if (options.pointCoords) body.point_coords = options.pointCoords;
   if (options.pointLabels) body.point_labels = options.pointLabels;
   if (options.boxCoords) body.box_coords = options.boxCoords;
