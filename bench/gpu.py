@@ -1,101 +1,133 @@
-"""GPU benchmark: the engine on one card, eager and with torch.compile.
+"""GPU benchmark, one stage per run: one model, one variant, one table row.
 
-    bench/gpu.sh            # on an H100/H200: hiera-large, bf16, 32x32 auto grid (< 8 min)
-    bench/gpu.sh --small    # anywhere (CPU here): hiera-tiny, 4x4 grid, few repeats
+    bench/gpu.sh                                      # every stage, each under its own timeout
+    python bench/gpu.py --model large --variant compile --rows rows.md   # one stage
+    python bench/gpu.py --model tiny --grid 4 --repeats 2                # anywhere (CPU too)
 
-Random weights (no download), so the numbers are those of the real architecture. Prints one
-markdown table: image encoder, cached prompt and automatic mode in ms (medians), for eager and
-compiled runs, with peak GPU memory.
+Random weights built from the official SAM 2.1 config (no download), so the numbers are those
+of the real architecture. The row is appended to `--rows` as soon as it is measured, so a stage
+that a later one's timeout kills keeps what it printed.
+
+Columns: the image encoder alone; a new image and one click (a JPEG decoded, encoded, prompted,
+RLE out: what a first click costs the server); a click on a cached embedding; automatic mode on
+a grid; and peak GPU memory. Medians in milliseconds. bench/gpu.sh writes the table header.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
-from sam2_contract.images import DecodedImage, image_id_for
-from sam2_contract.models import SegmentRequest
+from PIL import Image
+from sam2_contract.images import DecodedImage, load_image
+from sam2_contract.models import AutoSegmentResponse, SegmentRequest
 from sam2_inference import EmbeddingCache, InferenceSettings, Sam2Engine
+
+Variant = Literal["eager", "compile"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--small", action="store_true", help="tiny model, small grid (CPU check)")
-    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--model", default="large", choices=["tiny", "small", "base-plus", "large"])
+    parser.add_argument("--variant", default="eager", choices=["eager", "compile"])
+    parser.add_argument("--grid", type=int, default=32, help="auto mode points per side")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--rows", type=Path, help="append the row to this markdown file")
     args = parser.parse_args()
-    model, grid, repeats = ("tiny", 4, 2) if args.small else ("large", 32, 10)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = InferenceSettings(model=model, weights="random", random_dir=Path(tmp))
+        settings = InferenceSettings(model=args.model, weights="random", random_dir=Path(tmp))
         engine = Sam2Engine.from_settings(settings)
+    row = measure(engine, args.variant, args.grid, args.repeats)
+    print(row, end="", flush=True)
+    if args.rows:
+        with args.rows.open("a") as rows:
+            rows.write(row)
+
+
+def measure(engine: Sam2Engine, variant: Variant, grid: int, repeats: int) -> str:
+    """One markdown table row for this engine and variant."""
     device = engine.device
-    card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"# SAM2 engine on {card}: {engine.info.model_id}, {engine.info.dtype}, random weights\n")
-    print("| variant | image encoder ms | cached prompt ms | auto mode ms (grid) | peak GPU GiB |")
-    print("|---|---:|---:|---:|---:|")
-    variants = ["eager"] if args.no_compile else ["eager", "torch.compile"]
-    for variant in variants:
-        if variant == "torch.compile":
-            # The encoder is nearly all of a first click; compile it and warm the compiled graph.
-            engine.model.image_encoder = torch.compile(engine.model.image_encoder)
-        row = _measure(engine, grid, repeats)
-        print(
-            f"| {variant} | {row[0]:.1f} | {row[1]:.1f} | {row[2]:.0f} ({grid}x{grid}) | {row[3]} |"
-        )
-
-
-def _measure(engine: Sam2Engine, grid: int, repeats: int) -> tuple[float, float, float, str]:
-    if engine.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(engine.device)
-    image = _image()
+    if variant == "compile":
+        # The encoder is nearly all of a first click; its input is always 1024x1024.
+        engine.model.image_encoder = torch.compile(engine.model.image_encoder)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    jpeg = _jpeg()
+    image = load_image(jpeg)
+    upload = SegmentRequest(
+        image=base64.b64encode(jpeg).decode(), point_coords=[[512, 384]], mask_format="rle"
+    )
     click = SegmentRequest(image_id=image.image_id, point_coords=[[512, 384]], mask_format="rle")
     auto = SegmentRequest(
         image_id=image.image_id, mode="auto", points_per_side=grid, mask_format="rle"
     )
 
-    def encode() -> None:
+    def fresh() -> None:
         engine.cache = EmbeddingCache(engine.cache.max_bytes)
-        engine.segment(click, image=image)
 
-    encode()  # warm-up (and, compiled, the compilation itself)
-    encoder = _median(encode, repeats) - _median(
-        lambda: engine.segment(click, image=image), repeats
-    )
-    cached = _median(lambda: engine.segment(click, image=image), repeats * 3)
-    engine.segment(auto, image=image)
-    auto_ms = _median(lambda: engine.segment(auto, image=image), max(1, repeats // 3))
+    def encoder_and_click(decoded: DecodedImage | None) -> Callable[[], object]:
+        def run() -> None:
+            fresh()
+            engine.segment(upload if decoded is None else click, image=decoded)
+
+        return run
+
+    for _ in range(2 if variant == "compile" else 1):  # warm-up; compiled: the compilation
+        encoder_and_click(image)()
+    engine.segment(click, image=image)
+    cached = _median(lambda: engine.segment(click), repeats * 3, device)
+    encoder = _median(encoder_and_click(image), repeats, device) - cached
+    first = _median(encoder_and_click(None), repeats, device)
+    answer = engine.segment(auto, image=image)
+    masks = answer.count if isinstance(answer, AutoSegmentResponse) else 0
+    auto_ms = _median(lambda: engine.segment(auto), max(1, repeats // 3), device)
     peak = "-"
-    if engine.device.type == "cuda":
-        peak = f"{torch.cuda.max_memory_allocated(engine.device) / 2**30:.1f}"
-    return encoder, cached, auto_ms, peak
+    if device.type == "cuda":
+        peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}"
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    name = f"{engine.info.name} ({engine.info.dtype})"
+    return (
+        f"| {card} | {name} | {variant} | {encoder:.1f} | {first:.1f} | {cached:.1f} "
+        f"| {auto_ms:.0f} ({grid}x{grid}, {masks}) | {peak} |\n"
+    )
 
 
-def _median(call: Callable[[], object], repeats: int) -> float:
+def _median(call: Callable[[], object], repeats: int, device: torch.device) -> float:
     times = []
     for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync(device)
         started = time.perf_counter()
         call()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync(device)
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
 
 
-def _image() -> DecodedImage:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _jpeg() -> bytes:
+    """A 1024x768 photo-sized JPEG of coloured discs (seeded)."""
     rng = np.random.default_rng(0)
     pixels = np.zeros((768, 1024, 3), dtype=np.uint8)
     yy, xx = np.mgrid[0:768, 0:1024]
     for _ in range(12):
         cy, cx, r = rng.integers(0, 768), rng.integers(0, 1024), rng.integers(40, 200)
         pixels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = rng.integers(0, 256, 3)
-    return DecodedImage(pixels=pixels, format="raw", image_id=image_id_for(pixels))
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90)
+    return out.getvalue()
 
 
 if __name__ == "__main__":

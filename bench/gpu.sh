@@ -1,9 +1,72 @@
 #!/usr/bin/env bash
-# GPU benchmark in one command (under 8 minutes on an H100/H200): hiera-large, random weights,
-# bf16; image encoder, cached prompt and 32x32 automatic mode, eager and with torch.compile,
-# and peak GPU memory. `bench/gpu.sh --small` runs a shrunken version anywhere (CPU included).
-set -euo pipefail
+# The GPU benchmark in one command, made for a bare GPU machine with no network:
+#
+#   bench/gpu-wheels.sh        # here, once: .whl/ with sam2 and what that machine's image lacks
+#   bench/gpu.sh               # there (with .whl carried): hiera-large and tiny, eager and compiled
+#   bench/gpu.sh --small       # anywhere, the CPU included: tiny, 4x4 grid, few repeats
+#
+# It uses the machine's own Python and torch when .whl/ is present (else the project's .venv),
+# reports them first, and runs each stage under its own timeout inside GPU_BENCH_BUDGET_S
+# (default 420 s). Rows are appended to $OUT/gpu-rows.md (or bench/out/) as they are measured,
+# so a stage cut short keeps the rows before it; a stage that did not finish says so in its row.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap
+out=${OUT:-bench/out}
+mkdir -p "$out"
+rows="$out/gpu-rows.md"
+log="$out/gpu-log.txt"
+cat >"$rows" <<'MD'
+| card | model | variant | image encoder ms | new image + click ms | cached click ms | auto ms (grid, masks) | peak GPU GiB |
+|---|---|---|---:|---:|---:|---:|---:|
+MD
+: >"$log"
+started=$(date +%s)
+budget=${GPU_BENCH_BUDGET_S:-420}
 export PYTHONUNBUFFERED=1
-exec .venv/bin/python bench/gpu.py "$@"
+
+if ls .whl/*.whl >/dev/null 2>&1 && python3 -c "import torch" 2>/dev/null; then
+  py=python3
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/sam2-site .whl/*.whl >>"$log" 2>&1 || { echo "installing .whl failed"; cat "$log"; exit 1; }
+  export PYTHONPATH="/tmp/sam2-site:$PWD/shared/src:$PWD/services/inference/src"
+else
+  scripts/bootstrap
+  py=.venv/bin/python
+fi
+
+"$py" - <<'PY' | tee "$out/gpu-env.txt"
+import platform, torch
+print(f"python {platform.python_version()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+      f"cuDNN {torch.backends.cudnn.version()}")
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    print(f"GPU {p.name}, {p.total_memory / 2**30:.0f} GiB, {p.multi_processor_count} SMs, "
+          f"capability {p.major}.{p.minor}")
+else:
+    print("no CUDA device: CPU only")
+PY
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$out/gpu-env.txt"
+
+# model variant grid repeats timeout_s
+if [ "${1:-}" = "--small" ]; then
+  stages=("tiny eager 4 2 120" "tiny compile 4 2 240")
+else
+  stages=("large eager 32 10 80" "tiny eager 32 10 40" "large compile 32 10 150" "tiny compile 32 10 90")
+fi
+for stage in "${stages[@]}"; do
+  read -r model variant grid repeats limit <<<"$stage"
+  left=$((budget - ($(date +%s) - started)))
+  if [ "$left" -lt 20 ]; then
+    echo "| - | $model | $variant | not measured (benchmark budget spent) | | | | |" >>"$rows"
+    continue
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "== $model $variant (at most ${limit} s)" | tee -a "$log"
+  timeout -k 5 "$limit" "$py" bench/gpu.py --model "$model" --variant "$variant" \
+    --grid "$grid" --repeats "$repeats" --rows "$rows" >>"$log" 2>&1
+  rc=$?
+  [ "$rc" -eq 0 ] || echo "| - | $model | $variant | not measured (stage ended with $rc after ${limit} s limit) | | | | |" >>"$rows"
+done
+echo
+cat "$rows"
+echo "($(( $(date +%s) - started )) s)"
