@@ -1,7 +1,8 @@
 # # The SAM2 gateway on Modal
 #
-# The public side: the FastAPI gateway as an ASGI app on CPU containers, calling the GPU
-# inference class by name. Deploy with
+# The public side: the FastAPI gateway as an ASGI app on CPU containers, forwarding to the GPU
+# inference Server over HTTP (its URL looked up by name at start-up, Modal's proxy token from the
+# gateway's Secret). Deploy with
 #
 #     modal deploy -m infra.gateway_app
 #
@@ -9,16 +10,22 @@
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 import modal
 
 from infra.settings import DeploySettings
 
+if TYPE_CHECKING:
+    from sam2_gateway import GatewaySettings
+
 settings = DeploySettings()
 IMAGE_ENV = settings.as_env() | {
-    "SAM2_GATEWAY_INFERENCE_BACKEND": "modal",
-    "SAM2_GATEWAY_MODAL_APP": settings.inference_app,
-    "SAM2_GATEWAY_MODAL_CLASS": settings.inference_class,
-    "SAM2_GATEWAY_INFERENCE_TIMEOUT_S": str(settings.timeout_s),
+    "SAM2_GATEWAY_INFERENCE_TIMEOUT_S": str(settings.call_timeout_s),
+    # A cold GPU container (restore, move to the GPU, warm-up) takes seconds: wait for the
+    # connection that long rather than answer 503 at once.
+    "SAM2_GATEWAY_INFERENCE_CONNECT_TIMEOUT_S": str(settings.call_timeout_s),
 }
 
 image = (
@@ -44,15 +51,16 @@ image = (
 
 app = modal.App(settings.gateway_app, image=image)
 
-# The pepper, the JWT signing key and DATABASE_URL (PostgreSQL: containers come and go, so a
-# SQLite file would lose keys) come from one Secret; see docs/deploy.md for its creation.
+# The pepper, the JWT signing key, DATABASE_URL (PostgreSQL: containers come and go, so a
+# SQLite file would lose keys) and the proxy token that opens the inference Server
+# (SAM2_GATEWAY_INFERENCE_PROXY_KEY / _SECRET) come from one Secret; see docs/deploy.md.
 gateway_secret = modal.Secret.from_name(settings.gateway_secret)
 
 
 API_OPTIONS: dict[str, object] = {
     "secrets": [gateway_secret],
     "scaledown_window": 300,
-    "timeout": settings.timeout_s + 30,  # outlives the inference call it waits for
+    "timeout": settings.call_timeout_s + 30,  # outlives the inference call it waits for
 }
 CONCURRENCY = settings.gateway_max_inputs
 
@@ -63,7 +71,19 @@ CONCURRENCY = settings.gateway_max_inputs
 def api() -> object:
     from sam2_gateway import create_app
 
-    return create_app()
+    return create_app(gateway_settings())
+
+
+def gateway_settings() -> GatewaySettings:
+    """The gateway's settings, pointed at the deployed inference Server unless
+    SAM2_GATEWAY_INFERENCE_URL names another."""
+    from sam2_gateway import GatewaySettings
+
+    gateway = GatewaySettings()
+    if "SAM2_GATEWAY_INFERENCE_URL" in os.environ:
+        return gateway
+    server = modal.Server.from_name(settings.inference_app, settings.inference_class)
+    return gateway.model_copy(update={"inference_url": server.get_url()})
 
 
 @app.function(secrets=[gateway_secret])

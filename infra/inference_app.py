@@ -1,7 +1,10 @@
 # # SAM2 inference on a Modal GPU
 #
-# The GPU side of the service: one class that holds a SAM 2.1 model and its image-embedding
-# cache, answering the gateway's frames (request line + decoded pixels). Deploy with
+# The GPU side of the service: a Modal Server running the inference service's own HTTP app (the
+# same one the local stack runs), with a SAM 2.1 model and its image-embedding cache. The gateway
+# reaches it over one HTTP hop through Modal's proxy, with a proxy token, and sends each image's
+# upload and clicks with the same `Modal-Session-ID`, so Modal's sticky routing (rendezvous
+# hashing) brings them to the container holding that image's embedding. Deploy with
 #
 #     modal deploy -m infra.inference_app
 #
@@ -20,15 +23,18 @@ from infra.settings import DeploySettings
 
 settings = DeploySettings()
 
-# Hub weights are cached in a Volume: the first container downloads them once; every later
-# container (and every snapshot) reads them from there.
+# Hub weights are cached in a Volume: the first container downloads them once and commits the
+# Volume at once; every later container (and every snapshot) reads them from there.
 HF_CACHE = "/cache/hf"
+PORT = 8000
 TORCH = ("torch==2.14.1", "torchvision==0.29.1")  # the versions CI tests against
 IMAGE_ENV = settings.as_env() | {
     "HF_HUB_CACHE": HF_CACHE,
     "SAM2_MODEL": settings.model,
     "SAM2_WEIGHTS": settings.weights,
     "SAM2_CACHE_MAX_BYTES": str(settings.cache_max_bytes),
+    "SAM2_HOST": "0.0.0.0",  # noqa: S104 (the container's port, reached only through Modal's proxy)
+    "SAM2_PORT": str(PORT),
 }
 
 # ## The image
@@ -57,73 +63,64 @@ image = (
 app = modal.App(settings.inference_app, image=image)
 hf_volume = modal.Volume.from_name(settings.hf_volume, create_if_missing=True)
 
+
 with image.imports():  # type: ignore[no-untyped-call]
-    import torch
-    from sam2_inference import InferenceSettings, Sam2Engine
-    from sam2_inference.frames import answer_frame
+    from sam2_inference import InferenceSettings
+    from sam2_inference.serving import load_for_snapshot, move_to_accelerator, serve_engine
 
 
-# ## The inference class
+# ## The inference Server
 #
 # Why a memory snapshot: importing torch and building SAM2 takes tens of seconds on a cold
-# container. `snap=True` does that once, on the CPU, and Modal restores later containers from
-# the snapshot; `snap=False` then moves the weights to the GPU and warms up, per container.
-# Why H200 by default: the large model's encoder in bf16 is the whole cost of a first click;
-# the fastest card makes it shortest (H100, A100 and L4 work too; see docs/deploy.md).
+# container. `snap=True` does that once, on the CPU with CUDA out of reach (a CUDA state seen
+# while snapshotting comes back with zero devices), and Modal restores later containers from the
+# snapshot; `snap=False` then moves the weights to the GPU (or refuses to start without one),
+# warms up and starts serving. Why H200 by default: the large model's encoder in bf16 is most of
+# a first click; the fastest card makes it shortest (H100, A100 and L4 work too).
+# Why these concurrency numbers: the engine runs one request's model work at a time (a lock),
+# so a container takes two at once (one on the GPU, one decoding or encoding masks) before Modal
+# adds a container, and answers 429 beyond `max_concurrency`.
 
-
-CLASS_OPTIONS: dict[str, Any] = {
+SERVER_OPTIONS: dict[str, Any] = {
     "gpu": settings.gpu,
     "volumes": {HF_CACHE: hf_volume},
     "enable_memory_snapshot": True,
     "experimental_options": {"enable_gpu_snapshot": True} if settings.gpu_snapshot else None,
+    "port": PORT,
+    "startup_timeout": settings.startup_timeout_s,
+    "target_concurrency": settings.target_concurrency,
+    "max_concurrency": settings.max_concurrency,
     "scaledown_window": settings.scaledown_window_s,
     "max_containers": settings.max_containers,
-    "timeout": settings.timeout_s,
+    "routing_region": settings.routing_region,
 }
-CONCURRENCY = settings.max_inputs
 
 
-@app.cls(**CLASS_OPTIONS)
-@modal.concurrent(max_inputs=CONCURRENCY)
+@app.server(**SERVER_OPTIONS)
 class Inference:
     @modal.enter(snap=True)
     def load(self) -> None:
         """Weights from the Volume (or the hub, the first time) into CPU memory."""
-        self.engine = Sam2Engine.from_settings(InferenceSettings(device="cpu"))
+        self.engine = load_for_snapshot(InferenceSettings())
+        if self.engine.info.weights == "huggingface":
+            hf_volume.commit()  # a first download is kept even if this container dies
 
     @modal.enter(snap=False)
-    def to_gpu(self) -> None:
-        """After each restore: onto the GPU (bf16 autocast, TF32), then one warm-up click."""
-        if torch.cuda.is_available():
-            self.engine.to(torch.device("cuda"))
-        self.engine.warm_up()
+    def start(self) -> None:
+        """After each restore: onto the GPU (or refuse), one warm-up click, then serve."""
+        move_to_accelerator(self.engine, require_gpu=settings.require_gpu)
+        self.server = serve_engine(self.engine, InferenceSettings())
 
-    @modal.method()
-    def segment_frame(
-        self,
-        request_json: bytes,
-        pixels: bytes | None,
-        shape: list[int] | None,
-        *,
-        namespace: str,
-        request_id: str,
-    ) -> dict[str, Any]:
-        """The gateway's call: what /internal/segment would answer, as a dict."""
-        return answer_frame(
-            self.engine, request_json, pixels, shape, namespace=namespace, request_id=request_id
-        )
-
-    @modal.method()
-    def health(self) -> dict[str, Any]:
-        health: dict[str, Any] = self.engine.health().model_dump(mode="json")
-        return health
+    @modal.exit()
+    def stop(self) -> None:
+        self.server.stop()
 
 
 # ## Keep-warm
 #
 # Re-applied every few minutes (idempotent: a missed run heals at the next): `warm_containers`
-# GPU containers inside the configured days and hours, zero outside them.
+# GPU containers inside the configured days and hours, zero outside them. Each container warms
+# itself up when it starts, so nothing needs to call it.
 
 
 KEEP_WARM_SCHEDULE = modal.Cron(settings.warm_check_cron)
@@ -132,29 +129,27 @@ KEEP_WARM_SCHEDULE = modal.Cron(settings.warm_check_cron)
 @app.function(schedule=KEEP_WARM_SCHEDULE, timeout=120)
 def keep_warm() -> int:
     wanted = desired_min_containers(datetime.now(UTC), settings)
-    # Modal adds update_autoscaler to the instances of a deployed class.
-    Inference().update_autoscaler(min_containers=wanted)  # type: ignore[attr-defined]
-    if wanted and settings.warm_ping:
-        Inference().health.remote()
+    modal.Server.from_name(settings.inference_app, settings.inference_class).update_autoscaler(
+        min_containers=wanted
+    )
     return wanted
 
 
 # ## Smoke test
 #
-# `modal run -m infra.inference_app` sends a generated image straight to the deployed class.
+# `modal run -m infra.inference_app` asks the deployed Server whether it is ready.
 
 
 @app.local_entrypoint()
 def smoke() -> None:
     import json
+    import os
+    import urllib.request
 
-    import numpy as np
-
-    pixels = np.zeros((480, 640, 3), dtype=np.uint8)
-    pixels[120:360, 160:480] = (200, 80, 40)
-    request = json.dumps({"point_coords": [[320, 240]], "mask_format": "rle"}).encode()
-    answer = Inference().segment_frame.remote(
-        request, pixels.tobytes(), [480, 640], namespace="smoke", request_id="smoke"
-    )
-    body = json.loads(answer["body"])
-    print(f"status {answer['status']}; score {body.get('score')}; timings {body.get('timings_ms')}")
+    url = modal.Server.from_name(settings.inference_app, settings.inference_class).get_url()
+    request = urllib.request.Request(f"{url}/readyz")  # noqa: S310 (Modal's https URL)
+    # The gateway's proxy token (docs/deploy.md), if this shell has it.
+    request.add_header("Modal-Key", os.environ.get("SAM2_GATEWAY_INFERENCE_PROXY_KEY", ""))
+    request.add_header("Modal-Secret", os.environ.get("SAM2_GATEWAY_INFERENCE_PROXY_SECRET", ""))
+    with urllib.request.urlopen(request, timeout=600) as answer:  # noqa: S310
+        print(json.dumps(json.load(answer), indent=2))

@@ -26,10 +26,33 @@ class DeploySettings(BaseSettings):
     model: ModelName = "large"
     weights: str = "huggingface"
     hf_volume: str = Field(default="sam2-hf-cache", description="Volume that caches hub weights.")
+    require_gpu: bool = Field(
+        default=True, description="A container that finds no GPU refuses to start."
+    )
     scaledown_window_s: int = Field(default=300, ge=2, le=3600)
     max_containers: int = Field(default=10, ge=1)
-    timeout_s: int = Field(default=600, ge=10)
-    max_inputs: int = Field(default=4, ge=1, description="Concurrent requests per GPU container.")
+    startup_timeout_s: int = Field(
+        default=600,
+        ge=30,
+        description="A cold start: weights from the Volume (or the hub the "
+        "first time), the restore, the move to the GPU and the warm-up click.",
+    )
+    call_timeout_s: int = Field(
+        default=60, ge=5, description="How long the gateway waits for one inference answer."
+    )
+    target_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Requests per GPU container before Modal adds one: the "
+        "model runs one request at a time, a second overlaps its decode and mask encoding.",
+    )
+    max_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Requests per GPU container at most; Modal answers 429 "
+        "beyond (the gateway says 503 with Retry-After).",
+    )
+    routing_region: str = Field(default="us-east", description="Where requests enter Modal.")
     gpu_snapshot: bool = Field(
         default=False, description="Also snapshot GPU memory (Modal alpha feature)."
     )
@@ -52,7 +75,6 @@ class DeploySettings(BaseSettings):
     warm_check_cron: str = Field(
         default="*/10 * * * *", description="How often keep-warm re-applies the schedule."
     )
-    warm_ping: bool = Field(default=True, description="Ping a container inside warm hours.")
 
     def as_env(self) -> dict[str, str]:
         """These settings as the environment variables that reproduce them, for the images:

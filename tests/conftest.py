@@ -6,14 +6,11 @@ HTTP server on a free port, for the gateway's end-to-end tests."""
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sam2.build_sam import build_sam2
 from sam2.sam2_image_predictor import SAM2ImagePredictor
@@ -24,7 +21,8 @@ from sam2_inference import (
     config_name,
     create_app,
 )
-from support import IMAGES, EncoderCounter, RunningServer, free_port, fresh_engine
+from sam2_inference.serving import BackgroundServer
+from support import IMAGES, EncoderCounter, RunningServer, free_port, fresh_engine, run_hook
 
 
 @pytest.fixture(scope="session")
@@ -86,35 +84,40 @@ def inference_server(
     """The inference app on a real socket (uvicorn in a thread), sharing the loaded model."""
     engine = fresh_engine(loaded_engine)
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
+    server = BackgroundServer(create_app(settings, engine=engine), "127.0.0.1", port)
+    server.start()
     yield RunningServer(url=f"http://127.0.0.1:{port}", engine=engine)
-    server.should_exit = True
-    thread.join(timeout=10)
+    server.stop()
 
 
 @pytest.fixture(scope="session")
-def modal_inference(checkpoint: Path) -> Any:
-    """The deployed inference class, run locally with `.local()` on the test checkpoint."""
+def modal_server(checkpoint: Path) -> Iterator[RunningServer]:
+    """The deployed inference Server's own container code, run here: its snapshot hook loads
+    the test checkpoint with CUDA out of reach, its start hook (no GPU required here) serves
+    the HTTP app on a port, as a Modal container would behind Modal's proxy."""
     import infra.inference_app
 
-    wanted = {"SAM2_WEIGHTS": str(checkpoint), "SAM2_MODEL": "tiny", "SAM2_DEVICE": "cpu"}
+    port = free_port()
+    wanted = {
+        "SAM2_WEIGHTS": str(checkpoint),
+        "SAM2_MODEL": "tiny",
+        "SAM2_DEVICE": "cpu",
+        "SAM2_HOST": "127.0.0.1",
+        "SAM2_PORT": str(port),
+    }
     saved = {name: os.environ.get(name) for name in wanted}
     os.environ.update(wanted)
+    container = infra.inference_app.Inference._get_user_cls()()
     try:
-        instance = infra.inference_app.Inference()
-        instance.health.local()  # runs both enter hooks, which read the settings
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(infra.inference_app.settings, "require_gpu", False)
+            run_hook(container, "load")
+            run_hook(container, "start")
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    return instance
+    yield RunningServer(url=f"http://127.0.0.1:{port}", engine=container.engine)
+    run_hook(container, "stop")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import socket
 import struct
 import zlib
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -119,23 +117,8 @@ def bearer(credential: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {credential}"}
 
 
-class LocalModalCls:
-    """Stands in for `modal.Cls.from_name(...)` at the Modal-call boundary, and only there:
-    `.remote.aio(...)` runs the real class's method with `.local()` (enter hooks included) in
-    a worker thread, as a container would."""
-
-    def __init__(self, instance: object, *, fail_with: BaseException | None = None) -> None:
-        self._instance = instance
-        self._fail_with = fail_with
-
-    def __call__(self) -> LocalModalCls:
-        return self
-
-    def __getattr__(self, name: str) -> object:
-        async def aio(*args: object, **kwargs: object) -> object:
-            if self._fail_with is not None:
-                raise self._fail_with
-            method = getattr(self._instance, name)
-            return await asyncio.to_thread(method.local, *args, **kwargs)
-
-        return SimpleNamespace(remote=SimpleNamespace(aio=aio))
+def run_hook(container: object, name: str) -> None:
+    """Run a Modal lifecycle hook (`@modal.enter`, `@modal.exit`) of a class instance the way
+    a container does: the undecorated method, on the instance."""
+    hook = type(container).__dict__[name]
+    hook._get_raw_f()(container)

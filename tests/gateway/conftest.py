@@ -8,14 +8,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import modal
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sam2_gateway import GatewaySettings, create_app
 from sam2_gateway.core.tokens import generate_private_key_pem
 from sam2_gateway.store import KeyStore
-from support import PEPPER, LocalModalCls, RunningServer, free_port
+from support import PEPPER, RunningServer, free_port
 
 
 @pytest.fixture(scope="session")
@@ -61,19 +60,14 @@ def gateway(make_client: MakeClient) -> TestClient:
     return make_client()
 
 
-@pytest.fixture(params=["http", "modal"])
-def backend(
-    request: pytest.FixtureRequest,
-    inference_server: RunningServer,
-    monkeypatch: pytest.MonkeyPatch,
-) -> dict[str, Any]:
-    """Gateway settings for each inference backend: HTTP to the inference service, or the
-    Modal call, replaced at that boundary by the deployed class run with `.local()`."""
-    if request.param == "http":
-        return {"inference_backend": "http", "inference_url": inference_server.url}
-    modal_inference = request.getfixturevalue("modal_inference")
-    monkeypatch.setattr(modal.Cls, "from_name", lambda *_: LocalModalCls(modal_inference))
-    return {"inference_backend": "modal"}
+@pytest.fixture(params=["local", "modal_server"])
+def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Gateway settings for each place the one hop reaches: the local inference service, or
+    the deployed Modal Server's container code run here (hooks and all)."""
+    server: RunningServer = request.getfixturevalue(
+        "inference_server" if request.param == "local" else "modal_server"
+    )
+    return {"inference_url": server.url}
 
 
 @pytest.fixture

@@ -7,16 +7,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from sam2_gateway import GatewaySettings, KeyStore, create_app
 from sam2_gateway.main import PLAYGROUND
+from sam2_inference.serving import BackgroundServer
 from support import PEPPER, RunningServer, encode, free_port, scene
 
 ROOT = Path(__file__).parents[2]
@@ -39,16 +37,10 @@ def dev_stack(tmp_path: Path, inference_server: RunningServer, signing_key: str)
         dev_token_key_id=record.key_id,
     )
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
+    server = BackgroundServer(create_app(settings), "127.0.0.1", port)
+    server.start()
     yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    server.stop()
     store.dispose()
 
 

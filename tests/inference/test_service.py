@@ -8,9 +8,10 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sam2_contract import RANDOM_WEIGHTS_WARNING, decode_mask
+from sam2_contract.images import image_id_for_file
 from sam2_contract.wire import FRAME_CONTENT_TYPE, pack_frame
 from sam2_inference import InferenceSettings, create_app
-from support import IMAGES, EncoderCounter, image_b64
+from support import IMAGES, EncoderCounter, encode, image_b64
 
 CLICK = {"point_coords": [[60, 40]], "point_labels": [1], "mask_format": "rle"}
 
@@ -108,17 +109,31 @@ def test_readyz_and_segment_say_not_ready_when_the_model_cannot_load(tmp_path: P
             assert "missing.pt" not in response.text  # paths stay in the logs
 
 
-def test_the_gateway_frame_carries_decoded_pixels_and_gives_the_same_answer(
+def test_the_gateway_frame_carries_the_image_file_and_gives_the_same_answer(
     client: TestClient,
 ) -> None:
     by_json = client.post("/v1/segment", json={"image": image_b64("portrait")} | CLICK)
-    request = json.dumps({"image_id": by_json.json()["image_id"]} | CLICK, separators=(",", ":"))
-    body, headers = pack_frame(request.encode(), IMAGES["portrait"])
-    by_frame = client.post(
-        "/internal/segment", content=body, headers=headers | {"content-type": FRAME_CONTENT_TYPE}
-    )
-    assert by_frame.status_code == 200, by_frame.text
-    assert by_frame.json()["mask"] == by_json.json()["mask"]
-    assert by_frame.json()["image_id"] == by_json.json()["image_id"]
-    assert by_frame.headers["x-sam2-masks"] == "1"
+    image_file = encode(IMAGES["portrait"])
+    request = json.dumps({"image_id": image_id_for_file(image_file)} | CLICK, separators=(",", ":"))
+    for image in (image_file, None):  # the upload, then a click by id on the cached embedding
+        by_frame = client.post(
+            "/internal/segment",
+            content=pack_frame(request.encode(), image),
+            headers={"content-type": FRAME_CONTENT_TYPE},
+        )
+        assert by_frame.status_code == 200, by_frame.text
+        assert by_frame.json()["mask"] == by_json.json()["mask"]
+        assert by_frame.json()["image_id"] == by_json.json()["image_id"]
+        assert by_frame.headers["x-sam2-masks"] == "1"
+        assert by_frame.headers["x-sam2-weights"] == "random"
     assert float(by_json.headers["x-sam2-model-ms"]) > 0
+
+
+def test_a_frame_whose_file_is_not_the_named_image_is_refused(client: TestClient) -> None:
+    request = json.dumps({"image_id": "img_" + "0" * 32} | CLICK, separators=(",", ":"))
+    answer = client.post(
+        "/internal/segment",
+        content=pack_frame(request.encode(), encode(IMAGES["portrait"])),
+        headers={"content-type": FRAME_CONTENT_TYPE},
+    )
+    assert (answer.status_code, answer.json()["code"]) == (422, "invalid_request")

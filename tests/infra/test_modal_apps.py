@@ -1,22 +1,30 @@
 """The Modal apps, offline: they import without a token, their specs are what the settings
-say, keep-warm follows the schedule, and the inference class answers like the service."""
+say, keep-warm follows the schedule, the Server's container code loads without CUDA, refuses to
+serve without the GPU it asked for, and answers like the service."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
+import modal
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from sam2_contract import decode_mask
-from support import IMAGES, b64, encode
+from sam2_inference.serving import GpuMissingError
+from support import IMAGES, RunningServer, b64, encode, free_port, run_hook
 
+import infra.inference_app
 from infra.keepwarm import desired_min_containers
 from infra.settings import DeploySettings
 
@@ -40,21 +48,30 @@ def _probe(code: str, **env: str) -> Any:
 
 SPEC_PROBE = """
 import json
+import modal
 import infra.inference_app as ia, infra.gateway_app as ga
-spec = ia.Inference._get_class_service_function()._spec_
+from modal._partial_function import _PartialFunctionFlags as F, _find_partial_methods_for_user_cls
+spec = ia.Inference._get_service_function()._spec_
+user_cls = ia.Inference._get_user_cls()
+hooks = {
+    flag: sorted(_find_partial_methods_for_user_cls(user_cls, getattr(F, flag)))
+    for flag in ("ENTER_PRE_SNAPSHOT", "ENTER_POST_SNAPSHOT", "EXIT", "CALLABLE_INTERFACE")
+}
 print(json.dumps({
+    "is_server": isinstance(ia.Inference, modal.Server),
     "gpu": spec.gpus,
     "volumes": {path: vol._name for path, vol in spec.volumes.items()},
-    "class_options": {k: v for k, v in ia.CLASS_OPTIONS.items() if k != "volumes"},
-    "concurrency": ia.CONCURRENCY,
+    "server_options": {k: v for k, v in ia.SERVER_OPTIONS.items() if k != "volumes"},
+    "hooks": hooks,
     "hf_cache": ia.IMAGE_ENV["HF_HUB_CACHE"],
     "model": ia.IMAGE_ENV["SAM2_MODEL"],
+    "listens": [ia.IMAGE_ENV["SAM2_HOST"], ia.IMAGE_ENV["SAM2_PORT"]],
     "cron": ia.KEEP_WARM_SCHEDULE.proto_message.cron.cron_string,
     "gateway_secrets": [s._name for s in ga.api._spec_.secrets],
     "gateway_gpu": ga.api._spec_.gpus,
     "gateway_concurrency": ga.CONCURRENCY,
-    "gateway_backend": ga.IMAGE_ENV["SAM2_GATEWAY_INFERENCE_BACKEND"],
-    "gateway_calls": [ga.IMAGE_ENV[f"SAM2_GATEWAY_MODAL_{k}"] for k in ("APP", "CLASS")],
+    "gateway_timeouts": [ga.IMAGE_ENV[f"SAM2_GATEWAY_INFERENCE_{k}TIMEOUT_S"]
+                         for k in ("", "CONNECT_")],
     "deploy_env_warm_days": ia.IMAGE_ENV["SAM2_DEPLOY_WARM_DAYS"],
 }))
 """
@@ -62,25 +79,35 @@ print(json.dumps({
 
 def test_apps_import_without_a_token_and_have_the_default_specs() -> None:
     spec = _probe(SPEC_PROBE)
+    assert spec["is_server"] is True  # one HTTP hop: a Modal Server, no Modal method calls
+    assert spec["hooks"] == {
+        "ENTER_PRE_SNAPSHOT": ["load"],
+        "ENTER_POST_SNAPSHOT": ["start"],
+        "EXIT": ["stop"],
+        "CALLABLE_INTERFACE": [],
+    }
     assert spec["gpu"] == "H200"
     assert spec["volumes"] == {"/cache/hf": "sam2-hf-cache"}
     assert spec["hf_cache"] == "/cache/hf"
     assert spec["model"] == "large"
-    assert spec["class_options"] == {
+    assert spec["listens"] == ["0.0.0.0", "8000"]
+    assert spec["server_options"] == {
         "gpu": "H200",
         "enable_memory_snapshot": True,
         "experimental_options": None,
+        "port": 8000,
+        "startup_timeout": 600,  # a cold start has its own, long timeout...
+        "target_concurrency": 2,  # one request on the GPU, one decoding or encoding
+        "max_concurrency": 8,
         "scaledown_window": 300,
         "max_containers": 10,
-        "timeout": 600,
+        "routing_region": "us-east",
     }
-    assert spec["concurrency"] == 4
+    assert spec["gateway_timeouts"] == ["60", "60"]  # ...a call waits about a minute
     assert spec["cron"] == "*/10 * * * *"
     assert spec["gateway_secrets"] == ["sam2-gateway"]
     assert spec["gateway_gpu"] is None  # the gateway runs on CPU
     assert spec["gateway_concurrency"] == 100
-    assert spec["gateway_backend"] == "modal"
-    assert spec["gateway_calls"] == ["sam2-inference", "Inference"]
     assert json.loads(spec["deploy_env_warm_days"]) == ["mon", "tue", "wed", "thu", "fri"]
 
 
@@ -91,12 +118,16 @@ def test_settings_change_the_specs() -> None:
         SAM2_DEPLOY_GPU_SNAPSHOT="true",
         SAM2_DEPLOY_MODEL="small",
         SAM2_DEPLOY_MAX_CONTAINERS="3",
+        SAM2_DEPLOY_TARGET_CONCURRENCY="1",
+        SAM2_DEPLOY_CALL_TIMEOUT_S="30",
         SAM2_DEPLOY_GATEWAY_SECRET="other-secret",
         SAM2_DEPLOY_WARM_CHECK_CRON="*/5 * * * *",
     )
     assert spec["gpu"] == "H100"
-    assert spec["class_options"]["experimental_options"] == {"enable_gpu_snapshot": True}
-    assert spec["class_options"]["max_containers"] == 3
+    assert spec["server_options"]["experimental_options"] == {"enable_gpu_snapshot": True}
+    assert spec["server_options"]["max_containers"] == 3
+    assert spec["server_options"]["target_concurrency"] == 1
+    assert spec["gateway_timeouts"] == ["30", "30"]
     assert spec["model"] == "small"
     assert spec["gateway_secrets"] == ["other-secret"]
     assert spec["cron"] == "*/5 * * * *"
@@ -146,23 +177,121 @@ def test_keep_warm_across_midnight_in_another_zone() -> None:
     assert desired_min_containers(sunday_utc, tokyo) == 1
 
 
-def test_inference_class_locally_answers_like_the_inference_service(
-    modal_inference: Any, client: TestClient
+def test_the_modal_server_answers_like_the_inference_service(
+    modal_server: RunningServer, client: TestClient
 ) -> None:
+    """The container code (snapshot hook, start hook) serves the very HTTP app of the local
+    service: same masks, the weights header, ready."""
     pixels = IMAGES["portrait"]
-    click = {"point_coords": [[50, 80]], "point_labels": [1], "mask_format": "rle"}
-    service = client.post("/v1/segment", json={"image": b64(encode(pixels))} | click).json()
-    request = json.dumps({"image_id": service["image_id"]} | click).encode()
-    answer = modal_inference.segment_frame.local(
-        request, pixels.tobytes(), [200, 120], namespace="t", request_id="r"
-    )
-    assert answer["status"] == 200
-    body = json.loads(answer["body"])
+    click = {"image": b64(encode(pixels)), "point_coords": [[50, 80]], "mask_format": "rle"}
+    service = client.post("/v1/segment", json=click).json()
+    answer = httpx.post(f"{modal_server.url}/v1/segment", json=click, timeout=60)
+    assert answer.status_code == 200
+    assert answer.headers["x-sam2-weights"] == "random"
+    body = answer.json()
     assert np.array_equal(decode_mask(body["mask"]), decode_mask(service["mask"]))
     assert body["all_scores"] == pytest.approx(service["all_scores"], abs=1e-5)
-    assert answer["masks"] == 1
-    assert answer["model_ms"] > 0
-    health = modal_inference.health.local()
-    assert health["state"] == "ready"
-    assert health["model"]["name"] == "tiny"
-    assert health["random_weights"] is True
+    ready = httpx.get(f"{modal_server.url}/readyz").json()
+    assert (ready["state"], ready["model"]["name"], ready["model"]["device"]) == (
+        "ready",
+        "tiny",
+        "cpu",
+    )
+
+
+def _every_cuda_call_raises(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("torch.cuda was called while a snapshot would be taken")
+
+    guarded = []
+    for name in dir(torch.cuda):
+        value = getattr(torch.cuda, name)
+        if inspect.isfunction(value) or inspect.isbuiltin(value):
+            monkeypatch.setattr(torch.cuda, name, refuse)
+            guarded.append(name)
+    return guarded
+
+
+@pytest.fixture
+def deployed_env(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The environment a container of the deployed Server sees, with the test checkpoint."""
+    port = free_port()
+    for name, value in {
+        "SAM2_WEIGHTS": str(checkpoint),
+        "SAM2_MODEL": "tiny",
+        "SAM2_HOST": "127.0.0.1",
+        "SAM2_PORT": str(port),
+    }.items():
+        monkeypatch.setenv(name, value)
+    return port
+
+
+def test_the_snapshot_hook_loads_without_touching_cuda(
+    deployed_env: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = infra.inference_app.Inference._get_user_cls()()
+    with monkeypatch.context() as guard:
+        guarded = _every_cuda_call_raises(guard)
+        assert {"is_available", "device_count", "init", "get_device_properties"} <= set(guarded)
+        run_hook(container, "load")
+    assert container.engine.device.type == "cpu"
+    assert next(container.engine.model.parameters()).device.type == "cpu"
+
+
+def test_without_the_requested_gpu_the_server_refuses_to_become_ready(
+    deployed_env: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a restore with no GPU (CUDA sees none here) a deployment that asked for one fails
+    its start hook: Modal never routes to it, nothing is served on the CPU."""
+    assert infra.inference_app.settings.require_gpu is True
+    container = infra.inference_app.Inference._get_user_cls()()
+    run_hook(container, "load")
+    with pytest.raises(GpuMissingError):
+        run_hook(container, "start")
+    assert "NO GPU" in caplog.text
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{deployed_env}/readyz")
+
+
+def test_the_gateway_finds_the_inference_server_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the Modal boundary: the gateway asks Modal for the Server's URL, unless told one."""
+    import infra.gateway_app
+
+    asked = []
+
+    class DeployedServer:
+        def get_url(self) -> str:
+            return "https://me--sam2-inference-inference.modal.run"
+
+    def from_name(app: str, name: str) -> DeployedServer:
+        asked.append((app, name))
+        return DeployedServer()
+
+    monkeypatch.setattr(modal.Server, "from_name", from_name)
+    monkeypatch.setenv("SAM2_GATEWAY_ENVIRONMENT", "development")
+    monkeypatch.setenv("SAM2_GATEWAY_INFERENCE_PROXY_KEY", "wk-1")
+    monkeypatch.setenv("SAM2_GATEWAY_INFERENCE_PROXY_SECRET", "ws-2")
+    monkeypatch.delenv("SAM2_GATEWAY_INFERENCE_URL", raising=False)
+    found = infra.gateway_app.gateway_settings()
+    assert found.inference_url == "https://me--sam2-inference-inference.modal.run"
+    assert asked == [("sam2-inference", "Inference")]
+    assert found.inference_auth_headers == {"Modal-Key": "wk-1", "Modal-Secret": "ws-2"}
+    monkeypatch.setenv("SAM2_GATEWAY_INFERENCE_URL", "https://elsewhere.example")
+    assert infra.gateway_app.gateway_settings().inference_url == "https://elsewhere.example"
+    assert len(asked) == 1
+
+
+def test_keep_warm_sets_the_servers_minimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the Modal boundary: keep-warm sets min_containers on the deployed Server."""
+    updates = []
+
+    class DeployedServer:
+        def update_autoscaler(self, **changes: int) -> None:
+            updates.append(changes)
+
+    monkeypatch.setattr(modal.Server, "from_name", lambda *_: DeployedServer())
+    before = desired_min_containers(datetime.now(UTC), infra.inference_app.settings)
+    wanted = infra.inference_app.keep_warm.local()
+    after = desired_min_containers(datetime.now(UTC), infra.inference_app.settings)
+    assert wanted in (before, after)
+    assert updates == [{"min_containers": wanted}]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from sam2_gateway import GatewaySettings, KeyStore, create_app
+from sam2_inference.serving import BackgroundServer
 from support import PEPPER, GatewayServer, RunningServer, free_port
 
 
@@ -27,17 +25,10 @@ def gateway_server(
         inference_url=inference_server.url,
     )
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
+    server = BackgroundServer(create_app(settings), "127.0.0.1", port)
+    server.start()
     store = KeyStore(database, PEPPER)
     key, _ = store.create("sdk", frozenset({"segment", "auto"}), rate_tier="dev")
     yield GatewayServer(url=f"http://127.0.0.1:{port}", key=key.full)
-    server.should_exit = True
-    thread.join(timeout=10)
+    server.stop()
     store.dispose()

@@ -7,7 +7,15 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from sam2_contract import ErrorCode, Sam2ServiceError, decode_base64, image_id_for, load_image
+from sam2_contract import (
+    ErrorCode,
+    Sam2ServiceError,
+    decode_base64,
+    image_id_for,
+    image_id_for_file,
+    load_image,
+    probe_image,
+)
 from support import b64, encode, png_header, scene
 
 PIXELS = scene(48, 64)
@@ -21,11 +29,23 @@ LOSSLESS = [
 
 
 @pytest.mark.parametrize(("fmt", "params"), LOSSLESS, ids=[f for f, _ in LOSSLESS])
-def test_lossless_formats_decode_to_the_same_pixels_and_id(fmt: str, params: dict) -> None:
-    decoded = load_image(encode(PIXELS, fmt, **params))
+def test_lossless_formats_decode_to_the_same_pixels_named_by_their_file(
+    fmt: str, params: dict
+) -> None:
+    data = encode(PIXELS, fmt, **params)
+    decoded = load_image(data)
     assert decoded.format == fmt
     assert np.array_equal(decoded.pixels, PIXELS)
-    assert decoded.image_id == image_id_for(PIXELS)
+    assert decoded.image_id == image_id_for_file(data)
+    header = probe_image(data)
+    assert (header.format, header.width, header.height) == (fmt, 64, 48)
+
+
+def test_the_file_names_the_image_and_never_collides_with_raw_pixels() -> None:
+    png, bmp = encode(PIXELS, "PNG"), encode(PIXELS, "BMP")
+    assert image_id_for_file(png) == image_id_for_file(bytes(png))
+    assert image_id_for_file(png) != image_id_for_file(bmp)  # same pixels, another file
+    assert image_id_for_file(PIXELS.tobytes()) != image_id_for(PIXELS)
 
 
 def test_jpeg_decodes_to_rgb_of_the_right_shape() -> None:
@@ -106,6 +126,16 @@ def test_bad_files_have_precise_codes() -> None:
     assert _code(lambda: load_image(png_header(5000, 5000))) == ErrorCode.IMAGE_TOO_LARGE
     assert _code(lambda: load_image(png_header(10**5, 10**5))) == ErrorCode.IMAGE_TOO_LARGE
     assert _code(lambda: load_image(encode(PIXELS, "PDF"))) == ErrorCode.UNSUPPORTED_IMAGE
+
+
+def test_the_header_check_refuses_what_decoding_would_without_decoding() -> None:
+    """The gateway checks uploads with `probe_image` only: the same codes for what the header
+    shows, at no decoding cost (a 25 MP bomb of a few bytes is refused at once)."""
+    assert _code(lambda: probe_image(b"hello, I am text")) == ErrorCode.UNSUPPORTED_IMAGE
+    assert _code(lambda: probe_image(png_header(0, 10))) == ErrorCode.EMPTY_IMAGE
+    assert _code(lambda: probe_image(png_header(5000, 5000))) == ErrorCode.IMAGE_TOO_LARGE
+    assert _code(lambda: probe_image(encode(PIXELS, "PDF"))) == ErrorCode.UNSUPPORTED_IMAGE
+    assert probe_image(png_header(4096, 3000)).width == 4096  # a phone photo's size passes
 
 
 def test_pixel_limit_is_checked_before_decoding() -> None:

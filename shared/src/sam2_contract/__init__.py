@@ -18,8 +18,16 @@ from sam2_contract.errors import (
     ServiceUnavailableError,
     UnsupportedMediaTypeError,
 )
-from sam2_contract.images import DecodedImage, decode_base64, image_id_for, load_image
-from sam2_contract.masks import decode_mask, decode_rle, encode_mask, encode_rle
+from sam2_contract.images import (
+    DecodedImage,
+    ImageHeader,
+    decode_base64,
+    image_id_for,
+    image_id_for_file,
+    load_image,
+    probe_image,
+)
+from sam2_contract.masks import decode_mask, decode_rle, encode_mask, encode_rle, render_answer
 from sam2_contract.models import (
     MAX_BATCH_ITEMS,
     MODEL_IDS,
@@ -77,6 +85,7 @@ __all__ = [
     "ErrorCode",
     "FieldError",
     "Health",
+    "ImageHeader",
     "ImageNotCachedError",
     "InternalServiceError",
     "InvalidImageError",
@@ -111,9 +120,12 @@ __all__ = [
     "encode_mask",
     "encode_rle",
     "image_id_for",
+    "image_id_for_file",
     "invalid_request",
     "load_image",
     "parse_batch",
     "parse_json",
     "parse_segment_request",
+    "probe_image",
+    "render_answer",
 ]

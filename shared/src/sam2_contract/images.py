@@ -3,6 +3,11 @@
 The pixel limit is checked from the file header, before any pixel is decompressed, so a small
 file that claims a huge canvas (a decompression bomb) costs nothing. EXIF orientation is applied,
 every Pillow mode becomes 8-bit RGB, animated formats give their first frame.
+
+An uploaded image is named by the hash of its file bytes (`image_id_for_file`): the gateway
+names it from the header check alone, without decoding, and routes every later click on that
+name to the container holding its embedding; the inference service, which decodes it, gives it
+the same name.
 """
 
 from __future__ import annotations
@@ -31,8 +36,17 @@ _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 
 
 @dataclass(frozen=True, slots=True)
+class ImageHeader:
+    """What the header of an image file says, read without decoding a pixel."""
+
+    format: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
 class DecodedImage:
-    """RGB pixels (HxWx3 uint8), the file's format, and the content id of the pixels."""
+    """RGB pixels (HxWx3 uint8), the file's format, and the image's content id."""
 
     pixels: Pixels
     format: str
@@ -44,9 +58,15 @@ class DecodedImage:
         return int(self.pixels.shape[0]), int(self.pixels.shape[1])
 
 
+def image_id_for_file(data: bytes) -> str:
+    """The content hash that names an uploaded image file: equal bytes, equal id."""
+    digest = hashlib.blake2b(data, digest_size=IMAGE_ID_HEX_LENGTH // 2, person=b"sam2-file")
+    return IMAGE_ID_PREFIX + digest.hexdigest()
+
+
 def image_id_for(pixels: Pixels) -> str:
-    """The content hash that names an image: equal pixels, equal id, whatever the file format."""
-    digest = hashlib.blake2b(digest_size=IMAGE_ID_HEX_LENGTH // 2)
+    """The content hash that names raw pixels (an array handed to the engine, a crop)."""
+    digest = hashlib.blake2b(digest_size=IMAGE_ID_HEX_LENGTH // 2, person=b"sam2-pixels")
     digest.update(np.asarray(pixels.shape, dtype=np.int64).tobytes())
     digest.update(np.ascontiguousarray(pixels).data)
     return IMAGE_ID_PREFIX + digest.hexdigest()
@@ -67,12 +87,29 @@ def decode_base64(data: str) -> bytes:
     return raw
 
 
+def probe_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """Check an image file's format and size from its header alone (no pixel is decoded), or
+    raise the error that decoding would: unsupported, empty, or over the pixel limit."""
+    with _open(data, max_pixels) as image:
+        return _checked_header(image, max_pixels)
+
+
 def load_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode image file bytes into RGB pixels, or raise an error with a precise code."""
+    with _open(data, max_pixels) as image:
+        header = _checked_header(image, max_pixels)
+        try:
+            pixels = _to_rgb(image)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise _corrupt(exc) from None
+    return DecodedImage(pixels=pixels, format=header.format, image_id=image_id_for_file(data))
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            return Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_large(None, max_pixels) from None
     except UnidentifiedImageError:
@@ -86,24 +123,20 @@ def load_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedI
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise _corrupt(exc) from None
-    with image:
-        file_format = image.format or "unknown"
-        if file_format not in SUPPORTED_FORMATS:
-            raise InvalidImageError(
-                f"{file_format} images are not supported", code=ErrorCode.UNSUPPORTED_IMAGE
-            )
-        width, height = image.size
-        if width <= 0 or height <= 0:
-            raise InvalidImageError(
-                f"the image is {width}x{height} pixels", code=ErrorCode.EMPTY_IMAGE
-            )
-        if width * height > max_pixels:
-            raise _too_large((width, height), max_pixels)
-        try:
-            pixels = _to_rgb(image)
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise _corrupt(exc) from None
-    return DecodedImage(pixels=pixels, format=file_format, image_id=image_id_for(pixels))
+
+
+def _checked_header(image: Image.Image, max_pixels: int) -> ImageHeader:
+    file_format = image.format or "unknown"
+    if file_format not in SUPPORTED_FORMATS:
+        raise InvalidImageError(
+            f"{file_format} images are not supported", code=ErrorCode.UNSUPPORTED_IMAGE
+        )
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise InvalidImageError(f"the image is {width}x{height} pixels", code=ErrorCode.EMPTY_IMAGE)
+    if width * height > max_pixels:
+        raise _too_large((width, height), max_pixels)
+    return ImageHeader(format=file_format, width=width, height=height)
 
 
 def _to_rgb(image: Image.Image) -> Pixels:

@@ -45,6 +45,25 @@ def decode_mask(value: Mask | dict[str, Any]) -> BoolMask:
     return decode_bool2d(value)
 
 
+def render_answer(answer: dict[str, Any], mask_format: MaskFormat) -> dict[str, Any]:
+    """A segment answer whose masks are RLE (as the inference hop sends them), with every mask
+    re-encoded in `mask_format`: `mask`, `all_masks`, each prediction's, each auto mask's.
+    Changes `answer` in place and returns it."""
+
+    def render(value: Any) -> Any:
+        return encode_mask(decode_mask(value), mask_format)
+
+    prompts = [answer, *(answer.get("predictions") or [])] if "mask" in answer else []
+    for prompt in prompts:
+        prompt["mask"] = render(prompt["mask"])
+        if prompt.get("all_masks") is not None:
+            prompt["all_masks"] = [render(value) for value in prompt["all_masks"]]
+    for auto_mask in answer.get("masks") or []:
+        auto_mask["segmentation"] = render(auto_mask["segmentation"])
+    answer["mask_format"] = mask_format
+    return answer
+
+
 def encode_bool2d(mask: BoolMask) -> list[list[bool]]:
     """The original response format: one list of booleans per row."""
     rows: list[list[bool]] = np.asarray(mask, dtype=bool).tolist()

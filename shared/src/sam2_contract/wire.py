@@ -1,45 +1,47 @@
-"""The frame the gateway sends to the inference service: the request, then the decoded pixels.
+"""The one hop from the gateway to the inference service, locally and on Modal.
 
-The gateway decodes and checks each upload once; what travels on is the request as one JSON line
-(`image` replaced by its `image_id`) and the raw RGB bytes, so the inference service neither
-base64-decodes nor decompresses the image again.
+The gateway checks each upload's header, names it by its file hash, and sends on the request as
+one JSON line (`image` replaced by its `image_id`, masks asked for as RLE) followed by the image
+file's bytes exactly as uploaded: no base64, no decoded pixels. The inference service decodes
+the file and answers with its ordinary JSON body and the headers below; the gateway renders the
+client's `mask_format` from the RLE.
+
+On Modal, `ROUTING_HEADER` (Modal's sticky-routing header) carries a hash of (tenant, image_id),
+so an upload and every later click on that image reach the container holding its embedding.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
+import hashlib
 
 from sam2_contract.errors import InvalidRequestError
-from sam2_contract.images import Pixels
 
 FRAME_CONTENT_TYPE = "application/x-sam2-frame"
-SHAPE_HEADER = "X-Sam2-Image-Shape"
+NAMESPACE_HEADER = "X-Sam2-Namespace"
 MASKS_HEADER = "X-Sam2-Masks"
 MODEL_MS_HEADER = "X-Sam2-Model-Ms"
+WEIGHTS_HEADER = "X-Sam2-Weights"
+ROUTING_HEADER = "Modal-Session-ID"
+FORWARDED_HEADERS = (WEIGHTS_HEADER,)
+"""Headers of an inference answer that the gateway passes on to its client."""
 
 
-def pack_frame(request_json: bytes, pixels: Pixels | None) -> tuple[bytes, dict[str, str]]:
-    """The body and headers that carry one request (and its pixels, if any)."""
+def pack_frame(request_json: bytes, image_file: bytes | None) -> bytes:
+    """The body that carries one request and, when it uploads one, its image file."""
     if b"\n" in request_json:
         raise ValueError("the request JSON must be compact, on one line")
-    if pixels is None:
-        return request_json + b"\n", {}
-    height, width = pixels.shape[:2]
-    return request_json + b"\n" + np.ascontiguousarray(pixels).tobytes(), {
-        SHAPE_HEADER: f"{height},{width}"
-    }
+    return request_json + b"\n" + (image_file or b"")
 
 
-def unpack_frame(body: bytes, shape: str | None) -> tuple[Any, Pixels | None]:
-    """The request JSON bytes and the pixels (a writable HxWx3 array), from `pack_frame`."""
-    request_json, _, raw = body.partition(b"\n")
-    if shape is None:
-        return request_json, None
-    try:
-        height, width = (int(part) for part in shape.split(","))
-        pixels = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3).copy()
-    except ValueError:
-        raise InvalidRequestError(f"the frame's pixels do not match {SHAPE_HEADER}") from None
-    return request_json, pixels
+def unpack_frame(body: bytes) -> tuple[bytes, bytes | None]:
+    """The request JSON bytes and the image file bytes (None when none came), from `pack_frame`."""
+    request_json, newline, image_file = body.partition(b"\n")
+    if not newline:
+        raise InvalidRequestError("the frame has no request line")
+    return request_json, image_file or None
+
+
+def routing_key(namespace: str, image_id: str) -> str:
+    """The sticky-routing value for one tenant's image: equal for the upload and its clicks,
+    and revealing neither the tenant nor the image."""
+    return hashlib.sha256(f"{namespace}\0{image_id}".encode()).hexdigest()[:32]

@@ -1,8 +1,10 @@
-"""Where the gateway sends work: the inference service over HTTP (local), or a Modal call.
+"""Where the gateway sends work: the inference service's HTTP app, the one hop both locally and
+on Modal (a Modal Server behind Modal's proxy).
 
-Both take the request as one JSON line plus decoded pixels (sam2_contract.wire) and give back
-the inference service's JSON body untouched, with the mask count and model milliseconds it
-reported, so the gateway never re-encodes an image nor parses a large mask body.
+The request travels as one JSON line plus the image file as uploaded (sam2_contract.wire), with
+a sticky-routing key per (tenant, image) and, on Modal, a proxy token; the answer comes back as
+the inference service's JSON body with the mask count, model milliseconds and the headers the
+client is promised.
 """
 
 from __future__ import annotations
@@ -19,27 +21,43 @@ from sam2_contract.errors import (
     Sam2ServiceError,
     ServiceUnavailableError,
 )
-from sam2_contract.images import Pixels
 from sam2_contract.models import FieldError
-from sam2_contract.wire import FRAME_CONTENT_TYPE, MASKS_HEADER, MODEL_MS_HEADER, pack_frame
+from sam2_contract.wire import (
+    FORWARDED_HEADERS,
+    FRAME_CONTENT_TYPE,
+    MASKS_HEADER,
+    MODEL_MS_HEADER,
+    NAMESPACE_HEADER,
+    ROUTING_HEADER,
+    pack_frame,
+)
 
 UNAVAILABLE_RETRY_AFTER_S = 1
-NAMESPACE_HEADER = "X-Sam2-Namespace"
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
 @dataclass(frozen=True, slots=True)
 class InferenceResult:
-    """An inference answer as bytes, with what the gateway meters."""
+    """An inference answer as bytes, with what the gateway meters and passes on."""
 
     body: bytes
     masks: int
     model_ms: float
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """Who a forwarded request is for, and where Modal should route it."""
+
+    namespace: str
+    request_id: str
+    routing_key: str | None = None
 
 
 class InferenceBackend(Protocol):
     async def segment(
-        self, request_json: bytes, pixels: Pixels | None, *, namespace: str, request_id: str
+        self, request_json: bytes, image_file: bytes | None, hop: Hop
     ) -> InferenceResult:
         """Run one request; raises Sam2ServiceError with the inference service's code."""
         ...
@@ -80,28 +98,40 @@ def error_from_problem(status: int, problem: dict[str, Any]) -> Sam2ServiceError
 
 
 class HttpBackend:
-    """The inference service's HTTP app, reached over the network (the local stack).
+    """The inference service's HTTP app: the local service, or the Modal Server's URL.
 
     aiohttp rather than httpx for this hop: it is on every click, and aiohttp's round trip
     on loopback measured 0.6 ms shorter (bench/gateway.py)."""
 
-    def __init__(self, base_url: str, *, timeout_s: float, connect_timeout_s: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float,
+        connect_timeout_s: float,
+        auth_headers: Mapping[str, str] | None = None,
+    ) -> None:
         self._base_url = base_url.rstrip("/")
         self._timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
+        self._auth_headers = dict(auth_headers or {})
         self._session: aiohttp.ClientSession | None = None
 
     async def segment(
-        self, request_json: bytes, pixels: Pixels | None, *, namespace: str, request_id: str
+        self, request_json: bytes, image_file: bytes | None, hop: Hop
     ) -> InferenceResult:
-        body, headers = pack_frame(request_json, pixels)
-        headers |= {
+        headers = {
             "content-type": FRAME_CONTENT_TYPE,
-            NAMESPACE_HEADER: namespace,
-            REQUEST_ID_HEADER: request_id,
+            NAMESPACE_HEADER: hop.namespace,
+            REQUEST_ID_HEADER: hop.request_id,
         }
+        if hop.routing_key is not None:
+            headers[ROUTING_HEADER] = hop.routing_key
         status, answer_headers, answer = await self._send(
-            "POST", "/internal/segment", data=body, headers=headers
+            "POST",
+            "/internal/segment",
+            data=pack_frame(request_json, image_file),
+            headers=headers,
         )
         if status != 200:
             raise self._error(status, answer_headers, answer)
@@ -109,6 +139,9 @@ class HttpBackend:
             body=answer,
             masks=int(answer_headers.get(MASKS_HEADER, "0")),
             model_ms=float(answer_headers.get(MODEL_MS_HEADER, "0")),
+            headers={
+                name: answer_headers[name] for name in FORWARDED_HEADERS if name in answer_headers
+            },
         )
 
     async def health(self) -> dict[str, Any]:
@@ -127,7 +160,7 @@ class HttpBackend:
         self, method: str, path: str, **kwargs: Any
     ) -> tuple[int, Mapping[str, str], bytes]:
         if self._session is None:  # made here: a session belongs to the running event loop
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._auth_headers)
         try:
             async with self._session.request(method, self._base_url + path, **kwargs) as response:
                 return response.status, response.headers, await response.read()

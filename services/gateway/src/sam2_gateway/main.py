@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from sam2_contract.problems import REQUEST_ID_HEADER, install_problem_handlers, install_request_ids
+from sam2_contract.wire import FORWARDED_HEADERS
 
 from sam2_gateway.api.deps import Gateway
 from sam2_gateway.api.routes import auth, health, segment
@@ -30,6 +31,7 @@ EXPOSED_HEADERS = [
     "RateLimit-Limit",
     "RateLimit-Remaining",
     "RateLimit-Reset",
+    *FORWARDED_HEADERS,
 ]
 
 
@@ -98,14 +100,9 @@ def _cache_openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def make_backend(settings: GatewaySettings) -> InferenceBackend:
-    if settings.inference_backend == "modal":
-        from sam2_gateway.modal_backend import ModalBackend
-
-        return ModalBackend(
-            settings.modal_app, settings.modal_class, timeout_s=settings.inference_timeout_s
-        )
     return HttpBackend(
         settings.inference_url,
         timeout_s=settings.inference_timeout_s,
         connect_timeout_s=settings.inference_connect_timeout_s,
+        auth_headers=settings.inference_auth_headers,
     )

@@ -17,7 +17,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sam2_contract.errors import ServiceUnavailableError
-from sam2_contract.images import DecodedImage, image_id_for
 from sam2_contract.models import (
     MODEL_IDS,
     AutoSegmentResponse,
@@ -35,7 +34,8 @@ from sam2_contract.wire import (
     FRAME_CONTENT_TYPE,
     MASKS_HEADER,
     MODEL_MS_HEADER,
-    SHAPE_HEADER,
+    NAMESPACE_HEADER,
+    WEIGHTS_HEADER,
     unpack_frame,
 )
 from starlette.concurrency import run_in_threadpool
@@ -45,8 +45,6 @@ from sam2_inference.engine import Sam2Engine
 
 log = logging.getLogger(__name__)
 
-NAMESPACE_HEADER = "X-Sam2-Namespace"
-WEIGHTS_HEADER = "X-Sam2-Weights"
 LOADING_RETRY_AFTER_S = 5
 
 
@@ -116,15 +114,14 @@ def create_app(
     async def segment_frame(
         request: Request, engine: EngineDep, namespace: NamespaceDep
     ) -> Response:
-        """The gateway's call: the request JSON, then decoded pixels (see sam2_contract.wire)."""
+        """The gateway's call: the request JSON, then the image file (see sam2_contract.wire)."""
         limit = request.app.state.settings.max_body_bytes
         body = await read_body(request, limit, content_type=FRAME_CONTENT_TYPE)
-        raw_json, pixels = unpack_frame(body, request.headers.get(SHAPE_HEADER))
+        raw_json, image_file = unpack_frame(body)
         parsed = parse_segment_request(parse_json(raw_json))
-        image = None
-        if pixels is not None:
-            image = DecodedImage(pixels=pixels, format="raw", image_id=image_id_for(pixels))
-        result = await run_in_threadpool(engine.segment, parsed, namespace=namespace, image=image)
+        result = await run_in_threadpool(
+            engine.segment, parsed, namespace=namespace, image_file=image_file
+        )
         return _json(result, engine)
 
     @app.post("/v1/segment/batch", response_model=BatchSegmentResponse, tags=["segment"])

@@ -28,7 +28,14 @@ from sam2_contract.errors import (
     ModelNotLoadedError,
     Sam2ServiceError,
 )
-from sam2_contract.images import DecodedImage, Pixels, decode_base64, image_id_for, load_image
+from sam2_contract.images import (
+    DecodedImage,
+    Pixels,
+    decode_base64,
+    image_id_for,
+    image_id_for_file,
+    load_image,
+)
 from sam2_contract.masks import encode_mask
 from sam2_contract.models import (
     MODEL_IDS,
@@ -208,18 +215,20 @@ class Sam2Engine:
         *,
         namespace: str = "default",
         image: DecodedImage | None = None,
+        image_file: bytes | None = None,
     ) -> SegmentResponse:
         """Run one request; raises Sam2ServiceError subclasses for anything the client got wrong.
 
-        `image`, when given, is the request's image already decoded (a batch's shared upload,
-        or a caller that decoded it to check it): it is not decoded again.
+        `image`, when given, is the request's image already decoded (a batch's shared upload):
+        it is not decoded again. `image_file` is the image file the gateway forwarded for a
+        request that names it by `image_id`: decoded here, unless its embedding is cached.
         """
         started = perf_counter()
         if request.model is not None and request.model != self.info.name:
             raise ModelNotLoadedError(
                 f"this server serves {self.info.name!r}, not {request.model!r}"
             )
-        resolved = self._image(request, namespace, image)
+        resolved = self._image(request, namespace, image, image_file)
         _check_bounds(request, resolved.pixels.shape[0], resolved.pixels.shape[1])
         if request.mode == "auto":
             return self._auto(request, namespace, resolved, started)
@@ -248,8 +257,14 @@ class Sam2Engine:
         return BatchSegmentResponse(results=results, count=len(results))
 
     def _image(
-        self, request: SegmentRequest, namespace: str, decoded: DecodedImage | None
+        self,
+        request: SegmentRequest,
+        namespace: str,
+        decoded: DecodedImage | None,
+        image_file: bytes | None,
     ) -> _Image:
+        if image_file is not None:
+            return self._forwarded(request, namespace, image_file)
         if decoded is not None:
             entry = self.cache.get(namespace, decoded.image_id)
             return _Image(decoded.pixels, decoded.image_id, entry, 0.0)
@@ -262,6 +277,21 @@ class Sam2Engine:
         assert request.image is not None  # the model validator guarantees image or image_id
         decoded = load_image(decode_base64(request.image), max_pixels=self.max_pixels)
         return _Image(decoded.pixels, decoded.image_id, None, _ms(started))
+
+    def _forwarded(self, request: SegmentRequest, namespace: str, image_file: bytes) -> _Image:
+        """The gateway's upload: named by its file hash, decoded only when not cached."""
+        image_id = image_id_for_file(image_file)
+        if request.image_id not in (None, image_id):
+            raise InvalidRequestError(
+                "the forwarded image does not match the request's image_id",
+                code=ErrorCode.INVALID_REQUEST,
+            )
+        entry = self.cache.get(namespace, image_id)
+        if entry is not None:
+            return _Image(entry.pixels, image_id, entry, 0.0)
+        started = perf_counter()
+        decoded = load_image(image_file, max_pixels=self.max_pixels)
+        return _Image(decoded.pixels, image_id, None, _ms(started))
 
     def _predictor(
         self, namespace: str, image: _Image, *, hole_area: float = 0.0

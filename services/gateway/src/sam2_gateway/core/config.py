@@ -25,10 +25,17 @@ class GatewaySettings(BaseSettings):
     )
 
     environment: Literal["development", "production"] = "production"
-    inference_backend: Literal["http", "modal"] = "http"
-    inference_url: str = "http://127.0.0.1:8081"
-    modal_app: str = "sam2-inference"
-    modal_class: str = "Inference"
+    inference_url: str = Field(
+        default="http://127.0.0.1:8081",
+        description="The inference service: the local one, or the deployed Modal Server's URL.",
+    )
+    inference_proxy_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Modal proxy token id (wk-...) sent as Modal-Key; empty: none sent.",
+    )
+    inference_proxy_secret: SecretStr = Field(
+        default=SecretStr(""), description="Modal proxy token secret (ws-...), as Modal-Secret."
+    )
     inference_timeout_s: float = Field(default=120.0, gt=0)
     inference_connect_timeout_s: float = Field(default=1.0, gt=0)
 
@@ -76,6 +83,14 @@ class GatewaySettings(BaseSettings):
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
     host: str = "127.0.0.1"
     port: int = 8080
+
+    @property
+    def inference_auth_headers(self) -> dict[str, str]:
+        """Modal's proxy-auth headers for the inference Server, when a token is set."""
+        key = self.inference_proxy_key.get_secret_value()
+        if not key:
+            return {}
+        return {"Modal-Key": key, "Modal-Secret": self.inference_proxy_secret.get_secret_value()}
 
     @model_validator(mode="after")
     def _secrets_are_real(self) -> Self:

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic_core import to_json
 from sam2_contract.errors import Sam2ServiceError
-from sam2_contract.images import DecodedImage, decode_base64, load_image
-from sam2_contract.models import BatchSegmentResponse, SegmentRequest, SegmentResponse
+from sam2_contract.images import decode_base64, image_id_for_file, probe_image
+from sam2_contract.masks import render_answer
+from sam2_contract.models import (
+    BatchSegmentResponse,
+    MaskFormat,
+    SegmentRequest,
+    SegmentResponse,
+)
 from sam2_contract.problems import read_body
 from sam2_contract.validation import parse_batch, parse_json, parse_segment_request
+from sam2_contract.wire import routing_key
 from starlette.concurrency import run_in_threadpool
 
 from sam2_gateway.api.deps import Gateway, GatewayDep, Principal, PrincipalDep
-from sam2_gateway.backends import InferenceResult
+from sam2_gateway.backends import Hop, InferenceResult
 from sam2_gateway.core.ratelimit import RateState
 
 router = APIRouter(prefix="/v1/segment", tags=["segment"])
@@ -28,8 +38,10 @@ async def segment(request: Request, principal: PrincipalDep, gateway: GatewayDep
     async with _limited(gateway, principal) as rate:
         raw = parse_json(await read_body(request, gateway.settings.max_body_bytes))
         parsed = parse_segment_request(raw)
-        result = await _forward(gateway, principal, parsed, _request_id(request), None)
-    return Response(result.body, media_type="application/json", headers=rate.headers())
+        upload = await _check(gateway, parsed.image) if parsed.image is not None else None
+        result = await _forward(gateway, principal, parsed, _request_id(request), upload)
+    body = await _render(result.body, parsed.mask_format)
+    return Response(body, media_type="application/json", headers=rate.headers() | result.headers)
 
 
 @router.post("/batch", response_model=BatchSegmentResponse)
@@ -37,22 +49,44 @@ async def segment_batch(request: Request, principal: PrincipalDep, gateway: Gate
     """Up to 16 requests in order, sharing one uploaded image; each succeeds or fails alone."""
     async with _limited(gateway, principal) as rate:
         batch = parse_batch(parse_json(await read_body(request, gateway.settings.max_body_bytes)))
-        shared = await _decode(gateway, batch.image) if batch.image is not None else None
-        if shared is not None:  # one upload, however many items use it
+        shared = None
+        if batch.image is not None:  # one upload, metered once, however many items use it
+            shared = replace(await _check(gateway, batch.image), metered=True)
             gateway.meter.add(principal.key_id, requests=0, images=1, masks=0, gpu_ms=0.0)
         parts = []
+        forwarded: dict[str, str] = {}
         for index, item in enumerate(batch.items()):
             try:
                 parsed = parse_segment_request(item)
-                own = shared if shared is not None and parsed.image == batch.image else None
+                own = None
+                if parsed.image is not None:
+                    own = shared if shared is not None and parsed.image == batch.image else None
+                    own = own or await _check(gateway, parsed.image)
                 result = await _forward(gateway, principal, parsed, _request_id(request), own)
-                parts.append(b'{"index":%d,"status":200,"result":%s}' % (index, result.body))
+                if own is shared and shared is not None:
+                    shared = shared.delivered()  # the embedding is there: later items send the id
+                forwarded = forwarded or result.headers
+                rendered = await _render(result.body, parsed.mask_format)
+                parts.append(b'{"index":%d,"status":200,"result":%s}' % (index, rendered))
             except Sam2ServiceError as exc:
                 problem = exc.to_problem(instance=f"#/requests/{index}")
                 error = problem.model_dump_json(exclude_none=True).encode()
                 parts.append(b'{"index":%d,"status":%d,"error":%s}' % (index, exc.status, error))
     body = b'{"results":[%s],"count":%d}' % (b",".join(parts), len(parts))
-    return Response(body, media_type="application/json", headers=rate.headers())
+    return Response(body, media_type="application/json", headers=rate.headers() | forwarded)
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    """An uploaded image checked at the gateway: its file bytes (None once the inference side
+    holds its embedding) and the id its file hash gives it."""
+
+    image_id: str
+    file: bytes | None
+    metered: bool
+
+    def delivered(self) -> _Upload:
+        return replace(self, file=None)
 
 
 @asynccontextmanager
@@ -72,34 +106,50 @@ async def _forward(
     principal: Principal,
     request: SegmentRequest,
     request_id: str,
-    decoded: DecodedImage | None,
+    upload: _Upload | None,
 ) -> InferenceResult:
-    """Check scope, decode the upload once (unless given), send pixels on, meter the answer.
-    A `decoded` image that is passed in (a batch's shared one) was metered where it arrived."""
+    """Check scope, send the request (and its image file, if it uploads one) to inference,
+    routed to the container that holds the image, with masks as RLE; meter the answer."""
     principal.require("auto" if request.mode == "auto" else "segment")
-    uploaded = request.image is not None and decoded is None
-    if uploaded:
-        assert request.image is not None
-        decoded = await _decode(gateway, request.image)
-    if decoded is not None:
-        request = request.model_copy(update={"image": None, "image_id": decoded.image_id})
-    result = await gateway.backend.segment(
-        request.model_dump_json(exclude_none=True).encode(),
-        decoded.pixels if decoded is not None else None,
-        namespace=principal.key_id,
-        request_id=request_id,
+    image_id = upload.image_id if upload is not None else request.image_id
+    assert image_id is not None  # the model validator guarantees image or image_id
+    forwarded = request.model_copy(
+        update={"image": None, "image_id": image_id, "mask_format": "rle"}
     )
+    result = await gateway.backend.segment(
+        forwarded.model_dump_json(exclude_none=True).encode(),
+        upload.file if upload is not None else None,
+        Hop(principal.key_id, request_id, routing_key(principal.key_id, image_id)),
+    )
+    uploaded = upload is not None and not upload.metered
     gateway.meter.add(
         principal.key_id, images=int(uploaded), masks=result.masks, gpu_ms=result.model_ms
     )
     return result
 
 
-async def _decode(gateway: Gateway, image: str) -> DecodedImage:
-    def decode() -> DecodedImage:
-        return load_image(decode_base64(image), max_pixels=gateway.settings.max_pixels)
+async def _check(gateway: Gateway, image: str) -> _Upload:
+    """Base64-decode an upload and check its header (format, pixel limit) without decoding
+    pixels; the inference service decodes it."""
 
-    return await run_in_threadpool(decode)
+    def check() -> _Upload:
+        data = decode_base64(image)
+        probe_image(data, max_pixels=gateway.settings.max_pixels)
+        return _Upload(image_id=image_id_for_file(data), file=data, metered=False)
+
+    return await run_in_threadpool(check)
+
+
+async def _render(body: bytes, mask_format: MaskFormat) -> bytes:
+    """The client's mask format from the hop's RLE: RLE passes through untouched; bool2d and
+    PNG are rendered here, on the gateway's CPU rather than the GPU container's."""
+    if mask_format == "rle":
+        return body
+
+    def render() -> bytes:
+        return to_json(render_answer(json.loads(body), mask_format))
+
+    return await run_in_threadpool(render)
 
 
 def _request_id(request: Request) -> str:
