@@ -21,3 +21,10 @@ def desired_min_containers(now: datetime, settings: DeploySettings) -> int:
     in_day = _WEEKDAYS[local.weekday()] in settings.warm_days
     in_hours = settings.warm_start_hour <= local.hour < settings.warm_end_hour
     return settings.warm_containers if in_day and in_hours else 0
+
+
+def warm_hours_per_week(settings: DeploySettings) -> int:
+    """Hours a week inside the keep-warm window: what `warm_containers` GPUs are billed for
+    even with no traffic (docs/deploy.md's cost table)."""
+    hours = max(0, settings.warm_end_hour - settings.warm_start_hour)
+    return len(set(settings.warm_days)) * hours if settings.warm_containers else 0

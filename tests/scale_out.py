@@ -13,13 +13,11 @@ from pathlib import Path
 
 from modal_proxy import ModalProxyStandIn
 from pydantic import SecretStr
-from sam2_gateway import GatewaySettings, KeyStore, create_app
-from sam2_gateway.core.tokens import generate_private_key_pem
 from sam2_inference import InferenceSettings, Sam2Engine
 from sam2_inference import create_app as create_inference_app
 from sam2_inference.serving import BackgroundServer
 from sam2_sdk import Sam2Client
-from support import PEPPER, encode, free_port, fresh_engine, scene
+from support import encode, free_port, fresh_engine, running_gateway, scene
 
 PROXY_TOKEN = ("wk-stand-in", "ws-stand-in")
 
@@ -77,25 +75,20 @@ def cluster(
     urls = [f"http://127.0.0.1:{server.port}" for server in servers]
     proxy = ModalProxyStandIn(urls, sticky=sticky, token=PROXY_TOKEN)
     proxy.start()
+    token = PROXY_TOKEN if proxy_token else ("", "")
     with tempfile.TemporaryDirectory() as tmp:
         database = f"sqlite:///{Path(tmp) / 'gateway.db'}"
-        gateway_settings = GatewaySettings(
-            database_url=database,
-            key_pepper=SecretStr(PEPPER),
-            jwt_private_key=SecretStr(generate_private_key_pem()),
-            inference_url=proxy.url,
-            inference_proxy_key=SecretStr(PROXY_TOKEN[0] if proxy_token else ""),
-            inference_proxy_secret=SecretStr(PROXY_TOKEN[1] if proxy_token else ""),
+        gateway = running_gateway(
+            database,
+            proxy.url,
+            scopes="segment",
+            inference_proxy_key=SecretStr(token[0]),
+            inference_proxy_secret=SecretStr(token[1]),
         )
-        gateway = BackgroundServer(create_app(gateway_settings), "127.0.0.1", free_port())
-        gateway.start()
-        store = KeyStore(database, PEPPER)
-        key, _ = store.create("scale-out", frozenset({"segment"}), rate_tier="dev")
         try:
-            yield Cluster(f"http://127.0.0.1:{gateway.port}", key.full, servers, proxy)
+            with gateway as running:
+                yield Cluster(running.url, running.key, servers, proxy)
         finally:
-            gateway.stop()
-            store.dispose()
             proxy.stop()
             for server in servers:
                 server.stop()

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import io
 import socket
 import struct
+import threading
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+from pydantic import SecretStr
 from sam2_inference import EmbeddingCache, Sam2Engine
 
 PEPPER = "test-pepper-0123456789abcdef"
@@ -117,8 +124,80 @@ def bearer(credential: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {credential}"}
 
 
+@contextmanager
+def running_gateway(
+    database_url: str, inference_url: str, *, scopes: str = "segment auto", **changes: Any
+) -> Iterator[GatewayServer]:
+    """A real gateway on a real socket in front of `inference_url`, with one dev-tier key."""
+    from sam2_gateway import GatewaySettings, KeyStore, create_app
+    from sam2_gateway.core.tokens import generate_private_key_pem
+    from sam2_inference.serving import BackgroundServer
+
+    settings = GatewaySettings(
+        database_url=database_url,
+        key_pepper=SecretStr(PEPPER),
+        jwt_private_key=SecretStr(generate_private_key_pem()),
+        inference_url=inference_url,
+        **changes,
+    )
+    port = free_port()
+    server = BackgroundServer(create_app(settings), "127.0.0.1", port)
+    server.start()
+    store = KeyStore(database_url, PEPPER)
+    key, _ = store.create("test", frozenset(scopes.split()), rate_tier="dev")
+    try:
+        yield GatewayServer(url=f"http://127.0.0.1:{port}", key=key.full)
+    finally:
+        server.stop()
+        store.dispose()
+
+
 def run_hook(container: object, name: str) -> None:
     """Run a Modal lifecycle hook (`@modal.enter`, `@modal.exit`) of a class instance the way
     a container does: the undecorated method, on the instance."""
     hook = type(container).__dict__[name]
     hook._get_raw_f()(container)
+
+
+class TcpForwarder:
+    """Forwards a local port to `target` (host, port) until `stop()`, which closes the port
+    and every connection through it: a dependency's network going away, for outage drills."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._target = target
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    def start(self) -> int:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._connect, "127.0.0.1", 0), self._loop
+        ).result(timeout=10)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))

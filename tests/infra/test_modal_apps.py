@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,7 +25,7 @@ from sam2_inference.serving import GpuMissingError
 from support import IMAGES, RunningServer, b64, encode, free_port, run_hook
 
 import infra.inference_app
-from infra.keepwarm import desired_min_containers
+from infra.keepwarm import desired_min_containers, warm_hours_per_week
 from infra.settings import DeploySettings
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -169,6 +169,24 @@ def test_keep_warm_follows_days_hours_and_time_zone(moment: str, expected: int) 
     assert desired_min_containers(now, WEEKDAYS_9_TO_17_BERLIN) == expected
 
 
+@pytest.mark.parametrize(
+    "chosen",
+    [
+        DeploySettings(),
+        WEEKDAYS_9_TO_17_BERLIN,
+        DeploySettings(warm_days=["sun"], warm_end_hour=24),
+    ],
+)
+def test_warm_hours_per_week_are_the_hours_keep_warm_holds_containers(
+    chosen: DeploySettings,
+) -> None:
+    monday = datetime(2026, 11, 23, tzinfo=ZoneInfo(chosen.warm_timezone))
+    held = sum(
+        desired_min_containers(monday + timedelta(hours=hour), chosen) > 0 for hour in range(168)
+    )
+    assert warm_hours_per_week(chosen) == held > 0
+
+
 def test_keep_warm_across_midnight_in_another_zone() -> None:
     tokyo = DeploySettings(
         warm_days=["mon"], warm_start_hour=0, warm_end_hour=6, warm_timezone="Asia/Tokyo"
@@ -295,3 +313,17 @@ def test_keep_warm_sets_the_servers_minimum(monkeypatch: pytest.MonkeyPatch) -> 
     after = desired_min_containers(datetime.now(UTC), infra.inference_app.settings)
     assert wanted in (before, after)
     assert updates == [{"min_containers": wanted}]
+
+
+def test_the_cost_tables_keep_warm_column_is_the_default_windows_price() -> None:
+    """docs/deploy.md: keep-warm $ per week = warm containers x window hours x $/hour."""
+    doc = (Path(REPO) / "docs" / "deploy.md").read_text()
+    cost = doc[doc.index("## Cost") : doc.index("## Troubleshooting")]
+    rows = [line.split("|")[1:-1] for line in cost.splitlines() if line.startswith("| ")][1:]
+    defaults = DeploySettings()
+    assert warm_hours_per_week(defaults) == 60
+    assert len(rows) == 4
+    for cells in rows:
+        per_hour, per_week = float(cells[1]), float(cells[-1])
+        hours = warm_hours_per_week(defaults)
+        assert per_week == pytest.approx(defaults.warm_containers * hours * per_hour, abs=0.005)

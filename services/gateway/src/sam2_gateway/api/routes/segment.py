@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from time import perf_counter
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -142,12 +143,19 @@ async def _check(gateway: Gateway, image: str) -> _Upload:
 
 async def _render(body: bytes, mask_format: MaskFormat) -> bytes:
     """The client's mask format from the hop's RLE: RLE passes through untouched; bool2d and
-    PNG are rendered here, on the gateway's CPU rather than the GPU container's."""
+    PNG are rendered here, on the gateway's CPU rather than the GPU container's, and that time
+    is added to the answer's `encode_ms` and `total_ms`."""
     if mask_format == "rle":
         return body
 
     def render() -> bytes:
-        return to_json(render_answer(json.loads(body), mask_format))
+        started = perf_counter()
+        answer = render_answer(json.loads(body), mask_format)
+        timings = answer["timings_ms"]
+        spent = (perf_counter() - started) * 1000
+        timings["encode_ms"] += spent
+        timings["total_ms"] += spent
+        return to_json(answer)
 
     return await run_in_threadpool(render)
 
