@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 from sam2_gateway import GatewaySettings
+from sam2_gateway.core import keys as keys_module
 from sam2_gateway.core.keys import generate_key
 from sam2_gateway.core.tokens import generate_private_key_pem
 from sam2_gateway.store import KeyStore
@@ -81,6 +82,48 @@ def test_api_key_cases(gateway: TestClient, new_key: Callable[..., str], store: 
         assert _segment(gateway, headers) == (status, code), name
     # A right checksum with a wrong secret is only possible by recomputing it; still refused.
     assert "_".join(wrong_secret) != key
+
+
+def test_an_unknown_key_id_costs_the_same_work_as_a_wrong_secret(
+    gateway: TestClient, new_key: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Key ids cannot be enumerated by timing: the HMAC check runs whether the id exists or
+    not (counted on the real function; a timing assertion would be flaky)."""
+    import sam2_gateway.api.deps as deps
+
+    checks: list[str] = []
+    real = deps.verify_key
+
+    def counted(full: str, stored: str, pepper: str) -> bool:
+        checks.append(full)
+        return real(full, stored, pepper)
+
+    monkeypatch.setattr(deps, "verify_key", counted)
+    existing_id = new_key().split("_")[1]
+    fresh = generate_key()
+    wrong_secret = fresh.full.replace(fresh.key_id, existing_id)
+    wrong_secret = wrong_secret[:-6] + keys_module._checksum(wrong_secret[:-7])
+    for candidate in (fresh.full, wrong_secret):
+        assert _segment(gateway, bearer(candidate)) == (401, "invalid_api_key")
+    assert checks == [fresh.full, wrong_secret]
+
+
+def test_tokens_and_the_model_list_count_against_the_keys_rate(
+    make_client: Callable[..., TestClient], new_key: Callable[..., str]
+) -> None:
+    gateway = make_client(rate_tiers={"standard": "3/minute"})
+    key = bearer(new_key())
+    first = gateway.post("/v1/auth/token", headers=key)
+    assert first.status_code == 200
+    assert first.headers["ratelimit-remaining"] == "2"
+    assert gateway.post("/v1/auth/token", headers=key).status_code == 200
+    assert gateway.get("/v1/models", headers=key).status_code == 503  # counted; no inference
+    for minted in (
+        gateway.post("/v1/auth/token", headers=key),
+        gateway.get("/v1/models", headers=key),
+    ):
+        assert (minted.status_code, minted.json()["code"]) == (429, "rate_limited")
+        assert int(minted.headers["retry-after"]) >= 1
 
 
 def test_missing_scope_is_403(gateway: TestClient, new_key: Callable[..., str]) -> None:
@@ -170,6 +213,8 @@ def test_tokens_are_short_lived_scoped_and_die_with_their_key(
     )
     too_long = gateway.post("/v1/auth/token", json={"ttl_s": 3600}, headers=bearer(key))
     assert (too_long.status_code, too_long.json()["code"]) == (422, "invalid_parameter")
+    not_a_number = gateway.post("/v1/auth/token", json={"ttl_s": True}, headers=bearer(key))
+    assert (not_a_number.status_code, not_a_number.json()["code"]) == (422, "invalid_parameter")
     store.revoke(key.split("_")[1])
     assert _segment(gateway, bearer(token)) == (401, "api_key_revoked")
 

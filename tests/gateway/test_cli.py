@@ -54,6 +54,28 @@ def test_keys_create_list_revoke_usage(tmp_path: Path, signing_key: str) -> None
     ]
 
 
+def test_state_dir_works_before_or_after_the_action_and_expiry_is_at_least_a_day(
+    tmp_path: Path,
+) -> None:
+    state = str(tmp_path / "state")
+    before = _cli("keys", "--state-dir", state, "create", "--name", "a", env={}).split()[0]
+    after = _cli("keys", "create", "--name", "b", "--state-dir", state, env={}).split()[0]
+    listing = _cli("keys", "list", "--state-dir", state, env={})
+    assert before.split("_")[1] in listing
+    assert after.split("_")[1] in listing
+    create = [sys.executable, "-m", "sam2_gateway", "keys", "create", "--name", "c"]
+    for days in ("0", "-1", "soon"):
+        done = subprocess.run(
+            [*create, "--state-dir", state, "--expires-in-days", days],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2
+        assert "1 or more days" in done.stderr
+    assert len(_cli("keys", "list", "--state-dir", state, env={}).splitlines()) == 3
+
+
 def test_keys_refuse_placeholder_secrets_in_production(tmp_path: Path) -> None:
     env = {"SAM2_GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}"}
     done = subprocess.run(

@@ -5,6 +5,7 @@ click reuses the embedding, automatic mode; screenshots land in test-artifacts/p
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -48,9 +49,11 @@ def test_playground_in_chromium(dev_stack: str, tmp_path: Path) -> None:
     assert (PLAYGROUND / "index.html").is_file(), (
         "build it: (cd sdk-js && npm run build:playground)"
     )
-    assert shutil.which("chromium") or Path("/usr/bin/chromium").exists(), (
-        "apt-get install chromium"
-    )
+    if not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()):
+        # As for PostgreSQL and Redis: CI must have it; a fresh machine is told how to get it.
+        if os.environ.get("CI"):
+            pytest.fail("no Chromium: .ci/run installs it through scripts/test-services")
+        pytest.skip('no Chromium for the browser test; run: eval "$(scripts/test-services)"')
     photo = tmp_path / "photo.png"
     photo.write_bytes(encode(scene(300, 400, seed=21)))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,11 @@ CASES: list[tuple[str, Any, int, str]] = [
         "invalid_coordinates",
     ),
     ("negative coordinate", POINT | {"point_coords": [[-1, 3]]}, 422, "invalid_coordinates"),
+    ("boolean as a string", POINT | {"multimask_output": "yes"}, 422, "invalid_parameter"),
+    ("count as a boolean", POINT | {"points_per_batch": True}, 422, "invalid_parameter"),
+    ("count as a float", POINT | {"points_per_batch": 64.0}, 422, "invalid_parameter"),
+    ("JSON nested 5,000 deep", b"[" * 5000 + b"]" * 5000, 400, "invalid_json"),
+    ("a 5,000-digit integer", b'{"points_per_batch": ' + b"9" * 5000 + b"}", 400, "invalid_json"),
     ("point not a pair", POINT | {"point_coords": [[1, 2, 3]]}, 422, "invalid_coordinates"),
     ("point outside image", POINT | {"point_coords": [[61, 10]]}, 422, "coordinates_out_of_bounds"),
     (
@@ -185,7 +190,9 @@ def test_wrong_content_type(bad_client: TestClient) -> None:
 
 def test_unknown_path_and_method(bad_client: TestClient) -> None:
     _assert_problem(bad_client.get("/v2/segment"), 404, "not_found")
-    _assert_problem(bad_client.get("/v1/segment"), 405, "method_not_allowed")
+    not_allowed = bad_client.get("/v1/segment")
+    _assert_problem(not_allowed, 405, "method_not_allowed")
+    assert not_allowed.headers["allow"] == "POST"
 
 
 @pytest.mark.parametrize(

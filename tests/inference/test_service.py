@@ -137,3 +137,18 @@ def test_a_frame_whose_file_is_not_the_named_image_is_refused(client: TestClient
         headers={"content-type": FRAME_CONTENT_TYPE},
     )
     assert (answer.status_code, answer.json()["code"]) == (422, "invalid_request")
+
+
+def test_crop_layers_with_no_surviving_mask_answer_zero_masks(client: TestClient) -> None:
+    """sam2 1.1.0's generator raises an IndexError here; the service answers what happened."""
+    body = {
+        "image": image_b64("landscape"),
+        "mode": "auto",
+        "points_per_side": 2,
+        "crop_n_layers": 1,
+        "pred_iou_thresh": 1.0,
+        "mask_format": "rle",
+    }
+    answer = client.post("/v1/segment", json=body)
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["count"], answer.json()["masks"]) == (0, [])

@@ -33,7 +33,8 @@ export interface paths {
         };
         /**
          * Readyz
-         * @description Inference is reachable and its model is loaded; else 503.
+         * @description The key store, the rate limiter and inference are reachable and the model is loaded;
+         *     else 503 naming what is not.
          */
         get: operations["readyz"];
         put?: never;

@@ -15,7 +15,8 @@ below and one handler turns them into RFC 9457 ``application/problem+json`` (``P
     ├── RateLimitError               429: over the key's request rate or concurrency
     ├── NotFoundError                404/405: no such route or method
     ├── ModelNotLoadedError          400: the asked-for model is not served here
-    ├── ServiceUnavailableError      503/504: still loading, inference down or too slow
+    ├── ServiceUnavailableError      503/504: still loading, inference, key store or rate
+    │                                limiter down, or inference too slow
     └── InternalServiceError         500: a bug; the response says nothing more
 """
 
@@ -79,6 +80,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_CONCURRENT = "too_many_concurrent"
     INFERENCE_UNAVAILABLE = "inference_unavailable"
     INFERENCE_TIMEOUT = "inference_timeout"
+    DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -250,6 +252,11 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         504,
         "Inference timed out",
         "Retry; for auto mode use fewer `points_per_side` or a smaller image.",
+    ),
+    ErrorCode.DEPENDENCY_UNAVAILABLE: ErrorSpec(
+        503,
+        "A dependency is unavailable",
+        "The key store or the rate limiter is unreachable; retry after `Retry-After` seconds.",
     ),
     ErrorCode.INTERNAL_ERROR: ErrorSpec(
         500,

@@ -112,7 +112,10 @@ Box = Annotated[list[float], Field(min_length=4, max_length=4)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request model: unknown fields refused, and JSON types taken as they are (strict: no
+    `"yes"` for a boolean, no `true` for a number, no `64.0` for a count)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SegmentRequest(_Model):

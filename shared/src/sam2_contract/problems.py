@@ -62,6 +62,7 @@ def install_problem_handlers(app: Starlette) -> None:
                 f"{request.method} is not allowed on {request.url.path}",
                 code=ErrorCode.METHOD_NOT_ALLOWED,
             )
+            error.headers |= {"Allow": (exc.headers or {}).get("Allow", "")}
         else:
             error = NotFoundError(f"there is no {request.url.path}")
         return problem_response(error, request)

@@ -39,12 +39,21 @@ _VALUE_ERRORS = {
 
 
 def parse_json(body: bytes) -> Any:
-    """Decode a JSON body, or raise `invalid_json` saying where it broke."""
+    """Decode a JSON body, or raise `invalid_json` saying where it broke. Nesting past
+    Python's recursion limit and integers of thousands of digits are invalid JSON here too."""
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequestError(
             f"the body is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON
+        ) from None
+    except RecursionError:
+        raise InvalidRequestError(
+            "the body's JSON is nested too deeply", code=ErrorCode.INVALID_JSON
+        ) from None
+    except ValueError:  # int() refuses more than sys.get_int_max_str_digits() digits
+        raise InvalidRequestError(
+            "the body's JSON has a number with too many digits", code=ErrorCode.INVALID_JSON
         ) from None
 
 

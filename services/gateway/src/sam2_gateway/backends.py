@@ -75,6 +75,18 @@ def unavailable(detail: str) -> ServiceUnavailableError:
     )
 
 
+DEPENDENCY_RETRY_AFTER_S = 5
+
+
+def dependency_down(name: str) -> ServiceUnavailableError:
+    """A dependency of the gateway itself (the key store, the rate limiter) is unreachable."""
+    return ServiceUnavailableError(
+        f"the {name} is unavailable",
+        code=ErrorCode.DEPENDENCY_UNAVAILABLE,
+        retry_after=DEPENDENCY_RETRY_AFTER_S,
+    )
+
+
 def timed_out(limit_s: float) -> ServiceUnavailableError:
     return ServiceUnavailableError(
         f"inference took longer than {limit_s:g} s", code=ErrorCode.INFERENCE_TIMEOUT

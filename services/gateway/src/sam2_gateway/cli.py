@@ -22,18 +22,26 @@ def main(argv: list[str] | None = None) -> None:
     stack.add_argument("--port", type=int, default=8080)
     stack.add_argument("--inference-port", type=int, default=8081)
 
+    state_help = "manage the local stack's keys (e.g. .sam2-dev)"
     keys_parser = commands.add_parser("keys", help="API keys")
-    keys_parser.add_argument("--state-dir", help="manage the local stack's keys (e.g. .sam2-dev)")
+    keys_parser.add_argument("--state-dir", help=state_help)
+    # Accepted after the action too (`keys create --state-dir X`), without overriding the above.
+    state_dir = argparse.ArgumentParser(add_help=False)
+    state_dir.add_argument("--state-dir", default=argparse.SUPPRESS, help=state_help)
     keys = keys_parser.add_subparsers(dest="action", required=True)
-    create = keys.add_parser("create", help="create a key and print it (once)")
+
+    def action(name: str, description: str) -> argparse.ArgumentParser:
+        return keys.add_parser(name, help=description, parents=[state_dir])
+
+    create = action("create", "create a key and print it (once)")
     create.add_argument("--name", required=True)
     create.add_argument("--scopes", default="segment,auto", help=f"from {','.join(sorted(SCOPES))}")
     create.add_argument("--tier", default="standard", help="rate tier (SAM2_GATEWAY_RATE_TIERS)")
-    create.add_argument("--expires-in-days", type=int)
-    keys.add_parser("list", help="list keys (never their secrets)")
-    revoke = keys.add_parser("revoke", help="revoke a key; effective on its next request")
+    create.add_argument("--expires-in-days", type=_days, help="1 or more; omitted: never")
+    action("list", "list keys (never their secrets)")
+    revoke = action("revoke", "revoke a key; effective on its next request")
     revoke.add_argument("key_id")
-    usage = keys.add_parser("usage", help="requests, images, masks and GPU ms per key and day")
+    usage = action("usage", "requests, images, masks and GPU ms per key and day")
     usage.add_argument("key_id", nargs="?")
 
     args = parser.parse_args(argv)
@@ -46,6 +54,13 @@ def main(argv: list[str] | None = None) -> None:
         run_stack(args.state_dir, port=args.port, inference_port=args.inference_port)
     else:
         _keys(args)
+
+
+def _days(value: str) -> int:
+    days = int(value) if value.lstrip("-").isdigit() else 0
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: a key expires after 1 or more days")
+    return days
 
 
 def _serve(args: argparse.Namespace) -> None:

@@ -21,10 +21,12 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -107,7 +109,11 @@ class KeyStore:
         self.database_url = database_url
         # Pre-ping catches dropped server connections; a local SQLite file has none to drop.
         networked = not database_url.startswith("sqlite")
-        self._engine: Engine = create_engine(database_url, pool_pre_ping=networked)
+        # A database across the network answers in bounded time or is reported down.
+        connect_args = {"connect_timeout": 3} if networked else {}
+        self._engine: Engine = create_engine(
+            database_url, pool_pre_ping=networked, connect_args=connect_args
+        )
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         self._pepper = pepper
 
@@ -153,10 +159,26 @@ class KeyStore:
 
     async def aget(self, key_id: str) -> KeyRecord | None:
         """`get` for async callers: inline on SQLite (a local read of ~0.1 ms costs less than
-        a thread hop), in a worker thread for a database across the network."""
-        if self._engine.dialect.name == "sqlite":
-            return self.get(key_id)
-        return await run_in_threadpool(self.get, key_id)
+        a thread hop), in a worker thread for a database across the network. An unreachable
+        database is `StoreUnavailableError`."""
+        try:
+            if self._engine.dialect.name == "sqlite":
+                return self.get(key_id)
+            return await run_in_threadpool(self.get, key_id)
+        except DBAPIError as exc:
+            raise StoreUnavailableError(type(exc.orig).__name__) from None
+
+    async def reachable(self) -> bool:
+        """Whether the database answers a trivial query."""
+        try:
+            await run_in_threadpool(self._ping)
+        except DBAPIError:
+            return False
+        return True
+
+    def _ping(self) -> None:
+        with self._engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     def all_keys(self) -> list[KeyRecord]:
         with self._sessions() as session:
@@ -209,6 +231,10 @@ class KeyStore:
 
     def dispose(self) -> None:
         self._engine.dispose()
+
+
+class StoreUnavailableError(RuntimeError):
+    """The key store's database cannot be reached."""
 
 
 def _now() -> datetime:

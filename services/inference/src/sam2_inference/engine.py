@@ -112,6 +112,29 @@ class _CachingPredictor(SAM2ImagePredictor):  # type: ignore[misc]
         self._is_image_set = True
 
 
+class _Generator(SAM2AutomaticMaskGenerator):  # type: ignore[misc]
+    """SAM2AutomaticMaskGenerator, answering zero masks where sam2 1.1.0 fails: with crop
+    layers and no mask surviving the thresholds, it takes the areas of an empty box tensor
+    (an IndexError in torchvision's box_area)."""
+
+    _kept: int
+
+    def generate(self, image: Pixels) -> list[dict[str, Any]]:
+        self._kept = 0
+        try:
+            records: list[dict[str, Any]] = super().generate(image)
+        except IndexError:
+            if self._kept:
+                raise
+            return []
+        return records
+
+    def _process_crop(self, *args: Any) -> Any:
+        data = super()._process_crop(*args)
+        self._kept += len(data["rles"])
+        return data
+
+
 @dataclass(frozen=True, slots=True)
 class _Image:
     pixels: Pixels
@@ -369,8 +392,8 @@ class Sam2Engine:
             **self._extensions(request, image, predictor, model_ms, encode_started, started),
         )
 
-    def _generator(self, request: SegmentRequest) -> SAM2AutomaticMaskGenerator:
-        return SAM2AutomaticMaskGenerator(
+    def _generator(self, request: SegmentRequest) -> _Generator:
+        return _Generator(
             self.model,
             points_per_side=request.points_per_side,
             points_per_batch=request.points_per_batch,

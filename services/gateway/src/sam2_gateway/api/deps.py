@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from sam2_contract.errors import AuthenticationError, ErrorCode, PermissionDeniedError
 
-from sam2_gateway.backends import InferenceBackend
+from sam2_gateway.backends import InferenceBackend, dependency_down
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.keys import MalformedKeyError, looks_like_key, parse_key, verify_key
 from sam2_gateway.core.metering import UsageMeter
 from sam2_gateway.core.ratelimit import RateLimiter
 from sam2_gateway.core.tokens import TokenError, TokenSigner
-from sam2_gateway.store import KeyRecord, KeyStore
+from sam2_gateway.store import KeyRecord, KeyStore, StoreUnavailableError
+
+log = logging.getLogger(__name__)
 
 SCOPES = frozenset({"segment", "auto", "admin"})
+_NO_SUCH_KEY_HASH = "0" * 64  # an HMAC-SHA256 hex digest that no key has
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,7 @@ async def _authenticate(request: Request, gateway: Gateway) -> Principal:
         code = ErrorCode.TOKEN_EXPIRED if exc.expired else ErrorCode.INVALID_TOKEN
         raise AuthenticationError(str(exc), code=code) from None
     # The key behind a token is looked up too, so revoking a key ends its tokens at once.
-    owner = await gateway.store.aget(claims.subject)
+    owner = await _lookup(gateway, claims.subject)
     if owner is None:
         raise AuthenticationError("the token's key no longer exists", code=ErrorCode.INVALID_TOKEN)
     _check_alive(owner)
@@ -79,6 +83,20 @@ async def _authenticate(request: Request, gateway: Gateway) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_counted_principal(
+    request: Request, response: Response, gateway: GatewayDep
+) -> Principal:
+    """The caller, with this request counted against their key's rate (429 past it), for the
+    routes that run no model (tokens, the model list): they cost little, but not nothing."""
+    principal = await get_principal(request, gateway)
+    rate = await gateway.limiter.hit(principal.key_id, principal.rate_tier)
+    response.headers.update(rate.headers())
+    return principal
+
+
+CountedPrincipalDep = Annotated[Principal, Depends(get_counted_principal)]
 
 
 def _credential(request: Request) -> str:
@@ -107,13 +125,24 @@ async def _check_key(gateway: Gateway, credential: str) -> KeyRecord:
         parsed = parse_key(credential)
     except MalformedKeyError as exc:
         raise AuthenticationError(str(exc), code=ErrorCode.MALFORMED_CREDENTIALS) from None
-    record = await gateway.store.aget(parsed.key_id)
+    record = await _lookup(gateway, parsed.key_id)
     pepper = gateway.settings.key_pepper.get_secret_value()
-    # One answer for "no such key" and "wrong secret", so ids cannot be probed.
-    if record is None or not verify_key(parsed.full, record.key_hash, pepper):
+    # One answer, and the same work, for "no such key" and "wrong secret": the HMAC runs
+    # against a stand-in hash when the id is unknown, so neither the answer nor its time tells
+    # whether a key id exists.
+    stored = record.key_hash if record is not None else _NO_SUCH_KEY_HASH
+    if not verify_key(parsed.full, stored, pepper) or record is None:
         raise AuthenticationError("the API key is not valid", code=ErrorCode.INVALID_API_KEY)
     _check_alive(record)
     return record
+
+
+async def _lookup(gateway: Gateway, key_id: str) -> KeyRecord | None:
+    try:
+        return await gateway.store.aget(key_id)
+    except StoreUnavailableError as exc:
+        log.warning("key store unreachable (%s): answering 503", exc)
+        raise dependency_down("key store") from None
 
 
 def _check_alive(record: KeyRecord) -> None:

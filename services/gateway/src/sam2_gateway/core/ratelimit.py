@@ -1,8 +1,14 @@
 """Per-key limits: requests per window (the `limits` library: memory, or Redis to share the
-count across gateway replicas) and requests in flight (counted per gateway process)."""
+count across gateway replicas) and requests in flight (counted per gateway process).
+
+When the shared count's storage (Redis) is unreachable the limiter fails closed: requests get
+`503 dependency_unavailable` with Retry-After rather than running unlimited, so an outage of
+Redis never lets one tenant take the GPUs from the others (docs/security.md)."""
 
 from __future__ import annotations
 
+import inspect
+import logging
 import math
 import time
 from collections import defaultdict
@@ -14,6 +20,10 @@ from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from sam2_contract.errors import ErrorCode, RateLimitError
+
+from sam2_gateway.backends import dependency_down
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +57,12 @@ class RateLimiter:
     async def hit(self, key_id: str, tier: str) -> RateState:
         """Count one request; raises RateLimitError (429, Retry-After) when over the limit."""
         item = self._item(tier)
-        allowed = await self._limiter.hit(item, key_id)
-        stats = await self._limiter.get_window_stats(item, key_id)
+        try:
+            allowed = await self._limiter.hit(item, key_id)
+            stats = await self._limiter.get_window_stats(item, key_id)
+        except Exception:
+            log.warning("rate-limit storage unreachable: failing closed", exc_info=True)
+            raise dependency_down("rate limiter") from None
         reset_s = max(1, math.ceil(stats.reset_time - time.time()))
         state = RateState(limit=item.amount, remaining=stats.remaining, reset_s=reset_s)
         if not allowed:
@@ -74,6 +88,14 @@ class RateLimiter:
             yield
         finally:
             self._in_flight[key_id] -= 1
+
+    async def reachable(self) -> bool:
+        """Whether the count's storage answers (always, in memory)."""
+        try:
+            answered = self._storage.check()  # the async storages' check() is a coroutine
+            return bool(await answered if inspect.isawaitable(answered) else answered)
+        except Exception:
+            return False
 
     async def aclose(self) -> None:
         """Close the Redis connections, if any (limits has no public close)."""

@@ -9,14 +9,14 @@ from sam2_contract.models import TokenRequest, TokenResponse
 from sam2_contract.problems import read_body
 from sam2_contract.validation import invalid_request, parse_json
 
-from sam2_gateway.api.deps import GatewayDep, PrincipalDep
+from sam2_gateway.api.deps import CountedPrincipalDep, GatewayDep
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
 @router.post("/token", response_model=TokenResponse)
 async def create_token(
-    request: Request, principal: PrincipalDep, gateway: GatewayDep
+    request: Request, principal: CountedPrincipalDep, gateway: GatewayDep
 ) -> TokenResponse:
     """A JWT for a browser app to call the API with, so that it never holds the API key."""
     if principal.via != "api_key":

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from sam2_contract.errors import ServiceUnavailableError
 from sam2_contract.models import MODEL_IDS, Health, ModelEntry, ModelInfo, ModelsResponse
 
-from sam2_gateway.api.deps import GatewayDep, PrincipalDep
-from sam2_gateway.backends import unavailable
+from sam2_gateway.api.deps import CountedPrincipalDep, GatewayDep
+from sam2_gateway.backends import dependency_down, unavailable
 
 router = APIRouter(tags=["health"])
 
@@ -20,7 +20,12 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=Health)
 async def readyz(gateway: GatewayDep) -> Health:
-    """Inference is reachable and its model is loaded; else 503."""
+    """The key store, the rate limiter and inference are reachable and the model is loaded;
+    else 503 naming what is not."""
+    if not await gateway.store.reachable():
+        raise dependency_down("key store")
+    if not await gateway.limiter.reachable():
+        raise dependency_down("rate limiter")
     health = Health.model_validate(await gateway.backend.health())
     if health.state == "loading":
         raise ServiceUnavailableError("inference is still loading its model", retry_after=5)
@@ -30,7 +35,7 @@ async def readyz(gateway: GatewayDep) -> Health:
 
 
 @router.get("/v1/models", response_model=ModelsResponse, tags=["models"])
-async def models(gateway: GatewayDep, _: PrincipalDep) -> ModelsResponse:
+async def models(gateway: GatewayDep, _: CountedPrincipalDep) -> ModelsResponse:
     """The SAM 2.1 models and the one being served."""
     health = Health.model_validate(await gateway.backend.health())
     serving: ModelInfo | None = health.model
