@@ -74,9 +74,15 @@ def png_header(width: int, height: int) -> bytes:
 IMAGES = {"landscape": scene(120, 200, seed=1), "portrait": scene(200, 120, seed=2)}
 
 
-def fresh_engine(loaded: Sam2Engine, *, cache_bytes: int = 1 << 30) -> Sam2Engine:
+def fresh_engine(
+    loaded: Sam2Engine, *, cache_bytes: int = 1 << 30, max_request_bytes: int = 0
+) -> Sam2Engine:
     return Sam2Engine(
-        loaded.model, loaded.info, EmbeddingCache(cache_bytes), max_pixels=loaded.max_pixels
+        loaded.model,
+        loaded.info,
+        EmbeddingCache(cache_bytes),
+        max_pixels=loaded.max_pixels,
+        max_request_bytes=max_request_bytes,
     )
 
 

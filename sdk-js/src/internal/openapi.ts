@@ -597,7 +597,7 @@ export interface components {
             point_labels?: number[] | null;
             /**
              * Points Per Batch
-             * @description Auto mode: grid points run through SAM2 at once.
+             * @description Auto mode: grid points run through SAM2 at once; lowered (and said in `warnings`) when that many would not fit the server's memory budget.
              * @default 64
              */
             points_per_batch?: number;

@@ -6,7 +6,8 @@ below and one handler turns them into RFC 9457 ``application/problem+json`` (``P
 
     Sam2ServiceError                 (any failure, carries an ErrorCode)
     ├── InvalidRequestError          400/422: the JSON or one of its fields is wrong
-    │   └── InvalidImageError        422: the image cannot be decoded
+    │   ├── InvalidImageError        422: the image cannot be decoded
+    │   └── OverBudgetError          422: its model work would not fit the memory budget
     ├── PayloadTooLargeError         413: body or decoded image over its limit
     ├── UnsupportedMediaTypeError    415: not application/json
     ├── ImageNotCachedError          404: `image_id` unknown or evicted; resend the image
@@ -61,6 +62,7 @@ class ErrorCode(StrEnum):
     CORRUPT_IMAGE = "corrupt_image"
     EMPTY_IMAGE = "empty_image"
     IMAGE_TOO_LARGE = "image_too_large"
+    OVER_BUDGET = "over_budget"
     BODY_TOO_LARGE = "body_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     IMAGE_NOT_CACHED = "image_not_cached"
@@ -178,6 +180,11 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.EMPTY_IMAGE: ErrorSpec(
         422, "Image has no pixels", "Send an image at least 1x1 pixels in size."
+    ),
+    ErrorCode.OVER_BUDGET: ErrorSpec(
+        422,
+        "Over the memory budget",
+        "Send fewer boxes, or a smaller image: even one prompt at a time would not fit.",
     ),
     ErrorCode.IMAGE_TOO_LARGE: ErrorSpec(
         413,
@@ -336,6 +343,10 @@ class ImageNotCachedError(Sam2ServiceError):
 
 class NotFoundError(Sam2ServiceError):
     default_code = ErrorCode.NOT_FOUND
+
+
+class OverBudgetError(InvalidRequestError):
+    default_code = ErrorCode.OVER_BUDGET
 
 
 class ModelNotLoadedError(Sam2ServiceError):

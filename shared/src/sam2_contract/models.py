@@ -170,7 +170,11 @@ class SegmentRequest(_Model):
         default=None, description="Which SAM 2.1 model; omitted: the one the server serves."
     )
     points_per_batch: int = Field(
-        default=64, ge=1, le=1024, description="Auto mode: grid points run through SAM2 at once."
+        default=64,
+        ge=1,
+        le=1024,
+        description="Auto mode: grid points run through SAM2 at once; lowered (and said in "
+        "`warnings`) when that many would not fit the server's memory budget.",
     )
     points_per_side: int = Field(
         default=32, ge=1, le=128, description="Auto mode: the point grid is this many per side."

@@ -40,6 +40,12 @@ class InferenceSettings(BaseSettings):
         default=1 << 30, ge=0, description="Byte budget of the image-embedding cache (LRU)."
     )
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
+    max_request_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="Memory one request's model work may use (automatic mode's "
+        "points_per_batch is lowered to fit); 0: half the device's memory free at start-up.",
+    )
     max_body_bytes: int = Field(default=32 << 20, ge=1024)
     host: str = "127.0.0.1"
     port: int = 8081

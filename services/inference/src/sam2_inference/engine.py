@@ -26,6 +26,7 @@ from sam2_contract.errors import (
     ImageNotCachedError,
     InvalidRequestError,
     ModelNotLoadedError,
+    OverBudgetError,
     Sam2ServiceError,
 )
 from sam2_contract.images import (
@@ -56,6 +57,7 @@ from sam2_contract.models import (
 )
 from sam2_contract.validation import BatchEnvelope, parse_segment_request
 
+from sam2_inference.budget import default_budget, prompts_that_fit
 from sam2_inference.cache import CachedImage, EmbeddingCache
 from sam2_inference.config import InferenceSettings
 from sam2_inference.device import compute_dtype, configure, inference_context, pick_device
@@ -153,14 +155,17 @@ class Sam2Engine:
         cache: EmbeddingCache,
         *,
         max_pixels: int,
+        max_request_bytes: int = 0,
     ) -> None:
         self.model = model
         self.info = info
         self.cache = cache
         self.max_pixels = max_pixels
+        self.max_request_bytes = max_request_bytes
         self.device = torch.device(info.device)
         self._lock = threading.Lock()
         self._template: _CachingPredictor | None = None
+        self._derived_budget: int | None = None
 
     @classmethod
     def from_settings(cls, settings: InferenceSettings) -> Sam2Engine:
@@ -189,7 +194,11 @@ class Sam2Engine:
         if info.random_weights:
             log.warning("RANDOM WEIGHTS: %s", RANDOM_WEIGHTS_WARNING)
         return cls(
-            model, info, EmbeddingCache(settings.cache_max_bytes), max_pixels=settings.max_pixels
+            model,
+            info,
+            EmbeddingCache(settings.cache_max_bytes),
+            max_pixels=settings.max_pixels,
+            max_request_bytes=settings.max_request_bytes,
         )
 
     def to(self, device: torch.device) -> None:
@@ -207,6 +216,7 @@ class Sam2Engine:
             )
             self.cache = EmbeddingCache(self.cache.max_bytes)
             self._template = None
+            self._derived_budget = None
 
     def warm_up(self) -> None:
         """One click on a small image, so the first real request pays no one-off start-up cost
@@ -227,6 +237,16 @@ class Sam2Engine:
             warnings=self.warnings,
             cache=self.cache.stats(),
         )
+
+    @property
+    def memory_budget(self) -> int:
+        """Bytes one request's model work may use: the setting, or half the memory free on
+        the device when first asked (never while a snapshot is taken: see serving.py)."""
+        if self.max_request_bytes:
+            return self.max_request_bytes
+        if self._derived_budget is None:
+            self._derived_budget = default_budget(self.device)
+        return self._derived_budget
 
     @property
     def warnings(self) -> list[str]:
@@ -340,6 +360,13 @@ class Sam2Engine:
             np.asarray(request.point_coords, dtype=np.float32) if request.point_coords else None
         )
         labels = np.asarray(request.labels, dtype=np.int32) if points is not None else None
+        prompts = len(request.boxes or [None])
+        if prompts > self._prompts_that_fit(image):
+            raise OverBudgetError(
+                f"{prompts} boxes on a {_size(image)} image need more memory than one request "
+                f"may use ({self.memory_budget >> 20} MiB)",
+                hint="Send the boxes in several requests (by image_id: no new upload).",
+            )
         with self._lock, inference_context(self.device):
             model_started = perf_counter()
             predictor = self._predictor(namespace, image)
@@ -376,9 +403,23 @@ class Sam2Engine:
     def _auto(
         self, request: SegmentRequest, namespace: str, image: _Image, started: float
     ) -> AutoSegmentResponse:
+        fits = self._prompts_that_fit(image)
+        if fits < 1:
+            raise OverBudgetError(
+                f"one prompt on a {_size(image)} image needs more memory than one request may "
+                f"use ({self.memory_budget >> 20} MiB)",
+                hint="Send a smaller image (SAM2 works at 1024x1024 internally).",
+            )
+        batch = min(request.points_per_batch, fits)
+        notes = []
+        if batch < request.points_per_batch:
+            notes.append(
+                f"points_per_batch lowered from {request.points_per_batch} to {batch} to fit "
+                f"the memory budget ({self.memory_budget >> 20} MiB); the masks are the same"
+            )
         with self._lock, inference_context(self.device):
             model_started = perf_counter()
-            generator = self._generator(request)
+            generator = self._generator(request, batch)
             predictor = self._predictor(namespace, image, hole_area=request.min_mask_region_area)
             generator.predictor = predictor
             records = generator.generate(image.pixels)
@@ -389,14 +430,18 @@ class Sam2Engine:
             masks=masks,
             count=len(masks),
             image_shape=list(image.pixels.shape[:2]),
-            **self._extensions(request, image, predictor, model_ms, encode_started, started),
+            **self._extensions(request, image, predictor, model_ms, encode_started, started, notes),
         )
 
-    def _generator(self, request: SegmentRequest) -> _Generator:
+    def _prompts_that_fit(self, image: _Image) -> int:
+        height, width = image.pixels.shape[:2]
+        return prompts_that_fit(self.memory_budget, height, width)
+
+    def _generator(self, request: SegmentRequest, points_per_batch: int) -> _Generator:
         return _Generator(
             self.model,
             points_per_side=request.points_per_side,
-            points_per_batch=request.points_per_batch,
+            points_per_batch=points_per_batch,
             pred_iou_thresh=request.pred_iou_thresh,
             stability_score_thresh=request.stability_score_thresh,
             stability_score_offset=request.stability_score_offset,
@@ -418,6 +463,7 @@ class Sam2Engine:
         model_ms: float,
         encode_started: float,
         started: float,
+        notes: list[str] | None = None,
     ) -> dict[str, Any]:
         encode_ms = _ms(encode_started)
         return {
@@ -433,7 +479,7 @@ class Sam2Engine:
                 encode_ms=encode_ms,
                 total_ms=_ms(started),
             ),
-            "warnings": self.warnings,
+            "warnings": self.warnings + (notes or []),
         }
 
 
@@ -461,6 +507,11 @@ def _auto_mask(record: dict[str, Any], mask_format: MaskFormat) -> AutoMask:
         point_coords=[[float(v) for v in p] for p in record["point_coords"]],
         crop_box=[float(v) for v in record["crop_box"]],
     )
+
+
+def _size(image: _Image) -> str:
+    height, width = image.pixels.shape[:2]
+    return f"{width}x{height}"
 
 
 def _check_bounds(request: SegmentRequest, height: int, width: int) -> None:
