@@ -22,6 +22,8 @@ MASKS_HEADER = "X-Sam2-Masks"
 MODEL_MS_HEADER = "X-Sam2-Model-Ms"
 WEIGHTS_HEADER = "X-Sam2-Weights"
 ROUTING_HEADER = "Modal-Session-ID"
+DEADLINE_HEADER = "X-Sam2-Deadline-Ms"
+"""How long the caller will wait for the answer: the work stops when it has passed."""
 FORWARDED_HEADERS = (WEIGHTS_HEADER,)
 """Headers of an inference answer that the gateway passes on to its client."""
 

@@ -23,6 +23,7 @@ from sam2_contract.errors import (
 )
 from sam2_contract.models import FieldError
 from sam2_contract.wire import (
+    DEADLINE_HEADER,
     FORWARDED_HEADERS,
     FRAME_CONTENT_TYPE,
     MASKS_HEADER,
@@ -136,6 +137,7 @@ class HttpBackend:
             "content-type": FRAME_CONTENT_TYPE,
             NAMESPACE_HEADER: hop.namespace,
             REQUEST_ID_HEADER: hop.request_id,
+            DEADLINE_HEADER: str(int(self._timeout_s * 1000)),  # inference stops when we stop
         }
         if hop.routing_key is not None:
             headers[ROUTING_HEADER] = hop.routing_key

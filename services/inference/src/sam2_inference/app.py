@@ -7,11 +7,13 @@ byte limit and parsed by the shared contract, so every error has its stable code
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
@@ -31,6 +33,7 @@ from sam2_contract.models import (
 from sam2_contract.problems import install_problem_handlers, install_request_ids, read_body
 from sam2_contract.validation import parse_batch, parse_json, parse_segment_request
 from sam2_contract.wire import (
+    DEADLINE_HEADER,
     FRAME_CONTENT_TYPE,
     MASKS_HEADER,
     MODEL_MS_HEADER,
@@ -42,10 +45,13 @@ from starlette.concurrency import run_in_threadpool
 
 from sam2_inference.config import InferenceSettings
 from sam2_inference.engine import Sam2Engine
+from sam2_inference.scheduling import Work
 
 log = logging.getLogger(__name__)
 
 LOADING_RETRY_AFTER_S = 5
+DISCONNECT_POLL_S = 0.1
+T = TypeVar("T")
 
 
 class EngineHolder:
@@ -105,9 +111,11 @@ def create_app(
     install_request_ids(app)
 
     @app.post("/v1/segment", response_model=SegmentResponse, tags=["segment"])
-    async def segment(body: BodyDep, engine: EngineDep, namespace: NamespaceDep) -> Response:
-        request = parse_segment_request(body)
-        result = await run_in_threadpool(engine.segment, request, namespace=namespace)
+    async def segment(
+        request: Request, body: BodyDep, engine: EngineDep, namespace: NamespaceDep
+    ) -> Response:
+        parsed = parse_segment_request(body)
+        result = await _run(request, partial(engine.segment, parsed, namespace=namespace))
         return _json(result, engine)
 
     @app.post("/internal/segment", include_in_schema=False)
@@ -119,15 +127,15 @@ def create_app(
         body = await read_body(request, limit, content_type=FRAME_CONTENT_TYPE)
         raw_json, image_file = unpack_frame(body)
         parsed = parse_segment_request(parse_json(raw_json))
-        result = await run_in_threadpool(
-            engine.segment, parsed, namespace=namespace, image_file=image_file
-        )
-        return _json(result, engine)
+        call = partial(engine.segment, parsed, namespace=namespace, image_file=image_file)
+        return _json(await _run(request, call), engine)
 
     @app.post("/v1/segment/batch", response_model=BatchSegmentResponse, tags=["segment"])
-    async def segment_batch(body: BodyDep, engine: EngineDep, namespace: NamespaceDep) -> Response:
+    async def segment_batch(
+        request: Request, body: BodyDep, engine: EngineDep, namespace: NamespaceDep
+    ) -> Response:
         batch = parse_batch(body)
-        result = await run_in_threadpool(engine.segment_batch, batch, namespace=namespace)
+        result = await _run(request, partial(engine.segment_batch, batch, namespace=namespace))
         return _json(result, engine)
 
     @app.get("/v1/models", response_model=ModelsResponse, tags=["models"])
@@ -153,6 +161,20 @@ def create_app(
         return Health(state="ready", model=engine.info, random_weights=engine.info.random_weights)
 
     return app
+
+
+async def _run(request: Request, call: Callable[..., T]) -> T:
+    """Run model work in a worker thread under the request's deadline (X-Sam2-Deadline-Ms),
+    and stop it when the client goes away: nobody waits for its answer any more."""
+    deadline = request.headers.get(DEADLINE_HEADER, "")
+    work = Work.within(int(deadline) / 1000 if deadline.isdigit() else None)
+    task = asyncio.ensure_future(run_in_threadpool(call, work=work))
+    while not task.done():
+        await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+        if not task.done() and await request.is_disconnected():
+            work.cancelled.set()
+            log.info("client went away: stopping %s", getattr(request.state, "request_id", ""))
+    return task.result()
 
 
 def _engine(request: Request) -> Sam2Engine:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
 from typing import Any
 
@@ -61,6 +62,7 @@ from sam2_inference.budget import default_budget, prompts_that_fit
 from sam2_inference.cache import CachedImage, EmbeddingCache
 from sam2_inference.config import InferenceSettings
 from sam2_inference.device import compute_dtype, configure, inference_context, pick_device
+from sam2_inference.scheduling import ModelLock, Work
 from sam2_inference.weights import load_model, resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -115,11 +117,13 @@ class _CachingPredictor(SAM2ImagePredictor):  # type: ignore[misc]
 
 
 class _Generator(SAM2AutomaticMaskGenerator):  # type: ignore[misc]
-    """SAM2AutomaticMaskGenerator, answering zero masks where sam2 1.1.0 fails: with crop
+    """SAM2AutomaticMaskGenerator with a hook before each crop and decoder batch (deadline,
+    cancellation, clicks first), answering zero masks where sam2 1.1.0 fails: with crop
     layers and no mask surviving the thresholds, it takes the areas of an empty box tensor
     (an IndexError in torchvision's box_area)."""
 
     _kept: int
+    between_batches: Callable[[], None]
 
     def generate(self, image: Pixels) -> list[dict[str, Any]]:
         self._kept = 0
@@ -132,9 +136,14 @@ class _Generator(SAM2AutomaticMaskGenerator):  # type: ignore[misc]
         return records
 
     def _process_crop(self, *args: Any) -> Any:
+        self.between_batches()  # a crop starts with an image encoder run
         data = super()._process_crop(*args)
         self._kept += len(data["rles"])
         return data
+
+    def _process_batch(self, *args: Any, **kwargs: Any) -> Any:
+        self.between_batches()
+        return super()._process_batch(*args, **kwargs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +172,7 @@ class Sam2Engine:
         self.max_pixels = max_pixels
         self.max_request_bytes = max_request_bytes
         self.device = torch.device(info.device)
-        self._lock = threading.Lock()
+        self._lock = ModelLock()
         self._template: _CachingPredictor | None = None
         self._derived_budget: int | None = None
 
@@ -205,7 +214,7 @@ class Sam2Engine:
         """Move the model (e.g. from the CPU where a memory snapshot loaded it to the GPU).
         Cached embeddings live on the old device, so the cache starts empty."""
         configure(device)
-        with self._lock:
+        with self._lock.hold(interactive=True):
             self.model.to(device)
             self.device = device
             self.info = self.info.model_copy(
@@ -259,6 +268,7 @@ class Sam2Engine:
         namespace: str = "default",
         image: DecodedImage | None = None,
         image_file: bytes | None = None,
+        work: Work | None = None,
     ) -> SegmentResponse:
         """Run one request; raises Sam2ServiceError subclasses for anything the client got wrong.
 
@@ -273,12 +283,13 @@ class Sam2Engine:
             )
         resolved = self._image(request, namespace, image, image_file)
         _check_bounds(request, resolved.pixels.shape[0], resolved.pixels.shape[1])
+        work = work or Work()
         if request.mode == "auto":
-            return self._auto(request, namespace, resolved, started)
-        return self._prompt(request, namespace, resolved, started)
+            return self._auto(request, namespace, resolved, started, work)
+        return self._prompt(request, namespace, resolved, started, work)
 
     def segment_batch(
-        self, batch: BatchEnvelope, *, namespace: str = "default"
+        self, batch: BatchEnvelope, *, namespace: str = "default", work: Work | None = None
     ) -> BatchSegmentResponse:
         """Run a batch's items in order; each fails alone, as a problem in its slot. The
         shared image is decoded once; a bad shared image fails the whole batch."""
@@ -292,7 +303,7 @@ class Sam2Engine:
             try:
                 request = parse_segment_request(raw)
                 own = shared if shared and request.image == batch.image else None
-                response = self.segment(request, namespace=namespace, image=own)
+                response = self.segment(request, namespace=namespace, image=own, work=work)
                 results.append(BatchItemResult(index=index, status=200, result=response))
             except Sam2ServiceError as exc:
                 problem = exc.to_problem(instance=f"#/requests/{index}")
@@ -353,7 +364,7 @@ class Sam2Engine:
         return predictor
 
     def _prompt(
-        self, request: SegmentRequest, namespace: str, image: _Image, started: float
+        self, request: SegmentRequest, namespace: str, image: _Image, started: float, work: Work
     ) -> PromptSegmentResponse:
         boxes = np.asarray(request.boxes, dtype=np.float32) if request.boxes else None
         points = (
@@ -367,7 +378,8 @@ class Sam2Engine:
                 f"may use ({self.memory_budget >> 20} MiB)",
                 hint="Send the boxes in several requests (by image_id: no new upload).",
             )
-        with self._lock, inference_context(self.device):
+        with self._lock.hold(interactive=True), inference_context(self.device):
+            work.check()
             model_started = perf_counter()
             predictor = self._predictor(namespace, image)
             if image.entry is not None:
@@ -401,7 +413,7 @@ class Sam2Engine:
         )
 
     def _auto(
-        self, request: SegmentRequest, namespace: str, image: _Image, started: float
+        self, request: SegmentRequest, namespace: str, image: _Image, started: float, work: Work
     ) -> AutoSegmentResponse:
         fits = self._prompts_that_fit(image)
         if fits < 1:
@@ -417,9 +429,11 @@ class Sam2Engine:
                 f"points_per_batch lowered from {request.points_per_batch} to {batch} to fit "
                 f"the memory budget ({self.memory_budget >> 20} MiB); the masks are the same"
             )
-        with self._lock, inference_context(self.device):
+        with self._lock.hold(interactive=False), inference_context(self.device):
+            work.check()
             model_started = perf_counter()
             generator = self._generator(request, batch)
+            generator.between_batches = partial(self._between_batches, work)
             predictor = self._predictor(namespace, image, hole_area=request.min_mask_region_area)
             generator.predictor = predictor
             records = generator.generate(image.pixels)
@@ -432,6 +446,10 @@ class Sam2Engine:
             image_shape=list(image.pixels.shape[:2]),
             **self._extensions(request, image, predictor, model_ms, encode_started, started, notes),
         )
+
+    def _between_batches(self, work: Work) -> None:
+        work.check()
+        self._lock.step_aside()  # a waiting click goes first
 
     def _prompts_that_fit(self, image: _Image) -> int:
         height, width = image.pixels.shape[:2]

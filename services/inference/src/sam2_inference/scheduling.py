@@ -1,0 +1,86 @@
+"""Who runs on the model next, and when a request's work stops.
+
+The model runs one request at a time (the accelerator serialises work anyway, and this bounds
+memory to one request's activations). Clicks go first: a waiting click is served before a
+waiting automatic-mode job, and a running automatic-mode job steps aside between its decoder
+batches while a click waits, so nobody's click queues behind another tenant's "segment
+everything". Every request carries a `Work` token: its deadline (from the gateway) and a
+cancel flag (set when the client goes away); long work checks it between batches and stops.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sam2_contract.errors import ErrorCode, ServiceUnavailableError
+
+
+class WorkStopped(ServiceUnavailableError):  # noqa: N818 (it is an outcome, not a fault)
+    """The request's deadline passed, or its client went away: its work was stopped."""
+
+
+@dataclass
+class Work:
+    """One request's stop conditions."""
+
+    deadline: float | None = None  # time.monotonic() seconds
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def within(cls, seconds: float | None) -> Work:
+        return cls(None if seconds is None else time.monotonic() + seconds)
+
+    def check(self) -> None:
+        """Raise WorkStopped if the work should not go on."""
+        if self.cancelled.is_set():
+            raise WorkStopped(
+                "the client went away; the work was stopped",
+                code=ErrorCode.INFERENCE_UNAVAILABLE,
+                retry_after=1,
+            )
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise WorkStopped(
+                "the request's deadline passed; its work was stopped",
+                code=ErrorCode.INFERENCE_TIMEOUT,
+            )
+
+
+class ModelLock:
+    """The model, one request at a time, clicks first."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._held = False
+        self._clicks_waiting = 0
+
+    @contextmanager
+    def hold(self, *, interactive: bool) -> Iterator[None]:
+        with self._changed:
+            self._clicks_waiting += interactive
+            try:
+                while self._held or (not interactive and self._clicks_waiting):
+                    self._changed.wait()
+            finally:
+                self._clicks_waiting -= interactive
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held = False
+                self._changed.notify_all()
+
+    def step_aside(self) -> None:
+        """For a holder between two units of work: let every waiting click run first."""
+        with self._changed:
+            if not self._clicks_waiting:
+                return
+            self._held = False
+            self._changed.notify_all()
+            while self._held or self._clicks_waiting:
+                self._changed.wait()
+            self._held = True

@@ -1,0 +1,117 @@
+"""Bounded work: clicks go before automatic mode (which steps aside between decoder batches),
+a request's deadline stops its work, and a client that goes away stops it too."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sam2_contract.models import SegmentRequest
+from sam2_inference import Sam2Engine
+from sam2_inference.scheduling import ModelLock, Work, WorkStopped
+from support import RunningServer, image_b64
+
+LONG_AUTO = {
+    "mode": "auto",
+    "points_per_side": 8,
+    "points_per_batch": 4,  # 16 decoder batches: 16 places to stop or step aside
+    "pred_iou_thresh": 0.0,
+    "stability_score_thresh": 0.0,
+    "mask_format": "rle",
+}
+
+
+def _in_thread(target: object) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)  # type: ignore[arg-type]
+    thread.start()
+    return thread
+
+
+def test_a_waiting_click_goes_before_a_waiting_auto_job() -> None:
+    lock, order = ModelLock(), []
+    release = threading.Event()
+
+    def holder() -> None:
+        with lock.hold(interactive=False):
+            release.wait()
+
+    def job(name: str, interactive: bool) -> None:
+        with lock.hold(interactive=interactive):
+            order.append(name)
+
+    first = _in_thread(holder)
+    time.sleep(0.05)
+    auto = _in_thread(lambda: job("auto", False))
+    time.sleep(0.05)
+    click = _in_thread(lambda: job("click", True))
+    time.sleep(0.05)
+    release.set()
+    for thread in (first, auto, click):
+        thread.join(timeout=5)
+    assert order == ["click", "auto"]
+
+
+def test_automatic_mode_steps_aside_for_a_click_between_batches(engine: Sam2Engine) -> None:
+    first = engine.segment(
+        SegmentRequest.model_validate(
+            {"image": image_b64("landscape")} | {"point_coords": [[5, 5]]}
+        )
+    )
+    auto = SegmentRequest.model_validate({"image_id": first.image_id} | LONG_AUTO)
+    click = SegmentRequest(image_id=first.image_id, point_coords=[[50, 50]], mask_format="rle")
+    done: list[str] = []
+    running = _in_thread(lambda: (engine.segment(auto), done.append("auto")))
+    time.sleep(1.0)  # the auto job holds the model by now
+    assert not done
+    engine.segment(click)
+    done.append("click")
+    running.join(timeout=300)
+    assert done == ["click", "auto"]
+
+
+def test_a_passed_deadline_stops_the_work(engine: Sam2Engine) -> None:
+    first = engine.segment(
+        SegmentRequest.model_validate(
+            {"image": image_b64("landscape")} | {"point_coords": [[5, 5]]}
+        )
+    )
+    auto = SegmentRequest.model_validate({"image_id": first.image_id} | LONG_AUTO)
+    with pytest.raises(WorkStopped) as stopped:
+        engine.segment(auto, work=Work.within(0.2))
+    assert stopped.value.code.value == "inference_timeout"
+    assert stopped.value.status == 504
+    cancelled = Work()
+    cancelled.cancelled.set()
+    with pytest.raises(WorkStopped):
+        engine.segment(auto, work=cancelled)
+
+
+def test_the_deadline_header_bounds_a_request(client: TestClient) -> None:
+    body = {"image": image_b64("landscape")} | LONG_AUTO
+    answer = client.post("/v1/segment", json=body, headers={"X-Sam2-Deadline-Ms": "200"})
+    assert (answer.status_code, answer.json()["code"]) == (504, "inference_timeout")
+    assert (
+        client.post(
+            "/v1/segment", json={"image": image_b64("landscape"), "point_coords": [[9, 9]]}
+        ).status_code
+        == 200
+    )
+
+
+def test_a_client_that_goes_away_stops_its_work(
+    inference_server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sam2_inference.app")
+    body = {"image": image_b64("portrait")} | LONG_AUTO
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{inference_server.url}/v1/segment", json=body, timeout=1.0)
+    deadline = time.monotonic() + 30
+    while "client went away" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "client went away" in caplog.text
+    click = {"image": image_b64("portrait"), "point_coords": [[9, 9]], "mask_format": "rle"}
+    assert httpx.post(f"{inference_server.url}/v1/segment", json=click, timeout=60).is_success
