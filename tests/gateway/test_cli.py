@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -180,3 +182,57 @@ def test_the_local_stack_starts_serves_and_stops(tmp_path: Path, checkpoint: Pat
     finally:
         _stop(again)
     assert again.returncode == 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _ready(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def test_the_stack_supervises_its_inference_child(tmp_path: Path, checkpoint: Path) -> None:
+    """Refuses a taken port; restarts a killed inference; the child dies with a killed stack."""
+    port, inference_port = free_port(), free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", inference_port))
+        squatter.listen()
+        refused = _start_stack(tmp_path / "state", port, inference_port, checkpoint)
+        out, _ = refused.communicate(timeout=60)
+    assert refused.returncode != 0
+    assert f"port {inference_port} is already in use" in out
+
+    stack = _start_stack(tmp_path / "state", port, inference_port, checkpoint)
+    try:
+        _read_until(stack, r"Gateway on")
+        assert _ready(f"http://127.0.0.1:{port}/readyz", 60)
+        [child] = _children(stack.pid)
+        os.kill(child, signal.SIGKILL)
+        assert _ready(f"http://127.0.0.1:{port}/readyz", 120), "inference was not restarted"
+        [restarted] = _children(stack.pid)
+        assert restarted != child
+    finally:
+        stack.kill()  # SIGKILL: no handler of the stack's runs
+        stack.wait(timeout=30)
+        assert stack.stdout is not None
+        stack.stdout.close()
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{restarted}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (
+        not Path(f"/proc/{restarted}").exists()
+        or "Z" in Path(f"/proc/{restarted}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    ), "the inference child outlived its stack"

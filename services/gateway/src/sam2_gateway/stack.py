@@ -4,19 +4,28 @@ State (the SQLite key store and the secrets that must survive restarts: the key 
 JWT signing key) lives in one folder, `.sam2-dev/` by default, which git ignores. On the first
 start a development key is created and printed once, with a curl line that works as pasted.
 Ctrl-C stops both.
+
+Supervision: ports already taken (a stale service from an earlier stack, say) are refused at
+start; a dead inference child is restarted with backoff (1 s doubling to 30 s, logged) while
+the gateway answers 503 meanwhile; and the child dies with the stack on every exit path, a
+SIGKILL of the stack included (Linux's parent-death signal).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -29,6 +38,10 @@ log = logging.getLogger(__name__)
 
 DEV_KEY_NAME = "development"
 READY_TIMEOUT_S = 600
+RESTART_BACKOFF_S = (1.0, 30.0)  # first wait, longest wait
+PR_SET_PDEATHSIG = 1
+# Looked up here, not in the forked child, where taking the loader's lock could deadlock.
+_PRCTL = ctypes.CDLL(None).prctl if sys.platform.startswith("linux") else None
 
 
 def local_settings(
@@ -50,9 +63,12 @@ def local_settings(
 
 def run_stack(state_dir: str, *, port: int, inference_port: int) -> None:
     settings = local_settings(state_dir, port=port, inference_port=inference_port)
-    inference = _start_inference(inference_port)
+    for wanted in (inference_port, port):
+        _refuse_taken(wanted)
+    inference = Supervised(lambda: _start_inference(inference_port))
     try:
-        _wait_until_ready(settings.inference_url, inference)
+        _wait_until_ready(settings.inference_url, inference.process)
+        inference.watch()
         store = KeyStore(settings.database_url, settings.key_pepper.get_secret_value())
         store.migrate()
         dev_key_id = _announce(store, port, state_dir)
@@ -64,7 +80,49 @@ def run_stack(state_dir: str, *, port: int, inference_port: int) -> None:
 
         uvicorn.run(create_app(settings), host=settings.host, port=port, log_level="warning")
     finally:
-        _stop(inference)
+        inference.stop()
+
+
+class Supervised:
+    """A child process that is started again, with backoff, whenever it dies unasked."""
+
+    def __init__(self, start: Callable[[], subprocess.Popen[bytes]]) -> None:
+        self._start = start
+        self.process = start()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
+
+    def watch(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        _stop(self.process)
+
+    def _watch(self) -> None:
+        backoff = RESTART_BACKOFF_S[0]
+        while not self._stopping.wait(0.5):
+            code = self.process.poll()
+            if code is None:
+                continue
+            log.warning("the inference service exited with %s; restarting in %g s", code, backoff)
+            if self._stopping.wait(backoff):
+                return
+            self.process = self._start()
+            backoff = min(backoff * 2, RESTART_BACKOFF_S[1])
+
+
+def _refuse_taken(port: int) -> None:
+    with socket.socket() as probe:
+        # As the servers bind: a port in TIME_WAIT from a stack just stopped is free to use.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise SystemExit(
+                f"port {port} is already in use (a service left from an earlier stack?); "
+                f"stop it (e.g. `fuser -k {port}/tcp`) or choose another port"
+            ) from None
 
 
 def _persistent_secrets(path: Path) -> dict[str, str]:
@@ -86,7 +144,15 @@ def _start_inference(port: int) -> subprocess.Popen[bytes]:
         "SAM2_WEIGHTS": os.environ.get("SAM2_WEIGHTS", "auto"),
     }
     log.info("starting the inference service on port %d (weights: %s)", port, env["SAM2_WEIGHTS"])
-    return subprocess.Popen([sys.executable, "-m", "sam2_inference", "serve"], env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sam2_inference", "serve"], env=env, preexec_fn=_die_with_parent
+    )
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the stack dies, however it dies (Linux)."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
