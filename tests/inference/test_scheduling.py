@@ -11,9 +11,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sam2_contract.models import SegmentRequest
-from sam2_inference import Sam2Engine
+from sam2_inference import InferenceSettings, Sam2Engine, create_app
 from sam2_inference.scheduling import ModelLock, Work, WorkStopped
-from support import RunningServer, image_b64
+from sam2_inference.serving import BackgroundServer
+from support import RunningServer, free_port, fresh_engine, image_b64
 
 LONG_AUTO = {
     "mode": "auto",
@@ -115,3 +116,33 @@ def test_a_client_that_goes_away_stops_its_work(
     assert "client went away" in caplog.text
     click = {"image": image_b64("portrait"), "point_coords": [[9, 9]], "mask_format": "rle"}
     assert httpx.post(f"{inference_server.url}/v1/segment", json=click, timeout=60).is_success
+
+
+def test_a_tenant_with_too_many_requests_here_gets_429_and_others_do_not(
+    loaded_engine: Sam2Engine, settings: InferenceSettings
+) -> None:
+    engine = fresh_engine(loaded_engine)
+    port = free_port()
+    one_each = settings.model_copy(update={"max_queued_per_tenant": 1})
+    server = BackgroundServer(create_app(one_each, engine=engine), "127.0.0.1", port)
+    server.start()
+    url = f"http://127.0.0.1:{port}/v1/segment"
+    click = {"image": image_b64("portrait"), "point_coords": [[9, 9]], "mask_format": "rle"}
+    try:
+        long_job = _in_thread(
+            lambda: httpx.post(
+                url,
+                json={"image": image_b64("portrait")} | LONG_AUTO,
+                headers={"X-Sam2-Namespace": "alice", "X-Sam2-Deadline-Ms": "5000"},
+                timeout=60,
+            )
+        )
+        time.sleep(0.5)
+        again = httpx.post(url, json=click, headers={"X-Sam2-Namespace": "alice"}, timeout=60)
+        other = httpx.post(url, json=click, headers={"X-Sam2-Namespace": "bob"}, timeout=60)
+        long_job.join(timeout=60)
+    finally:
+        server.stop()
+    assert (again.status_code, again.json()["code"]) == (429, "too_many_concurrent")
+    assert again.headers["retry-after"] == "1"
+    assert other.status_code == 200

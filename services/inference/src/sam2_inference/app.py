@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -18,7 +19,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sam2_contract.errors import ServiceUnavailableError
+from sam2_contract.errors import ErrorCode, RateLimitError, ServiceUnavailableError
 from sam2_contract.models import (
     MODEL_IDS,
     AutoSegmentResponse,
@@ -106,6 +107,7 @@ def create_app(
         docs_url="/docs",
     )
     app.state.holder = holder
+    app.state.queued = Counter[str]()
     app.state.settings = settings
     install_problem_handlers(app)
     install_request_ids(app)
@@ -115,7 +117,9 @@ def create_app(
         request: Request, body: BodyDep, engine: EngineDep, namespace: NamespaceDep
     ) -> Response:
         parsed = parse_segment_request(body)
-        result = await _run(request, partial(engine.segment, parsed, namespace=namespace))
+        result = await _run(
+            request, namespace, partial(engine.segment, parsed, namespace=namespace)
+        )
         return _json(result, engine)
 
     @app.post("/internal/segment", include_in_schema=False)
@@ -128,15 +132,15 @@ def create_app(
         raw_json, image_file = unpack_frame(body)
         parsed = parse_segment_request(parse_json(raw_json))
         call = partial(engine.segment, parsed, namespace=namespace, image_file=image_file)
-        return _json(await _run(request, call), engine)
+        return _json(await _run(request, namespace, call), engine)
 
     @app.post("/v1/segment/batch", response_model=BatchSegmentResponse, tags=["segment"])
     async def segment_batch(
         request: Request, body: BodyDep, engine: EngineDep, namespace: NamespaceDep
     ) -> Response:
         batch = parse_batch(body)
-        result = await _run(request, partial(engine.segment_batch, batch, namespace=namespace))
-        return _json(result, engine)
+        call = partial(engine.segment_batch, batch, namespace=namespace)
+        return _json(await _run(request, namespace, call), engine)
 
     @app.get("/v1/models", response_model=ModelsResponse, tags=["models"])
     async def models() -> ModelsResponse:
@@ -163,9 +167,28 @@ def create_app(
     return app
 
 
-async def _run(request: Request, call: Callable[..., T]) -> T:
+async def _run(request: Request, namespace: str, call: Callable[..., T]) -> T:
     """Run model work in a worker thread under the request's deadline (X-Sam2-Deadline-Ms),
-    and stop it when the client goes away: nobody waits for its answer any more."""
+    and stop it when the client goes away: nobody waits for its answer any more. A tenant
+    with `max_queued_per_tenant` requests already here is told to come back (429)."""
+    queued: Counter[str] = request.app.state.queued
+    allowed = request.app.state.settings.max_queued_per_tenant
+    if queued[namespace] >= allowed:
+        raise RateLimitError(
+            f"{allowed} requests of this tenant are already queued or running here",
+            code=ErrorCode.TOO_MANY_CONCURRENT,
+            retry_after=1,
+        )
+    queued[namespace] += 1
+    try:
+        return await _stoppable(request, call)
+    finally:
+        queued[namespace] -= 1
+        if not queued[namespace]:
+            del queued[namespace]
+
+
+async def _stoppable(request: Request, call: Callable[..., T]) -> T:
     deadline = request.headers.get(DEADLINE_HEADER, "")
     work = Work.within(int(deadline) / 1000 if deadline.isdigit() else None)
     task = asyncio.ensure_future(run_in_threadpool(call, work=work))

@@ -47,5 +47,10 @@ class InferenceSettings(BaseSettings):
         "points_per_batch is lowered to fit); 0: half the device's memory free at start-up.",
     )
     max_body_bytes: int = Field(default=32 << 20, ge=1024)
+    max_queued_per_tenant: int = Field(
+        default=4,
+        ge=1,
+        description="Requests of one tenant queued or running here at once; more get 429.",
+    )
     host: str = "127.0.0.1"
     port: int = 8081
