@@ -56,14 +56,15 @@ def test_a_waiting_click_goes_before_a_waiting_auto_job() -> None:
     assert order == ["click", "auto"]
 
 
+def _long_auto_on_a_cached_image(engine: Sam2Engine) -> SegmentRequest:
+    upload = {"image": image_b64("landscape"), "point_coords": [[5, 5]]}
+    first = engine.segment(SegmentRequest.model_validate(upload))
+    return SegmentRequest.model_validate({"image_id": first.image_id} | LONG_AUTO)
+
+
 def test_automatic_mode_steps_aside_for_a_click_between_batches(engine: Sam2Engine) -> None:
-    first = engine.segment(
-        SegmentRequest.model_validate(
-            {"image": image_b64("landscape")} | {"point_coords": [[5, 5]]}
-        )
-    )
-    auto = SegmentRequest.model_validate({"image_id": first.image_id} | LONG_AUTO)
-    click = SegmentRequest(image_id=first.image_id, point_coords=[[50, 50]], mask_format="rle")
+    auto = _long_auto_on_a_cached_image(engine)
+    click = SegmentRequest(image_id=auto.image_id, point_coords=[[50, 50]], mask_format="rle")
     done: list[str] = []
     running = _in_thread(lambda: (engine.segment(auto), done.append("auto")))
     time.sleep(1.0)  # the auto job holds the model by now
@@ -75,12 +76,7 @@ def test_automatic_mode_steps_aside_for_a_click_between_batches(engine: Sam2Engi
 
 
 def test_a_passed_deadline_stops_the_work(engine: Sam2Engine) -> None:
-    first = engine.segment(
-        SegmentRequest.model_validate(
-            {"image": image_b64("landscape")} | {"point_coords": [[5, 5]]}
-        )
-    )
-    auto = SegmentRequest.model_validate({"image_id": first.image_id} | LONG_AUTO)
+    auto = _long_auto_on_a_cached_image(engine)
     with pytest.raises(WorkStopped) as stopped:
         engine.segment(auto, work=Work.within(0.2))
     assert stopped.value.code.value == "inference_timeout"
