@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
-from sam2_inference.budget import bytes_per_prompt
+from sam2_inference.budget import request_bytes
 from support import fresh_engine, image_b64
 
 AUTO = {
@@ -23,8 +23,10 @@ AUTO = {
     "mask_format": "rle",
 }
 
+# The peak is read from /proc/self/status, its high-water mark reset just before the auto call:
+# getrusage's ru_maxrss would start from the parent's size at fork (Linux keeps it across exec).
 PEAK_PROBE = """
-import json, resource, sys
+import json, sys
 import numpy as np
 from sam2_contract.images import DecodedImage, image_id_for
 from sam2_contract.models import SegmentRequest
@@ -35,11 +37,13 @@ rng = np.random.default_rng(0)
 pixels = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
 image = DecodedImage(pixels=pixels, format="raw", image_id=image_id_for(pixels))
 engine.segment(SegmentRequest(image_id=image.image_id, point_coords=[[5, 5]]), image=image)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def status(field):
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(field))
+open("/proc/self/clear_refs", "w").write("5")  # the high-water mark starts again from now
+before = status("VmRSS:")
 engine.segment(SegmentRequest(image_id=image.image_id, mode="auto", points_per_side=8,
     points_per_batch=batch, pred_iou_thresh=0, stability_score_thresh=0, mask_format="rle"))
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"grown": (after - before) * 1024}))
+print(json.dumps({"grown": status("VmHWM:") - before}))
 """
 
 
@@ -56,7 +60,7 @@ def test_the_estimate_covers_the_measured_peak_without_wasting_half(
         check=True,
     )
     grown = json.loads(done.stdout.strip().splitlines()[-1])["grown"]
-    estimate = batch * bytes_per_prompt(256, 256)
+    estimate = request_bytes(batch, 256, 256)
     print(f"points_per_batch {batch}: measured +{grown >> 20} MiB, estimated {estimate >> 20} MiB")
     assert grown <= estimate <= 2 * grown
 
@@ -70,7 +74,7 @@ def test_points_per_batch_is_lowered_to_fit_and_the_masks_stay_the_same(
     loaded_engine: Sam2Engine, settings: InferenceSettings
 ) -> None:
     body = {"image": image_b64("landscape"), "points_per_batch": 1024} | AUTO
-    with _client(loaded_engine, settings, 4 * bytes_per_prompt(120, 200)) as tight:
+    with _client(loaded_engine, settings, request_bytes(4, 120, 200)) as tight:
         capped = tight.post("/v1/segment", json=body)
     with _client(loaded_engine, settings, 0) as roomy:
         free = roomy.post("/v1/segment", json=body | {"points_per_batch": 16})
@@ -84,10 +88,9 @@ def test_points_per_batch_is_lowered_to_fit_and_the_masks_stay_the_same(
 def test_what_cannot_fit_is_refused_before_any_work(
     loaded_engine: Sam2Engine, settings: InferenceSettings
 ) -> None:
-    one = bytes_per_prompt(120, 200)
-    with _client(loaded_engine, settings, one - 1) as none_fit:
+    with _client(loaded_engine, settings, request_bytes(1, 120, 200) - 1) as none_fit:
         auto = none_fit.post("/v1/segment", json={"image": image_b64("landscape")} | AUTO)
-    with _client(loaded_engine, settings, 2 * one) as two_fit:
+    with _client(loaded_engine, settings, request_bytes(2, 120, 200)) as two_fit:
         boxes = two_fit.post(
             "/v1/segment",
             json={

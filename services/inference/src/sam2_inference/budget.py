@@ -7,7 +7,8 @@ activations: about 27 MiB per prompt measured on the CPU in float32, 30 MiB coun
 every model size since they share the decoder. Each prompt's three candidate masks are then
 upsampled to the image's size (float logits, then booleans). Automatic mode runs
 `points_per_batch` prompts at once, so its peak is that many prompts: `points_per_batch` is
-capped by the budget rather than trusted.
+capped by the budget rather than trusted. On top comes a fixed part (the point grids, crops and
+buffers of the request: about 80 MiB measured, 128 MiB counted).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 DECODER_BYTES_PER_PROMPT = 30 << 20
 MASK_BYTES_PER_PIXEL = 3 * (4 + 1)  # three candidates, float32 logits and a boolean copy
+FIXED_BYTES = 128 << 20
 BUDGET_SHARE = 0.5  # of the memory free at start-up, the rest for the cache and the process
 
 
@@ -26,9 +28,14 @@ def bytes_per_prompt(height: int, width: int) -> int:
     return DECODER_BYTES_PER_PROMPT + MASK_BYTES_PER_PIXEL * height * width
 
 
+def request_bytes(prompts: int, height: int, width: int) -> int:
+    """Peak memory of a request running `prompts` prompts at once on an image of this size."""
+    return FIXED_BYTES + prompts * bytes_per_prompt(height, width)
+
+
 def prompts_that_fit(budget_bytes: int, height: int, width: int) -> int:
     """How many prompts may run at once within the budget (0: not even one)."""
-    return budget_bytes // bytes_per_prompt(height, width)
+    return max(0, (budget_bytes - FIXED_BYTES) // bytes_per_prompt(height, width))
 
 
 def default_budget(device: torch.device) -> int:
