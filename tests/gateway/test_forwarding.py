@@ -3,6 +3,7 @@ same masks as inference answers directly, per-tenant caches, metering, and failu
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from typing import Any
@@ -146,3 +147,28 @@ def test_readyz_and_models_report_the_inference_model(
     assert models["serving"]["name"] == "tiny"
     assert [m["name"] for m in models["models"] if m["loaded"]] == ["tiny"]
     assert e2e.get("/healthz").json() == {"status": "ok"}
+
+
+def test_a_batch_whose_shared_image_is_corrupt_fails_each_item_with_its_code(
+    e2e: TestClient, new_key: Callable[..., str]
+) -> None:
+    """The gateway checks headers only: a file corrupt past its header fails where it is
+    decoded, once per item that uses it; a refused header fails the whole call."""
+    png = base64.b64decode(image_b64("landscape"))
+    truncated = base64.b64encode(png[: len(png) // 2]).decode()
+    items = [ORIGINAL["point"], ORIGINAL["box"]]
+    answer = e2e.post(
+        "/v1/segment/batch", json={"image": truncated, "requests": items}, headers=bearer(new_key())
+    )
+    assert answer.status_code == 200
+    assert [(r["status"], r["error"]["code"]) for r in answer.json()["results"]] == [
+        (422, "truncated_image"),
+        (422, "truncated_image"),
+    ]
+    not_an_image = base64.b64encode(b"just text").decode()
+    refused = e2e.post(
+        "/v1/segment/batch",
+        json={"image": not_an_image, "requests": items},
+        headers=bearer(new_key()),
+    )
+    assert (refused.status_code, refused.json()["code"]) == (422, "unsupported_image")
