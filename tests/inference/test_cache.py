@@ -132,8 +132,14 @@ def test_concurrent_requests_get_their_own_answers(client: TestClient) -> None:
     ]
     results: dict[int, dict] = {}
 
+    def tenant(index: int) -> dict[str, str]:
+        # One tenant each: a tenant may have only SAM2_MAX_QUEUED_PER_TENANT (4) at once.
+        return {"X-Sam2-Namespace": f"tenant-{index}"}
+
     def run(index: int) -> None:
-        results[index] = client.post("/v1/segment", json=bodies[index]).json()
+        results[index] = client.post(
+            "/v1/segment", json=bodies[index], headers=tenant(index)
+        ).json()
 
     # Concurrent first, on an empty cache, so encoder runs and predictions interleave.
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bodies))]
@@ -141,7 +147,9 @@ def test_concurrent_requests_get_their_own_answers(client: TestClient) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    sequential = [client.post("/v1/segment", json=b).json() for b in bodies]
+    sequential = [
+        client.post("/v1/segment", json=b, headers=tenant(i)).json() for i, b in enumerate(bodies)
+    ]
     for index, expected in enumerate(sequential):
         assert results[index]["image_id"] == expected["image_id"]
         assert np.array_equal(decode_mask(results[index]["mask"]), decode_mask(expected["mask"]))
