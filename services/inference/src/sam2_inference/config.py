@@ -48,9 +48,11 @@ class InferenceSettings(BaseSettings):
     )
     max_body_bytes: int = Field(default=32 << 20, ge=1024)
     max_queued_per_tenant: int = Field(
-        default=4,
+        default=32,
         ge=1,
-        description="Requests of one tenant queued or running here at once; more get 429.",
+        description="Requests of one tenant queued or running here at once; more get 429. "
+        "The gateway's per-key limits (2, 8, 32 by tier) bind first; this one holds when "
+        "several gateway processes share one inference service.",
     )
     host: str = "127.0.0.1"
     port: int = 8081
