@@ -137,6 +137,7 @@ def running_gateway(
     """A real gateway on a real socket in front of `inference_url`, with one dev-tier key."""
     from sam2_gateway import GatewaySettings, KeyStore, create_app
     from sam2_gateway.core.tokens import generate_private_key_pem
+    from sam2_gateway.server import BoundedHeadProtocol
     from sam2_inference.serving import BackgroundServer
 
     settings = GatewaySettings(
@@ -147,7 +148,7 @@ def running_gateway(
         **changes,
     )
     port = free_port()
-    server = BackgroundServer(create_app(settings), "127.0.0.1", port)
+    server = BackgroundServer(create_app(settings), "127.0.0.1", port, http=BoundedHeadProtocol)
     server.start()
     store = KeyStore(database_url, PEPPER)
     key, _ = store.create("test", frozenset(scopes.split()), rate_tier="dev")
@@ -207,3 +208,15 @@ class TcpForwarder:
             sink.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+def raw_exchange(port: int, requests: bytes) -> bytes:
+    """Send bytes on one connection (as far as the server lets us) and read what comes back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with contextlib.suppress(ConnectionError):
+            sock.sendall(requests)
+        answer = b""
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    return answer

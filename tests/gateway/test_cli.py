@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import PEPPER, bearer, free_port, image_b64
+from support import PEPPER, bearer, free_port, image_b64, raw_exchange
 
 
 def _cli(*args: str, env: dict[str, str]) -> str:
@@ -164,6 +164,9 @@ def test_the_local_stack_starts_serves_and_stops(tmp_path: Path, checkpoint: Pat
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["model"]["random_weights"] is True
+        # The stack's server bounds request heads (sam2_gateway.server).
+        huge = b"GET /healthz HTTP/1.1\r\nhost: t\r\nx-padding: %s\r\n\r\n" % (b"x" * (1 << 20))
+        assert raw_exchange(port, huge).startswith(b"HTTP/1.1 431")
     finally:
         _stop(stack)
     assert stack.returncode == 0

@@ -7,11 +7,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sam2_gateway.core.logs import JsonFormatter
-from support import RunningServer, bearer, image_b64
+from support import RunningServer, bearer, image_b64, raw_exchange, running_gateway
 
 PAST_AUTH = {"mode": "point", "point_coords": [[1, 1]]}
 
@@ -127,3 +129,30 @@ def test_concurrent_requests_over_the_tier_get_429(
     assert second.headers["retry-after"] == "1"
     assert first["status"] == 200
     assert client.post("/v1/segment", json=PAST_AUTH, headers=bearer(key)).status_code == 422
+
+
+def _get(header_bytes: int, *, close: bool = False) -> bytes:
+    padding = b"x" * header_bytes
+    connection = b"close" if close else b"keep-alive"
+    return b"GET /v1/models HTTP/1.1\r\nhost: t\r\nx-padding: %s\r\nconnection: %s\r\n\r\n" % (
+        padding,
+        connection,
+    )
+
+
+def test_request_heads_over_32_kib_get_431_and_the_connection_closes(tmp_path: Path) -> None:
+    with running_gateway(f"sqlite:///{tmp_path / 'keys.db'}", "http://127.0.0.1:9") as gateway:
+        port = int(gateway.url.rsplit(":", 1)[1])
+        # 20 KiB heads are served, twice on one connection (the count starts again per request).
+        twice = raw_exchange(port, _get(20 << 10) + _get(20 << 10, close=True))
+        assert twice.count(b"HTTP/1.1 401") == 2
+        # A 32 MB header: refused after the first 32 KiB, not read to the end.
+        refused = raw_exchange(port, _get(32 << 20))
+        head, _, body = refused.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 431")
+        assert b"content-type: application/problem+json" in head
+        problem = json.loads(body)
+        assert (problem["status"], problem["code"]) == (431, "headers_too_large")
+        assert "32 KiB" in problem["hint"]
+        # The server goes on serving.
+        assert httpx.get(f"{gateway.url}/healthz", timeout=10).status_code == 200

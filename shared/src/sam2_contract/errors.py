@@ -8,7 +8,8 @@ below and one handler turns them into RFC 9457 ``application/problem+json`` (``P
     ├── InvalidRequestError          400/422: the JSON or one of its fields is wrong
     │   ├── InvalidImageError        422: the image cannot be decoded
     │   └── OverBudgetError          422: its model work would not fit the memory budget
-    ├── PayloadTooLargeError         413: body or decoded image over its limit
+    ├── PayloadTooLargeError         413: body or decoded image over its limit (431:
+    │                                the request line and headers over theirs)
     ├── UnsupportedMediaTypeError    415: not application/json
     ├── ImageNotCachedError          404: `image_id` unknown or evicted; resend the image
     ├── AuthenticationError          401: no, malformed, unknown, revoked or expired credentials
@@ -64,6 +65,7 @@ class ErrorCode(StrEnum):
     IMAGE_TOO_LARGE = "image_too_large"
     OVER_BUDGET = "over_budget"
     BODY_TOO_LARGE = "body_too_large"
+    HEADERS_TOO_LARGE = "headers_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     IMAGE_NOT_CACHED = "image_not_cached"
     MODEL_NOT_LOADED = "model_not_loaded"
@@ -193,6 +195,12 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.BODY_TOO_LARGE: ErrorSpec(
         413, "Request body too large", "Send a smaller image, or fewer items per batch."
+    ),
+    ErrorCode.HEADERS_TOO_LARGE: ErrorSpec(
+        431,
+        "Request headers too large",
+        "Send at most 32 KiB of request line and headers: look for a runaway cookie or a "
+        "token sent twice.",
     ),
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: ErrorSpec(
         415,

@@ -64,13 +64,12 @@ def _days(value: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from sam2_gateway.main import create_app
+    from sam2_gateway.server import serve
 
     overrides = {k: v for k in ("host", "port") if (v := getattr(args, k)) is not None}
     settings = GatewaySettings(**overrides)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    serve(create_app(settings), host=settings.host, port=settings.port)
 
 
 def _keys(args: argparse.Namespace) -> None:

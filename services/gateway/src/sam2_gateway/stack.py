@@ -74,11 +74,10 @@ def run_stack(state_dir: str, *, port: int, inference_port: int) -> None:
         dev_key_id = _announce(store, port, state_dir)
         # The playground (http://127.0.0.1:<port>/playground/) gets tokens of the dev key.
         settings = settings.model_copy(update={"dev_token_key_id": dev_key_id})
-        import uvicorn
-
         from sam2_gateway.main import create_app
+        from sam2_gateway.server import serve
 
-        uvicorn.run(create_app(settings), host=settings.host, port=port, log_level="warning")
+        serve(create_app(settings), host=settings.host, port=port)
     finally:
         inference.stop()
 

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import uvicorn
@@ -69,9 +70,9 @@ def serve_engine(engine: Sam2Engine, settings: InferenceSettings) -> BackgroundS
 class BackgroundServer:
     """An ASGI app served by uvicorn on a thread (the container's main thread stays Modal's)."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+    def __init__(self, app: ASGIApp, host: str, port: int, *, http: Any = "auto") -> None:
         self.port = port
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+        config = uvicorn.Config(app, host=host, port=port, http=http, log_level="warning")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="sam2-http", daemon=True)
 

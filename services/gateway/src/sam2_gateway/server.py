@@ -1,0 +1,71 @@
+"""The gateway's HTTP server: uvicorn with httptools, with a bound on the request head.
+
+httptools (llhttp) buffers a header of any size until it is complete, and uvicorn sets no
+limit on top, so a client could make the gateway hold a 32 MB `Authorization` header in memory.
+Here every connection counts the bytes of each request's head (request line and headers) as
+they arrive and answers `431 headers_too_large` (problem+json) and closes the connection as soon
+as they pass `MAX_HEAD_BYTES`, before the parser has buffered more. On Modal the gateway's ASGI
+app is served by Modal's own web server and proxy instead, whose limits apply there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import uvicorn
+from sam2_contract.errors import PROBLEM_CONTENT_TYPE, ErrorCode, Sam2ServiceError
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEAD_BYTES = 32 << 10
+HEAD_SLICE_BYTES = 4 << 10
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing request heads over MAX_HEAD_BYTES."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._in_head = True
+
+    def data_received(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view and self._in_head and not self.transport.is_closing():
+            # A head is fed in slices and counted slice by slice: the count may run one slice
+            # over where the head really ends, never more.
+            piece, view = view[:HEAD_SLICE_BYTES], view[HEAD_SLICE_BYTES:]
+            super().data_received(bytes(piece))
+            if self._in_head:
+                self._head_bytes += len(piece)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._refuse()
+        if view and not self.transport.is_closing():
+            super().data_received(bytes(view))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_bytes = True, 0  # the next request on this connection
+
+    def _refuse(self) -> None:
+        problem = Sam2ServiceError(
+            f"the request line and headers are over {MAX_HEAD_BYTES >> 10} KiB",
+            code=ErrorCode.HEADERS_TOO_LARGE,
+        ).to_problem()
+        body = problem.model_dump_json(exclude_none=True).encode()
+        head = (
+            f"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            f"content-type: {PROBLEM_CONTENT_TYPE}\r\n"
+            f"content-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        self.transport.close()
+
+
+def serve(app: Any, *, host: str, port: int) -> None:
+    """Serve the gateway app until interrupted."""
+    uvicorn.run(app, host=host, port=port, http=BoundedHeadProtocol, log_level="warning")
