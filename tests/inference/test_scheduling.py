@@ -91,6 +91,7 @@ def test_the_deadline_header_bounds_a_request(client: TestClient) -> None:
     body = {"image": image_b64("landscape")} | LONG_AUTO
     answer = client.post("/v1/segment", json=body, headers={"X-Sam2-Deadline-Ms": "200"})
     assert (answer.status_code, answer.json()["code"]) == (504, "inference_timeout")
+    assert float(answer.headers["x-sam2-model-ms"]) > 0  # the gateway meters stopped work
     assert (
         client.post(
             "/v1/segment", json={"image": image_b64("landscape"), "point_coords": [[9, 9]]}

@@ -63,6 +63,10 @@ class InferenceBackend(Protocol):
         """Run one request; raises Sam2ServiceError with the inference service's code."""
         ...
 
+    async def cancel(self, hop: Hop) -> None:
+        """Stop the work of `hop`'s request (its client went away)."""
+        ...
+
     async def health(self) -> dict[str, Any]:
         """The inference service's /healthz body; raises ServiceUnavailableError."""
         ...
@@ -77,6 +81,7 @@ def unavailable(detail: str) -> ServiceUnavailableError:
 
 
 DEPENDENCY_RETRY_AFTER_S = 5
+DEADLINE_MARGIN_S = 5.0
 
 
 def dependency_down(name: str) -> ServiceUnavailableError:
@@ -88,26 +93,22 @@ def dependency_down(name: str) -> ServiceUnavailableError:
     )
 
 
+def work_deadline_s(timeout_s: float) -> float:
+    """The deadline the gateway gives inference for a call it waits `timeout_s` for."""
+    return timeout_s - min(DEADLINE_MARGIN_S, timeout_s / 4)
+
+
 def timed_out(limit_s: float) -> ServiceUnavailableError:
     return ServiceUnavailableError(
         f"inference took longer than {limit_s:g} s", code=ErrorCode.INFERENCE_TIMEOUT
     )
 
 
-def error_from_problem(status: int, problem: dict[str, Any]) -> Sam2ServiceError:
-    """The exception an inference problem body stands for, so the client sees the same code."""
-    try:
-        code = ErrorCode(str(problem.get("code")))
-    except ValueError:
-        code = ErrorCode.INTERNAL_ERROR
-    retry = problem.get("retry_after")
-    return Sam2ServiceError(
-        str(problem.get("detail") or f"inference answered {status}"),
-        code=code,
-        hint=problem.get("hint"),
-        errors=[FieldError.model_validate(e) for e in problem.get("errors") or []] or None,
-        retry_after=int(retry) if isinstance(retry, int) else None,
-    )
+class InferenceError(Sam2ServiceError):
+    """A problem the inference service answered, with the model time the request used before
+    it failed or was stopped (metered like a success's)."""
+
+    model_ms: float = 0.0
 
 
 class HttpBackend:
@@ -137,7 +138,9 @@ class HttpBackend:
             "content-type": FRAME_CONTENT_TYPE,
             NAMESPACE_HEADER: hop.namespace,
             REQUEST_ID_HEADER: hop.request_id,
-            DEADLINE_HEADER: str(int(self._timeout_s * 1000)),  # inference stops when we stop
+            # Inference stops a little before we give up, so its answer (and the model time
+            # it used, which we meter) still reaches us.
+            DEADLINE_HEADER: str(int(work_deadline_s(self._timeout_s) * 1000)),
         }
         if hop.routing_key is not None:
             headers[ROUTING_HEADER] = hop.routing_key
@@ -157,6 +160,14 @@ class HttpBackend:
                 name: answer_headers[name] for name in FORWARDED_HEADERS if name in answer_headers
             },
         )
+
+    async def cancel(self, hop: Hop) -> None:
+        """Stop the work of `hop`'s request: its client went away. Routed like the request, so
+        on Modal it reaches the container running it."""
+        headers = {NAMESPACE_HEADER: hop.namespace, REQUEST_ID_HEADER: hop.request_id}
+        if hop.routing_key is not None:
+            headers[ROUTING_HEADER] = hop.routing_key
+        await self._send("POST", "/internal/cancel", headers=headers)
 
     async def health(self) -> dict[str, Any]:
         status, _, answer = await self._send("GET", "/healthz")
@@ -187,10 +198,21 @@ class HttpBackend:
 
     @staticmethod
     def _error(status: int, headers: Mapping[str, str], body: bytes) -> Sam2ServiceError:
-        if headers.get("content-type", "").startswith(PROBLEM_CONTENT_TYPE):
-            problem = json.loads(body)
-            retry = headers.get("retry-after")
-            if retry and retry.isdigit():
-                problem["retry_after"] = int(retry)
-            return error_from_problem(status, problem)
-        return unavailable(f"inference answered {status} without a problem body")
+        """The exception an inference problem answer stands for: the client sees its code."""
+        if not headers.get("content-type", "").startswith(PROBLEM_CONTENT_TYPE):
+            return unavailable(f"inference answered {status} without a problem body")
+        problem = json.loads(body)
+        try:
+            code = ErrorCode(str(problem.get("code")))
+        except ValueError:
+            code = ErrorCode.INTERNAL_ERROR
+        retry = headers.get("retry-after", "")
+        error = InferenceError(
+            str(problem.get("detail") or f"inference answered {status}"),
+            code=code,
+            hint=problem.get("hint"),
+            errors=[FieldError.model_validate(e) for e in problem.get("errors") or []] or None,
+            retry_after=int(retry) if retry.isdigit() else None,
+        )
+        error.model_ms = float(headers.get(MODEL_MS_HEADER, "0"))
+        return error

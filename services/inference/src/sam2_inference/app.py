@@ -19,7 +19,12 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sam2_contract.errors import ErrorCode, RateLimitError, ServiceUnavailableError
+from sam2_contract.errors import (
+    ErrorCode,
+    RateLimitError,
+    Sam2ServiceError,
+    ServiceUnavailableError,
+)
 from sam2_contract.models import (
     MODEL_IDS,
     AutoSegmentResponse,
@@ -31,7 +36,12 @@ from sam2_contract.models import (
     SegmentResponse,
     mask_count,
 )
-from sam2_contract.problems import install_problem_handlers, install_request_ids, read_body
+from sam2_contract.problems import (
+    REQUEST_ID_HEADER,
+    install_problem_handlers,
+    install_request_ids,
+    read_body,
+)
 from sam2_contract.validation import parse_batch, parse_json, parse_segment_request
 from sam2_contract.wire import (
     DEADLINE_HEADER,
@@ -108,6 +118,7 @@ def create_app(
     )
     app.state.holder = holder
     app.state.queued = Counter[str]()
+    app.state.running = dict[tuple[str, str], Work]()
     app.state.settings = settings
     install_problem_handlers(app)
     install_request_ids(app)
@@ -133,6 +144,17 @@ def create_app(
         parsed = parse_segment_request(parse_json(raw_json))
         call = partial(engine.segment, parsed, namespace=namespace, image_file=image_file)
         return _json(await _run(request, namespace, call), engine)
+
+    @app.post("/internal/cancel", include_in_schema=False)
+    async def cancel(request: Request, namespace: NamespaceDep) -> dict[str, int]:
+        """The gateway's call when its client went away: stop that request's work here (the
+        request it names answers 503 with the model time it used, which the gateway meters)."""
+        work = request.app.state.running.get((namespace, request.headers.get(REQUEST_ID_HEADER)))
+        if work is None:
+            return {"stopped": 0}
+        work.cancelled.set()
+        log.info("cancelled by the gateway: stopping %s", request.headers.get(REQUEST_ID_HEADER))
+        return {"stopped": 1}
 
     @app.post("/v1/segment/batch", response_model=BatchSegmentResponse, tags=["segment"])
     async def segment_batch(
@@ -179,22 +201,31 @@ async def _run(request: Request, namespace: str, call: Callable[..., T]) -> T:
             code=ErrorCode.TOO_MANY_CONCURRENT,
             retry_after=1,
         )
+    deadline = request.headers.get(DEADLINE_HEADER, "")
+    work = Work.within(int(deadline) / 1000 if deadline.isdigit() else None)
+    running: dict[tuple[str, str], Work] = request.app.state.running
+    key = (namespace, str(getattr(request.state, "request_id", "")))
     queued[namespace] += 1
+    running[key] = work
     try:
-        return await _stoppable(request, call)
+        return await _stoppable(request, call, work)
+    except Sam2ServiceError as exc:
+        if work.model_ms:  # stopped or failed after using the model: the gateway meters it
+            exc.headers[MODEL_MS_HEADER] = f"{work.model_ms:.1f}"
+        raise
     finally:
+        if running.get(key) is work:
+            del running[key]
         queued[namespace] -= 1
         if not queued[namespace]:
             del queued[namespace]
 
 
-async def _stoppable(request: Request, call: Callable[..., T]) -> T:
-    deadline = request.headers.get(DEADLINE_HEADER, "")
-    work = Work.within(int(deadline) / 1000 if deadline.isdigit() else None)
+async def _stoppable(request: Request, call: Callable[..., T], work: Work) -> T:
     task = asyncio.ensure_future(run_in_threadpool(call, work=work))
     while not task.done():
         await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
-        if not task.done() and await request.is_disconnected():
+        if not task.done() and not work.cancelled.is_set() and await request.is_disconnected():
             work.cancelled.set()
             log.info("client went away: stopping %s", getattr(request.state, "request_id", ""))
     return task.result()

@@ -378,9 +378,9 @@ class Sam2Engine:
                 f"may use ({self.memory_budget >> 20} MiB)",
                 hint="Send the boxes in several requests (by image_id: no new upload).",
             )
-        with self._lock.hold(interactive=True), inference_context(self.device):
+        before = work.model_ms
+        with self._lock.hold(interactive=True), inference_context(self.device), work.on_model():
             work.check()
-            model_started = perf_counter()
             predictor = self._predictor(namespace, image)
             if image.entry is not None:
                 predictor.use(image.entry)
@@ -392,7 +392,7 @@ class Sam2Engine:
                 box=boxes if request.box_list_given else (boxes[0] if boxes is not None else None),
                 multimask_output=request.multimask_output,
             )
-            model_ms = _ms(model_started)
+        model_ms = work.model_ms - before
         encode_started = perf_counter()
         if request.box_list_given and masks.ndim == 3:  # sam2 squeezes a batch of one box
             masks, scores = masks[None], scores[None]
@@ -429,15 +429,15 @@ class Sam2Engine:
                 f"points_per_batch lowered from {request.points_per_batch} to {batch} to fit "
                 f"the memory budget ({self.memory_budget >> 20} MiB); the masks are the same"
             )
-        with self._lock.hold(interactive=False), inference_context(self.device):
+        before = work.model_ms
+        with self._lock.hold(interactive=False), inference_context(self.device), work.on_model():
             work.check()
-            model_started = perf_counter()
             generator = self._generator(request, batch)
             generator.between_batches = partial(self._between_batches, work)
             predictor = self._predictor(namespace, image, hole_area=request.min_mask_region_area)
             generator.predictor = predictor
             records = generator.generate(image.pixels)
-            model_ms = _ms(model_started)
+        model_ms = work.model_ms - before  # without the time it stepped aside for clicks
         encode_started = perf_counter()
         masks = [_auto_mask(record, request.mask_format) for record in records]
         return AutoSegmentResponse(
@@ -449,7 +449,8 @@ class Sam2Engine:
 
     def _between_batches(self, work: Work) -> None:
         work.check()
-        self._lock.step_aside()  # a waiting click goes first
+        with work.aside():
+            self._lock.step_aside()  # a waiting click goes first
 
     def _prompts_that_fit(self, image: _Image) -> int:
         height, width = image.pixels.shape[:2]

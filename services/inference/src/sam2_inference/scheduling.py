@@ -25,10 +25,30 @@ class WorkStopped(ServiceUnavailableError):  # noqa: N818 (it is an outcome, not
 
 @dataclass
 class Work:
-    """One request's stop conditions."""
+    """One request's stop conditions, and the model time it has used so far (metered even
+    when the work is stopped)."""
 
     deadline: float | None = None  # time.monotonic() seconds
     cancelled: threading.Event = field(default_factory=threading.Event)
+    model_ms: float = 0.0
+
+    @contextmanager
+    def on_model(self) -> Iterator[None]:
+        """Count the time inside as this request's model time."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.model_ms += (time.perf_counter() - started) * 1000
+
+    @contextmanager
+    def aside(self) -> Iterator[None]:
+        """Time inside `on_model` that is not this request's (it stepped aside for a click)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.model_ms -= (time.perf_counter() - started) * 1000
 
     @classmethod
     def within(cls, seconds: float | None) -> Work:

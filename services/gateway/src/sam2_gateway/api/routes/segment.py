@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -27,10 +30,13 @@ from sam2_contract.wire import routing_key
 from starlette.concurrency import run_in_threadpool
 
 from sam2_gateway.api.deps import Gateway, GatewayDep, Principal, PrincipalDep
-from sam2_gateway.backends import Hop, InferenceResult
+from sam2_gateway.backends import Hop, InferenceError, InferenceResult
 from sam2_gateway.core.ratelimit import RateState
 
 router = APIRouter(prefix="/v1/segment", tags=["segment"])
+log = logging.getLogger(__name__)
+DISCONNECT_POLL_S = 0.1
+T = TypeVar("T")
 
 
 @router.post("", response_model=SegmentResponse)
@@ -40,7 +46,7 @@ async def segment(request: Request, principal: PrincipalDep, gateway: GatewayDep
         raw = parse_json(await read_body(request, gateway.settings.max_body_bytes))
         parsed = parse_segment_request(raw)
         upload = await _check(gateway, parsed.image) if parsed.image is not None else None
-        result = await _forward(gateway, principal, parsed, _request_id(request), upload)
+        result = await _forward(gateway, principal, parsed, request, upload)
     body = await _render(result.body, parsed.mask_format)
     return Response(body, media_type="application/json", headers=rate.headers() | result.headers)
 
@@ -63,7 +69,7 @@ async def segment_batch(request: Request, principal: PrincipalDep, gateway: Gate
                 if parsed.image is not None:
                     own = shared if shared is not None and parsed.image == batch.image else None
                     own = own or await _check(gateway, parsed.image)
-                result = await _forward(gateway, principal, parsed, _request_id(request), own)
+                result = await _forward(gateway, principal, parsed, request, own)
                 if own is shared and shared is not None:
                     shared = shared.delivered()  # the embedding is there: later items send the id
                 forwarded = forwarded or result.headers
@@ -106,27 +112,52 @@ async def _forward(
     gateway: Gateway,
     principal: Principal,
     request: SegmentRequest,
-    request_id: str,
+    client: Request,
     upload: _Upload | None,
 ) -> InferenceResult:
     """Check scope, send the request (and its image file, if it uploads one) to inference,
-    routed to the container that holds the image, with masks as RLE; meter the answer."""
+    routed to the container that holds the image, with masks as RLE; meter the model time it
+    used, whether it answers, fails or is stopped because its client went away."""
     principal.require("auto" if request.mode == "auto" else "segment")
     image_id = upload.image_id if upload is not None else request.image_id
     assert image_id is not None  # the model validator guarantees image or image_id
     forwarded = request.model_copy(
         update={"image": None, "image_id": image_id, "mask_format": "rle"}
     )
-    result = await gateway.backend.segment(
+    hop = Hop(principal.key_id, _request_id(client), routing_key(principal.key_id, image_id))
+    call = gateway.backend.segment(
         forwarded.model_dump_json(exclude_none=True).encode(),
         upload.file if upload is not None else None,
-        Hop(principal.key_id, request_id, routing_key(principal.key_id, image_id)),
+        hop,
     )
+    try:
+        result = await _unless_abandoned(client, call, lambda: gateway.backend.cancel(hop))
+    except InferenceError as exc:
+        if exc.model_ms:
+            gateway.meter.add(principal.key_id, images=0, masks=0, gpu_ms=exc.model_ms)
+        raise
     uploaded = upload is not None and not upload.metered
     gateway.meter.add(
         principal.key_id, images=int(uploaded), masks=result.masks, gpu_ms=result.model_ms
     )
     return result
+
+
+async def _unless_abandoned(
+    client: Request, call: Awaitable[T], cancel: Callable[[], Awaitable[None]]
+) -> T:
+    """Await `call`; if the client goes away meanwhile, ask inference to stop its work (the
+    call then ends soon, with the model time used so far) rather than finish it for nobody."""
+    task = asyncio.ensure_future(call)
+    cancelled = False
+    while not task.done():
+        await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+        if not task.done() and not cancelled and await client.is_disconnected():
+            cancelled = True
+            log.info("client went away: stopping %s", _request_id(client))
+            with contextlib.suppress(Sam2ServiceError):
+                await cancel()
+    return task.result()
 
 
 async def _check(gateway: Gateway, image: str) -> _Upload:
