@@ -1,16 +1,23 @@
-"""Bounded work through the gateway: a client that goes away stops its work at inference, and
-the model time that work used is metered like a finished request's."""
+"""Bounded work through the gateway: a client that goes away stops its work at inference, the
+model time that work used is metered like a finished request's, and metering survives a
+gateway crash."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 from sam2_gateway import KeyStore
-from support import PEPPER, RunningServer, bearer, image_b64, running_gateway
+from sam2_gateway.core.metering import UsageJournal, UsageMeter
+from sam2_gateway.store import UsageDelta
+from support import PEPPER, RunningServer, bearer, free_port, image_b64, running_gateway
 
 LONG_AUTO = {
     "mode": "auto",
@@ -54,3 +61,92 @@ def test_a_client_that_goes_away_stops_its_work_and_what_it_used_is_metered(
             f"{gateway.url}/v1/segment", json=click, headers=bearer(gateway.key), timeout=60
         )
         assert answer.status_code == 200
+
+
+def test_a_gateway_killed_mid_stream_loses_no_usage(
+    tmp_path: Path, inference_server: RunningServer, signing_key: str
+) -> None:
+    database, journal = f"sqlite:///{tmp_path / 'keys.db'}", tmp_path / "usage.journal"
+    store = KeyStore(database, PEPPER)
+    store.migrate()
+    key, record = store.create("crash", frozenset({"segment"}), rate_tier="dev")
+    port = free_port()
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "sam2_gateway", "serve", "--port", str(port)],
+        env=os.environ
+        | {
+            "SAM2_GATEWAY_DATABASE_URL": database,
+            "SAM2_GATEWAY_KEY_PEPPER": PEPPER,
+            "SAM2_GATEWAY_JWT_PRIVATE_KEY": signing_key,
+            "SAM2_GATEWAY_INFERENCE_URL": inference_server.url,
+            "SAM2_GATEWAY_USAGE_JOURNAL": str(journal),
+        },
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/v1/segment"
+        _wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"))
+        first = httpx.post(
+            url,
+            json={"image": image_b64("portrait"), "point_coords": [[9, 9]], "mask_format": "rle"},
+            headers=bearer(key.full),
+            timeout=60,
+        ).json()
+        answers = [first] + [
+            httpx.post(
+                url,
+                json={
+                    "image_id": first["image_id"],
+                    "point_coords": [[x, 9]],
+                    "mask_format": "rle",
+                },
+                headers=bearer(key.full),
+                timeout=60,
+            ).json()
+            for x in (20, 30)
+        ]
+    finally:
+        gateway.kill()  # SIGKILL right after the last answer: no shutdown flush
+        gateway.wait()
+    # The next gateway on this journal writes what the killed one left.
+    asyncio.run(UsageMeter(store, journal=UsageJournal(journal)).stop())
+    [usage] = store.usage(record.key_id)
+    store.dispose()
+    assert (usage.requests, usage.images) == (3, 1)
+    assert usage.masks == 3  # one mask returned by each
+    spent = sum(a["timings_ms"]["embed_ms"] + a["timings_ms"]["predict_ms"] for a in answers)
+    assert usage.gpu_ms == pytest.approx(spent, abs=0.2)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+class _FailingStore:
+    def record_usage(self, deltas: list[UsageDelta]) -> None:
+        raise ConnectionError("the store is down")
+
+
+def test_the_journal_keeps_counts_through_a_failed_write_and_skips_a_torn_line(
+    tmp_path: Path,
+) -> None:
+    store = KeyStore(f"sqlite:///{tmp_path / 'keys.db'}", PEPPER)
+    store.migrate()
+    path = tmp_path / "usage.journal"
+    journal = UsageJournal(path)
+    down = UsageMeter(_FailingStore(), journal=journal)  # type: ignore[arg-type]
+    down.add("k1", images=1, masks=3, gpu_ms=12.5)
+    asyncio.run(down.flush())  # fails: the counts stay on disk
+    with path.open("a") as torn:
+        torn.write("k1\t1\t0")  # what a crash in the middle of a write leaves
+    journal.close()
+    meter = UsageMeter(store, journal=UsageJournal(path))
+    meter.add("k1", images=0, masks=1, gpu_ms=2.0)
+    asyncio.run(meter.stop())
+    assert [(u.requests, u.images, u.masks, u.gpu_ms) for u in store.usage("k1")] == [
+        (2, 1, 4, 14.5)
+    ]
+    store.dispose()
+    assert not path.with_name("usage.journal.flushing").exists()

@@ -54,6 +54,7 @@ def local_settings(
     return GatewaySettings(
         environment="development",
         database_url=f"sqlite:///{state / 'gateway.db'}",
+        usage_journal=state / "usage.journal",
         inference_url=f"http://127.0.0.1:{inference_port}",
         port=port,
         key_pepper=SecretStr(secrets_["key_pepper"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -43,6 +44,12 @@ class GatewaySettings(BaseSettings):
         default="sqlite:///./sam2-gateway.db",
         validation_alias=AliasChoices("SAM2_GATEWAY_DATABASE_URL", "DATABASE_URL"),
         description="SQLAlchemy URL: SQLite by default, postgresql+psycopg://... for PostgreSQL.",
+    )
+    usage_journal: Path | None = Field(
+        default=None,
+        description="A file each request's usage is appended to before its answer leaves, so a "
+        "crashed gateway loses none (one gateway process per file); unset: counts are kept in "
+        "memory and written every second.",
     )
     key_pepper: SecretStr = Field(
         default=SecretStr(""), description="HMAC key for API-key hashes; a long random string."
