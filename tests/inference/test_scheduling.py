@@ -4,17 +4,19 @@ a request's deadline stops its work, and a client that goes away stops it too.""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sam2_contract.errors import OverBudgetError
 from sam2_contract.models import SegmentRequest
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
 from sam2_inference.scheduling import ModelLock, Work, WorkStopped
 from sam2_inference.serving import BackgroundServer
-from support import RunningServer, free_port, fresh_engine, image_b64
+from support import EncoderCounter, RunningServer, free_port, fresh_engine, image_b64
 
 LONG_AUTO = {
     "mode": "auto",
@@ -63,16 +65,68 @@ def _long_auto_on_a_cached_image(engine: Sam2Engine) -> SegmentRequest:
 
 
 def test_automatic_mode_steps_aside_for_a_click_between_batches(engine: Sam2Engine) -> None:
+    engine.warm_up()  # measured costs: auto mode's batches are sized to auto_slice_ms
     auto = _long_auto_on_a_cached_image(engine)
+    auto = auto.model_copy(update={"points_per_batch": 64})
     click = SegmentRequest(image_id=auto.image_id, point_coords=[[50, 50]], mask_format="rle")
+    batches: list[int] = []
+    observe = engine.costs.observe_batch
+    engine.costs.observe_batch = lambda ms, n: (batches.append(n), observe(ms, n))  # type: ignore[method-assign]
     done: list[str] = []
     running = _in_thread(lambda: (engine.segment(auto), done.append("auto")))
     time.sleep(1.0)  # the auto job holds the model by now
     assert not done
+    before = len(batches)
     engine.segment(click)
+    during = len(batches) - before
     done.append("click")
     running.join(timeout=300)
     assert done == ["click", "auto"]
+    # The click waited for at most the batch running when it came, and that batch was small:
+    # 64 points per batch asked, sliced to what takes auto_slice_ms on this machine.
+    assert during <= 1
+    assert max(batches) < 64
+    assert len(batches) > 1
+
+
+def test_batches_are_sized_to_the_time_slice_with_the_same_masks(
+    loaded_engine: Sam2Engine,
+) -> None:
+    sliced, whole = fresh_engine(loaded_engine), fresh_engine(loaded_engine, auto_slice_ms=0)
+    sliced.warm_up()
+    body = {"image": image_b64("landscape")} | LONG_AUTO | {"points_per_batch": 64}
+    request = SegmentRequest.model_validate(body)
+    small, big = sliced.segment(request), whole.segment(request)
+    assert any("so that a batch takes about 50 ms" in w for w in small.warnings)
+    assert not any("points_per_batch" in w for w in big.warnings)
+    assert small.model_dump()["masks"] == big.model_dump()["masks"]
+
+
+def test_an_auto_job_that_cannot_finish_before_the_deadline_is_refused_first(
+    engine: Sam2Engine, encoder_calls: EncoderCounter
+) -> None:
+    engine.warm_up()
+    upload = {"image": image_b64("landscape"), "point_coords": [[5, 5]]}
+    image_id = engine.segment(SegmentRequest.model_validate(upload)).image_id
+    too_big = SegmentRequest.model_validate(
+        {"image_id": image_id} | LONG_AUTO | {"points_per_side": 64}
+    )
+    calls, started = encoder_calls.calls, time.perf_counter()
+    with pytest.raises(OverBudgetError) as refused:
+        engine.segment(too_big, work=Work.within(2.0))
+    assert time.perf_counter() - started < 1.0  # refused before any model work
+    assert encoder_calls.calls == calls
+    assert (refused.value.status, refused.value.code.value) == (422, "over_time_budget")
+    suggested = re.search(r"points_per_side=(\d+) would fit", refused.value.detail)
+    assert suggested is not None, refused.value.detail
+    assert 1 <= int(suggested.group(1)) < 64
+    # Four more encoder passes (one crop layer) cannot fit in 2 s on this CPU at any grid.
+    crops = too_big.model_copy(update={"crop_n_layers": 1})
+    with pytest.raises(OverBudgetError, match="lower crop_n_layers"):
+        engine.segment(crops, work=Work.within(2.0))
+    # Without a deadline nothing is refused: the estimate guards deadlines only.
+    smaller = too_big.model_copy(update={"points_per_side": 2})
+    assert engine.segment(smaller).count >= 1
 
 
 def test_a_passed_deadline_stops_the_work(engine: Sam2Engine) -> None:

@@ -7,7 +7,8 @@ below and one handler turns them into RFC 9457 ``application/problem+json`` (``P
     Sam2ServiceError                 (any failure, carries an ErrorCode)
     ├── InvalidRequestError          400/422: the JSON or one of its fields is wrong
     │   ├── InvalidImageError        422: the image cannot be decoded
-    │   └── OverBudgetError          422: its model work would not fit the memory budget
+    │   └── OverBudgetError          422: its model work would not fit the memory budget,
+    │                                or (automatic mode) not finish before the deadline
     ├── PayloadTooLargeError         413: body or decoded image over its limit (431:
     │                                the request line and headers over theirs)
     ├── UnsupportedMediaTypeError    415: not application/json
@@ -64,6 +65,7 @@ class ErrorCode(StrEnum):
     EMPTY_IMAGE = "empty_image"
     IMAGE_TOO_LARGE = "image_too_large"
     OVER_BUDGET = "over_budget"
+    OVER_TIME_BUDGET = "over_time_budget"
     BODY_TOO_LARGE = "body_too_large"
     HEADERS_TOO_LARGE = "headers_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -187,6 +189,11 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         422,
         "Over the memory budget",
         "Send fewer boxes, or a smaller image: even one prompt at a time would not fit.",
+    ),
+    ErrorCode.OVER_TIME_BUDGET: ErrorSpec(
+        422,
+        "Over the time budget",
+        "Lower `points_per_side` (the detail names a value that fits) or `crop_n_layers`.",
     ),
     ErrorCode.IMAGE_TOO_LARGE: ErrorSpec(
         413,

@@ -104,7 +104,7 @@ def create_app(
         if engine is None:
             threading.Thread(
                 target=holder.load,
-                args=(lambda: Sam2Engine.from_settings(settings),),
+                args=(partial(_load_and_warm_up, settings),),
                 name="sam2-model-loader",
                 daemon=True,
             ).start()
@@ -229,6 +229,12 @@ async def _stoppable(request: Request, call: Callable[..., T], work: Work) -> T:
             work.cancelled.set()
             log.info("client went away: stopping %s", getattr(request.state, "request_id", ""))
     return task.result()
+
+
+def _load_and_warm_up(settings: InferenceSettings) -> Sam2Engine:
+    engine = Sam2Engine.from_settings(settings)
+    engine.warm_up()  # the first request pays no start-up cost; auto mode's estimate starts
+    return engine
 
 
 def _engine(request: Request) -> Sam2Engine:

@@ -46,6 +46,12 @@ class InferenceSettings(BaseSettings):
         description="Memory one request's model work may use (automatic mode's "
         "points_per_batch is lowered to fit); 0: half the device's memory free at start-up.",
     )
+    auto_slice_ms: float = Field(
+        default=50.0,
+        ge=0,
+        description="Automatic mode's decoder batches are sized to take about this long, so a "
+        "click waiting for the model waits no longer; 0: points_per_batch as asked.",
+    )
     max_body_bytes: int = Field(default=32 << 20, ge=1024)
     max_queued_per_tenant: int = Field(
         default=32,

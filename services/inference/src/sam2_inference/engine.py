@@ -61,6 +61,7 @@ from sam2_contract.validation import BatchEnvelope, parse_segment_request
 from sam2_inference.budget import default_budget, prompts_that_fit
 from sam2_inference.cache import CachedImage, EmbeddingCache
 from sam2_inference.config import InferenceSettings
+from sam2_inference.costs import Costs, auto_work
 from sam2_inference.device import compute_dtype, configure, inference_context, pick_device
 from sam2_inference.scheduling import ModelLock, Work
 from sam2_inference.weights import load_model, resolve_checkpoint
@@ -124,6 +125,7 @@ class _Generator(SAM2AutomaticMaskGenerator):  # type: ignore[misc]
 
     _kept: int
     between_batches: Callable[[], None]
+    observe_batch: Callable[[float, int], None]
 
     def generate(self, image: Pixels) -> list[dict[str, Any]]:
         self._kept = 0
@@ -141,9 +143,12 @@ class _Generator(SAM2AutomaticMaskGenerator):  # type: ignore[misc]
         self._kept += len(data["rles"])
         return data
 
-    def _process_batch(self, *args: Any, **kwargs: Any) -> Any:
+    def _process_batch(self, points: Any, *args: Any, **kwargs: Any) -> Any:
         self.between_batches()
-        return super()._process_batch(*args, **kwargs)
+        started = perf_counter()
+        data = super()._process_batch(points, *args, **kwargs)
+        self.observe_batch(_ms(started), len(points))
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,12 +170,15 @@ class Sam2Engine:
         *,
         max_pixels: int,
         max_request_bytes: int = 0,
+        auto_slice_ms: float = 0.0,
     ) -> None:
         self.model = model
         self.info = info
         self.cache = cache
         self.max_pixels = max_pixels
         self.max_request_bytes = max_request_bytes
+        self.auto_slice_ms = auto_slice_ms
+        self.costs = Costs()
         self.device = torch.device(info.device)
         self._lock = ModelLock()
         self._template: _CachingPredictor | None = None
@@ -208,6 +216,7 @@ class Sam2Engine:
             EmbeddingCache(settings.cache_max_bytes),
             max_pixels=settings.max_pixels,
             max_request_bytes=settings.max_request_bytes,
+            auto_slice_ms=settings.auto_slice_ms,
         )
 
     def to(self, device: torch.device) -> None:
@@ -226,16 +235,20 @@ class Sam2Engine:
             self.cache = EmbeddingCache(self.cache.max_bytes)
             self._template = None
             self._derived_budget = None
+            self.costs = Costs()  # measured on the old device
 
     def warm_up(self) -> None:
-        """One click on a small image, so the first real request pays no one-off start-up cost
-        (CUDA context, kernel selection). Runs in its own namespace."""
+        """One click and a small automatic-mode job on a small image, so the first real request
+        pays no one-off start-up cost (CUDA context, kernel selection) and automatic mode's
+        cost estimate starts from this device's times. Runs in its own namespace."""
         pixels = np.full((64, 64, 3), 128, dtype=np.uint8)
         image = DecodedImage(pixels=pixels, format="raw", image_id=image_id_for(pixels))
-        request = SegmentRequest(
-            image_id=image.image_id, point_coords=[[32, 32]], mask_format="rle"
+        click = SegmentRequest(image_id=image.image_id, point_coords=[[32, 32]], mask_format="rle")
+        self.segment(click, namespace="__warmup__", image=image)
+        auto = SegmentRequest(
+            image_id=image.image_id, mode="auto", points_per_side=2, mask_format="rle"
         )
-        self.segment(request, namespace="__warmup__", image=image)
+        self.segment(auto, namespace="__warmup__", image=image)
 
     def health(self) -> Health:
         """What /healthz reports for a loaded engine."""
@@ -386,6 +399,8 @@ class Sam2Engine:
                 predictor.use(image.entry)
             else:
                 predictor.set_image(image.pixels)
+            if predictor.encoder_runs:
+                self.costs.observe_encoder(predictor.embed_ms)
             masks, scores, _ = predictor.predict(
                 point_coords=points,
                 point_labels=labels,
@@ -422,6 +437,7 @@ class Sam2Engine:
                 f"use ({self.memory_budget >> 20} MiB)",
                 hint="Send a smaller image (SAM2 works at 1024x1024 internally).",
             )
+        self._check_time(request, image, work)
         batch = min(request.points_per_batch, fits)
         notes = []
         if batch < request.points_per_batch:
@@ -429,15 +445,26 @@ class Sam2Engine:
                 f"points_per_batch lowered from {request.points_per_batch} to {batch} to fit "
                 f"the memory budget ({self.memory_budget >> 20} MiB); the masks are the same"
             )
+        sliced = self.costs.batch_for(self.auto_slice_ms)
+        if sliced is not None and sliced < batch:
+            notes.append(
+                f"points_per_batch lowered from {batch} to {sliced} so that a batch takes about "
+                f"{self.auto_slice_ms:g} ms here and clicks never wait longer; the masks are "
+                "the same"
+            )
+            batch = sliced
         before = work.model_ms
         with self._lock.hold(interactive=False), inference_context(self.device), work.on_model():
             work.check()
             generator = self._generator(request, batch)
             generator.between_batches = partial(self._between_batches, work)
+            generator.observe_batch = self.costs.observe_batch
             predictor = self._predictor(namespace, image, hole_area=request.min_mask_region_area)
             generator.predictor = predictor
             records = generator.generate(image.pixels)
         model_ms = work.model_ms - before  # without the time it stepped aside for clicks
+        if predictor.encoder_runs:
+            self.costs.observe_encoder(predictor.embed_ms / predictor.encoder_runs)
         encode_started = perf_counter()
         masks = [_auto_mask(record, request.mask_format) for record in records]
         return AutoSegmentResponse(
@@ -445,6 +472,46 @@ class Sam2Engine:
             count=len(masks),
             image_shape=list(image.pixels.shape[:2]),
             **self._extensions(request, image, predictor, model_ms, encode_started, started, notes),
+        )
+
+    def _check_time(self, request: SegmentRequest, image: _Image, work: Work) -> None:
+        """Refuse an automatic-mode job that would not finish before the request's deadline,
+        naming the largest `points_per_side` that would."""
+        left_s = work.seconds_left()
+        if left_s is None:
+            return
+
+        def estimate(points_per_side: int, crop_n_layers: int) -> float | None:
+            job = auto_work(
+                points_per_side,
+                crop_n_layers,
+                request.crop_n_points_downscale_factor,
+                cached=image.entry is not None,
+            )
+            return self.costs.estimate_ms(job)
+
+        wanted = estimate(request.points_per_side, request.crop_n_layers)
+        if wanted is None or wanted <= left_s * 1000:
+            return
+        fits = next(
+            (
+                side
+                for side in range(request.points_per_side - 1, 0, -1)
+                if (cost := estimate(side, request.crop_n_layers)) is not None
+                and cost <= left_s * 1000
+            ),
+            None,
+        )
+        advice = (
+            f"points_per_side={fits} would fit"
+            if fits is not None
+            else "even points_per_side=1 would not: lower crop_n_layers or send a smaller image"
+        )
+        raise OverBudgetError(
+            f"automatic mode with points_per_side={request.points_per_side} and crop_n_layers="
+            f"{request.crop_n_layers} would take about {wanted / 1000:.1f} s here, more than "
+            f"the {left_s:.1f} s left before this request's deadline; {advice}",
+            code=ErrorCode.OVER_TIME_BUDGET,
         )
 
     def _between_batches(self, work: Work) -> None:

@@ -54,6 +54,10 @@ class Work:
     def within(cls, seconds: float | None) -> Work:
         return cls(None if seconds is None else time.monotonic() + seconds)
 
+    def seconds_left(self) -> float | None:
+        """Time left before the deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
     def check(self) -> None:
         """Raise WorkStopped if the work should not go on."""
         if self.cancelled.is_set():

@@ -1,0 +1,74 @@
+"""What model work costs here, measured as it runs, and what an automatic-mode job will cost.
+
+Automatic mode's work follows from its knobs: crop layer i has (2^i)^2 crops, each an image-
+encoder pass (the first is skipped when the image's embedding is cached) and a grid of
+(points_per_side / crop_n_points_downscale_factor^i)^2 prompts through the mask decoder. The
+engine keeps moving averages of one encoder pass and of one prompt in an automatic-mode batch
+(decoder plus mask post-processing), from every request it runs and from its warm-up, so the
+estimate fits this device and model. Before a job starts the engine compares its estimate with
+the time left before the request's deadline and refuses what cannot finish (422
+`over_time_budget`, naming the largest `points_per_side` that would), and it sizes decoder
+batches so that one batch takes about `auto_slice_ms`: a waiting click never waits longer.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+SMOOTHING = 0.3  # weight of the newest measurement
+
+
+@dataclass(frozen=True, slots=True)
+class AutoWork:
+    """The model work of one automatic-mode request."""
+
+    encoder_passes: int
+    prompts: int
+
+
+def auto_work(
+    points_per_side: int, crop_n_layers: int, downscale: int, *, cached: bool
+) -> AutoWork:
+    """Encoder passes and decoder prompts of an automatic-mode job (sam2's point grids)."""
+    passes = prompts = 0
+    for layer in range(crop_n_layers + 1):
+        crops = (2**layer) ** 2
+        per_side = int(points_per_side / (downscale**layer))
+        passes += crops
+        prompts += crops * per_side * per_side
+    return AutoWork(encoder_passes=passes - int(cached), prompts=prompts)
+
+
+class Costs:
+    """Moving averages of measured model times on this engine's device."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.encoder_ms: float | None = None
+        self.prompt_ms: float | None = None
+
+    def observe_encoder(self, ms: float) -> None:
+        with self._lock:
+            self.encoder_ms = _mix(self.encoder_ms, ms)
+
+    def observe_batch(self, ms: float, prompts: int) -> None:
+        if prompts > 0:
+            with self._lock:
+                self.prompt_ms = _mix(self.prompt_ms, ms / prompts)
+
+    def estimate_ms(self, work: AutoWork) -> float | None:
+        """The job's model time, or None before anything was measured."""
+        if self.encoder_ms is None or self.prompt_ms is None:
+            return None
+        return work.encoder_passes * self.encoder_ms + work.prompts * self.prompt_ms
+
+    def batch_for(self, slice_ms: float) -> int | None:
+        """Prompts per decoder batch that take about `slice_ms` (None: not measured yet)."""
+        if self.prompt_ms is None or slice_ms <= 0:
+            return None
+        return max(1, int(slice_ms // self.prompt_ms))
+
+
+def _mix(old: float | None, new: float) -> float:
+    return new if old is None else (1 - SMOOTHING) * old + SMOOTHING * new
