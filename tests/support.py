@@ -75,14 +75,20 @@ IMAGES = {"landscape": scene(120, 200, seed=1), "portrait": scene(200, 120, seed
 
 
 def fresh_engine(
-    loaded: Sam2Engine, *, cache_bytes: int = 1 << 30, max_request_bytes: int = 0
+    loaded: Sam2Engine,
+    *,
+    cache_bytes: int = 1 << 30,
+    max_request_bytes: int = 0,
+    auto_slice_ms: float | None = None,
 ) -> Sam2Engine:
+    """A new engine on the loaded model: its own cache, lock and measured costs."""
     return Sam2Engine(
         loaded.model,
         loaded.info,
         EmbeddingCache(cache_bytes),
         max_pixels=loaded.max_pixels,
         max_request_bytes=max_request_bytes,
+        auto_slice_ms=loaded.auto_slice_ms if auto_slice_ms is None else auto_slice_ms,
     )
 
 
@@ -177,10 +183,11 @@ class TcpForwarder:
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
 
-    def start(self) -> int:
+    def start(self, port: int = 0) -> int:
+        """Listen (on `port`, e.g. a stopped forwarder's, or any free one) and forward."""
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._connect, "127.0.0.1", 0), self._loop
+            asyncio.start_server(self._connect, "127.0.0.1", port), self._loop
         ).result(timeout=10)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
