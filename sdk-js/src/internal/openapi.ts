@@ -762,7 +762,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
-            /** @description Inference unavailable or still loading; see Retry-After */
+            /** @description Inference, the key store or the rate limiter unavailable; see Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -849,7 +849,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field is invalid; `code` says which rule */
+            /** @description A field is invalid, or the work is over its memory or time budget; `code` says which */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -867,7 +867,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Inference unavailable or still loading; see Retry-After */
+            /** @description Request line and headers over 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Inference, the key store or the rate limiter unavailable; see Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -959,7 +968,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field is invalid; `code` says which rule */
+            /** @description A field is invalid, or the work is over its memory or time budget; `code` says which */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -977,7 +986,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Inference unavailable or still loading; see Retry-After */
+            /** @description Request line and headers over 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Inference, the key store or the rate limiter unavailable; see Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1073,7 +1091,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field is invalid; `code` says which rule */
+            /** @description A field is invalid, or the work is over its memory or time budget; `code` says which */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1091,7 +1109,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Inference unavailable or still loading; see Retry-After */
+            /** @description Request line and headers over 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Inference, the key store or the rate limiter unavailable; see Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1187,7 +1214,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field is invalid; `code` says which rule */
+            /** @description A field is invalid, or the work is over its memory or time budget; `code` says which */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1205,7 +1232,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Inference unavailable or still loading; see Retry-After */
+            /** @description Request line and headers over 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Inference, the key store or the rate limiter unavailable; see Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -33,9 +33,10 @@ _ERROR_STATUSES = {
     "404": "`image_id` not cached (send the image again), or no such route",
     "413": "Body or image too large",
     "415": "Not application/json",
-    "422": "A field is invalid; `code` says which rule",
+    "422": "A field is invalid, or the work is over its memory or time budget; `code` says which",
     "429": "Over the key's rate or concurrency limit; see Retry-After",
-    "503": "Inference unavailable or still loading; see Retry-After",
+    "431": "Request line and headers over 32 KiB",
+    "503": "Inference, the key store or the rate limiter unavailable; see Retry-After",
     "504": "Inference took too long",
 }
 
