@@ -11,11 +11,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio
 from sam2_gateway import KeyStore
-from sam2_gateway.core.metering import UsageJournal, UsageMeter
+from sam2_gateway.core.metering import (
+    Counts,
+    FileJournal,
+    Journal,
+    RedisJournal,
+    UsageMeter,
+)
 from sam2_gateway.store import UsageDelta
 from support import PEPPER, RunningServer, bearer, free_port, image_b64, running_gateway
 
@@ -63,10 +71,17 @@ def test_a_client_that_goes_away_stops_its_work_and_what_it_used_is_metered(
         assert answer.status_code == 200
 
 
+@pytest.mark.parametrize("journal_kind", ["file", "redis"])
 def test_a_gateway_killed_mid_stream_loses_no_usage(
-    tmp_path: Path, inference_server: RunningServer, signing_key: str
+    tmp_path: Path, inference_server: RunningServer, signing_key: str, journal_kind: str
 ) -> None:
-    database, journal = f"sqlite:///{tmp_path / 'keys.db'}", tmp_path / "usage.journal"
+    database = f"sqlite:///{tmp_path / 'keys.db'}"
+    if journal_kind == "file":
+        journal_path = tmp_path / "usage.journal"
+        where = {"SAM2_GATEWAY_USAGE_JOURNAL": str(journal_path)}
+    else:  # several gateway replicas share Redis with their rate limiter
+        redis_url = _redis_url()
+        where = {"SAM2_GATEWAY_RATE_LIMIT_STORAGE": "async+" + redis_url}
     store = KeyStore(database, PEPPER)
     store.migrate()
     key, record = store.create("crash", frozenset({"segment"}), rate_tier="dev")
@@ -74,12 +89,12 @@ def test_a_gateway_killed_mid_stream_loses_no_usage(
     gateway = subprocess.Popen(
         [sys.executable, "-m", "sam2_gateway", "serve", "--port", str(port)],
         env=os.environ
+        | where
         | {
             "SAM2_GATEWAY_DATABASE_URL": database,
             "SAM2_GATEWAY_KEY_PEPPER": PEPPER,
             "SAM2_GATEWAY_JWT_PRIVATE_KEY": signing_key,
             "SAM2_GATEWAY_INFERENCE_URL": inference_server.url,
-            "SAM2_GATEWAY_USAGE_JOURNAL": str(journal),
         },
     )
     try:
@@ -107,14 +122,35 @@ def test_a_gateway_killed_mid_stream_loses_no_usage(
     finally:
         gateway.kill()  # SIGKILL right after the last answer: no shutdown flush
         gateway.wait()
-    # The next gateway on this journal writes what the killed one left.
-    asyncio.run(UsageMeter(store, journal=UsageJournal(journal)).stop())
+    if journal_kind == "file":  # the next gateway on this journal writes what is left
+        journal: Journal = FileJournal(journal_path)
+    else:  # another replica takes over once the dead one's alive key has expired
+        asyncio.run(_expire_alive_keys(redis_url))
+        journal = RedisJournal(redis_url)
+    asyncio.run(UsageMeter(store, journal=journal).stop())
     [usage] = store.usage(record.key_id)
     store.dispose()
     assert (usage.requests, usage.images) == (3, 1)
     assert usage.masks == 3  # one mask returned by each
     spent = sum(a["timings_ms"]["embed_ms"] + a["timings_ms"]["predict_ms"] for a in answers)
     assert usage.gpu_ms == pytest.approx(spent, abs=0.2)
+
+
+def _redis_url() -> str:
+    url = os.environ.get("SAM2_TEST_REDIS_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("SAM2_TEST_REDIS_URL is not set: .ci/run must start Redis")
+        pytest.skip('SAM2_TEST_REDIS_URL not set; run: eval "$(scripts/test-services)"')
+    return url
+
+
+async def _expire_alive_keys(url: str, prefix: str = "sam2:usage") -> None:
+    """What 60 s without a flush does to a dead gateway's alive key (the clock, advanced)."""
+    client = redis.asyncio.from_url(url)
+    async for key in client.scan_iter(match=f"{prefix}:alive:*"):
+        await client.delete(key)
+    await client.aclose()
 
 
 def _answers(url: str) -> bool:
@@ -135,18 +171,43 @@ def test_the_journal_keeps_counts_through_a_failed_write_and_skips_a_torn_line(
     store = KeyStore(f"sqlite:///{tmp_path / 'keys.db'}", PEPPER)
     store.migrate()
     path = tmp_path / "usage.journal"
-    journal = UsageJournal(path)
-    down = UsageMeter(_FailingStore(), journal=journal)  # type: ignore[arg-type]
-    down.add("k1", images=1, masks=3, gpu_ms=12.5)
-    asyncio.run(down.flush())  # fails: the counts stay on disk
-    with path.open("a") as torn:
-        torn.write("k1\t1\t0")  # what a crash in the middle of a write leaves
-    journal.close()
-    meter = UsageMeter(store, journal=UsageJournal(path))
-    meter.add("k1", images=0, masks=1, gpu_ms=2.0)
-    asyncio.run(meter.stop())
+
+    async def crash_then_restart() -> None:
+        journal = FileJournal(path)
+        down = UsageMeter(_FailingStore(), journal=journal)  # type: ignore[arg-type]
+        await down.add("k1", images=1, masks=3, gpu_ms=12.5)
+        await down.flush()  # fails: the counts stay on disk
+        with path.open("a") as torn:
+            torn.write("k1\t1\t0")  # what a crash in the middle of a write leaves
+        await journal.close()
+        meter = UsageMeter(store, journal=FileJournal(path))
+        await meter.add("k1", images=0, masks=1, gpu_ms=2.0)
+        await meter.stop()
+
+    asyncio.run(crash_then_restart())
     assert [(u.requests, u.images, u.masks, u.gpu_ms) for u in store.usage("k1")] == [
         (2, 1, 4, 14.5)
     ]
     store.dispose()
     assert not path.with_name("usage.journal.flushing").exists()
+
+
+def test_a_replica_takes_over_only_what_gone_replicas_left() -> None:
+    url = _redis_url()
+    prefix = f"sam2:usage-test:{os.getpid()}-{time.monotonic_ns()}"
+
+    async def drill() -> tuple[dict[str, Any], dict[str, Any]]:
+        alive, other = RedisJournal(url, prefix=prefix), RedisJournal(url, prefix=prefix)
+        await alive.append("k1", Counts(1, 1, 3, 10.5))
+        await other.append("k2", Counts(1, 0, 1, 2.0))
+        while_alive = {k: vars(c) for k, c in (await other.take()).items()}
+        await other.written()
+        await _expire_alive_keys(url, prefix)  # `alive` stops refreshing: it crashed
+        after = {k: vars(c) for k, c in (await other.take()).items()}
+        await other.written()
+        await other.close()
+        return while_alive, after
+
+    while_alive, after = asyncio.run(drill())
+    assert while_alive == {"k2": {"requests": 1, "images": 0, "masks": 1, "gpu_ms": 2.0}}
+    assert after == {"k1": {"requests": 1, "images": 1, "masks": 3, "gpu_ms": 10.5}}

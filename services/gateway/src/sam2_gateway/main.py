@@ -18,7 +18,7 @@ from sam2_gateway.api.routes import auth, health, segment
 from sam2_gateway.backends import HttpBackend, InferenceBackend
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.logs import AccessLogMiddleware
-from sam2_gateway.core.metering import UsageJournal, UsageMeter
+from sam2_gateway.core.metering import UsageMeter, journal_for
 from sam2_gateway.core.ratelimit import RateLimiter
 from sam2_gateway.core.tokens import TokenSigner
 from sam2_gateway.openapi import build_openapi
@@ -56,8 +56,7 @@ def create_app(
         ),
         backend=backend or make_backend(settings),
         meter=UsageMeter(
-            store,
-            journal=UsageJournal(settings.usage_journal) if settings.usage_journal else None,
+            store, journal=journal_for(settings.usage_journal, settings.rate_limit_storage)
         ),
     )
 

@@ -48,8 +48,8 @@ class GatewaySettings(BaseSettings):
     usage_journal: Path | None = Field(
         default=None,
         description="A file each request's usage is appended to before its answer leaves, so a "
-        "crashed gateway loses none (one gateway process per file); unset: counts are kept in "
-        "memory and written every second.",
+        "crashed gateway loses none (one gateway process per file); unset: the rate limiter's "
+        "Redis when it uses one, else memory (written every second).",
     )
     key_pepper: SecretStr = Field(
         default=SecretStr(""), description="HMAC key for API-key hashes; a long random string."

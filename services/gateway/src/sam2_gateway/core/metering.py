@@ -1,13 +1,20 @@
-"""Usage metering off the request path: counts add up in memory and are written in one
-transaction per flush (every second, and at shutdown), so a click never waits on a database
-commit. Counts survive a failed flush: they are kept and written with the next one.
+"""Usage metering off the request path: counts are written to the store in one transaction per
+flush (every second, and at shutdown), so a click never waits on a database commit.
 
-With a journal (`usage_journal`, the local stack's default) each request's counts are also
-appended to a file, one `write` before its answer leaves, so a gateway that crashes (SIGKILL,
-out of memory) loses none: the next gateway on that journal writes what is left in it first.
-The file is per gateway process (one writer); a flush renames it aside, writes its sum to the
-store, then deletes it (a crash between those two steps, a window of microseconds, would count
-that flush twice). Without a journal a crash loses at most the last second of counts.
+Between flushes the counts are kept where a crash of the gateway process does not lose them, a
+journal, before the request's answer leaves:
+
+- `FileJournal` (`SAM2_GATEWAY_USAGE_JOURNAL=/path`, the local stack's default): one `write`
+  to an append-only file per request. The file belongs to one gateway process; the next
+  process on it writes what a crashed one left.
+- `RedisJournal` (when the rate limiter uses Redis, as several gateway replicas on Modal do):
+  one pipelined round trip per request into a hash of this process's. Every process's flush
+  also takes over the hashes of processes that stopped refreshing theirs (crashed) for 60 s.
+
+A flush takes the journal's counts aside, writes their sum to the store, then deletes them; a
+failed write keeps them for the next flush, and a crash between the commit and the delete (a
+window of microseconds) would count that flush twice. Without a journal (in memory) a crash
+loses at most the last second; a journal that fails keeps the counts in memory instead.
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
@@ -26,22 +35,39 @@ from sam2_gateway.store import KeyStore, UsageDelta
 
 log = logging.getLogger(__name__)
 
+Totals = defaultdict[str, "Counts"]
+
 
 @dataclass
-class _Counts:
+class Counts:
     requests: int = 0
     images: int = 0
     masks: int = 0
     gpu_ms: float = 0.0
 
-    def add(self, requests: int, images: int, masks: int, gpu_ms: float) -> None:
-        self.requests += requests
-        self.images += images
-        self.masks += masks
-        self.gpu_ms += gpu_ms
+    def add(self, other: Counts) -> None:
+        self.requests += other.requests
+        self.images += other.images
+        self.masks += other.masks
+        self.gpu_ms += other.gpu_ms
 
 
-class UsageJournal:
+class Journal(Protocol):
+    async def append(self, key_id: str, counts: Counts) -> None: ...
+
+    async def take(self) -> dict[str, Counts]:
+        """What the journal holds (and what earlier flushes or processes left unwritten); it
+        stays in the journal until `written()`."""
+        ...
+
+    async def written(self) -> None:
+        """The taken counts are in the store."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class FileJournal:
     """Counts appended to a file as they happen, taken from it a flush at a time."""
 
     def __init__(self, path: Path) -> None:
@@ -50,32 +76,34 @@ class UsageJournal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = self._open()
 
-    def append(self, key_id: str, requests: int, images: int, masks: int, gpu_ms: float) -> None:
-        os.write(self._fd, f"{key_id}\t{requests}\t{images}\t{masks}\t{gpu_ms!r}\n".encode())
+    async def append(self, key_id: str, counts: Counts) -> None:
+        c = counts
+        line = f"{key_id}\t{c.requests}\t{c.images}\t{c.masks}\t{c.gpu_ms!r}\n"
+        os.write(self._fd, line.encode())
 
-    def take(self) -> dict[str, _Counts]:
-        """What the journal holds (and what an earlier flush or process left unwritten); it
-        stays on disk until `written()`."""
+    async def take(self) -> dict[str, Counts]:
+        return await run_in_threadpool(self._take)
+
+    async def written(self) -> None:
+        self._taken.unlink(missing_ok=True)
+
+    async def close(self) -> None:
+        os.close(self._fd)
+
+    def _take(self) -> dict[str, Counts]:
         if not self._taken.exists():
             os.close(self._fd)
             self._path.rename(self._taken)
             self._fd = self._open()
-        totals: defaultdict[str, _Counts] = defaultdict(_Counts)
+        totals: Totals = defaultdict(Counts)
         for line in self._taken.read_text().splitlines():
             fields = line.split("\t")
             if len(fields) != 5:  # a line cut short by a crash mid-write
                 log.warning("skipping a torn usage-journal line")
                 continue
             key_id, requests, images, masks, gpu_ms = fields
-            totals[key_id].add(int(requests), int(images), int(masks), float(gpu_ms))
+            totals[key_id].add(Counts(int(requests), int(images), int(masks), float(gpu_ms)))
         return totals
-
-    def written(self) -> None:
-        """The taken counts are in the store."""
-        self._taken.unlink(missing_ok=True)
-
-    def close(self) -> None:
-        os.close(self._fd)
 
     def _open(self) -> int:
         fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -85,46 +113,117 @@ class UsageJournal:
         return fd
 
 
+class RedisJournal:
+    """Counts kept in Redis per gateway process: `<prefix>:live:<process>` (a hash of
+    `<key_id>|<counter>` fields) while requests come, renamed to `<prefix>:taken:<process>:*`
+    by a flush; `<prefix>:alive:<process>` says the process is still there."""
+
+    ALIVE_S = 60
+    FIELDS = ("requests", "images", "masks", "gpu_ms")
+
+    def __init__(self, url: str, *, prefix: str = "sam2:usage") -> None:
+        import redis.asyncio
+
+        self._redis: Any = redis.asyncio.from_url(url)
+        self._prefix = prefix
+        self.process = uuid.uuid4().hex[:16]
+        self._live = f"{prefix}:live:{self.process}"
+        self._alive = f"{prefix}:alive:{self.process}"
+        self._taken = f"{prefix}:taken:{self.process}"
+
+    async def append(self, key_id: str, counts: Counts) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for name in self.FIELDS:
+            value = getattr(counts, name)
+            if value:
+                add = pipe.hincrbyfloat if isinstance(value, float) else pipe.hincrby
+                add(self._live, f"{key_id}|{name}", value)
+        pipe.set(self._alive, 1, ex=self.ALIVE_S)
+        await pipe.execute()
+
+    async def take(self) -> dict[str, Counts]:
+        await self._redis.set(self._alive, 1, ex=self.ALIVE_S)
+        if not await self._taken_keys():
+            await self._rename(self._live, f"{self._taken}:own")
+            await self._adopt_orphans()
+        totals: Totals = defaultdict(Counts)
+        for key in await self._taken_keys():
+            for field, value in (await self._redis.hgetall(key)).items():
+                key_id, _, name = field.decode().rpartition("|")
+                if name in self.FIELDS:
+                    number = float(value) if name == "gpu_ms" else int(float(value))
+                    setattr(totals[key_id], name, getattr(totals[key_id], name) + number)
+        return totals
+
+    async def written(self) -> None:
+        keys = await self._taken_keys()
+        if keys:
+            await self._redis.delete(*keys)
+
+    async def close(self) -> None:
+        await self._redis.delete(self._alive)
+        await self._redis.aclose()
+
+    async def _adopt_orphans(self) -> None:
+        """Take over what processes that are gone (no alive key) left, live or taken."""
+        async for raw in self._redis.scan_iter(match=f"{self._prefix}:*:*"):
+            key = raw.decode()
+            kind, _, rest = key.removeprefix(self._prefix + ":").partition(":")
+            owner = rest.split(":")[0]
+            if kind not in ("live", "taken") or owner == self.process:
+                continue
+            if not await self._redis.exists(f"{self._prefix}:alive:{owner}"):
+                await self._rename(key, f"{self._taken}:{kind}-{rest.replace(':', '-')}")
+
+    async def _taken_keys(self) -> list[str]:
+        return [k.decode() async for k in self._redis.scan_iter(match=f"{self._taken}:*")]
+
+    async def _rename(self, source: str, target: str) -> None:
+        with contextlib.suppress(Exception):  # gone already: nothing to take
+            await self._redis.rename(source, target)
+
+
 class UsageMeter:
     def __init__(
-        self, store: KeyStore, *, interval_s: float = 1.0, journal: UsageJournal | None = None
+        self, store: KeyStore, *, interval_s: float = 1.0, journal: Journal | None = None
     ) -> None:
         self._store = store
         self._interval_s = interval_s
         self._journal = journal
-        self._pending: defaultdict[str, _Counts] = defaultdict(_Counts)
+        self._pending: Totals = defaultdict(Counts)
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    def add(
+    async def add(
         self, key_id: str, *, images: int, masks: int, gpu_ms: float, requests: int = 1
     ) -> None:
+        counts = Counts(requests, images, masks, gpu_ms)
         if self._journal is not None:
-            self._journal.append(key_id, requests, images, masks, gpu_ms)
-        else:
-            self._pending[key_id].add(requests, images, masks, gpu_ms)
+            try:
+                await self._journal.append(key_id, counts)
+                return
+            except Exception:
+                log.warning("usage journal unavailable: keeping usage in memory", exc_info=True)
+        self._pending[key_id].add(counts)
 
     async def flush(self) -> None:
         async with self._lock:
+            pending, self._pending = self._pending, defaultdict(Counts)
+            if pending and not await self._write(pending):
+                for key_id, counts in pending.items():  # kept for the next flush
+                    self._pending[key_id].add(counts)
             if self._journal is not None:
-                await self._flush_journal(self._journal)
-            else:
-                await self._flush_memory()
+                with contextlib.suppress(Exception):
+                    await self._flush_journal(self._journal)
 
-    async def _flush_memory(self) -> None:
-        pending, self._pending = self._pending, defaultdict(_Counts)
-        if pending and not await self._write(pending):
-            for key_id, c in pending.items():  # kept for the next flush
-                self._pending[key_id].add(c.requests, c.images, c.masks, c.gpu_ms)
-
-    async def _flush_journal(self, journal: UsageJournal) -> None:
-        for _ in range(2):  # what an earlier flush or process left, then the live file
-            taken = await run_in_threadpool(journal.take)
+    async def _flush_journal(self, journal: Journal) -> None:
+        for _ in range(2):  # what an earlier flush or process left, then the live counts
+            taken = await journal.take()
             if taken and not await self._write(taken):
-                return  # the taken file stays, and the next flush writes it again
-            journal.written()
+                return  # still in the journal: the next flush writes it again
+            await journal.written()
 
-    async def _write(self, counts: dict[str, _Counts]) -> bool:
+    async def _write(self, counts: dict[str, Counts]) -> bool:
         deltas = [
             UsageDelta(key_id, c.requests, c.images, c.masks, c.gpu_ms)
             for key_id, c in counts.items()
@@ -146,9 +245,20 @@ class UsageMeter:
                 await self._task
         await self.flush()
         if self._journal is not None:
-            self._journal.close()
+            with contextlib.suppress(Exception):
+                await self._journal.close()
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
             await self.flush()
+
+
+def journal_for(usage_journal: Path | None, rate_limit_storage: str) -> Journal | None:
+    """The journal the settings ask for: a file, else the rate limiter's Redis, else none."""
+    if usage_journal is not None:
+        return FileJournal(usage_journal)
+    scheme, _, rest = rate_limit_storage.partition("://")
+    if scheme.removeprefix("async+") in ("redis", "rediss"):
+        return RedisJournal(f"{scheme.removeprefix('async+')}://{rest}")
+    return None

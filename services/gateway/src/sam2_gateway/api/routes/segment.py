@@ -59,7 +59,7 @@ async def segment_batch(request: Request, principal: PrincipalDep, gateway: Gate
         shared = None
         if batch.image is not None:  # one upload, metered once, however many items use it
             shared = replace(await _check(gateway, batch.image), metered=True)
-            gateway.meter.add(principal.key_id, requests=0, images=1, masks=0, gpu_ms=0.0)
+            await gateway.meter.add(principal.key_id, requests=0, images=1, masks=0, gpu_ms=0.0)
         parts = []
         forwarded: dict[str, str] = {}
         for index, item in enumerate(batch.items()):
@@ -134,10 +134,10 @@ async def _forward(
         result = await _unless_abandoned(client, call, lambda: gateway.backend.cancel(hop))
     except InferenceError as exc:
         if exc.model_ms:
-            gateway.meter.add(principal.key_id, images=0, masks=0, gpu_ms=exc.model_ms)
+            await gateway.meter.add(principal.key_id, images=0, masks=0, gpu_ms=exc.model_ms)
         raise
     uploaded = upload is not None and not upload.metered
-    gateway.meter.add(
+    await gateway.meter.add(
         principal.key_id, images=int(uploaded), masks=result.masks, gpu_ms=result.model_ms
     )
     return result
