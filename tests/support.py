@@ -197,6 +197,15 @@ class TcpForwarder:
             self._server.close()
             for writer in list(self._writers):
                 writer.close()
+            # Connections still being set up or piped end here, on this loop, not at garbage
+            # collection after the loop is closed.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for writer in list(self._writers):
+                writer.close()
+            self._writers.clear()
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -204,8 +213,9 @@ class TcpForwarder:
         self._loop.close()
 
     async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         up_reader, up_writer = await asyncio.open_connection(*self._target)
-        self._writers |= {writer, up_writer}
+        self._writers.add(up_writer)
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError):
