@@ -1,5 +1,6 @@
-"""`npm pack` output installs into an empty project, type-checks the examples (core and React)
-under strict settings, and the compiled Node example runs against the real local gateway."""
+"""`npm pack` (which builds the package) installs into a project made by `npm init -y`, loads
+with both `require` and `import`, type-checks the examples (core and React) under strict
+settings, and the compiled Node example runs against the real local gateway."""
 
 from __future__ import annotations
 
@@ -37,19 +38,26 @@ def _run(args: list[str], cwd: Path, **kwargs: object) -> str:
 def test_packed_sdk_installs_type_checks_and_runs(
     gateway_server: GatewayServer, tmp_path: Path
 ) -> None:
-    assert (SDK_JS / "dist" / "index.js").exists(), (
-        "build it first: (cd sdk-js && npm ci && npm run build)"
-    )
+    # `npm pack` builds the package itself (prepack): ESM and CommonJS, with their types.
     tarball = (
         _run(["npm", "pack", "--silent", "--pack-destination", str(tmp_path)], SDK_JS)
         .strip()
         .splitlines()[-1]
     )
+    listed = _run(["tar", "-tzf", str(tmp_path / tarball)], tmp_path)
+    for shipped in (
+        "dist/index.js",
+        "dist/cjs/index.js",
+        "dist/cjs/package.json",
+        "dist/react/index.d.ts",
+        "dist/cjs/react/index.d.ts",
+        "CHANGELOG.md",
+    ):
+        assert f"package/{shipped}" in listed, shipped
+    # A project as `npm init -y` makes it: CommonJS by default.
     project = tmp_path / "app"
     project.mkdir()
-    (project / "package.json").write_text(
-        json.dumps({"name": "app", "private": True, "type": "module"})
-    )
+    _run(["npm", "init", "-y"], project)
     versions = json.loads((SDK_JS / "package.json").read_text())["devDependencies"]
     _run(
         [
@@ -66,10 +74,24 @@ def test_packed_sdk_installs_type_checks_and_runs(
         ],
         project,
     )
+    # Both module systems load both entry points.
+    probe = "typeof sdk.Sam2Client, typeof sdk.segmentImage, typeof react.useSegmenter"
+    (project / "probe.cjs").write_text(
+        'const sdk = require("@sam2/sdk"); const react = require("@sam2/sdk/react");\n'
+        f"console.log({probe});\n"
+    )
+    (project / "probe.mjs").write_text(
+        'import * as sdk from "@sam2/sdk"; import * as react from "@sam2/sdk/react";\n'
+        f"console.log({probe});\n"
+    )
+    for probe_file in ("probe.cjs", "probe.mjs"):
+        assert _run(["node", probe_file], project).split() == ["function"] * 3, probe_file
+    # The examples type-check under strict settings, compile to CommonJS here, and run.
     (project / "tsconfig.json").write_text(json.dumps(TSCONFIG))
     for example in ("client_example.ts", "react-example.tsx"):
         (project / example).write_text((SDK_JS / "examples" / example).read_text())
     _run(["npx", "tsc", "-p", "tsconfig.json"], project)
+    assert "require(" in (project / "out" / "client_example.js").read_text()  # CommonJS
     photo = tmp_path / "photo.png"
     photo.write_bytes(encode(scene(240, 320, seed=4)))
     env = os.environ | {"SAM2_API_KEY": gateway_server.key, "SAM2_BASE_URL": gateway_server.url}
