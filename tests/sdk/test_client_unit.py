@@ -3,7 +3,10 @@ injected clock): retries, backoff, Retry-After, error mapping, image_id reuse, d
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -167,3 +170,128 @@ def test_api_key_and_base_url_from_the_environment(monkeypatch: pytest.MonkeyPat
     Sam2Client(http_client=httpx.Client(transport=transport)).segment(IMAGE, points=[[1, 1]])
     assert seen[0].headers["authorization"] == "Bearer sam2_from_env"
     assert str(seen[0].url) == "http://elsewhere:9000/v1/segment"
+
+
+def test_numpy_points_boxes_and_scalars_are_sent_as_json_numbers() -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json=ANSWER)
+
+    client = _client(handler, [])
+    client.segment(IMAGE, points=np.array([[1.5, 2]]), labels=np.array([1]))
+    client.segment(IMAGE, points=[(np.float32(3), np.int64(4))], labels=[np.int64(0)])
+    client.segment(IMAGE, box=np.array([0, 0, 5, 3], dtype=np.int32))
+    client.segment(IMAGE, boxes=np.array([[0, 0, 2, 2], [1, 1, 5, 3]]))
+    assert [b.get("point_coords") for b in bodies[:2]] == [[[1.5, 2.0]], [[3.0, 4]]]
+    assert [b.get("point_labels") for b in bodies[:2]] == [[1], [0]]
+    assert bodies[2]["box_coords"] == [0, 0, 5, 3]
+    assert bodies[3]["box_coords"] == [[0, 0, 2, 2], [1, 1, 5, 3]]
+
+
+def test_an_array_is_recognised_by_its_pixels_and_encoded_only_to_upload(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded: list[int] = []
+    real = sam2_sdk._client.image_bytes
+    monkeypatch.setattr(
+        sam2_sdk._client, "image_bytes", lambda image: encoded.append(1) or real(image)
+    )
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json=ANSWER)
+
+    client = _client(handler, [])
+    picture = np.random.default_rng(0).integers(0, 255, (4, 6, 3), dtype=np.uint8)
+    client.segment(picture, points=[[1, 1]])
+    client.segment(picture.copy(), points=[[2, 2]])  # equal pixels: the same image
+    client.segment(np.ascontiguousarray(picture[:, ::-1]), points=[[2, 2]])  # other pixels
+    assert ["image" in b for b in bodies] == [True, False, True]
+    assert len(encoded) == 2  # the uploads only, never to recognise the image
+
+
+def _counting_handler(uploads: list[int], delay_s: float) -> Callable[..., Any]:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if "image" in json.loads(request.content):
+            uploads.append(1)
+            await asyncio.sleep(delay_s)  # the encoder pass
+        return httpx.Response(200, json=ANSWER)
+
+    return handler
+
+
+async def test_concurrent_calls_on_a_new_image_upload_it_once_async() -> None:
+    uploads: list[int] = []
+    transport = httpx.MockTransport(_counting_handler(uploads, 0.05))
+    async with sam2_sdk.AsyncSam2Client(
+        api_key="sam2_k",
+        base_url="http://sam2.test",
+        http_client=httpx.AsyncClient(transport=transport),
+    ) as client:
+        answers = await asyncio.gather(*(client.segment(IMAGE, points=[[x, 1]]) for x in range(4)))
+    assert len(uploads) == 1
+    assert {a.image_id for a in answers} == {ANSWER["image_id"]}
+
+
+def test_concurrent_calls_on_a_new_image_upload_it_once_threads() -> None:
+    uploads: list[int] = []
+    lock = threading.Lock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "image" in json.loads(request.content):
+            with lock:
+                uploads.append(1)
+            time.sleep(0.05)
+        return httpx.Response(200, json=ANSWER)
+
+    client = _client(handler, [])
+    threads = [
+        threading.Thread(target=client.segment, args=(IMAGE,), kwargs={"points": [[x, 1]]})
+        for x in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert len(uploads) == 1
+
+
+async def test_the_async_client_retries_maps_errors_and_times_out() -> None:
+    sleeps: list[float] = []
+    script = [httpx.Response(503), _problem(429, "rate_limited", {"retry-after": "2"})]
+
+    async def flaky(request: httpx.Request) -> httpx.Response:
+        return script.pop(0) if script else httpx.Response(200, json=ANSWER)
+
+    async def record(delay: float) -> None:
+        sleeps.append(delay)
+
+    def make(handler: Callable[..., Any], retries: int = 2) -> sam2_sdk.AsyncSam2Client:
+        return sam2_sdk.AsyncSam2Client(
+            api_key="sam2_k",
+            base_url="http://sam2.test",
+            max_retries=retries,
+            http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+            sleep=record,
+        )
+
+    answer = await make(flaky).segment(IMAGE, points=[[1, 1]])
+    assert answer.score == ANSWER["score"]
+    assert len(sleeps) == 2
+    assert sleeps[1] == 2.0  # Retry-After
+
+    async def refuse(request: httpx.Request) -> httpx.Response:
+        return _problem(422, "invalid_box")
+
+    with pytest.raises(sam2_sdk.UnprocessableEntityError) as refused:
+        await make(refuse).segment(IMAGE, box=[5, 5, 1, 1])
+    assert refused.value.code == "invalid_box"
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    with pytest.raises(sam2_sdk.APITimeoutError):
+        await make(hang, retries=1).segment(IMAGE, points=[[1, 1]])

@@ -13,9 +13,10 @@ import hashlib
 import io
 import os
 import random
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ from sam2_sdk._exceptions import (
 )
 
 ImageInput = str | os.PathLike[str] | bytes | Image.Image | npt.NDArray[Any]
+# Coordinates as lists, tuples or numpy arrays (numpy scalars inside are fine too).
+Points = Sequence[Sequence[float]] | npt.NDArray[Any]
+Labels = Sequence[int] | npt.NDArray[Any]
+Box = Sequence[float] | npt.NDArray[Any]
 BoolMask = npt.NDArray[np.bool_]
 _REMEMBERED_IMAGES = 256
 
@@ -123,6 +128,27 @@ def image_bytes(image: ImageInput) -> bytes:
     return buffer.getvalue()
 
 
+def fingerprint(image: ImageInput) -> str:
+    """What names an image for embedding reuse, without encoding it: the hash of a file's
+    bytes, or of an array's (or PIL image's) pixels with their shape and type. Encoding a
+    12-megapixel array to PNG just to recognise it took seconds."""
+    digest = hashlib.sha256()
+    if isinstance(image, bytes | str | os.PathLike):
+        digest.update(b"file:" + image_bytes(image))
+    elif isinstance(image, Image.Image):
+        digest.update(f"pil:{image.mode}:{image.size}:".encode() + image.tobytes())
+    else:
+        array = np.ascontiguousarray(np.asarray(image))
+        digest.update(f"array:{array.dtype.str}:{array.shape}:".encode())
+        digest.update(array.reshape(-1).view(np.uint8).data)
+    return digest.hexdigest()
+
+
+def plain(value: Any) -> Any:
+    """Lists of Python numbers from lists, tuples, numpy arrays or numpy scalars (JSON-ready)."""
+    return None if value is None else np.asarray(value).tolist()
+
+
 def parse_answer(answer: dict[str, Any]) -> Segmentation | AutoSegmentation:
     shape = (int(answer["image_shape"][0]), int(answer["image_shape"][1]))
     if "masks" in answer:
@@ -173,6 +199,8 @@ class _BaseClient:
         )
         self.max_retries = max_retries
         self._image_ids: OrderedDict[str, str] = OrderedDict()
+        self._uploads_lock = threading.Lock()
+        self._upload_locks: dict[str, threading.Lock] = {}
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
@@ -188,6 +216,12 @@ class _BaseClient:
         delay: float = min(INITIAL_RETRY_DELAY_S * 2**attempt, MAX_RETRY_DELAY_S)
         return delay * (1 - 0.25 * random.random())  # noqa: S311 (jitter, not a secret)
 
+    def _upload_lock(self, key: str) -> threading.Lock:
+        """The lock an image's first upload holds: concurrent calls on a new image wait for
+        it and then go by `image_id`, so the image is uploaded and encoded once."""
+        with self._uploads_lock:
+            return self._upload_locks.setdefault(key, threading.Lock())
+
     def _remember_from(self, fingerprint: str, answer: dict[str, Any]) -> None:
         """Keep the image_id an answer (or a batch's first success) carries."""
         results = answer.get("results")
@@ -198,6 +232,12 @@ class _BaseClient:
         if image_id:
             self._remember(fingerprint, image_id)
 
+    def _forget(self, fingerprint: str, image_id: str) -> None:
+        """The service let this image go: the next call uploads it again (unless a concurrent
+        call already did and remembered a new id)."""
+        if self._image_ids.get(fingerprint) == image_id:
+            self._image_ids.pop(fingerprint, None)
+
     def _remember(self, fingerprint: str, image_id: str) -> None:
         self._image_ids[fingerprint] = image_id
         self._image_ids.move_to_end(fingerprint)
@@ -206,10 +246,10 @@ class _BaseClient:
 
     @staticmethod
     def _prompt_fields(
-        points: list[list[float]] | None,
-        labels: list[int] | None,
-        box: list[float] | None,
-        boxes: list[list[float]] | None,
+        points: Points | None,
+        labels: Labels | None,
+        box: Box | None,
+        boxes: Points | None,
         multimask: bool,
         model: str | None,
     ) -> dict[str, Any]:
@@ -218,8 +258,12 @@ class _BaseClient:
             "mask_format": "rle",
             "multimask_output": multimask,
         }
-        optional: dict[str, Any] = {"point_coords": points, "point_labels": labels, "model": model}
-        optional["box_coords"] = boxes if boxes is not None else box
+        optional: dict[str, Any] = {
+            "point_coords": plain(points),
+            "point_labels": plain(labels),
+            "model": model,
+        }
+        optional["box_coords"] = plain(boxes if boxes is not None else box)
         return fields | {k: v for k, v in optional.items() if v is not None}
 
 
@@ -250,10 +294,10 @@ class Sam2Client(_BaseClient):
         self,
         image: ImageInput,
         *,
-        points: list[list[float]] | None = None,
-        labels: list[int] | None = None,
-        box: list[float] | None = None,
-        boxes: list[list[float]] | None = None,
+        points: Points | None = None,
+        labels: Labels | None = None,
+        box: Box | None = None,
+        boxes: Points | None = None,
         multimask: bool = True,
         model: str | None = None,
     ) -> Segmentation:
@@ -296,9 +340,8 @@ class Sam2Client(_BaseClient):
     def _on_image(
         self, image: ImageInput, fields: dict[str, Any], *, path: str = "/v1/segment"
     ) -> dict[str, Any]:
-        data = image_bytes(image)
-        fingerprint = hashlib.sha256(data).hexdigest()
-        known = self._image_ids.get(fingerprint)
+        key = fingerprint(image)
+        known = self._image_ids.get(key)
         if known is not None:
             try:
                 answer = self._request("POST", path, {"image_id": known} | fields)
@@ -306,10 +349,15 @@ class Sam2Client(_BaseClient):
                     return answer
             except ImageNotCachedError:
                 pass
-            self._image_ids.pop(fingerprint, None)
-        answer = self._request("POST", path, {"image": base64.b64encode(data).decode()} | fields)
-        self._remember_from(fingerprint, answer)
-        return answer
+            self._forget(key, known)
+        with self._upload_lock(key):
+            known = self._image_ids.get(key)  # another thread's upload finished meanwhile
+            if known is not None:
+                return self._on_image(image, fields, path=path)
+            body = {"image": base64.b64encode(image_bytes(image)).decode()} | fields
+            answer = self._request("POST", path, body)
+            self._remember_from(key, answer)
+            return answer
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         for attempt in range(self.max_retries + 1):
@@ -356,15 +404,20 @@ class AsyncSam2Client(_BaseClient):
         super().__init__(api_key=api_key, base_url=base_url, max_retries=max_retries)
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
         self._sleep = sleep
+        self._async_upload_locks: dict[str, asyncio.Lock] = {}
+
+    def _async_upload_lock(self, key: str) -> asyncio.Lock:
+        """As `_upload_lock`, for tasks on one event loop."""
+        return self._async_upload_locks.setdefault(key, asyncio.Lock())
 
     async def segment(
         self,
         image: ImageInput,
         *,
-        points: list[list[float]] | None = None,
-        labels: list[int] | None = None,
-        box: list[float] | None = None,
-        boxes: list[list[float]] | None = None,
+        points: Points | None = None,
+        labels: Labels | None = None,
+        box: Box | None = None,
+        boxes: Points | None = None,
         multimask: bool = True,
         model: str | None = None,
     ) -> Segmentation:
@@ -408,9 +461,8 @@ class AsyncSam2Client(_BaseClient):
     async def _on_image(
         self, image: ImageInput, fields: dict[str, Any], *, path: str = "/v1/segment"
     ) -> dict[str, Any]:
-        data = image_bytes(image)
-        fingerprint = hashlib.sha256(data).hexdigest()
-        known = self._image_ids.get(fingerprint)
+        key = fingerprint(image)
+        known = self._image_ids.get(key)
         if known is not None:
             try:
                 answer = await self._request("POST", path, {"image_id": known} | fields)
@@ -418,11 +470,16 @@ class AsyncSam2Client(_BaseClient):
                     return answer
             except ImageNotCachedError:
                 pass
-            self._image_ids.pop(fingerprint, None)
-        body = {"image": base64.b64encode(data).decode()} | fields
-        answer = await self._request("POST", path, body)
-        self._remember_from(fingerprint, answer)
-        return answer
+            self._forget(key, known)
+        async with self._async_upload_lock(key):
+            known = self._image_ids.get(key)  # another task's upload finished meanwhile
+            if known is not None:
+                return await self._on_image(image, fields, path=path)
+            data = image_bytes(image)
+            body = {"image": base64.b64encode(data).decode()} | fields
+            answer = await self._request("POST", path, body)
+            self._remember_from(key, answer)
+            return answer
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         for attempt in range(self.max_retries + 1):
