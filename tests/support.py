@@ -6,13 +6,16 @@ import asyncio
 import base64
 import contextlib
 import io
+import os
 import socket
 import struct
+import subprocess
 import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -237,3 +240,13 @@ def raw_exchange(port: int, requests: bytes) -> bytes:
             while chunk := sock.recv(65536):
                 answer += chunk
     return answer
+
+
+def run_node_against(gateway: GatewayServer, script: Path, *args: str) -> str:
+    """Run a Node script with the gateway's URL and key in its environment; its stdout."""
+    env = os.environ | {"SAM2_API_KEY": gateway.key, "SAM2_BASE_URL": gateway.url}
+    done = subprocess.run(
+        ["node", str(script), *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

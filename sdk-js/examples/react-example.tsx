@@ -18,18 +18,19 @@ export function Segmenter() {
     <div>
       <input type="file" accept="image/*" onChange={(e) => setFile(e.target.files?.[0])} />
       {url && (
-        <div style={{ position: "relative", display: "inline-block" }}>
+        <div style={{ position: "relative", display: "inline-block", lineHeight: 0 }}>
           <img
             src={url}
             alt="to segment"
             onClick={(e) => {
               const box = e.currentTarget.getBoundingClientRect();
               const scale = e.currentTarget.naturalWidth / box.width;
-              void segment({ points: [[(e.clientX - box.left) * scale, (e.clientY - box.top) * scale]], labels: [1] });
+              // segment() rejects on error like mutateAsync; `error` above shows it, so settle here.
+              segment({ points: [[(e.clientX - box.left) * scale, (e.clientY - box.top) * scale]], labels: [1] }).catch(() => undefined);
             }}
           />
           {mask && (
-            <MaskOverlay mask={mask.mask} width={mask.width} height={mask.height} className="overlay" />
+            <MaskOverlay mask={mask.mask} width={mask.width} height={mask.height} />
           )}
         </div>
       )}

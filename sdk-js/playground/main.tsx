@@ -38,6 +38,8 @@ function App() {
   const [selected, setSelected] = useState(0);
   const [over, setOver] = useState(false);
   const { result, loading, error, segment, segmentAuto, reset } = useSegmenter(client, file);
+  // segment() rejects on error, like mutateAsync; the page shows `error` from the hook instead.
+  const settle = (call: Promise<unknown>) => void call.catch(() => undefined);
   const canvas = useRef<HTMLCanvasElement>(null);
   const drag = useRef<{ x: number; y: number } | undefined>(undefined);
 
@@ -88,11 +90,11 @@ function App() {
       setPoints(nextPoints);
       setBox(nextBox);
       if (!nextPoints.length && !nextBox) return reset();
-      void segment({
+      settle(segment({
         ...(nextPoints.length ? { points: nextPoints.map((p) => [p.x, p.y]), labels: nextPoints.map((p) => p.label) } : {}),
         ...(nextBox ? { box: nextBox } : {}),
         returnAllMasks: true,
-      });
+      }));
     },
     [points, box, segment, reset],
   );
@@ -109,7 +111,7 @@ function App() {
     setHistory((h) => h.slice(0, -1));
     setPoints(last.points);
     setBox(last.box);
-    if (last.points.length || last.box) void segment({ ...(last.points.length ? { points: last.points.map((p) => [p.x, p.y]), labels: last.points.map((p) => p.label) } : {}), ...(last.box ? { box: last.box } : {}), returnAllMasks: true });
+    if (last.points.length || last.box) settle(segment({ ...(last.points.length ? { points: last.points.map((p) => [p.x, p.y]), labels: last.points.map((p) => p.label) } : {}), ...(last.box ? { box: last.box } : {}), returnAllMasks: true }));
     else reset();
   };
   const clear = () => {
@@ -130,7 +132,7 @@ function App() {
       if (event.target instanceof HTMLInputElement) return;
       if (event.key === "u") undo();
       if (event.key === "c") clear();
-      if (event.key === "a" && file) void segmentAuto({ points_per_side: 16 });
+      if (event.key === "a" && file) settle(segmentAuto({ points_per_side: 16 }));
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
@@ -173,7 +175,7 @@ function App() {
         <label>Image: <input type="file" accept="image/*" onChange={(e) => load(e.target.files?.[0])} /></label> or drop one here.
       </div>
       <div>
-        <button onClick={() => file && void segmentAuto({ points_per_side: 16 })} disabled={!file || loading}>Segment everything (a)</button>
+        <button onClick={() => file && settle(segmentAuto({ points_per_side: 16 }))} disabled={!file || loading}>Segment everything (a)</button>
         <button onClick={undo} disabled={!history.length}>Undo (u)</button>
         <button onClick={clear}>Clear (c)</button>
         <button onClick={downloadPng} disabled={selected < 0 || !shown.length}>Download mask PNG</button>

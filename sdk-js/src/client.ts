@@ -2,18 +2,28 @@
 // After the first call on an image it sends only the image's `image_id`, and sends the image
 // again by itself when the service answers `image_not_cached`.
 
-import { APIConnectionError, APITimeoutError, ImageNotCachedError, Sam2Error, errorFor } from "./core/errors.js";
+import { APIConnectionError, APITimeoutError, APIUserAbortError, ImageNotCachedError, Sam2Error, errorFor } from "./core/errors.js";
+import { decodeRle } from "./core/masks.js";
 import type { components } from "./internal/openapi.js";
-import { decodeRle, type RleMask } from "./internal/rle.js";
 
-export type SegmentRequest = components["schemas"]["SegmentRequest"];
-export type TokenResponse = components["schemas"]["TokenResponse"];
+type Schemas = components["schemas"];
+export type SegmentRequest = Schemas["SegmentRequest"];
+export type PromptSegmentResponse = Schemas["PromptSegmentResponse"];
+export type AutoSegmentResponse = Schemas["AutoSegmentResponse"];
+export type BatchSegmentResponse = Schemas["BatchSegmentResponse"];
+export type ModelsResponse = Schemas["ModelsResponse"];
+export type ModelInfo = Schemas["ModelInfo"];
+export type Timings = Schemas["Timings"];
+export type TokenResponse = Schemas["TokenResponse"];
 export type ImageInput = Blob | ArrayBuffer | Uint8Array;
+/** The automatic-mode knobs (points_per_side, pred_iou_thresh, ...), as the API names them. */
+export type AutoOptions = Omit<Partial<SegmentRequest>, "image" | "image_id" | "mode" | "mask_format">;
 
 export const RETRY_STATUSES = new Set([408, 409, 429, 500, 502, 503, 504]);
 const INITIAL_RETRY_DELAY_MS = 500;
 const MAX_RETRY_DELAY_MS = 8000;
 const TOKEN_REFRESH_MARGIN_S = 30;
+const MAX_RESENDS = 2;
 
 export interface Segmentation {
   mask: Uint8Array;
@@ -23,8 +33,13 @@ export interface Segmentation {
   allScores: number[];
   imageId: string;
   cached: boolean;
-  timingsMs: Record<string, number>;
+  timingsMs: Timings;
+  /** The model that answered, and whether it runs random weights. */
+  model: ModelInfo;
+  /** Every box's best mask, for a box list. */
   masks: Uint8Array[];
+  /** Every box's scores, for a box list. */
+  boxScores: number[][];
   /** Every candidate mask, in `allScores` order, when asked for with `returnAllMasks`. */
   allMasks: Uint8Array[];
   /** What the server warns about, e.g. that it runs random weights. */
@@ -37,15 +52,27 @@ export interface AutoSegmentation {
   height: number;
   imageId: string;
   cached: boolean;
-  timingsMs: Record<string, number>;
+  timingsMs: Timings;
+  model: ModelInfo;
   warnings: string[];
 }
 
+/** One batch item that failed; the others still ran. */
+export interface BatchItemError {
+  status: number;
+  code: string;
+  detail: string;
+  hint: string | undefined;
+}
+
+export type BatchResult = Segmentation | AutoSegmentation | BatchItemError;
+
 export interface ClientOptions {
-  /** An API key (servers only), or... */
+  /** An API key (servers only; in Node, SAM2_API_KEY when not given), or... */
   apiKey?: string;
   /** ...a function that returns a fresh token (browsers); refreshed before it expires. */
   getToken?: () => Promise<TokenResponse>;
+  /** In Node, SAM2_BASE_URL when not given; else http://127.0.0.1:8080. */
   baseUrl?: string;
   fetch?: typeof fetch;
   maxRetries?: number;
@@ -54,7 +81,12 @@ export interface ClientOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-export interface PromptOptions {
+export interface RequestOptions {
+  /** Abort the call: the connection closes, and the service stops the request's work. */
+  signal?: AbortSignal;
+}
+
+export interface PromptOptions extends RequestOptions {
   points?: number[][];
   labels?: number[];
   box?: number[];
@@ -63,18 +95,25 @@ export interface PromptOptions {
   returnAllMasks?: boolean;
 }
 
+type Answer = PromptSegmentResponse | AutoSegmentResponse | BatchSegmentResponse;
+
 export class Sam2Client {
   readonly baseUrl: string;
+  private readonly apiKey: string | undefined;
   private readonly fetchImpl: typeof fetch;
   private readonly maxRetries: number;
   private readonly timeoutMs: number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly imageIds = new Map<string, string>();
+  private readonly uploads = new Map<string, Promise<unknown>>();
   private token: TokenResponse | undefined;
 
-  constructor(private readonly options: ClientOptions) {
-    if (!options.apiKey && !options.getToken) throw new Sam2Error("pass apiKey (servers) or getToken (browsers)");
-    this.baseUrl = (options.baseUrl ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
+  constructor(private readonly options: ClientOptions = {}) {
+    this.apiKey = options.apiKey ?? environment("SAM2_API_KEY");
+    if (!this.apiKey && !options.getToken) {
+      throw new Sam2Error("pass apiKey (servers; or set SAM2_API_KEY) or getToken (browsers)");
+    }
+    this.baseUrl = (options.baseUrl ?? environment("SAM2_BASE_URL") ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.maxRetries = options.maxRetries ?? 2;
     this.timeoutMs = options.timeoutMs ?? 300_000;
@@ -93,75 +132,85 @@ export class Sam2Client {
     if (prompt.labels) fields.point_labels = prompt.labels;
     const box = prompt.boxes ?? prompt.box;
     if (box) fields.box_coords = box;
-    const answer = await this.onImage(image, fields);
-    const [height = 0, width = 0] = answer.image_shape as number[];
-    return {
-      mask: decodeRle(answer.mask as RleMask),
-      width,
-      height,
-      score: answer.score as number,
-      allScores: answer.all_scores as number[],
-      imageId: answer.image_id as string,
-      cached: answer.cached as boolean,
-      timingsMs: answer.timings_ms as Record<string, number>,
-      masks: ((answer.predictions ?? []) as { mask: RleMask }[]).map((p) => decodeRle(p.mask)),
-      allMasks: ((answer.all_masks ?? []) as RleMask[]).map((m) => decodeRle(m)),
-      warnings: (answer.warnings ?? []) as string[],
-    };
+    const answer = await this.onImage<PromptSegmentResponse>(image, "/v1/segment", fields, prompt.signal);
+    return promptResult(answer);
   }
 
-  /** Everything in the image; `knobs` are the auto-mode fields (points_per_side, ...). */
-  async segmentAuto(image: ImageInput, knobs: Partial<SegmentRequest> = {}): Promise<AutoSegmentation> {
-    const answer = await this.onImage(image, { ...knobs, mode: "auto", mask_format: "rle" });
-    const [height = 0, width = 0] = answer.image_shape as number[];
-    const masks = (answer.masks as Record<string, unknown>[]).map((m) => ({
-      mask: decodeRle(m.segmentation as RleMask),
-      area: m.area as number,
-      bbox: m.bbox as number[],
-      predictedIou: m.predicted_iou as number,
-      stabilityScore: m.stability_score as number,
-    }));
-    return {
-      masks,
-      width,
-      height,
-      imageId: answer.image_id as string,
-      cached: answer.cached as boolean,
-      timingsMs: answer.timings_ms as Record<string, number>,
-      warnings: (answer.warnings ?? []) as string[],
-    };
+  /** Everything in the image, with the automatic-mode knobs the API lists. */
+  async segmentAuto(image: ImageInput, knobs: AutoOptions = {}, options: RequestOptions = {}): Promise<AutoSegmentation> {
+    const fields = { ...knobs, mode: "auto" as const, mask_format: "rle" as const };
+    return autoResult(await this.onImage<AutoSegmentResponse>(image, "/v1/segment", fields, options.signal));
   }
 
-  private async onImage(image: ImageInput, fields: Partial<SegmentRequest>): Promise<Record<string, unknown>> {
+  /** Several prompt sets (API field names) on one image in one call, the image uploaded once;
+   * each item succeeds or fails alone. */
+  async segmentBatch(image: ImageInput, requests: Partial<SegmentRequest>[], options: RequestOptions = {}): Promise<BatchResult[]> {
+    const items = requests.map((request) => ({ mask_format: "rle" as const, ...request }));
+    const answer = await this.onImage<BatchSegmentResponse>(image, "/v1/segment/batch", { requests: items }, options.signal);
+    return answer.results.map((item): BatchResult => {
+      if (item.result) return "masks" in item.result ? autoResult(item.result) : promptResult(item.result);
+      const error = item.error;
+      return { status: item.status, code: error?.code ?? "internal_error", detail: error?.detail ?? "", hint: error?.hint ?? undefined };
+    });
+  }
+
+  /** The SAM 2.1 models and the one being served. */
+  async models(options: RequestOptions = {}): Promise<ModelsResponse> {
+    return this.request<ModelsResponse>("GET", "/v1/models", undefined, options.signal);
+  }
+
+  /** Send `fields` about `image`: by `image_id` once the service has it (resending the image
+   * when it has let it go), and one upload per new image however many calls are in flight. */
+  private async onImage<T extends Answer>(image: ImageInput, path: string, fields: object, signal: AbortSignal | undefined): Promise<T> {
     const bytes = await toBytes(image);
     const fingerprint = await sha256(bytes);
-    const known = this.imageIds.get(fingerprint);
-    if (known !== undefined) {
+    for (let round = 0; round <= MAX_RESENDS; round += 1) {
+      const known = this.imageIds.get(fingerprint);
+      if (known !== undefined) {
+        try {
+          const answer = await this.request<T>("POST", path, { ...fields, image_id: known }, signal);
+          if (!missed(answer)) return answer;
+        } catch (error) {
+          if (!(error instanceof ImageNotCachedError)) throw error;
+        }
+        if (this.imageIds.get(fingerprint) === known) this.imageIds.delete(fingerprint);
+        continue;
+      }
+      const pending = this.uploads.get(fingerprint);
+      if (pending) {
+        await pending.catch(() => undefined); // its outcome is in imageIds, or not
+        if (this.imageIds.has(fingerprint)) continue;
+      }
+      const upload = this.request<T>("POST", path, { ...fields, image: toBase64(bytes) }, signal);
+      this.uploads.set(fingerprint, upload);
       try {
-        return await this.request("POST", "/v1/segment", { ...fields, image_id: known });
-      } catch (error) {
-        if (!(error instanceof ImageNotCachedError)) throw error;
-        this.imageIds.delete(fingerprint);
+        const answer = await upload;
+        const imageId = idOf(answer);
+        if (imageId) this.imageIds.set(fingerprint, imageId);
+        return answer;
+      } finally {
+        if (this.uploads.get(fingerprint) === upload) this.uploads.delete(fingerprint);
       }
     }
-    const answer = await this.request("POST", "/v1/segment", { ...fields, image: toBase64(bytes) });
-    this.imageIds.set(fingerprint, answer.image_id as string);
-    return answer;
+    throw new Sam2Error("the service kept losing this image's embedding; try again");
   }
 
-  async request(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
+  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
     for (let attempt = 0; ; attempt += 1) {
       const last = attempt >= this.maxRetries;
+      if (signal?.aborted) throw new APIUserAbortError("the request was aborted");
       let response: Response;
       try {
+        const timeout = AbortSignal.timeout(this.timeoutMs);
         const init: RequestInit = {
           method,
           headers: { "content-type": "application/json", authorization: `Bearer ${await this.credential()}` },
-          signal: AbortSignal.timeout(this.timeoutMs),
+          signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
         };
         if (body !== undefined) init.body = JSON.stringify(body);
         response = await this.fetchImpl(this.baseUrl + path, init);
       } catch (error) {
+        if (signal?.aborted) throw new APIUserAbortError("the request was aborted");
         const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
         if (!last) {
           await this.sleep(retryDelay(attempt, null));
@@ -169,7 +218,7 @@ export class Sam2Client {
         }
         throw timedOut ? new APITimeoutError("the service did not answer in time") : new APIConnectionError(`cannot reach ${this.baseUrl}: ${String(error)}`);
       }
-      if (response.ok) return (await response.json()) as Record<string, unknown>;
+      if (response.ok) return (await response.json()) as T; // the JSON the OpenAPI types describe
       if (RETRY_STATUSES.has(response.status) && !last) {
         await this.sleep(retryDelay(attempt, response.headers.get("retry-after")));
         continue;
@@ -180,13 +229,74 @@ export class Sam2Client {
   }
 
   private async credential(): Promise<string> {
-    if (this.options.apiKey) return this.options.apiKey;
+    if (this.apiKey) return this.apiKey;
     const now = Date.now() / 1000;
     if (!this.token || this.token.expires_at - TOKEN_REFRESH_MARGIN_S <= now) {
       this.token = await this.options.getToken!();
     }
     return this.token.token;
   }
+}
+
+function promptResult(answer: PromptSegmentResponse): Segmentation {
+  const [height = 0, width = 0] = answer.image_shape;
+  return {
+    mask: decodeWire(answer.mask),
+    width,
+    height,
+    score: answer.score,
+    allScores: answer.all_scores,
+    imageId: answer.image_id,
+    cached: answer.cached,
+    timingsMs: answer.timings_ms,
+    model: answer.model,
+    masks: (answer.predictions ?? []).map((p) => decodeWire(p.mask)),
+    boxScores: (answer.predictions ?? []).map((p) => p.all_scores),
+    allMasks: (answer.all_masks ?? []).map(decodeWire),
+    warnings: answer.warnings ?? [],
+  };
+}
+
+function autoResult(answer: AutoSegmentResponse): AutoSegmentation {
+  const [height = 0, width = 0] = answer.image_shape;
+  return {
+    masks: answer.masks.map((m) => ({
+      mask: decodeWire(m.segmentation),
+      area: m.area,
+      bbox: m.bbox,
+      predictedIou: m.predicted_iou,
+      stabilityScore: m.stability_score,
+    })),
+    width,
+    height,
+    imageId: answer.image_id,
+    cached: answer.cached,
+    timingsMs: answer.timings_ms,
+    model: answer.model,
+    warnings: answer.warnings ?? [],
+  };
+}
+
+/** A mask as the client asks for it (RLE); the other formats are for other clients. */
+function decodeWire(mask: PromptSegmentResponse["mask"]): Uint8Array {
+  if (typeof mask === "object" && !Array.isArray(mask)) return decodeRle(mask);
+  throw new Sam2Error("expected an RLE mask: this client asks for mask_format rle");
+}
+
+function idOf(answer: Answer): string | undefined {
+  if ("image_id" in answer) return answer.image_id;
+  return answer.results.find((item) => item.result)?.result?.image_id;
+}
+
+/** Whether a batch sent by image_id found the embedding gone (its items say so). */
+function missed(answer: Answer): boolean {
+  return "results" in answer && answer.results.some((item) => item.error?.code === "image_not_cached");
+}
+
+/** A Node environment variable, or undefined in a browser. */
+function environment(name: string): string | undefined {
+  const host = globalThis as { process?: { env?: Record<string, string | undefined> } };
+  return host.process?.env?.[name] || undefined;
 }
 
 /** Server side: trade an API key for a short-lived browser token (never ship the key). */
@@ -198,7 +308,7 @@ export async function createToken(
   const body: Record<string, unknown> = {};
   if (options.scopes) body.scopes = options.scopes;
   if (options.ttlS) body.ttl_s = options.ttlS;
-  return (await client.request("POST", "/v1/auth/token", body)) as unknown as TokenResponse;
+  return client.request<TokenResponse>("POST", "/v1/auth/token", body);
 }
 
 export function retryDelay(attempt: number, retryAfter: string | null): number {

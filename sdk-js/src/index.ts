@@ -1,8 +1,25 @@
 export * from "./core/errors.js";
 export { Sam2Client, createToken, retryDelay, RETRY_STATUSES } from "./client.js";
-export type { AutoSegmentation, ClientOptions, ImageInput, PromptOptions, Segmentation, SegmentRequest, TokenResponse } from "./client.js";
-export { decodeRle, encodeRle, maskToImageData, maskToRgba, type RleMask } from "./internal/rle.js";
-export type { components, paths } from "./internal/openapi.js";
+export type {
+  AutoOptions,
+  AutoSegmentation,
+  AutoSegmentResponse,
+  BatchItemError,
+  BatchResult,
+  BatchSegmentResponse,
+  ClientOptions,
+  ImageInput,
+  ModelInfo,
+  ModelsResponse,
+  PromptOptions,
+  PromptSegmentResponse,
+  RequestOptions,
+  Segmentation,
+  SegmentRequest,
+  Timings,
+  TokenResponse,
+} from "./client.js";
+export { decodeRle, encodeRle, maskToImageData, maskToRgba, type RleMask } from "./core/masks.js";
 
 import { toBase64 } from "./client.js";
 import { errorFor } from "./core/errors.js";

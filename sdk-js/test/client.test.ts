@@ -116,4 +116,79 @@ describe("Sam2Client", () => {
     const auth = seen.map((init) => (init.headers as Record<string, string>).authorization);
     expect(auth).toEqual(["Bearer t0", "Bearer t0", "Bearer t1"]);
   });
+
+  it("uploads a new image once however many calls on it run at once", async () => {
+    const kinds: string[] = [];
+    const fetchImpl = (async (_url: unknown, init?: RequestInit) => {
+      const body = JSON.parse(String(init?.body));
+      kinds.push("image" in body ? "image" : "image_id");
+      if ("image" in body) await new Promise((resolve) => setTimeout(resolve, 30)); // the encoder
+      return Response.json(ANSWER);
+    }) as typeof fetch;
+    const client = new Sam2Client({ apiKey: "k", fetch: fetchImpl });
+    const answers = await Promise.all([1, 2, 3, 4].map((x) => client.segment(IMAGE, { points: [[x, 1]] })));
+    expect(kinds.filter((k) => k === "image")).toHaveLength(1);
+    expect(kinds).toHaveLength(4);
+    expect(new Set(answers.map((a) => a.imageId)).size).toBe(1);
+  });
+
+  it("stops at an AbortSignal: no retry, APIUserAbortError, the connection given up", async () => {
+    const calls: (AbortSignal | null | undefined)[] = [];
+    const fetchImpl = ((_url: unknown, init?: RequestInit) => {
+      calls.push(init?.signal);
+      return new Promise<Response>((_resolve, reject) => {
+        init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
+      });
+    }) as typeof fetch;
+    const client = new Sam2Client({ apiKey: "k", fetch: fetchImpl, sleep: async () => undefined });
+    const controller = new AbortController();
+    const pending = client.segmentAuto(IMAGE, { points_per_side: 8 }, { signal: controller.signal });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    controller.abort();
+    const error = await pending.catch((e: unknown) => e);
+    expect((error as Error).name).toBe("APIUserAbortError");
+    expect(calls).toHaveLength(1); // not retried
+    expect(calls[0]?.aborted).toBe(true); // fetch saw the abort: the connection closes
+  });
+
+  it("takes the key and base URL from the environment in Node", async () => {
+    const seen: string[] = [];
+    const saved = { key: process.env.SAM2_API_KEY, url: process.env.SAM2_BASE_URL };
+    process.env.SAM2_API_KEY = "sam2_from_env";
+    process.env.SAM2_BASE_URL = "http://elsewhere:9000/";
+    try {
+      const fetchImpl = (async (url: unknown, init?: RequestInit) => {
+        seen.push(`${String(url)} ${(init?.headers as Record<string, string>).authorization}`);
+        return Response.json({ models: [], serving: null });
+      }) as typeof fetch;
+      await new Sam2Client({ fetch: fetchImpl }).models();
+    } finally {
+      for (const [name, value] of [["SAM2_API_KEY", saved.key], ["SAM2_BASE_URL", saved.url]] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+    expect(seen).toEqual(["http://elsewhere:9000/v1/models Bearer sam2_from_env"]);
+  });
+
+  it("sends a batch with one upload and returns each item's result or error", async () => {
+    const bodies: Record<string, unknown>[] = [];
+    const batch = {
+      count: 2,
+      results: [
+        { index: 0, status: 200, result: ANSWER },
+        { index: 1, status: 422, error: { code: "missing_points", detail: "no points", hint: "add points", status: 422 } },
+      ],
+    };
+    const fetchImpl = (async (_url: unknown, init?: RequestInit) => {
+      bodies.push(JSON.parse(String(init?.body)));
+      return Response.json(batch);
+    }) as typeof fetch;
+    const client = new Sam2Client({ apiKey: "k", fetch: fetchImpl });
+    const [first, second] = await client.segmentBatch(IMAGE, [{ point_coords: [[1, 1]] }, { mode: "point" }]);
+    expect(first && "mask" in first && Array.from(first.mask)).toEqual([0, 1, 0, 1]);
+    expect(second).toEqual({ status: 422, code: "missing_points", detail: "no points", hint: "add points" });
+    await client.segmentBatch(IMAGE, [{ point_coords: [[2, 2]] }]);
+    expect(bodies.map((b) => ("image" in b ? "image" : "image_id"))).toEqual(["image", "image_id"]);
+  });
 });

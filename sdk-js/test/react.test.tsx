@@ -25,7 +25,7 @@ beforeEach(() => {
 afterEach(() => container.remove());
 
 describe("useSegmenter", () => {
-  it("segments the current image and exposes loading, result and errors", async () => {
+  it("segments the current image, rejects on error like mutateAsync, and reset clears both", async () => {
     const replies = [() => Response.json(ANSWER), () => new Response(JSON.stringify({ code: "invalid_point_label", detail: "d" }), { status: 422 })];
     const fetchImpl = (async () => replies.shift()!()) as typeof fetch;
     const client = new Sam2Client({ apiKey: "k", fetch: fetchImpl });
@@ -43,10 +43,16 @@ describe("useSegmenter", () => {
     });
     expect(state!.loading).toBe(false);
     expect(Array.from((state!.result as { mask: Uint8Array }).mask)).toEqual([0, 1, 0, 1]);
+    let rejected: unknown;
     await act(async () => {
-      await state!.segment({ points: [[1, 1]], labels: [7] });
+      rejected = await state!.segment({ points: [[1, 1]], labels: [7] }).catch((e: unknown) => e);
     });
+    // Like react-query's mutateAsync: the promise rejects, and the state holds the error too.
+    expect((rejected as Error).name).toBe("UnprocessableEntityError");
     expect(state!.error?.name).toBe("UnprocessableEntityError");
+    await act(async () => state!.reset());
+    expect(state!.error).toBeUndefined();
+    expect(state!.result).toBeUndefined();
     await act(async () => root.unmount());
   });
 });
@@ -67,6 +73,12 @@ describe("MaskOverlay", () => {
     expect(canvas.getAttribute("aria-label")).toBe("segmentation mask");
     expect(drawn).toHaveLength(1);
     expect(Array.from(drawn[0]!.data.slice(0, 8))).toEqual([0, 0, 0, 0, 30, 144, 255, 128]);
+    // Laid over the whole of its positioned parent (the element that wraps the <img>), not
+    // below the image, and transparent to clicks.
+    expect(canvas.style.position).toBe("absolute");
+    expect([canvas.style.width, canvas.style.height]).toEqual(["100%", "100%"]);
+    expect(canvas.style.inset === "0" || canvas.style.inset === "0px").toBe(true);
+    expect(canvas.style.pointerEvents).toBe("none");
     await act(async () => root.unmount());
     getContext.mockRestore();
     vi.unstubAllGlobals();

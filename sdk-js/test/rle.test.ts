@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { decodeRle, encodeRle, maskToRgba } from "../src/internal/rle.js";
+import { decodeRle, encodeRle, maskToRgba } from "../src/core/masks.js";
 
 const vectors: { rle: { size: number[]; counts: string }; mask: string }[] = JSON.parse(
   readFileSync(new URL("./rle-vectors.json", import.meta.url), "utf8"),

@@ -4,12 +4,10 @@ and the inference service, and no image bytes on a repeat click."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 from sam2_sdk import Sam2Client
-from support import IMAGES, GatewayServer, encode
+from support import IMAGES, GatewayServer, encode, run_node_against
 
 SDK_JS = Path(__file__).parents[2] / "sdk-js"
 
@@ -22,16 +20,7 @@ def test_typescript_sdk_gives_the_python_sdks_masks(
     )
     photo = tmp_path / "photo.png"
     photo.write_bytes(encode(IMAGES["landscape"]))
-    env = os.environ | {"SAM2_API_KEY": gateway_server.key, "SAM2_BASE_URL": gateway_server.url}
-    done = subprocess.run(
-        ["node", str(SDK_JS / "test" / "contract.mjs"), str(photo)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    js = json.loads(done.stdout)
+    js = json.loads(run_node_against(gateway_server, SDK_JS / "test" / "contract.mjs", str(photo)))
     with Sam2Client(api_key=gateway_server.key, base_url=gateway_server.url) as client:
         python = client.segment(photo, points=[[100, 50]], labels=[1])
     assert (js["height"], js["width"]) == python.image_shape

@@ -28,6 +28,11 @@ export class APITimeoutError extends APIConnectionError {
   override name = "APITimeoutError";
 }
 
+/** The caller aborted the call (its AbortSignal); never retried. */
+export class APIUserAbortError extends APIError {
+  override name = "APIUserAbortError";
+}
+
 export class APIStatusError extends APIError {
   override name = "APIStatusError";
   readonly status: number;

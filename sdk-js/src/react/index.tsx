@@ -1,16 +1,20 @@
 // React bindings, in their own subpath (`@sam2/sdk/react`) so that the core needs no React.
-import { useCallback, useEffect, useRef, useState } from "react";
-import type { AutoSegmentation, ImageInput, PromptOptions, Sam2Client, Segmentation, SegmentRequest } from "../client.js";
-import { maskToRgba } from "../internal/rle.js";
+import { type CSSProperties, useCallback, useEffect, useRef, useState } from "react";
+import type { AutoOptions, AutoSegmentation, ImageInput, PromptOptions, Sam2Client, Segmentation } from "../client.js";
+import { Sam2Error } from "../core/errors.js";
+import { maskToRgba } from "../core/masks.js";
 
 export interface SegmenterState {
   result: Segmentation | AutoSegmentation | undefined;
   loading: boolean;
   error: Error | undefined;
-  /** Points and/or a box on the current image; the embedding is reused after the first. */
-  segment: (prompt: PromptOptions) => Promise<Segmentation | undefined>;
+  /** Points and/or a box on the current image; the embedding is reused after the first.
+   * Like react-query's `mutateAsync`, the promise rejects on error (and `error` is set too);
+   * with no image it rejects with a Sam2Error. */
+  segment: (prompt: PromptOptions) => Promise<Segmentation>;
   /** Everything in the current image. */
-  segmentAuto: (knobs?: Partial<SegmentRequest>) => Promise<AutoSegmentation | undefined>;
+  segmentAuto: (knobs?: AutoOptions) => Promise<AutoSegmentation>;
+  /** Clear the result and the error. */
   reset: () => void;
 }
 
@@ -27,8 +31,8 @@ export function useSegmenter(client: Sam2Client, image: ImageInput | undefined):
   }, [image]);
 
   const run = useCallback(
-    async <T extends Segmentation | AutoSegmentation>(call: (img: ImageInput) => Promise<T>): Promise<T | undefined> => {
-      if (image === undefined) return undefined;
+    async <T extends Segmentation | AutoSegmentation>(call: (img: ImageInput) => Promise<T>): Promise<T> => {
+      if (image === undefined) throw new Sam2Error("no image to segment yet");
       const ticket = ++latest.current; // a later call wins over an earlier slow one
       setLoading(true);
       setError(undefined);
@@ -37,8 +41,9 @@ export function useSegmenter(client: Sam2Client, image: ImageInput | undefined):
         if (ticket === latest.current) setResult(answer);
         return answer;
       } catch (caught) {
-        if (ticket === latest.current) setError(caught instanceof Error ? caught : new Error(String(caught)));
-        return undefined;
+        const failure = caught instanceof Error ? caught : new Error(String(caught));
+        if (ticket === latest.current) setError(failure);
+        throw failure;
       } finally {
         if (ticket === latest.current) setLoading(false);
       }
@@ -51,8 +56,13 @@ export function useSegmenter(client: Sam2Client, image: ImageInput | undefined):
     loading,
     error,
     segment: useCallback((prompt: PromptOptions) => run((img) => client.segment(img, prompt)), [client, run]),
-    segmentAuto: useCallback((knobs?: Partial<SegmentRequest>) => run((img) => client.segmentAuto(img, knobs ?? {})), [client, run]),
-    reset: useCallback(() => setResult(undefined), []),
+    segmentAuto: useCallback((knobs?: AutoOptions) => run((img) => client.segmentAuto(img, knobs ?? {})), [client, run]),
+    reset: useCallback(() => {
+      latest.current += 1; // an answer still on its way no longer counts
+      setResult(undefined);
+      setError(undefined);
+      setLoading(false);
+    }, []),
   };
 }
 
@@ -65,11 +75,24 @@ export interface MaskOverlayProps {
   /** RGBA, alpha 0-255; translucent blue by default. */
   color?: [number, number, number, number];
   className?: string;
+  /** Added to (and overriding) the default style, which lays the canvas over the whole of its
+   * nearest positioned ancestor: wrap the <img> and the overlay in a `position: relative`
+   * element the size of the image. */
+  style?: CSSProperties;
   label?: string;
 }
 
-/** A canvas the size of the image with the mask painted in; lay it over the <img>. */
-export function MaskOverlay({ mask, width, height, color = DEFAULT_COLOR, className, label = "segmentation mask" }: MaskOverlayProps) {
+const OVER_PARENT: CSSProperties = {
+  position: "absolute",
+  inset: 0,
+  width: "100%",
+  height: "100%",
+  pointerEvents: "none",
+};
+
+/** A canvas with the image's pixel size and the mask painted in, laid over the whole of its
+ * positioned parent (the element wrapping the <img>). */
+export function MaskOverlay({ mask, width, height, color = DEFAULT_COLOR, className, style, label = "segmentation mask" }: MaskOverlayProps) {
   const canvas = useRef<HTMLCanvasElement>(null);
   useEffect(() => {
     const context = canvas.current?.getContext("2d");
@@ -77,5 +100,5 @@ export function MaskOverlay({ mask, width, height, color = DEFAULT_COLOR, classN
     context.clearRect(0, 0, width, height);
     context.putImageData(new ImageData(maskToRgba(mask, color), width, height), 0, 0);
   }, [mask, width, height, color]);
-  return <canvas ref={canvas} width={width} height={height} className={className} role="img" aria-label={label} style={{ pointerEvents: "none" }} />;
+  return <canvas ref={canvas} width={width} height={height} className={className} role="img" aria-label={label} style={{ ...OVER_PARENT, ...style }} />;
 }
