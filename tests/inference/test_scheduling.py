@@ -89,6 +89,41 @@ def test_automatic_mode_steps_aside_for_a_click_between_batches(engine: Sam2Engi
     assert len(batches) > 1
 
 
+def test_a_click_does_not_wait_for_a_whole_encoder_pass_of_an_auto_job(
+    engine: Sam2Engine,
+) -> None:
+    """A crop layer's image-encoder pass steps aside for a click between its blocks."""
+    auto = _long_auto_on_a_cached_image(engine).model_copy(
+        update={"points_per_side": 2, "crop_n_layers": 1}
+    )
+    click = SegmentRequest(image_id=auto.image_id, point_coords=[[50, 50]], mask_format="rle")
+    blocks = engine.model.image_encoder.trunk.blocks
+    ran: list[str] = []  # which thread ran each encoder block, in order
+    in_crop_encoder = threading.Event()
+
+    def record(*_: object) -> None:
+        ran.append(threading.current_thread().name)
+        if threading.current_thread().name == "auto" and len(ran) == 3:
+            in_crop_encoder.set()  # the first crop's encoder pass is under way
+
+    hooks = [block.register_forward_pre_hook(record) for block in blocks]
+    try:
+        running = threading.Thread(target=lambda: engine.segment(auto), name="auto")
+        running.start()
+        assert in_crop_encoder.wait(timeout=120)
+        before = len(ran)
+        engine.segment(click)
+        after = ran[before:]
+        running.join(timeout=300)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # The click ran while that encoder pass was suspended: at most one more of its blocks ran
+    # before the click was answered, not the rest of the pass.
+    assert after.count("auto") <= 1
+    assert ran.count("auto") > len(blocks)  # the auto job's encoder passes did run on
+
+
 def test_batches_are_sized_to_the_time_slice_with_the_same_masks(
     loaded_engine: Sam2Engine,
 ) -> None:

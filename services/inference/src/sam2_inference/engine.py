@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
@@ -180,6 +182,7 @@ class Sam2Engine:
         self.auto_slice_ms = auto_slice_ms
         self.costs = Costs()
         self.device = torch.device(info.device)
+        _install_encoder_preemption(model)
         self._lock = ModelLock()
         self._template: _CachingPredictor | None = None
         self._derived_budget: int | None = None
@@ -461,7 +464,8 @@ class Sam2Engine:
             generator.observe_batch = self.costs.observe_batch
             predictor = self._predictor(namespace, image, hole_area=request.min_mask_region_area)
             generator.predictor = predictor
-            records = generator.generate(image.pixels)
+            with _preemptible(generator.between_batches):
+                records = generator.generate(image.pixels)
         model_ms = work.model_ms - before  # without the time it stepped aside for clicks
         if predictor.encoder_runs:
             self.costs.observe_encoder(predictor.embed_ms / predictor.encoder_runs)
@@ -567,6 +571,38 @@ class Sam2Engine:
             ),
             "warnings": self.warnings + (notes or []),
         }
+
+
+_preemption = threading.local()
+
+
+def _install_encoder_preemption(model: SAM2Base) -> None:
+    """Make the image encoder's blocks places where a long job can stop or step aside: one
+    encoder pass (seconds on a CPU) would otherwise hold a click up for all of its length.
+    A forward pre-hook on each trunk block calls the running thread's preemption point, if it
+    has one (only automatic-mode jobs do); the suspended forward pass keeps its activations
+    in its own frame, so a click may use the model meanwhile. Installed once per model."""
+    if getattr(model, "_sam2_preemptible", False):
+        return
+    for block in model.image_encoder.trunk.blocks:
+        block.register_forward_pre_hook(_at_encoder_block)
+    model._sam2_preemptible = True
+
+
+def _at_encoder_block(*_: object) -> None:
+    point: Callable[[], None] | None = getattr(_preemption, "point", None)
+    if point is not None:
+        point()
+
+
+@contextmanager
+def _preemptible(point: Callable[[], None]) -> Iterator[None]:
+    """This thread's encoder passes stop or step aside at `point` between blocks."""
+    _preemption.point = point
+    try:
+        yield
+    finally:
+        _preemption.point = None
 
 
 def _prediction(masks: FloatArray, scores: FloatArray, request: SegmentRequest) -> PromptPrediction:
