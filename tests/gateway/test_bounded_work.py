@@ -205,7 +205,8 @@ def test_a_replica_takes_over_only_what_gone_replicas_left() -> None:
         await _expire_alive_keys(url, prefix)  # `alive` stops refreshing: it crashed
         after = {k: vars(c) for k, c in (await other.take()).items()}
         await other.written()
-        await other.close()
+        for journal in (alive, other):
+            await journal.close()
         return while_alive, after
 
     while_alive, after = asyncio.run(drill())

@@ -161,8 +161,10 @@ class RedisJournal:
             await self._redis.delete(*keys)
 
     async def close(self) -> None:
-        await self._redis.delete(self._alive)
-        await self._redis.aclose()
+        try:
+            await self._redis.delete(self._alive)
+        finally:
+            await self._redis.aclose()
 
     async def _adopt_orphans(self) -> None:
         """Take over what processes that are gone (no alive key) left, live or taken."""
