@@ -4,8 +4,9 @@ The model runs one request at a time (the accelerator serialises work anyway, an
 memory to one request's activations). Clicks go first: a waiting click is served before a
 waiting automatic-mode job, and a running automatic-mode job steps aside between its decoder
 batches and between the blocks of its image-encoder passes while a click waits, so nobody's
-click queues behind another tenant's "segment everything". Every request carries a `Work` token: its deadline (from the gateway) and a
-cancel flag (set when the client goes away); long work checks it between batches and stops.
+click queues behind another tenant's "segment everything". Every request carries a `Work`
+token: its deadline (from the gateway) and a cancel flag (set when the client goes away); long
+work checks it between batches and encoder blocks, and stops.
 """
 
 from __future__ import annotations
