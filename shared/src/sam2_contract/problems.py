@@ -6,9 +6,12 @@ the contract stays free of web-framework dependencies for the Python SDK.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
@@ -28,6 +31,9 @@ from sam2_contract.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DISCONNECT_POLL_S = 0.1
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -125,3 +131,19 @@ async def read_body(
             raise PayloadTooLargeError(f"the body is over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def unless_abandoned(
+    request: Request, work: Awaitable[T], on_abandon: Callable[[], Awaitable[None]]
+) -> T:
+    """Await `work`, checking every DISCONNECT_POLL_S whether the client has gone away; if it
+    has, run `on_abandon` once (stop the work rather than finish it for nobody) and go on
+    waiting for `work`, which then ends soon with what it used so far."""
+    task = asyncio.ensure_future(work)
+    abandoned = False
+    while not task.done():
+        await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+        if not task.done() and not abandoned and await request.is_disconnected():
+            abandoned = True
+            await on_abandon()
+    return task.result()

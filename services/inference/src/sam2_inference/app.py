@@ -7,7 +7,6 @@ byte limit and parsed by the shared contract, so every error has its stable code
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections import Counter
@@ -41,6 +40,7 @@ from sam2_contract.problems import (
     install_problem_handlers,
     install_request_ids,
     read_body,
+    unless_abandoned,
 )
 from sam2_contract.validation import parse_batch, parse_json, parse_segment_request
 from sam2_contract.wire import (
@@ -61,7 +61,6 @@ from sam2_inference.scheduling import Work
 log = logging.getLogger(__name__)
 
 LOADING_RETRY_AFTER_S = 5
-DISCONNECT_POLL_S = 0.1
 T = TypeVar("T")
 
 
@@ -207,8 +206,13 @@ async def _run(request: Request, namespace: str, call: Callable[..., T]) -> T:
     key = (namespace, str(getattr(request.state, "request_id", "")))
     queued[namespace] += 1
     running[key] = work
+
+    async def stop() -> None:
+        work.cancelled.set()
+        log.info("client went away: stopping %s", key[1])
+
     try:
-        return await _stoppable(request, call, work)
+        return await unless_abandoned(request, run_in_threadpool(call, work=work), stop)
     except Sam2ServiceError as exc:
         if work.model_ms:  # stopped or failed after using the model: the gateway meters it
             exc.headers[MODEL_MS_HEADER] = f"{work.model_ms:.1f}"
@@ -219,16 +223,6 @@ async def _run(request: Request, namespace: str, call: Callable[..., T]) -> T:
         queued[namespace] -= 1
         if not queued[namespace]:
             del queued[namespace]
-
-
-async def _stoppable(request: Request, call: Callable[..., T], work: Work) -> T:
-    task = asyncio.ensure_future(run_in_threadpool(call, work=work))
-    while not task.done():
-        await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
-        if not task.done() and not work.cancelled.is_set() and await request.is_disconnected():
-            work.cancelled.set()
-            log.info("client went away: stopping %s", getattr(request.state, "request_id", ""))
-    return task.result()
 
 
 def _load_and_warm_up(settings: InferenceSettings) -> Sam2Engine:

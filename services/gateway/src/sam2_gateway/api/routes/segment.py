@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -24,7 +24,7 @@ from sam2_contract.models import (
     SegmentRequest,
     SegmentResponse,
 )
-from sam2_contract.problems import read_body
+from sam2_contract.problems import read_body, unless_abandoned
 from sam2_contract.validation import parse_batch, parse_json, parse_segment_request
 from sam2_contract.wire import routing_key
 from starlette.concurrency import run_in_threadpool
@@ -35,8 +35,6 @@ from sam2_gateway.core.ratelimit import RateState
 
 router = APIRouter(prefix="/v1/segment", tags=["segment"])
 log = logging.getLogger(__name__)
-DISCONNECT_POLL_S = 0.1
-T = TypeVar("T")
 
 
 @router.post("", response_model=SegmentResponse)
@@ -131,7 +129,7 @@ async def _forward(
         hop,
     )
     try:
-        result = await _unless_abandoned(client, call, lambda: gateway.backend.cancel(hop))
+        result = await unless_abandoned(client, call, partial(_cancel, gateway, hop))
     except InferenceError as exc:
         if exc.model_ms:
             await gateway.meter.add(principal.key_id, images=0, masks=0, gpu_ms=exc.model_ms)
@@ -143,21 +141,12 @@ async def _forward(
     return result
 
 
-async def _unless_abandoned(
-    client: Request, call: Awaitable[T], cancel: Callable[[], Awaitable[None]]
-) -> T:
-    """Await `call`; if the client goes away meanwhile, ask inference to stop its work (the
-    call then ends soon, with the model time used so far) rather than finish it for nobody."""
-    task = asyncio.ensure_future(call)
-    cancelled = False
-    while not task.done():
-        await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
-        if not task.done() and not cancelled and await client.is_disconnected():
-            cancelled = True
-            log.info("client went away: stopping %s", _request_id(client))
-            with contextlib.suppress(Sam2ServiceError):
-                await cancel()
-    return task.result()
+async def _cancel(gateway: Gateway, hop: Hop) -> None:
+    """Ask inference to stop the work of a request whose client went away (best effort: the
+    call itself still ends, at the latest at its deadline)."""
+    log.info("client went away: stopping %s", hop.request_id)
+    with contextlib.suppress(Sam2ServiceError):
+        await gateway.backend.cancel(hop)
 
 
 async def _check(gateway: Gateway, image: str) -> _Upload:
