@@ -1,5 +1,6 @@
-"""Bounded work: clicks go before automatic mode (which steps aside between decoder batches),
-a request's deadline stops its work, and a client that goes away stops it too."""
+"""Bounded work: clicks go before automatic mode (which steps aside between decoder batches and
+inside its encoder and decoder passes), a request's deadline stops its work, and a client that
+goes away stops it too."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import time
 
 import httpx
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from sam2_contract.errors import OverBudgetError
 from sam2_contract.models import SegmentRequest
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
+from sam2_inference.costs import Costs
 from sam2_inference.scheduling import ModelLock, Work, WorkStopped
 from sam2_inference.serving import BackgroundServer
 from support import EncoderCounter, RunningServer, free_port, fresh_engine, image_b64
@@ -89,6 +92,36 @@ def test_automatic_mode_steps_aside_for_a_click_between_batches(engine: Sam2Engi
     assert len(batches) > 1
 
 
+def _auto_stages_while_a_click_runs(
+    engine: Sam2Engine, auto: SegmentRequest, stages: list[torch.nn.Module], start_after: int
+) -> tuple[list[str], list[str]]:
+    """Run `auto` in a thread; once it has entered `stages` `start_after` times, answer a
+    click. Returns which thread entered each stage, in order: all of them, and those entered
+    while the click was being answered."""
+    click = SegmentRequest(image_id=auto.image_id, point_coords=[[50, 50]], mask_format="rle")
+    ran: list[str] = []
+    mid_pass = threading.Event()
+
+    def record(*_: object) -> None:
+        ran.append(threading.current_thread().name)
+        if ran.count("auto") == start_after:
+            mid_pass.set()
+
+    hooks = [stage.register_forward_pre_hook(record) for stage in stages]
+    try:
+        running = threading.Thread(target=lambda: engine.segment(auto), name="auto")
+        running.start()
+        assert mid_pass.wait(timeout=120)
+        before = len(ran)
+        engine.segment(click)
+        during = ran[before:]
+        running.join(timeout=300)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return ran, during
+
+
 def test_a_click_does_not_wait_for_a_whole_encoder_pass_of_an_auto_job(
     engine: Sam2Engine,
 ) -> None:
@@ -96,32 +129,33 @@ def test_a_click_does_not_wait_for_a_whole_encoder_pass_of_an_auto_job(
     auto = _long_auto_on_a_cached_image(engine).model_copy(
         update={"points_per_side": 2, "crop_n_layers": 1}
     )
-    click = SegmentRequest(image_id=auto.image_id, point_coords=[[50, 50]], mask_format="rle")
-    blocks = engine.model.image_encoder.trunk.blocks
-    ran: list[str] = []  # which thread ran each encoder block, in order
-    in_crop_encoder = threading.Event()
-
-    def record(*_: object) -> None:
-        ran.append(threading.current_thread().name)
-        if threading.current_thread().name == "auto" and len(ran) == 3:
-            in_crop_encoder.set()  # the first crop's encoder pass is under way
-
-    hooks = [block.register_forward_pre_hook(record) for block in blocks]
-    try:
-        running = threading.Thread(target=lambda: engine.segment(auto), name="auto")
-        running.start()
-        assert in_crop_encoder.wait(timeout=120)
-        before = len(ran)
-        engine.segment(click)
-        after = ran[before:]
-        running.join(timeout=300)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    blocks = list(engine.model.image_encoder.trunk.blocks)
+    ran, during = _auto_stages_while_a_click_runs(engine, auto, blocks, start_after=3)
     # The click ran while that encoder pass was suspended: at most one more of its blocks ran
     # before the click was answered, not the rest of the pass.
-    assert after.count("auto") <= 1
+    assert during.count("auto") <= 1
     assert ran.count("auto") > len(blocks)  # the auto job's encoder passes did run on
+
+
+def test_a_click_does_not_wait_for_a_whole_decoder_pass_of_an_auto_job(
+    engine: Sam2Engine,
+) -> None:
+    """One prompt through the mask decoder is as long as a whole click on a CPU: an auto
+    job's decoder pass steps aside for a click between its stages."""
+    auto = _long_auto_on_a_cached_image(engine).model_copy(update={"points_per_batch": 1})
+    decoder = engine.model.sam_mask_decoder
+    stages = [
+        *decoder.transformer.layers,
+        decoder.transformer.final_attn_token_to_image,
+        *(m for m in decoder.output_upscaling if isinstance(m, torch.nn.ConvTranspose2d)),
+        decoder.output_hypernetworks_mlps[0],
+    ]
+    ran, during = _auto_stages_while_a_click_runs(engine, auto, stages, start_after=2)
+    # The click came while the job's first decoder pass was in its second stage: the click
+    # ran its own decoder pass (every stage) before the job went on to its third.
+    assert during.count("auto") <= 1
+    assert during.count(threading.current_thread().name) == len(stages)
+    assert ran.count("auto") == len(stages) * 64  # 8x8 prompts, one pass each, all run
 
 
 def test_batches_are_sized_to_the_time_slice_with_the_same_masks(
@@ -132,9 +166,28 @@ def test_batches_are_sized_to_the_time_slice_with_the_same_masks(
     body = {"image": image_b64("landscape")} | LONG_AUTO | {"points_per_batch": 64}
     request = SegmentRequest.model_validate(body)
     small, big = sliced.segment(request), whole.segment(request)
-    assert any("so that a batch takes about 50 ms" in w for w in small.warnings)
+    sliced_to = [re.search(r"so that a batch takes about (\d+) ms", w) for w in small.warnings]
+    assert any(m and 0 < int(m.group(1)) <= 50 for m in sliced_to), small.warnings
     assert not any("points_per_batch" in w for w in big.warnings)
     assert small.model_dump()["masks"] == big.model_dump()["masks"]
+
+
+def test_batches_take_no_longer_than_a_click_where_a_click_is_shorter_than_the_slice() -> None:
+    """On a GPU a click on a cached image takes a few ms: a 50 ms batch would hold it up
+    tenfold, so batches are sized to the click's measured model time there."""
+    costs = Costs()
+    assert costs.batch_for(costs.slice_ms(50.0)) is None  # nothing measured yet: as asked
+    costs.observe_batch(64.0, 256)  # a quarter of a millisecond per prompt
+    assert costs.slice_ms(50.0) == 50.0  # no click seen yet
+    assert costs.batch_for(costs.slice_ms(50.0)) == 200
+    costs.observe_click(4.0)
+    assert costs.slice_ms(50.0) == 4.0
+    assert costs.batch_for(costs.slice_ms(50.0)) == 16
+    assert costs.slice_ms(0.0) == 0.0  # slicing off stays off
+    slow = Costs()
+    slow.observe_batch(85.0, 1)
+    slow.observe_click(80.0)  # a CPU: the setting is the shorter
+    assert (slow.slice_ms(50.0), slow.batch_for(slow.slice_ms(50.0))) == (50.0, 1)
 
 
 def test_an_auto_job_that_cannot_finish_before_the_deadline_is_refused_first(

@@ -49,8 +49,9 @@ class InferenceSettings(BaseSettings):
     auto_slice_ms: float = Field(
         default=50.0,
         ge=0,
-        description="Automatic mode's decoder batches are sized to take about this long, so a "
-        "click waiting for the model waits no longer; 0: points_per_batch as asked.",
+        description="Automatic mode's decoder batches are sized to take about this long (or a "
+        "click's measured model time, if shorter), so a click waiting for the model waits no "
+        "longer; 0: points_per_batch as asked.",
     )
     max_body_bytes: int = Field(default=32 << 20, ge=1024)
     max_queued_per_tenant: int = Field(

@@ -8,7 +8,9 @@ engine keeps moving averages of one encoder pass and of one prompt in an automat
 estimate fits this device and model. Before a job starts the engine compares its estimate with
 the time left before the request's deadline and refuses what cannot finish (422
 `over_time_budget`, naming the largest `points_per_side` that would), and it sizes decoder
-batches so that one batch takes about `auto_slice_ms`: a waiting click never waits longer.
+batches so that one batch takes about `auto_slice_ms`, or a click's own model time if that is
+shorter: a click that comes while a batch runs waits at most about its own time again (and
+less, as batches also step aside between the decoder's stages).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Costs:
         self._lock = threading.Lock()
         self.encoder_ms: float | None = None
         self.prompt_ms: float | None = None
+        self.click_ms: float | None = None
 
     def observe_encoder(self, ms: float) -> None:
         with self._lock:
@@ -57,11 +60,23 @@ class Costs:
             with self._lock:
                 self.prompt_ms = _mix(self.prompt_ms, ms / prompts)
 
+    def observe_click(self, ms: float) -> None:
+        """The model time of a click on a cached embedding (prompt encoder and decoder)."""
+        with self._lock:
+            self.click_ms = _mix(self.click_ms, ms)
+
     def estimate_ms(self, work: AutoWork) -> float | None:
         """The job's model time, or None before anything was measured."""
         if self.encoder_ms is None or self.prompt_ms is None:
             return None
         return work.encoder_passes * self.encoder_ms + work.prompts * self.prompt_ms
+
+    def slice_ms(self, setting_ms: float) -> float:
+        """How long one automatic-mode batch should take: the setting, or a click's model
+        time if that is shorter (0: batches are not sliced)."""
+        if setting_ms <= 0 or self.click_ms is None:
+            return setting_ms
+        return min(setting_ms, self.click_ms)
 
     def batch_for(self, slice_ms: float) -> int | None:
         """Prompts per decoder batch that take about `slice_ms` (None: not measured yet)."""

@@ -84,15 +84,20 @@ class _CachingPredictor(SAM2ImagePredictor):  # type: ignore[misc]
     _namespace: str
     _known_pixels: Pixels
     _known_id: str
+    _work: Work
     embed_ms: float
     encoder_runs: int
 
-    def bind(self, cache: EmbeddingCache, namespace: str, image: tuple[Pixels, str]) -> None:
-        """Point this predictor at one request: its cache, tenant and (pixels, image_id)."""
+    def bind(
+        self, cache: EmbeddingCache, namespace: str, image: tuple[Pixels, str], work: Work
+    ) -> None:
+        """Point this predictor at one request: its cache, tenant, (pixels, image_id) and
+        work (whose clock times the encoder without the time it stepped aside)."""
         self.reset_predictor()
         self._cache = cache
         self._namespace = namespace
         self._known_pixels, self._known_id = image
+        self._work = work
         self.embed_ms = 0.0
         self.encoder_runs = 0
 
@@ -105,9 +110,9 @@ class _CachingPredictor(SAM2ImagePredictor):  # type: ignore[misc]
         if entry is not None:
             self.use(entry)
             return
-        started = perf_counter()
+        started = self._work.clock_ms()
         super().set_image(pixels)
-        self.embed_ms += _ms(started)
+        self.embed_ms += self._work.clock_ms() - started
         self.encoder_runs += 1
         self._cache.put(self._namespace, image_id, CachedImage(pixels, self._features))
 
@@ -126,6 +131,7 @@ class _Generator(SAM2AutomaticMaskGenerator):  # type: ignore[misc]
     (an IndexError in torchvision's box_area)."""
 
     _kept: int
+    work: Work
     between_batches: Callable[[], None]
     observe_batch: Callable[[float, int], None]
 
@@ -147,9 +153,9 @@ class _Generator(SAM2AutomaticMaskGenerator):  # type: ignore[misc]
 
     def _process_batch(self, points: Any, *args: Any, **kwargs: Any) -> Any:
         self.between_batches()
-        started = perf_counter()
+        started = self.work.clock_ms()  # stepping aside inside the decoder is not its time
         data = super()._process_batch(points, *args, **kwargs)
-        self.observe_batch(_ms(started), len(points))
+        self.observe_batch(self.work.clock_ms() - started, len(points))
         return data
 
 
@@ -182,7 +188,7 @@ class Sam2Engine:
         self.auto_slice_ms = auto_slice_ms
         self.costs = Costs()
         self.device = torch.device(info.device)
-        _install_encoder_preemption(model)
+        _install_preemption(model)
         self._lock = ModelLock()
         self._template: _CachingPredictor | None = None
         self._derived_budget: int | None = None
@@ -364,7 +370,7 @@ class Sam2Engine:
         return _Image(decoded.pixels, image_id, None, _ms(started))
 
     def _predictor(
-        self, namespace: str, image: _Image, *, hole_area: float = 0.0
+        self, namespace: str, image: _Image, work: Work, *, hole_area: float = 0.0
     ) -> _CachingPredictor:
         """A predictor for one request. Building one scripts its transforms (~10 ms), so the
         common case copies a template instead; copies share the model and transforms only."""
@@ -376,7 +382,7 @@ class Sam2Engine:
             if self._template is None:
                 self._template = _CachingPredictor(self.model)
             predictor = copy.copy(self._template)
-        predictor.bind(self.cache, namespace, (image.pixels, image.image_id))
+        predictor.bind(self.cache, namespace, (image.pixels, image.image_id), work)
         return predictor
 
     def _prompt(
@@ -397,7 +403,7 @@ class Sam2Engine:
         before = work.model_ms
         with self._lock.hold(interactive=True), inference_context(self.device), work.on_model():
             work.check()
-            predictor = self._predictor(namespace, image)
+            predictor = self._predictor(namespace, image, work)
             if image.entry is not None:
                 predictor.use(image.entry)
             else:
@@ -411,6 +417,8 @@ class Sam2Engine:
                 multimask_output=request.multimask_output,
             )
         model_ms = work.model_ms - before
+        if prompts == 1:  # the click time automatic mode's batches are sized against
+            self.costs.observe_click(model_ms - predictor.embed_ms)
         encode_started = perf_counter()
         if request.box_list_given and masks.ndim == 3:  # sam2 squeezes a batch of one box
             masks, scores = masks[None], scores[None]
@@ -448,21 +456,24 @@ class Sam2Engine:
                 f"points_per_batch lowered from {request.points_per_batch} to {batch} to fit "
                 f"the memory budget ({self.memory_budget >> 20} MiB); the masks are the same"
             )
-        sliced = self.costs.batch_for(self.auto_slice_ms)
+        slice_ms = self.costs.slice_ms(self.auto_slice_ms)
+        sliced = self.costs.batch_for(slice_ms)
         if sliced is not None and sliced < batch:
             notes.append(
                 f"points_per_batch lowered from {batch} to {sliced} so that a batch takes about "
-                f"{self.auto_slice_ms:g} ms here and clicks never wait longer; the masks are "
-                "the same"
+                f"{slice_ms:.0f} ms here and clicks never wait longer; the masks are the same"
             )
             batch = sliced
         before = work.model_ms
         with self._lock.hold(interactive=False), inference_context(self.device), work.on_model():
             work.check()
             generator = self._generator(request, batch)
+            generator.work = work
             generator.between_batches = partial(self._between_batches, work)
             generator.observe_batch = self.costs.observe_batch
-            predictor = self._predictor(namespace, image, hole_area=request.min_mask_region_area)
+            predictor = self._predictor(
+                namespace, image, work, hole_area=request.min_mask_region_area
+            )
             generator.predictor = predictor
             with _preemptible(generator.between_batches):
                 records = generator.generate(image.pixels)
@@ -576,20 +587,41 @@ class Sam2Engine:
 _preemption = threading.local()
 
 
-def _install_encoder_preemption(model: SAM2Base) -> None:
-    """Make the image encoder's blocks places where a long job can stop or step aside: one
-    encoder pass (seconds on a CPU) would otherwise hold a click up for all of its length.
-    A forward pre-hook on each trunk block calls the running thread's preemption point, if it
-    has one (only automatic-mode jobs do); the suspended forward pass keeps its activations
+def _install_preemption(model: SAM2Base) -> None:
+    """Make the stages of the model's long forward passes places where a long job can stop or
+    step aside: one image-encoder pass (seconds on a CPU), or even one prompt through the mask
+    decoder (as long as a whole click on a CPU), would otherwise hold a click up for all of its
+    length. A forward pre-hook on each stage calls the running thread's preemption point, if
+    it has one (only automatic-mode jobs do); the suspended forward pass keeps its activations
     in its own frame, so a click may use the model meanwhile. Installed once per model."""
     if getattr(model, "_sam2_preemptible", False):
         return
-    for block in model.image_encoder.trunk.blocks:
-        block.register_forward_pre_hook(_at_encoder_block)
+    for stage in _stages(model):
+        stage.register_forward_pre_hook(_at_stage)
     model._sam2_preemptible = True
 
 
-def _at_encoder_block(*_: object) -> None:
+def _stages(model: SAM2Base) -> list[torch.nn.Module]:
+    """The encoder's trunk blocks (each split before its attention and its MLP), its neck's
+    convolutions and position encodings, the high-resolution feature convolutions; the
+    decoder's transformer layers, final attention, upscaling convolutions and mask heads (the
+    modules sam2 1.1.0 calls, in that order; a stage runs uninterrupted from one to the next)."""
+    encoder, decoder = model.image_encoder, model.sam_mask_decoder
+    upscaling = [m for m in decoder.output_upscaling if isinstance(m, torch.nn.ConvTranspose2d)]
+    return [
+        *(part for block in encoder.trunk.blocks for part in (block, block.attn, block.mlp)),
+        *encoder.neck.convs,
+        encoder.neck.position_encoding,
+        decoder.conv_s0,
+        decoder.conv_s1,
+        *decoder.transformer.layers,
+        decoder.transformer.final_attn_token_to_image,
+        *upscaling,
+        decoder.output_hypernetworks_mlps[0],
+    ]
+
+
+def _at_stage(*_: object) -> None:
     point: Callable[[], None] | None = getattr(_preemption, "point", None)
     if point is not None:
         point()
@@ -597,7 +629,7 @@ def _at_encoder_block(*_: object) -> None:
 
 @contextmanager
 def _preemptible(point: Callable[[], None]) -> Iterator[None]:
-    """This thread's encoder passes stop or step aside at `point` between blocks."""
+    """This thread's model passes stop or step aside at `point` between stages."""
     _preemption.point = point
     try:
         yield

@@ -2,11 +2,12 @@
 
 The model runs one request at a time (the accelerator serialises work anyway, and this bounds
 memory to one request's activations). Clicks go first: a waiting click is served before a
-waiting automatic-mode job, and a running automatic-mode job steps aside between its decoder
-batches and between the blocks of its image-encoder passes while a click waits, so nobody's
-click queues behind another tenant's "segment everything". Every request carries a `Work`
-token: its deadline (from the gateway) and a cancel flag (set when the client goes away); long
-work checks it between batches and encoder blocks, and stops.
+waiting automatic-mode job, and a running automatic-mode job steps aside while a click waits:
+between its decoder batches and between the stages of its model passes (the image encoder's
+attention and MLP layers, the mask decoder's transformer layers and upscaling), so a click
+waits for at most one such stage of another tenant's "segment everything", never for the
+whole job. Every request carries a `Work` token: its deadline (from the gateway) and a cancel
+flag (set when the client goes away); long work checks it at the same places, and stops.
 """
 
 from __future__ import annotations
@@ -27,29 +28,35 @@ class WorkStopped(ServiceUnavailableError):  # noqa: N818 (it is an outcome, not
 @dataclass
 class Work:
     """One request's stop conditions, and the model time it has used so far (metered even
-    when the work is stopped)."""
+    when the work is stopped). Time it spends stepped aside for a click is not its own."""
 
     deadline: float | None = None  # time.monotonic() seconds
     cancelled: threading.Event = field(default_factory=threading.Event)
     model_ms: float = 0.0
+    aside_ms: float = 0.0
+
+    def clock_ms(self) -> float:
+        """A clock (ms) that stands still while this work is stepped aside: intervals read
+        on it are this request's own time."""
+        return time.perf_counter() * 1000 - self.aside_ms
 
     @contextmanager
     def on_model(self) -> Iterator[None]:
         """Count the time inside as this request's model time."""
-        started = time.perf_counter()
+        started = self.clock_ms()
         try:
             yield
         finally:
-            self.model_ms += (time.perf_counter() - started) * 1000
+            self.model_ms += self.clock_ms() - started
 
     @contextmanager
     def aside(self) -> Iterator[None]:
-        """Time inside `on_model` that is not this request's (it stepped aside for a click)."""
+        """Time spent waiting for other requests' work (a click run first)."""
         started = time.perf_counter()
         try:
             yield
         finally:
-            self.model_ms -= (time.perf_counter() - started) * 1000
+            self.aside_ms += (time.perf_counter() - started) * 1000
 
     @classmethod
     def within(cls, seconds: float | None) -> Work:
