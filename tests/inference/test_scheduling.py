@@ -17,6 +17,7 @@ from sam2_contract.errors import OverBudgetError
 from sam2_contract.models import SegmentRequest
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
 from sam2_inference.costs import Costs
+from sam2_inference.preemption import preemptible
 from sam2_inference.scheduling import ModelLock, Work, WorkStopped
 from sam2_inference.serving import BackgroundServer
 from support import EncoderCounter, RunningServer, free_port, fresh_engine, image_b64
@@ -156,6 +157,35 @@ def test_a_click_does_not_wait_for_a_whole_decoder_pass_of_an_auto_job(
     assert during.count("auto") <= 1
     assert during.count(threading.current_thread().name) == len(stages)
     assert ran.count("auto") == len(stages) * 64  # 8x8 prompts, one pass each, all run
+
+
+@pytest.mark.parametrize(
+    ("block", "layer", "shape", "points"),
+    [
+        # Global attention over hiera-tiny's 64x64 tokens: its input projection in 2 steps,
+        # the attention in 4, and the stage points before the attention and before its output
+        # projection.
+        (5, "attn", (1, 64, 64, 384), 1 + 3 + 2),
+        # 2,048 windows of 8x8: input projection in 4 steps, attention in 2, output in 2.
+        (0, "attn", (2048, 8, 8, 96), 3 + 1 + 1 + 2),
+        (0, "mlp.layers.0", (1, 256, 256, 96), 2),  # 96->384 over 65,536 tokens: 3 steps
+    ],
+)
+def test_long_encoder_calls_step_aside_and_compute_the_same(
+    loaded_engine: Sam2Engine, block: int, layer: str, shape: tuple[int, ...], points: int
+) -> None:
+    """An encoder call too long to be one stage (an attention, a linear layer over many
+    tokens) runs in steps with places to step aside between them, and gives exactly what
+    sam2's single call gives."""
+    module = loaded_engine.model.image_encoder.trunk.blocks[block].get_submodule(layer)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(block))
+    called: list[int] = []
+    with torch.inference_mode():
+        whole = module(x)  # no preemption point in this thread: sam2's own forward
+        with preemptible(lambda: called.append(1)):
+            stepped = module(x)
+    assert len(called) == points
+    assert torch.equal(stepped, whole)
 
 
 def test_batches_are_sized_to_the_time_slice_with_the_same_masks(

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
@@ -65,6 +63,7 @@ from sam2_inference.cache import CachedImage, EmbeddingCache
 from sam2_inference.config import InferenceSettings
 from sam2_inference.costs import Costs, auto_work
 from sam2_inference.device import compute_dtype, configure, inference_context, pick_device
+from sam2_inference.preemption import install_preemption, preemptible
 from sam2_inference.scheduling import ModelLock, Work
 from sam2_inference.weights import load_model, resolve_checkpoint
 
@@ -188,7 +187,7 @@ class Sam2Engine:
         self.auto_slice_ms = auto_slice_ms
         self.costs = Costs()
         self.device = torch.device(info.device)
-        _install_preemption(model)
+        install_preemption(model)
         self._lock = ModelLock()
         self._template: _CachingPredictor | None = None
         self._derived_budget: int | None = None
@@ -475,7 +474,7 @@ class Sam2Engine:
                 namespace, image, work, hole_area=request.min_mask_region_area
             )
             generator.predictor = predictor
-            with _preemptible(generator.between_batches):
+            with preemptible(generator.between_batches):
                 records = generator.generate(image.pixels)
         model_ms = work.model_ms - before  # without the time it stepped aside for clicks
         if predictor.encoder_runs:
@@ -582,59 +581,6 @@ class Sam2Engine:
             ),
             "warnings": self.warnings + (notes or []),
         }
-
-
-_preemption = threading.local()
-
-
-def _install_preemption(model: SAM2Base) -> None:
-    """Make the stages of the model's long forward passes places where a long job can stop or
-    step aside: one image-encoder pass (seconds on a CPU), or even one prompt through the mask
-    decoder (as long as a whole click on a CPU), would otherwise hold a click up for all of its
-    length. A forward pre-hook on each stage calls the running thread's preemption point, if
-    it has one (only automatic-mode jobs do); the suspended forward pass keeps its activations
-    in its own frame, so a click may use the model meanwhile. Installed once per model."""
-    if getattr(model, "_sam2_preemptible", False):
-        return
-    for stage in _stages(model):
-        stage.register_forward_pre_hook(_at_stage)
-    model._sam2_preemptible = True
-
-
-def _stages(model: SAM2Base) -> list[torch.nn.Module]:
-    """The encoder's trunk blocks (each split before its attention and its MLP), its neck's
-    convolutions and position encodings, the high-resolution feature convolutions; the
-    decoder's transformer layers, final attention, upscaling convolutions and mask heads (the
-    modules sam2 1.1.0 calls, in that order; a stage runs uninterrupted from one to the next)."""
-    encoder, decoder = model.image_encoder, model.sam_mask_decoder
-    upscaling = [m for m in decoder.output_upscaling if isinstance(m, torch.nn.ConvTranspose2d)]
-    return [
-        *(part for block in encoder.trunk.blocks for part in (block, block.attn, block.mlp)),
-        *encoder.neck.convs,
-        encoder.neck.position_encoding,
-        decoder.conv_s0,
-        decoder.conv_s1,
-        *decoder.transformer.layers,
-        decoder.transformer.final_attn_token_to_image,
-        *upscaling,
-        decoder.output_hypernetworks_mlps[0],
-    ]
-
-
-def _at_stage(*_: object) -> None:
-    point: Callable[[], None] | None = getattr(_preemption, "point", None)
-    if point is not None:
-        point()
-
-
-@contextmanager
-def _preemptible(point: Callable[[], None]) -> Iterator[None]:
-    """This thread's model passes stop or step aside at `point` between stages."""
-    _preemption.point = point
-    try:
-        yield
-    finally:
-        _preemption.point = None
 
 
 def _prediction(masks: FloatArray, scores: FloatArray, request: SegmentRequest) -> PromptPrediction:
