@@ -26,9 +26,11 @@ def main() -> None:
         image = picture
     with Sam2Client() as client:
         click = client.segment(image, points=[[320, 240]], labels=[1])
-        print(f"click: score {click.score:.3f}, {int(click.mask.sum())} px, {click.timings_ms}")
+        print(f"click: score {click.score:.3f}, {int(click.mask.sum())} px, {click.timings}")
+        for warning in click.warnings:
+            print(f"warning: {warning}")
         again = client.segment(image, points=[[330, 250], [100, 100]], labels=[1, 0])
-        total = again.timings_ms["total_ms"]
+        total = again.timings.total_ms
         print(f"second click reused the embedding: {again.cached}, {total:.0f} ms")
         auto = client.segment_auto(image, points_per_side=8)
         print(f"auto: {len(auto.masks)} masks")

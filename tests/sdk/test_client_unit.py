@@ -1,5 +1,6 @@
 """The Python SDK against a scripted service (httpx.MockTransport at the HTTP boundary, and an
-injected clock): retries, backoff, Retry-After, error mapping, image_id reuse, decoding."""
+injected clock): retries, backoff, Retry-After, error mapping, image_id reuse, decoding, typed
+answers and options. The failure paths run on both clients, Sam2Client and AsyncSam2Client."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, get_type_hints
 
 import httpx
 import numpy as np
@@ -16,7 +17,8 @@ import pytest
 import sam2_sdk
 from pycocotools import mask as coco
 from sam2_contract import encode_rle
-from sam2_sdk import Sam2Client
+from sam2_contract.models import ModelInfo, PromptSegmentResponse, SegmentRequest
+from sam2_sdk import AutoOptions, Sam2Client
 
 MASK = np.zeros((4, 6), dtype=bool)
 MASK[1:3, 2:5] = True
@@ -27,7 +29,24 @@ ANSWER = {
     "image_shape": [4, 6],
     "image_id": "img_" + "a" * 32,
     "cached": False,
-    "timings_ms": {"total_ms": 1.0},
+    "mode": "point",
+    "mask_format": "rle",
+    "model": {
+        "name": "tiny",
+        "model_id": "facebook/sam2.1-hiera-tiny",
+        "weights": "random",
+        "random_weights": True,
+        "device": "cpu",
+        "dtype": "float32",
+    },
+    "timings_ms": {
+        "decode_ms": 1.0,
+        "embed_ms": 2.0,
+        "predict_ms": 3.0,
+        "encode_ms": 0.5,
+        "total_ms": 7.0,
+    },
+    "warnings": ["random weights: masks are meaningless"],
 }
 IMAGE = np.zeros((4, 6, 3), dtype=np.uint8)
 
@@ -59,23 +78,71 @@ def _client(
     )
 
 
-def test_retries_5xx_with_growing_jittered_backoff_then_succeeds() -> None:
+class _Blocking:
+    """An AsyncSam2Client whose methods run to completion on a loop of its own, so that one
+    test body checks both clients."""
+
+    def __init__(self, client: sam2_sdk.AsyncSam2Client) -> None:
+        self._client = client
+        self.loop = asyncio.new_event_loop()
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._client, name)
+        return lambda *args, **kwargs: self.loop.run_until_complete(method(*args, **kwargs))
+
+
+Make = Callable[..., Any]
+
+
+@pytest.fixture(params=["sync", "async"])
+def make(request: pytest.FixtureRequest) -> Iterator[Make]:
+    """Builds a client of each kind on a scripted transport; the async one's sleeps are
+    recorded the same way."""
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def build(
+        handler: Callable[[httpx.Request], httpx.Response], sleeps: list[float], **kw: Any
+    ) -> Any:
+        if request.param == "sync":
+            return _client(handler, sleeps, **kw)
+
+        async def record(delay: float) -> None:
+            sleeps.append(delay)
+
+        client = _Blocking(
+            sam2_sdk.AsyncSam2Client(
+                api_key="sam2_k",
+                base_url="http://sam2.test",
+                http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+                sleep=record,
+                **kw,
+            )
+        )
+        loops.append(client.loop)
+        return client
+
+    yield build
+    for loop in loops:
+        loop.close()
+
+
+def test_retries_5xx_with_growing_jittered_backoff_then_succeeds(make: Make) -> None:
     answers = [
         _problem(503, "inference_unavailable"),
         _problem(502, "internal_error"),
         httpx.Response(200, json=ANSWER),
     ]
     sleeps: list[float] = []
-    result = _client(lambda _: answers.pop(0), sleeps).segment(IMAGE, points=[[1, 1]])
+    result = make(lambda _: answers.pop(0), sleeps).segment(IMAGE, points=[[1, 1]])
     assert result.score == 0.9
     assert len(sleeps) == 2
     assert 0.375 <= sleeps[0] <= 0.5  # 0.5 s, minus up to 25 % jitter
     assert 0.75 <= sleeps[1] <= 1.0
 
 
-def test_honours_retry_after_on_429_and_gives_up_after_max_retries() -> None:
+def test_honours_retry_after_on_429_and_gives_up_after_max_retries(make: Make) -> None:
     sleeps: list[float] = []
-    client = _client(
+    client = make(
         lambda _: _problem(429, "rate_limited", {"retry-after": "3"}), sleeps, max_retries=2
     )
     with pytest.raises(sam2_sdk.RateLimitError) as info:
@@ -95,7 +162,9 @@ def test_honours_retry_after_on_429_and_gives_up_after_max_retries() -> None:
         (422, "invalid_point_label", sam2_sdk.UnprocessableEntityError),
     ],
 )
-def test_errors_are_typed_and_not_retried(status: int, code: str, error: type[Exception]) -> None:
+def test_errors_are_typed_and_not_retried(
+    make: Make, status: int, code: str, error: type[Exception]
+) -> None:
     calls: list[int] = []
     sleeps: list[float] = []
 
@@ -104,14 +173,14 @@ def test_errors_are_typed_and_not_retried(status: int, code: str, error: type[Ex
         return _problem(status, code)
 
     with pytest.raises(error) as info:
-        _client(handler, sleeps).segment(IMAGE, points=[[1, 1]])
+        make(handler, sleeps).segment(IMAGE, points=[[1, 1]])
     assert isinstance(info.value, sam2_sdk.APIStatusError)
     assert info.value.status_code == status
     assert info.value.code == code
     assert (len(calls), sleeps) == (1, [])
 
 
-def test_timeouts_and_connection_errors() -> None:
+def test_timeouts_and_connection_errors(make: Make) -> None:
     def timeout(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)
 
@@ -120,13 +189,14 @@ def test_timeouts_and_connection_errors() -> None:
 
     sleeps: list[float] = []
     with pytest.raises(sam2_sdk.APITimeoutError):
-        _client(timeout, sleeps).segment(IMAGE, points=[[1, 1]])
+        make(timeout, sleeps).segment(IMAGE, points=[[1, 1]])
     assert len(sleeps) == 2
-    with pytest.raises(sam2_sdk.APIConnectionError):
-        _client(refused, sleeps, max_retries=0).segment(IMAGE, points=[[1, 1]])
+    with pytest.raises(sam2_sdk.APIConnectionError, match=r"cannot reach http://sam2\.test"):
+        make(refused, sleeps, max_retries=0).segment(IMAGE, points=[[1, 1]])
+    assert len(sleeps) == 2  # no retry left: no wait
 
 
-def test_image_id_is_reused_and_the_image_resent_when_evicted() -> None:
+def test_image_id_is_reused_and_the_image_resent_when_evicted(make: Make) -> None:
     sent: list[str] = []
     evicted = {"now": False}
 
@@ -138,7 +208,7 @@ def test_image_id_is_reused_and_the_image_resent_when_evicted() -> None:
             return _problem(404, "image_not_cached")
         return httpx.Response(200, json=ANSWER)
 
-    client = _client(handler, [])
+    client = make(handler, [])
     client.segment(IMAGE, points=[[1, 1]])
     client.segment(IMAGE, points=[[2, 2]])
     evicted["now"] = True
@@ -172,14 +242,14 @@ def test_api_key_and_base_url_from_the_environment(monkeypatch: pytest.MonkeyPat
     assert str(seen[0].url) == "http://elsewhere:9000/v1/segment"
 
 
-def test_numpy_points_boxes_and_scalars_are_sent_as_json_numbers() -> None:
+def test_numpy_points_boxes_and_scalars_are_sent_as_json_numbers(make: Make) -> None:
     bodies: list[dict[str, Any]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         bodies.append(json.loads(request.content))
         return httpx.Response(200, json=ANSWER)
 
-    client = _client(handler, [])
+    client = make(handler, [])
     client.segment(IMAGE, points=np.array([[1.5, 2]]), labels=np.array([1]))
     client.segment(IMAGE, points=[(np.float32(3), np.int64(4))], labels=[np.int64(0)])
     client.segment(IMAGE, box=np.array([0, 0, 5, 3], dtype=np.int32))
@@ -194,9 +264,9 @@ def test_an_array_is_recognised_by_its_pixels_and_encoded_only_to_upload(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     encoded: list[int] = []
-    real = sam2_sdk._client.image_bytes
+    real = sam2_sdk._base.image_bytes
     monkeypatch.setattr(
-        sam2_sdk._client, "image_bytes", lambda image: encoded.append(1) or real(image)
+        sam2_sdk._base, "image_bytes", lambda image: encoded.append(1) or real(image)
     )
     bodies: list[dict[str, Any]] = []
 
@@ -259,39 +329,82 @@ def test_concurrent_calls_on_a_new_image_upload_it_once_threads() -> None:
     assert len(uploads) == 1
 
 
-async def test_the_async_client_retries_maps_errors_and_times_out() -> None:
-    sleeps: list[float] = []
-    script = [httpx.Response(503), _problem(429, "rate_limited", {"retry-after": "2"})]
+def test_answers_are_the_contracts_models_with_warnings_model_and_timings(make: Make) -> None:
+    boxes = ANSWER | {
+        "mode": "box",
+        "predictions": [
+            {"mask": ANSWER["mask"], "score": 0.7, "all_scores": [0.7]},
+            {"mask": encode_rle(~MASK).model_dump(), "score": 0.4, "all_scores": [0.4]},
+        ],
+    }
+    answers = [ANSWER, boxes]
+    client = make(lambda _: httpx.Response(200, json=answers.pop(0)), [])
+    click = client.segment(IMAGE, points=[[1, 1]])
+    assert click.warnings == ["random weights: masks are meaningless"]
+    assert isinstance(click.model, ModelInfo)
+    assert (click.model.name, click.model.random_weights) == ("tiny", True)
+    assert (click.timings.embed_ms, click.timings.total_ms) == (2.0, 7.0)
+    assert isinstance(click.response, PromptSegmentResponse)
+    per_box = client.segment(IMAGE, boxes=[[0, 0, 2, 2], [1, 1, 5, 3]])
+    assert [p.score for p in per_box.predictions] == [0.7, 0.4]
+    assert np.array_equal(per_box.predictions[1].mask, ~MASK)
+    assert np.array_equal(per_box.masks[0], MASK)
 
-    async def flaky(request: httpx.Request) -> httpx.Response:
-        return script.pop(0) if script else httpx.Response(200, json=ANSWER)
 
-    async def record(delay: float) -> None:
-        sleeps.append(delay)
+def test_an_answer_that_breaks_the_contract_is_an_error_not_a_half_result(make: Make) -> None:
+    broken = {k: v for k, v in ANSWER.items() if k != "score"}
+    client = make(lambda _: httpx.Response(200, json=broken), [])
+    with pytest.raises(sam2_sdk.APIResponseValidationError, match="PromptSegmentResponse"):
+        client.segment(IMAGE, points=[[1, 1]])
 
-    def make(handler: Callable[..., Any], retries: int = 2) -> sam2_sdk.AsyncSam2Client:
-        return sam2_sdk.AsyncSam2Client(
-            api_key="sam2_k",
-            base_url="http://sam2.test",
-            max_retries=retries,
-            http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
-            sleep=record,
-        )
 
-    answer = await make(flaky).segment(IMAGE, points=[[1, 1]])
-    assert answer.score == ANSWER["score"]
-    assert len(sleeps) == 2
-    assert sleeps[1] == 2.0  # Retry-After
+def test_the_auto_options_are_the_contracts_automatic_mode_fields() -> None:
+    """Every automatic-mode field of the API is a typed keyword of segment_auto(), with the
+    contract's type, and nothing else is."""
+    contract = {
+        name: info.annotation
+        for name, info in SegmentRequest.model_fields.items()
+        if (info.description or "").startswith("Auto mode:")
+    }
+    options = get_type_hints(AutoOptions)
+    assert set(options) == set(contract) | {"model"}
+    assert {name: options[name] for name in contract} == contract
 
-    async def refuse(request: httpx.Request) -> httpx.Response:
-        return _problem(422, "invalid_box")
 
-    with pytest.raises(sam2_sdk.UnprocessableEntityError) as refused:
-        await make(refuse).segment(IMAGE, box=[5, 5, 1, 1])
-    assert refused.value.code == "invalid_box"
+def test_segment_auto_sends_its_options_and_refuses_unknown_ones(make: Make) -> None:
+    auto_answer = {k: v for k, v in ANSWER.items() if k not in ("mask", "score", "all_scores")}
+    auto_answer |= {
+        "mode": "auto",
+        "count": 1,
+        "masks": [
+            {
+                "segmentation": ANSWER["mask"],
+                "area": int(MASK.sum()),
+                "bbox": [2.0, 1.0, 3.0, 2.0],
+                "predicted_iou": 0.9,
+                "stability_score": 0.97,
+                "point_coords": [[3.0, 2.0]],
+                "crop_box": [0.0, 0.0, 6.0, 4.0],
+            }
+        ],
+    }
+    bodies: list[dict[str, Any]] = []
 
-    async def hang(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("slow", request=request)
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json=auto_answer)
 
-    with pytest.raises(sam2_sdk.APITimeoutError):
-        await make(hang, retries=1).segment(IMAGE, points=[[1, 1]])
+    client = make(handler, [])
+    auto = client.segment_auto(IMAGE, points_per_side=8, crop_n_layers=1, use_m2m=True)
+    assert {k: bodies[0][k] for k in ("mode", "points_per_side", "crop_n_layers", "use_m2m")} == {
+        "mode": "auto",
+        "points_per_side": 8,
+        "crop_n_layers": 1,
+        "use_m2m": True,
+    }
+    assert np.array_equal(auto.masks[0].mask, MASK)
+    assert auto.masks[0].crop_box == [0.0, 0.0, 6.0, 4.0]
+    assert auto.warnings == ANSWER["warnings"]
+    with pytest.raises(TypeError, match=r"unknown option\(s\) mode; .*use segment\(\)"):
+        client.segment_auto(IMAGE, mode="box")
+    assert len(bodies) == 1  # refused before anything was sent

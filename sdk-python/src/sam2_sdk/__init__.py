@@ -1,18 +1,10 @@
 """Python client for the SAM2 segmentation API."""
 
-from sam2_sdk._client import (
-    AsyncSam2Client,
-    AutoMaskResult,
-    AutoSegmentation,
-    BatchItemError,
-    BatchResult,
-    ImageInput,
-    Sam2Client,
-    Segmentation,
-)
+from sam2_sdk._client import AsyncSam2Client, Sam2Client
 from sam2_sdk._exceptions import (
     APIConnectionError,
     APIError,
+    APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -28,19 +20,32 @@ from sam2_sdk._exceptions import (
     UnprocessableEntityError,
 )
 from sam2_sdk._helpers import segment_image
+from sam2_sdk._types import (
+    AutoMaskResult,
+    AutoOptions,
+    AutoSegmentation,
+    BatchItemError,
+    BatchResult,
+    BoxPrediction,
+    ImageInput,
+    Segmentation,
+)
 
 __all__ = [
     "APIConnectionError",
     "APIError",
+    "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
     "AsyncSam2Client",
     "AuthenticationError",
     "AutoMaskResult",
+    "AutoOptions",
     "AutoSegmentation",
     "BadRequestError",
     "BatchItemError",
     "BatchResult",
+    "BoxPrediction",
     "ConflictError",
     "ImageInput",
     "ImageNotCachedError",

@@ -4,6 +4,7 @@ Sam2Error
 └── APIError
     ├── APIConnectionError
     │   └── APITimeoutError
+    ├── APIResponseValidationError    (a 2xx answer that does not match the API contract)
     └── APIStatusError                (any 4xx/5xx answer; `code`, `hint`, `request_id`)
         ├── BadRequestError           400
         ├── AuthenticationError       401
@@ -40,6 +41,11 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError):
     """The service did not answer in time."""
+
+
+class APIResponseValidationError(APIError):
+    """The service answered, but not with what the API contract says (a proxy's page, a
+    server of another version): nothing is returned half-read."""
 
 
 class APIStatusError(APIError):

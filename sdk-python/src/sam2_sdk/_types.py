@@ -1,0 +1,210 @@
+"""What the client takes and gives: input types, automatic-mode options, and results parsed
+with the API contract's models (`sam2_contract`), masks decoded to numpy boolean arrays."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypedDict, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+from pydantic import BaseModel, ValidationError
+from sam2_contract.masks import decode_mask
+from sam2_contract.models import (
+    AutoSegmentResponse,
+    BatchSegmentResponse,
+    ModelInfo,
+    ModelName,
+    Problem,
+    PromptSegmentResponse,
+    Timings,
+)
+
+from sam2_sdk._exceptions import APIResponseValidationError
+
+ImageInput = str | os.PathLike[str] | bytes | Image.Image | npt.NDArray[Any]
+# Coordinates as lists, tuples or numpy arrays (numpy scalars inside are fine too).
+Points = Sequence[Sequence[float]] | npt.NDArray[Any]
+Labels = Sequence[int] | npt.NDArray[Any]
+Box = Sequence[float] | npt.NDArray[Any]
+BoolMask = npt.NDArray[np.bool_]
+
+
+class AutoOptions(TypedDict, total=False):
+    """Automatic mode's options: the API's fields of the same names (defaults and limits in
+    docs/api.md); omitted, the service's defaults."""
+
+    points_per_side: int
+    points_per_batch: int
+    pred_iou_thresh: float
+    stability_score_thresh: float
+    stability_score_offset: float
+    box_nms_thresh: float
+    crop_n_layers: int
+    crop_nms_thresh: float
+    crop_overlap_ratio: float
+    crop_n_points_downscale_factor: int
+    min_mask_region_area: int
+    use_m2m: bool
+    model: ModelName
+
+
+@dataclass(frozen=True)
+class BoxPrediction:
+    """One box's answer, for a list of boxes."""
+
+    mask: BoolMask
+    score: float
+    all_scores: list[float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Answer:
+    """What every answer says besides its masks."""
+
+    image_shape: tuple[int, int]
+    image_id: str
+    cached: bool
+    model: ModelInfo
+    timings: Timings
+    warnings: list[str]
+
+    @property
+    def timings_ms(self) -> dict[str, float]:
+        return self.timings.model_dump()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Segmentation(_Answer):
+    """A point or box answer: the best mask, and each box's answer for a list of boxes."""
+
+    mask: BoolMask
+    score: float
+    all_scores: list[float]
+    predictions: list[BoxPrediction] = field(default_factory=list)
+    response: PromptSegmentResponse | None = field(default=None, repr=False)
+    """The answer as the contract's model (masks as sent: RLE)."""
+
+    @property
+    def masks(self) -> list[BoolMask]:
+        """Each box's best mask, for a list of boxes."""
+        return [prediction.mask for prediction in self.predictions]
+
+    def to_pil(self) -> Image.Image:
+        return Image.fromarray(self.mask)
+
+
+@dataclass(frozen=True)
+class AutoMaskResult:
+    mask: BoolMask
+    area: int
+    bbox: list[float]
+    predicted_iou: float
+    stability_score: float
+    point_coords: list[list[float]]
+    crop_box: list[float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoSegmentation(_Answer):
+    """An automatic-mode answer: every mask found."""
+
+    masks: list[AutoMaskResult]
+    response: AutoSegmentResponse | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class BatchItemError:
+    """One batch item that failed; the others still ran."""
+
+    status: int
+    code: str
+    detail: str
+    hint: str | None
+    problem: Problem | None = field(default=None, repr=False)
+
+
+BatchResult = Segmentation | AutoSegmentation | BatchItemError
+
+
+def parse_prompt(answer: dict[str, Any]) -> Segmentation:
+    return _prompt(_valid(PromptSegmentResponse, answer))
+
+
+def parse_auto(answer: dict[str, Any]) -> AutoSegmentation:
+    return _auto(_valid(AutoSegmentResponse, answer))
+
+
+def parse_batch(answer: dict[str, Any]) -> list[BatchResult]:
+    results: list[BatchResult] = []
+    for item in _valid(BatchSegmentResponse, answer).results:
+        if isinstance(item.result, PromptSegmentResponse):
+            results.append(_prompt(item.result))
+        elif isinstance(item.result, AutoSegmentResponse):
+            results.append(_auto(item.result))
+        else:
+            problem = item.error
+            assert problem is not None  # the contract: a result or an error
+            results.append(
+                BatchItemError(item.status, problem.code, problem.detail, problem.hint, problem)
+            )
+    return results
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _valid(model: type[_M], answer: dict[str, Any]) -> _M:
+    try:
+        return model.model_validate(answer)
+    except ValidationError as exc:
+        raise APIResponseValidationError(
+            f"the service's answer is not a {model.__name__} as the API contract defines it "
+            f"(is the SDK newer than the service?): {exc}"
+        ) from exc
+
+
+def _common(response: PromptSegmentResponse | AutoSegmentResponse) -> dict[str, Any]:
+    return {
+        "image_shape": (int(response.image_shape[0]), int(response.image_shape[1])),
+        "image_id": response.image_id,
+        "cached": response.cached,
+        "model": response.model,
+        "timings": response.timings_ms,
+        "warnings": response.warnings,
+        "response": response,
+    }
+
+
+def _prompt(response: PromptSegmentResponse) -> Segmentation:
+    return Segmentation(
+        mask=decode_mask(response.mask),
+        score=response.score,
+        all_scores=response.all_scores,
+        predictions=[
+            BoxPrediction(decode_mask(p.mask), p.score, p.all_scores)
+            for p in response.predictions or []
+        ],
+        **_common(response),
+    )
+
+
+def _auto(response: AutoSegmentResponse) -> AutoSegmentation:
+    return AutoSegmentation(
+        masks=[
+            AutoMaskResult(
+                mask=decode_mask(m.segmentation),
+                area=m.area,
+                bbox=m.bbox,
+                predicted_iou=m.predicted_iou,
+                stability_score=m.stability_score,
+                point_coords=m.point_coords,
+                crop_box=m.crop_box,
+            )
+            for m in response.masks
+        ],
+        **_common(response),
+    )
