@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 from sam2_contract import decode_mask
 from sam2_sdk import AsyncSam2Client, Sam2Client, segment_image
-from support import IMAGES, GatewayServer, RunningServer, b64, encode, scene
+from support import IMAGES, GatewayServer, RunningServer, b64, encode
 
 
 def test_sdk_masks_equal_the_inference_service_direct(
@@ -85,27 +85,6 @@ def test_the_original_segment_image_helper(gateway_server: GatewayServer, tmp_pa
     assert set(answer) >= {"mask", "score", "all_scores", "image_shape"}
     assert len(answer["mask"]) == 120
     assert isinstance(answer["mask"][0][0], bool)
-
-
-def test_client_example_runs_as_written(gateway_server: GatewayServer, tmp_path: object) -> None:
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    photo = Path(f"{tmp_path}/photo.jpg")
-    photo.write_bytes(encode(scene(480, 640, seed=9), "JPEG"))
-    example = Path(__file__).parents[2] / "sdk-python" / "client_example.py"
-    env = os.environ | {"SAM2_API_KEY": gateway_server.key, "SAM2_BASE_URL": gateway_server.url}
-    done = subprocess.run(
-        [sys.executable, str(example), str(photo)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "second click reused the embedding: True" in done.stdout
 
 
 def test_batches_share_one_upload_and_fail_item_by_item(gateway_server: GatewayServer) -> None:

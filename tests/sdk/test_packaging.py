@@ -1,13 +1,17 @@
 """The Python SDK installs with one pip command into a clean virtual environment, without torch:
 from the source tree, and from its sdist alone (no checkout beside it), which carries the
-vendored contract. Its README's install lines are the ones run here."""
+vendored contract. Its README's install lines are the ones run here, and its example runs as
+pasted, in a fresh project with nothing but that install, against a running gateway."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from support import GatewayServer, encode, scene
 
 ROOT = Path(__file__).parents[2]
 PROBE = (
@@ -41,7 +45,7 @@ def _probe(python: Path) -> None:
 
 
 def test_one_pip_command_installs_the_sdk_from_the_tree_and_from_its_sdist(
-    tmp_path: Path,
+    tmp_path: Path, gateway_server: GatewayServer
 ) -> None:
     readme = (ROOT / "sdk-python" / "README.md").read_text()
     assert "pip install ./sdk-python " in readme
@@ -66,3 +70,22 @@ def test_one_pip_command_installs_the_sdk_from_the_tree_and_from_its_sdist(
     fresh = _venv(tmp_path / "fresh")
     _pip(fresh, "install", sdist.name, cwd=alone)
     _probe(fresh)
+    # The README's example, pasted into a fresh project that has only that install.
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "sdk-python" / "client_example.py", project / "example.py")
+    (project / "photo.jpg").write_bytes(encode(scene(480, 640, seed=9), "JPEG"))
+    env = {"PATH": os.environ["PATH"], "HOME": str(project)}
+    env |= {"SAM2_API_KEY": gateway_server.key, "SAM2_BASE_URL": gateway_server.url}
+    done = subprocess.run(
+        [str(fresh), "example.py", "photo.jpg"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "second click reused the embedding: True" in done.stdout
+    assert "warning: random weights" in done.stdout  # the parsed answer's warnings
+    assert "segment_image (original helper): mask 480 rows" in done.stdout
