@@ -85,8 +85,9 @@ def _stages(model: SAM2Base) -> list[torch.nn.Module]:
 
 def _block_stages(block: MultiScaleBlock) -> list[torch.nn.Module]:
     """A trunk block's attention (its input projection, then its output projection) and MLP
-    (each linear layer): at hiera's first stage each is a matrix product over 65,536 tokens."""
-    return [block, block.attn, block.attn.proj, block.mlp, *block.mlp.layers[1:]]
+    (each linear layer, and the activation between them): at hiera's first stage each is a
+    pass over 65,536 tokens."""
+    return [block, block.attn, block.attn.proj, block.mlp, block.mlp.act, *block.mlp.layers[1:]]
 
 
 def _at_stage(*_: object) -> None:
