@@ -1,4 +1,5 @@
-"""Inference benchmark: what the embedding cache saves, and what each mask format costs.
+"""Inference benchmark: what the embedding cache saves, what each mask format costs, and what
+automatic mode's RLE answers cost with and without building each mask.
 
 Prints markdown tables; every ratio compares two numbers measured in this same run.
 
@@ -11,6 +12,8 @@ themselves are meaningless, so the wire-size table also reports a smooth object-
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import json
 import statistics
 import tempfile
@@ -21,9 +24,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sam2_contract import PromptPrediction, SegmentRequest, decode_mask, encode_mask
-from sam2_contract.images import image_id_for
+from PIL import Image
+from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+from sam2_contract import (
+    PromptPrediction,
+    SegmentRequest,
+    decode_mask,
+    encode_mask,
+    encode_rle,
+    rle_from_counts,
+)
+from sam2_contract.images import image_id_for_file
 from sam2_inference import EmbeddingCache, InferenceSettings, Sam2Engine
+from sam2_inference.device import inference_context
 
 WIDTH, HEIGHT = 1024, 768
 
@@ -34,6 +47,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--encoder-runs", type=int, default=3)
+    parser.add_argument("--points-per-side", type=int, default=16)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,6 +62,7 @@ def main() -> None:
     print(f"image {WIDTH}x{HEIGHT}; medians over the runs shown\n")
     mask = _cache_table(engine, pixels, args.repeats, args.encoder_runs)
     _format_table(mask, _object_mask(), args.repeats)
+    _auto_rle_table(engine, pixels, args.points_per_side)
 
 
 def _cache_table(
@@ -62,7 +77,7 @@ def _cache_table(
         response = engine.segment(SegmentRequest(image=image, **click), namespace=f"cold{run}")
         cold.append(response.timings_ms)
     image_id = response.image_id
-    assert image_id == image_id_for(pixels)
+    assert image_id == image_id_for_file(base64.b64decode(image))  # named by its file
     for _ in range(repeats):
         started = time.perf_counter()
         warm_response = engine.segment(
@@ -109,6 +124,47 @@ def _format_table(model_mask: np.ndarray, object_mask: np.ndarray, repeats: int)
     print()
 
 
+def _auto_rle_table(engine: Sam2Engine, pixels: np.ndarray, side: int) -> None:
+    """Automatic mode answering RLE, as the service did (sam2 builds every mask, which is then
+    encoded) and does (sam2's run lengths compressed as they are), on the same model and image.
+    Thresholds at 0 and no duplicate removal keep every mask, so there are many to encode."""
+    print(f"## Automatic mode ({side}x{side} grid) answering RLE\n")
+    print("| path | masks | generate ms | RLE ms | total ms | vs before |")
+    print("|---|---:|---:|---:|---:|---:|")
+    knobs = {
+        "points_per_side": side,
+        "points_per_batch": 4,  # the service slices batches small on a CPU too
+        "pred_iou_thresh": 0.0,
+        "stability_score_thresh": 0.0,
+        "box_nms_thresh": 1.0,  # random weights give near-duplicates: keep them all
+    }
+    rows, answers = [], []
+    for label, mode in (("before: masks, then RLE", "binary_mask"), ("now: RLE from runs", "")):
+        generator = SAM2AutomaticMaskGenerator(
+            engine.model, output_mode=mode or "uncompressed_rle", **knobs
+        )
+        with inference_context(engine.device):
+            started = time.perf_counter()
+            records = generator.generate(pixels)
+            generated = time.perf_counter()
+        if mode:
+            rles = [encode_rle(record["segmentation"]) for record in records]
+        else:
+            rles = [
+                rle_from_counts(r["segmentation"]["size"], r["segmentation"]["counts"])
+                for r in records
+            ]
+        done = time.perf_counter()
+        answers.append(rles)
+        rows.append((label, len(rles), generated - started, done - generated, done - started))
+    assert answers[0] == answers[1]  # the same answer
+    for label, count, generate_s, rle_s, total_s in rows:
+        ratio = f"{total_s / rows[0][4]:.2f}x"
+        cells = [f"{generate_s * 1000:.0f}", f"{rle_s * 1000:.0f}", f"{total_s * 1000:.0f}"]
+        print(f"| {label} | {count} | " + " | ".join(cells) + f" | {ratio} |")
+    print()
+
+
 def _to_wire(mask: np.ndarray, fmt: str) -> bytes:
     """What the server does per mask: encode it, then serialise it into the JSON body."""
     response = PromptPrediction(mask=encode_mask(mask, fmt), score=1.0, all_scores=[1.0])  # type: ignore[arg-type]
@@ -146,11 +202,6 @@ def _object_mask() -> np.ndarray:
 
 
 def _b64_png(pixels: np.ndarray) -> str:
-    import base64
-    import io
-
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
-from sam2_contract import decode_mask
+from pycocotools import mask as coco
+from sam2.utils.amg import mask_to_rle_pytorch
+from sam2_contract import decode_mask, rle_from_counts
 from support import IMAGES, EncoderCounter, b64, encode
 
 LOSSLESS = [("PNG", {}), ("WEBP", {"lossless": True}), ("BMP", {}), ("TIFF", {}), ("GIF", {})]
@@ -64,3 +67,18 @@ def test_every_mode_answers_in_every_mask_format(client: TestClient, mode: str) 
         for ours, reference in zip(decoded[fmt], decoded["bool2d"], strict=True):
             assert np.array_equal(ours, reference)
             assert ours.shape == (200, 120)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools
+def test_sam2s_own_run_lengths_give_pycocotools_rle_without_a_mask() -> None:
+    """Automatic mode answers RLE straight from the run lengths sam2 keeps its masks in."""
+    rng = np.random.default_rng(11)
+    masks = [rng.random((37, 53)) < 0.5, np.zeros((9, 4), bool), np.ones((4, 9), bool)]
+    shaped = np.zeros((120, 200), bool)
+    shaped[20:90, 30:170] = True
+    masks.append(shaped)
+    for mask in masks:
+        [runs] = mask_to_rle_pytorch(torch.from_numpy(mask)[None])
+        ours = rle_from_counts(runs["size"], runs["counts"])
+        theirs = coco.encode(np.asfortranarray(mask.astype(np.uint8)))
+        assert (ours.size, ours.counts) == (list(theirs["size"]), theirs["counts"].decode())

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco
 from sam2_contract import RLEMask, decode_mask, decode_rle, encode_mask, encode_rle
-from sam2_contract.masks import decode_png, encode_png
+from sam2_contract.masks import (
+    decode_png,
+    encode_png,
+    mask_from_counts,
+    rle_counts,
+    rle_from_counts,
+)
 
 
 def _random_masks() -> list[np.ndarray]:
@@ -33,6 +39,8 @@ def test_rle_equals_pycocotools_and_round_trips(mask: np.ndarray) -> None:
     assert ours.size == list(theirs["size"])
     assert np.array_equal(decode_rle(ours), mask)
     assert np.array_equal(coco.decode({"size": ours.size, "counts": ours.counts.encode()}), mask)
+    assert rle_from_counts(mask.shape, rle_counts(mask).tolist()) == ours  # from runs alone
+    assert np.array_equal(mask_from_counts(mask.shape, rle_counts(mask).tolist()), mask)
 
 
 def test_png_round_trips_and_is_one_bit() -> None:

@@ -28,7 +28,14 @@ from sam2_contract.images import (
     load_image,
     probe_image,
 )
-from sam2_contract.masks import decode_mask, decode_rle, encode_mask, encode_rle, render_answer
+from sam2_contract.masks import (
+    decode_mask,
+    decode_rle,
+    encode_mask,
+    encode_rle,
+    render_answer,
+    rle_from_counts,
+)
 from sam2_contract.models import (
     MAX_BATCH_ITEMS,
     MODEL_IDS,
@@ -130,4 +137,5 @@ __all__ = [
     "parse_segment_request",
     "probe_image",
     "render_answer",
+    "rle_from_counts",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -93,14 +94,27 @@ def encode_rle(mask: BoolMask) -> RLEMask:
     return RLEMask(size=[height, width], counts=_compress(rle_counts(mask)))
 
 
+def rle_from_counts(size: Sequence[int], counts: Sequence[int]) -> RLEMask:
+    """COCO compressed RLE from uncompressed run lengths (column-major, zeros first), the form
+    SAM2's automatic mask generator keeps its masks in: no mask is built to encode it."""
+    return RLEMask(
+        size=[int(size[0]), int(size[1])], counts=_compress(np.asarray(counts, dtype=np.int64))
+    )
+
+
 def decode_rle(rle: RLEMask) -> BoolMask:
-    height, width = rle.size
-    counts = _decompress(rle.counts)
-    if int(counts.sum()) != height * width:
-        raise ValueError(f"RLE counts cover {int(counts.sum())} pixels, size says {height * width}")
-    values = np.zeros(counts.size, dtype=bool)
+    return mask_from_counts(rle.size, _decompress(rle.counts))
+
+
+def mask_from_counts(size: Sequence[int], counts: npt.ArrayLike) -> BoolMask:
+    """The HxW mask of uncompressed run lengths (column-major, zeros first)."""
+    height, width = int(size[0]), int(size[1])
+    runs = np.asarray(counts, dtype=np.int64)
+    if int(runs.sum()) != height * width:
+        raise ValueError(f"RLE counts cover {int(runs.sum())} pixels, size says {height * width}")
+    values = np.zeros(runs.size, dtype=bool)
     values[1::2] = True
-    flat = np.repeat(values, counts)
+    flat = np.repeat(values, runs)
     return flat.reshape((width, height)).T.copy()
 
 

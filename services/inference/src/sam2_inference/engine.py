@@ -38,7 +38,7 @@ from sam2_contract.images import (
     image_id_for_file,
     load_image,
 )
-from sam2_contract.masks import encode_mask
+from sam2_contract.masks import encode_mask, mask_from_counts, rle_from_counts
 from sam2_contract.models import (
     MODEL_IDS,
     RANDOM_WEIGHTS_WARNING,
@@ -552,7 +552,7 @@ class Sam2Engine:
             crop_n_points_downscale_factor=request.crop_n_points_downscale_factor,
             min_mask_region_area=request.min_mask_region_area,
             use_m2m=request.use_m2m,
-            output_mode="binary_mask",
+            output_mode="uncompressed_rle",  # as sam2 keeps masks: RLE answers build none
         )
 
     def _extensions(
@@ -598,8 +598,13 @@ def _prediction(masks: FloatArray, scores: FloatArray, request: SegmentRequest) 
 
 
 def _auto_mask(record: dict[str, Any], mask_format: MaskFormat) -> AutoMask:
+    runs = record["segmentation"]  # uncompressed COCO RLE: {"size": [h, w], "counts": [...]}
     return AutoMask(
-        segmentation=encode_mask(record["segmentation"], mask_format),
+        segmentation=(
+            rle_from_counts(runs["size"], runs["counts"])
+            if mask_format == "rle"
+            else encode_mask(mask_from_counts(runs["size"], runs["counts"]), mask_format)
+        ),
         area=int(record["area"]),
         bbox=[float(v) for v in record["bbox"]],
         predicted_iou=float(record["predicted_iou"]),
