@@ -15,7 +15,6 @@ import hashlib
 import io
 import os
 import random
-import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -80,8 +79,6 @@ class BaseClient:
         self.base_url = url.rstrip("/")
         self.max_retries = max_retries
         self._image_ids: OrderedDict[str, str] = OrderedDict()
-        self._uploads_lock = threading.Lock()
-        self._upload_locks: dict[str, threading.Lock] = {}
 
     # Requests
 
@@ -199,12 +196,6 @@ class BaseClient:
         self._image_ids.move_to_end(key)
         while len(self._image_ids) > _REMEMBERED_IMAGES:
             self._image_ids.popitem(last=False)
-
-    def _upload_lock(self, key: str) -> threading.Lock:
-        """The lock an image's first upload holds: concurrent calls on a new image wait for
-        it and then go by `image_id`, so the image is uploaded and encoded once."""
-        with self._uploads_lock:
-            return self._upload_locks.setdefault(key, threading.Lock())
 
 
 def _missed(answer: dict[str, Any]) -> bool:

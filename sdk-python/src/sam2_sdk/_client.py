@@ -4,6 +4,7 @@ is its public methods (one line each) and one request loop."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Unpack
@@ -45,6 +46,8 @@ class Sam2Client(BaseClient):
         super().__init__(api_key=api_key, base_url=base_url, max_retries=max_retries)
         self._http = http_client or httpx.Client(timeout=timeout)
         self._sleep = sleep
+        self._uploads_lock = threading.Lock()
+        self._upload_locks: dict[str, threading.Lock] = {}
 
     def segment(
         self,
@@ -108,6 +111,12 @@ class Sam2Client(BaseClient):
             answer = self._request("POST", path, body)
             self._answered(key, body, answer)
             return answer
+
+    def _upload_lock(self, key: str) -> threading.Lock:
+        """The lock an image's first upload holds: concurrent calls on a new image wait for
+        it and then go by `image_id`, so the image is uploaded and encoded once."""
+        with self._uploads_lock:
+            return self._upload_locks.setdefault(key, threading.Lock())
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         attempt = 0

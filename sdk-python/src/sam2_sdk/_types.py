@@ -85,7 +85,7 @@ class Segmentation(_Answer):
     score: float
     all_scores: list[float]
     predictions: list[BoxPrediction] = field(default_factory=list)
-    response: PromptSegmentResponse | None = field(default=None, repr=False)
+    response: PromptSegmentResponse = field(repr=False)
     """The answer as the contract's model (masks as sent: RLE)."""
 
     @property
@@ -113,7 +113,7 @@ class AutoSegmentation(_Answer):
     """An automatic-mode answer: every mask found."""
 
     masks: list[AutoMaskResult]
-    response: AutoSegmentResponse | None = field(default=None, repr=False)
+    response: AutoSegmentResponse = field(repr=False)
 
 
 @dataclass(frozen=True)
