@@ -1,7 +1,7 @@
-"""GPU benchmark, one stage per run: one model, one variant, one table row.
+"""GPU benchmark, one stage per run: one model, pipeline and variant, one table row.
 
     bench/gpu.sh                                      # every stage, each under its own timeout
-    python bench/gpu.py --model large --variant compile --rows rows.md   # one stage
+    python bench/gpu.py --model large --pipeline fast --variant compile --rows rows.md
     python bench/gpu.py --model tiny --grid 4 --repeats 2                # anywhere (CPU too)
 
 Random weights built from the official SAM 2.1 config (no download), so the numbers are those
@@ -38,13 +38,16 @@ Variant = Literal["eager", "compile"]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="large", choices=["tiny", "small", "base-plus", "large"])
+    parser.add_argument("--pipeline", default="fast", choices=["exact", "fast"])
     parser.add_argument("--variant", default="eager", choices=["eager", "compile"])
     parser.add_argument("--grid", type=int, default=32, help="auto mode points per side")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--rows", type=Path, help="append the row to this markdown file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        settings = InferenceSettings(model=args.model, weights="random", random_dir=Path(tmp))
+        settings = InferenceSettings(
+            model=args.model, weights="random", random_dir=Path(tmp), pipeline=args.pipeline
+        )
         engine = Sam2Engine.from_settings(settings)
     row = measure(engine, args.variant, args.grid, args.repeats)
     print(row, end="", flush=True)
@@ -95,8 +98,9 @@ def measure(engine: Sam2Engine, variant: Variant, grid: int, repeats: int) -> st
         peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}"
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     name = f"{engine.info.name} ({engine.info.dtype})"
+    stage = f"{engine.info.pipeline} {variant}"
     return (
-        f"| {card} | {name} | {variant} | {encoder:.1f} | {first:.1f} | {cached:.1f} "
+        f"| {card} | {name} | {stage} | {encoder:.1f} | {first:.1f} | {cached:.1f} "
         f"| {auto_ms:.0f} ({grid}x{grid}, {masks}) | {peak} |\n"
     )
 

@@ -2,7 +2,8 @@
 # The GPU benchmark in one command, made for a bare GPU machine with no network:
 #
 #   bench/gpu-wheels.sh        # here, once: .whl/ with sam2 and what that machine's image lacks
-#   bench/gpu.sh               # there (with .whl carried): hiera-large and tiny, eager and compiled
+#   bench/gpu.sh               # there (with .whl carried): hiera-large and tiny, both pipelines,
+#                              # eager and compiled, then fast-vs-exact quality (bench/quality.py)
 #   bench/gpu.sh --small       # anywhere, the CPU included: tiny, 4x4 grid, few repeats
 #
 # It uses the machine's own Python and torch when .whl/ is present (else the project's .venv),
@@ -47,26 +48,36 @@ else:
 PY
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$out/gpu-env.txt"
 
-# model variant grid repeats timeout_s
+# model pipeline variant grid repeats timeout_s
 if [ "${1:-}" = "--small" ]; then
-  stages=("tiny eager 4 2 120" "tiny compile 4 2 240")
+  stages=("tiny exact eager 4 2 120" "tiny fast eager 4 2 120")
+  quality=(--model tiny --images 1 --clicks 4 --points-per-side 4)
 else
-  stages=("large eager 32 10 80" "tiny eager 32 10 40" "large compile 32 10 150" "tiny compile 32 10 90")
+  stages=("large exact eager 32 10 70" "large fast eager 32 10 50" "tiny fast eager 32 10 40"
+          "large fast compile 32 10 150")
+  quality=(--model large --images 4 --clicks 8 --points-per-side 16)
 fi
 for stage in "${stages[@]}"; do
-  read -r model variant grid repeats limit <<<"$stage"
+  read -r model pipeline variant grid repeats limit <<<"$stage"
   left=$((budget - ($(date +%s) - started)))
   if [ "$left" -lt 20 ]; then
-    echo "| - | $model | $variant | not measured (benchmark budget spent) | | | | |" >>"$rows"
+    echo "| - | $model | $pipeline $variant | not measured (benchmark budget spent) | | | | |" >>"$rows"
     continue
   fi
   [ "$limit" -gt "$left" ] && limit=$left
-  echo "== $model $variant (at most ${limit} s)" | tee -a "$log"
-  timeout -k 5 "$limit" "$py" bench/gpu.py --model "$model" --variant "$variant" \
-    --grid "$grid" --repeats "$repeats" --rows "$rows" >>"$log" 2>&1
+  echo "== $model $pipeline $variant (at most ${limit} s)" | tee -a "$log"
+  timeout -k 5 "$limit" "$py" bench/gpu.py --model "$model" --pipeline "$pipeline" \
+    --variant "$variant" --grid "$grid" --repeats "$repeats" --rows "$rows" >>"$log" 2>&1
   rc=$?
-  [ "$rc" -eq 0 ] || echo "| - | $model | $variant | not measured (stage ended with $rc after ${limit} s limit) | | | | |" >>"$rows"
+  [ "$rc" -eq 0 ] || echo "| - | $model | $pipeline $variant | not measured (stage ended with $rc after ${limit} s limit) | | | | |" >>"$rows"
 done
+# The fast pipeline's masks against the exact one's (bench/quality.py), if time is left.
+left=$((budget - ($(date +%s) - started)))
+if [ "$left" -ge 60 ]; then
+  echo "== quality (at most 60 s)" | tee -a "$log"
+  timeout -k 5 60 "$py" bench/quality.py "${quality[@]}" \
+    >"$out/quality.md" 2>>"$log" || echo "quality: not measured (ended with $?)" >>"$out/quality.md"
+fi
 # A click while another tenant's auto mode runs (bench/fairness.py), if time is left.
 left=$((budget - ($(date +%s) - started)))
 if [ "$left" -ge 60 ]; then
@@ -76,4 +87,5 @@ if [ "$left" -ge 60 ]; then
 fi
 echo
 cat "$rows"
+[ -f "$out/quality.md" ] && cat "$out/quality.md"
 echo "($(( $(date +%s) - started )) s)"

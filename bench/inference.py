@@ -1,5 +1,6 @@
-"""Inference benchmark: what the embedding cache saves, what each mask format costs, and what
-automatic mode's RLE answers cost with and without building each mask.
+"""Inference benchmark: what the embedding cache saves, what each mask format costs, what the
+`fast` pipeline saves per click over `exact`, and what automatic mode's RLE answers cost with
+and without building each mask.
 
 Prints markdown tables; every ratio compares two numbers measured in this same run.
 
@@ -27,6 +28,7 @@ import numpy as np
 from PIL import Image
 from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 from sam2_contract import (
+    AutoSegmentResponse,
     PromptPrediction,
     SegmentRequest,
     decode_mask,
@@ -35,6 +37,7 @@ from sam2_contract import (
     rle_from_counts,
 )
 from sam2_contract.images import image_id_for_file
+from sam2_contract.models import Pipeline
 from sam2_inference import EmbeddingCache, InferenceSettings, Sam2Engine
 from sam2_inference.device import inference_context
 
@@ -48,6 +51,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--encoder-runs", type=int, default=3)
     parser.add_argument("--points-per-side", type=int, default=16)
+    parser.add_argument("--skip-auto", action="store_true", help="no automatic-mode tables")
+    parser.add_argument("--only-pipelines", action="store_true", help="only the pipeline tables")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,9 +65,15 @@ def main() -> None:
         f"# SAM2 inference benchmark: {engine.info.model_id}, random weights, {engine.info.device}"
     )
     print(f"image {WIDTH}x{HEIGHT}; medians over the runs shown\n")
-    mask = _cache_table(engine, pixels, args.repeats, args.encoder_runs)
-    _format_table(mask, _object_mask(), args.repeats)
-    _auto_rle_table(engine, pixels, args.points_per_side)
+    if not args.only_pipelines:
+        mask = _cache_table(engine, pixels, args.repeats, args.encoder_runs)
+        _format_table(mask, _object_mask(), args.repeats)
+    engines = {name: _engine_like(engine, name) for name in ("exact", "fast")}
+    _pipeline_table(engines, pixels, args.repeats, args.encoder_runs)
+    if not args.skip_auto:
+        _auto_pipeline_table(engines, pixels, args.points_per_side)
+    if not (args.skip_auto or args.only_pipelines):
+        _auto_rle_table(engine, pixels, args.points_per_side)
 
 
 def _cache_table(
@@ -121,6 +132,81 @@ def _format_table(model_mask: np.ndarray, object_mask: np.ndarray, repeats: int)
             )
             cells = [label, fmt, f"{sizes[fmt]:,}", ratio, f"{encode_ms:.2f}", f"{decode_ms:.2f}"]
             print("| " + " | ".join(cells) + " |")
+    print()
+
+
+def _engine_like(engine: Sam2Engine, pipeline: Pipeline) -> Sam2Engine:
+    """Another engine on the same model, with its own cache, on the given pipeline."""
+    return Sam2Engine(
+        engine.model,
+        engine.info,
+        EmbeddingCache(engine.cache.max_bytes),
+        max_pixels=engine.max_pixels,
+        auto_slice_ms=engine.auto_slice_ms,
+        pipeline=pipeline,
+    )
+
+
+def _pipeline_table(
+    engines: dict[str, Sam2Engine], pixels: np.ndarray, repeats: int, encoder_runs: int
+) -> None:
+    """The same clicks through an `exact` and a `fast` engine on one model, runs interleaved:
+    server time (`timings_ms.total_ms`) for a click on a new image and on a cached one."""
+    image = _b64_png(pixels)
+    click = {"point_coords": [[512, 384]], "point_labels": [1], "mask_format": "rle"}
+    new: dict[str, list[float]] = {name: [] for name in engines}
+    cached: dict[str, list[float]] = {name: [] for name in engines}
+    masks: dict[str, Any] = {}
+    for run in range(max(encoder_runs, repeats)):
+        for name, each in engines.items():
+            if run < encoder_runs:
+                each.cache = EmbeddingCache(each.cache.max_bytes)
+                answer = each.segment(SegmentRequest(image=image, **click))
+                new[name].append(answer.timings_ms.total_ms)
+            answer = each.segment(SegmentRequest(image_id=answer.image_id, **click))
+            cached[name].append(answer.timings_ms.total_ms)
+            masks[name] = answer.mask
+    assert masks["exact"] == masks["fast"]  # the same answer
+    device = engines["fast"].info.device
+    print(f"## Pipelines: `exact` vs `fast` on {device}, a click (server time, RLE)\n")
+    print("| click | exact ms | fast ms | fast vs exact |")
+    print("|---|---:|---:|---:|")
+    for label, times in (("new image", new), ("cached embedding", cached)):
+        exact, fast = statistics.median(times["exact"]), statistics.median(times["fast"])
+        print(f"| {label} | {exact:.1f} | {fast:.1f} | {fast / exact:.2f}x |")
+    print()
+
+
+def _auto_pipeline_table(engines: dict[str, Sam2Engine], pixels: np.ndarray, side: int) -> None:
+    """Automatic mode through both pipelines on one cached embedding, with thresholds that keep
+    about half of random weights' candidates (their predicted IoUs are 0.47-0.55)."""
+    knobs = {
+        "mode": "auto",
+        "points_per_side": side,
+        "pred_iou_thresh": 0.5,
+        "stability_score_offset": 0.05,
+        "stability_score_thresh": 0.5,
+        "box_nms_thresh": 1.0,  # random weights give near-duplicates: keep them all
+        "mask_format": "rle",
+    }
+    image = _b64_png(pixels)
+    image_id = image_id_for_file(base64.b64decode(image))
+    rows: dict[str, AutoSegmentResponse] = {}
+    for name, each in engines.items():
+        each.segment(SegmentRequest(image=image, point_coords=[[1, 1]], point_labels=[1]))
+        answer = each.segment(SegmentRequest(image_id=image_id, **knobs))  # type: ignore[arg-type]
+        assert isinstance(answer, AutoSegmentResponse)
+        rows[name] = answer
+    exact = rows["exact"]
+    assert exact.masks == rows["fast"].masks  # the same answer
+    print(f"## Pipelines: automatic mode ({side}x{side} grid, cached embedding), server time\n")
+    print("| pipeline | masks | predict ms | total ms | vs exact |")
+    print("|---|---:|---:|---:|---:|")
+    for name, answer in rows.items():
+        timings = answer.timings_ms
+        ratio = timings.total_ms / exact.timings_ms.total_ms
+        cells = f"{timings.predict_ms:.0f} | {timings.total_ms:.0f} | {ratio:.2f}x"
+        print(f"| {name} | {answer.count} | {cells} |")
     print()
 
 

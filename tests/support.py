@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 from pydantic import SecretStr
+from sam2_contract.models import Pipeline
 from sam2_inference import EmbeddingCache, Sam2Engine
 
 PEPPER = "test-pepper-0123456789abcdef"
@@ -83,6 +84,7 @@ def fresh_engine(
     cache_bytes: int = 1 << 30,
     max_request_bytes: int = 0,
     auto_slice_ms: float | None = None,
+    pipeline: Pipeline | None = None,
 ) -> Sam2Engine:
     """A new engine on the loaded model: its own cache, lock and measured costs."""
     return Sam2Engine(
@@ -92,6 +94,7 @@ def fresh_engine(
         max_pixels=loaded.max_pixels,
         max_request_bytes=max_request_bytes,
         auto_slice_ms=loaded.auto_slice_ms if auto_slice_ms is None else auto_slice_ms,
+        pipeline=pipeline or loaded.info.pipeline,
     )
 
 

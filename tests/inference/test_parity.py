@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,8 @@ from fastapi.testclient import TestClient
 from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 from sam2_contract import decode_mask
-from support import IMAGES, image_b64
+from sam2_inference import InferenceSettings, Sam2Engine, create_app
+from support import IMAGES, fresh_engine, image_b64
 
 PROMPTS: dict[str, dict[str, Any]] = {
     "one_point": {"mode": "point", "point_coords": [[60, 40]], "point_labels": [1]},
@@ -34,6 +36,17 @@ PROMPTS: dict[str, dict[str, Any]] = {
     },
 }
 BOXES = [[20, 15, 110, 90], [5, 5, 50, 40], [60, 30, 115, 110]]
+
+
+@pytest.fixture(params=["exact", "fast"])
+def client(
+    request: pytest.FixtureRequest, loaded_engine: Sam2Engine, settings: InferenceSettings
+) -> Iterator[TestClient]:
+    """The service on either pipeline: on the CPU both must give SAM2's masks exactly."""
+    engine = fresh_engine(loaded_engine, pipeline=request.param)
+    assert engine.info.pipeline == request.param
+    with TestClient(create_app(settings, engine=engine)) as test_client:
+        yield test_client
 
 
 def _direct(predictor: SAM2ImagePredictor, prompt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -337,6 +337,13 @@ export interface components {
              */
             name: "tiny" | "small" | "base-plus" | "large";
             /**
+             * Pipeline
+             * @description `exact`: SAM2's own predictor code, step for step. `fast`: the work after the model (choosing a click's best mask, upsampling, thresholding, RLE) done on the device; the same masks on the CPU.
+             * @default exact
+             * @enum {string}
+             */
+            pipeline?: "exact" | "fast";
+            /**
              * Random Weights
              * @description True when the checkpoint is seeded random weights: masks are meaningless.
              */

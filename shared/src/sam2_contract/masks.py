@@ -94,7 +94,7 @@ def encode_rle(mask: BoolMask) -> RLEMask:
     return RLEMask(size=[height, width], counts=_compress(rle_counts(mask)))
 
 
-def rle_from_counts(size: Sequence[int], counts: Sequence[int]) -> RLEMask:
+def rle_from_counts(size: Sequence[int], counts: npt.ArrayLike) -> RLEMask:
     """COCO compressed RLE from uncompressed run lengths (column-major, zeros first), the form
     SAM2's automatic mask generator keeps its masks in: no mask is built to encode it."""
     return RLEMask(

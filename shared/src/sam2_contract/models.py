@@ -299,6 +299,9 @@ Mask = list[list[bool]] | RLEMask | str
 """A mask as `bool2d` (rows of booleans), `rle` (RLEMask) or `png` (base64 PNG)."""
 
 
+Pipeline = Literal["exact", "fast"]
+
+
 class ModelInfo(BaseModel):
     """Which model answered, and whether its weights are real."""
 
@@ -310,6 +313,12 @@ class ModelInfo(BaseModel):
     )
     device: str = Field(description="cuda, mps or cpu.")
     dtype: str = Field(description="Compute precision, e.g. bfloat16 or float32.")
+    pipeline: Pipeline = Field(
+        default="exact",
+        description="`exact`: SAM2's own predictor code, step for step. `fast`: the work after "
+        "the model (choosing a click's best mask, upsampling, thresholding, RLE) done on the "
+        "device; the same masks on the CPU.",
+    )
 
 
 class Timings(BaseModel):

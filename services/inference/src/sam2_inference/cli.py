@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> None:
         help="huggingface | random | auto | PATH to a checkpoint (SAM2_WEIGHTS)",
     )
     serve.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], help="(SAM2_DEVICE)")
+    serve.add_argument(
+        "--pipeline", choices=["auto", "exact", "fast"], help="(SAM2_PIPELINE, default auto)"
+    )
     serve.add_argument("--host", help="(SAM2_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="(SAM2_PORT, default 8081)")
 
@@ -54,7 +57,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     overrides: dict[str, Any] = {
         key: value
-        for key in ("model", "weights", "device", "host", "port")
+        for key in ("model", "weights", "device", "pipeline", "host", "port")
         if (value := getattr(args, key)) is not None
     }
     settings = InferenceSettings(**overrides)

@@ -11,6 +11,7 @@ from sam2_contract.images import DEFAULT_MAX_PIXELS
 from sam2_contract.models import ModelName
 
 DevicePreference = Literal["auto", "cuda", "mps", "cpu"]
+PipelinePreference = Literal["auto", "exact", "fast"]
 
 
 class InferenceSettings(BaseSettings):
@@ -25,6 +26,11 @@ class InferenceSettings(BaseSettings):
         "`auto` (the hub, falling back to random weights when unreachable), or a checkpoint path.",
     )
     device: DevicePreference = "auto"
+    pipeline: PipelinePreference = Field(
+        default="auto",
+        description="`exact` runs SAM2's predictor code as published; `fast` keeps the work "
+        "after the model on the device (see fastpath.py); `auto`: fast on CUDA, else exact.",
+    )
     random_seed: int = 0
     random_dir: Path = Field(
         default=Path.home() / ".cache" / "sam2-service",

@@ -6,8 +6,9 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
+from sam2_contract.models import Pipeline
 
-from sam2_inference.config import DevicePreference
+from sam2_inference.config import DevicePreference, PipelinePreference
 
 
 def pick_device(preference: DevicePreference) -> torch.device:
@@ -19,6 +20,13 @@ def pick_device(preference: DevicePreference) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def pick_pipeline(preference: PipelinePreference, device: torch.device) -> Pipeline:
+    """`fast` on CUDA, where it pays; `exact` elsewhere, unless one is named."""
+    if preference != "auto":
+        return preference
+    return "fast" if device.type == "cuda" else "exact"
 
 
 def configure(device: torch.device) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
@@ -58,11 +58,18 @@ from sam2_contract.models import (
 )
 from sam2_contract.validation import BatchEnvelope, parse_segment_request
 
+from sam2_inference import fastpath
 from sam2_inference.budget import default_budget, prompts_that_fit
 from sam2_inference.cache import CachedImage, EmbeddingCache
-from sam2_inference.config import InferenceSettings
+from sam2_inference.config import InferenceSettings, PipelinePreference
 from sam2_inference.costs import Costs, auto_work
-from sam2_inference.device import compute_dtype, configure, inference_context, pick_device
+from sam2_inference.device import (
+    compute_dtype,
+    configure,
+    inference_context,
+    pick_device,
+    pick_pipeline,
+)
 from sam2_inference.preemption import install_preemption, preemptible
 from sam2_inference.scheduling import ModelLock, Work
 from sam2_inference.weights import load_model, resolve_checkpoint
@@ -130,6 +137,7 @@ class _Generator(SAM2AutomaticMaskGenerator):  # type: ignore[misc]
     (an IndexError in torchvision's box_area)."""
 
     _kept: int
+    fast: bool
     work: Work
     between_batches: Callable[[], None]
     observe_batch: Callable[[float, int], None]
@@ -153,7 +161,10 @@ class _Generator(SAM2AutomaticMaskGenerator):  # type: ignore[misc]
     def _process_batch(self, points: Any, *args: Any, **kwargs: Any) -> Any:
         self.between_batches()
         started = self.work.clock_ms()  # stepping aside inside the decoder is not its time
-        data = super()._process_batch(points, *args, **kwargs)
+        if self.fast and not self.use_m2m:
+            data = fastpath.process_batch(self, points, *args)
+        else:
+            data = super()._process_batch(points, *args, **kwargs)
         self.observe_batch(self.work.clock_ms() - started, len(points))
         return data
 
@@ -178,15 +189,17 @@ class Sam2Engine:
         max_pixels: int,
         max_request_bytes: int = 0,
         auto_slice_ms: float = 0.0,
+        pipeline: PipelinePreference = "exact",
     ) -> None:
         self.model = model
-        self.info = info
+        self.device = torch.device(info.device)
+        self._pipeline_preference = pipeline
+        self.info = info.model_copy(update={"pipeline": pick_pipeline(pipeline, self.device)})
         self.cache = cache
         self.max_pixels = max_pixels
         self.max_request_bytes = max_request_bytes
         self.auto_slice_ms = auto_slice_ms
         self.costs = Costs()
-        self.device = torch.device(info.device)
         install_preemption(model)
         self._lock = ModelLock()
         self._template: _CachingPredictor | None = None
@@ -208,24 +221,27 @@ class Sam2Engine:
             device=device.type,
             dtype=str(compute_dtype(device)).removeprefix("torch."),
         )
-        log.info(
-            "loaded %s from %s (%s) on %s in %.1f s",
-            info.model_id,
-            checkpoint.path,
-            info.weights,
-            device,
-            perf_counter() - started,
-        )
-        if info.random_weights:
-            log.warning("RANDOM WEIGHTS: %s", RANDOM_WEIGHTS_WARNING)
-        return cls(
+        engine = cls(
             model,
             info,
             EmbeddingCache(settings.cache_max_bytes),
             max_pixels=settings.max_pixels,
             max_request_bytes=settings.max_request_bytes,
             auto_slice_ms=settings.auto_slice_ms,
+            pipeline=settings.pipeline,
         )
+        log.info(
+            "loaded %s from %s (%s) on %s in %.1f s, %s pipeline",
+            info.model_id,
+            checkpoint.path,
+            info.weights,
+            device,
+            perf_counter() - started,
+            engine.info.pipeline,
+        )
+        if info.random_weights:
+            log.warning("RANDOM WEIGHTS: %s", RANDOM_WEIGHTS_WARNING)
+        return engine
 
     def to(self, device: torch.device) -> None:
         """Move the model (e.g. from the CPU where a memory snapshot loaded it to the GPU).
@@ -238,6 +254,7 @@ class Sam2Engine:
                 update={
                     "device": device.type,
                     "dtype": str(compute_dtype(device)).removeprefix("torch."),
+                    "pipeline": pick_pipeline(self._pipeline_preference, device),
                 }
             )
             self.cache = EmbeddingCache(self.cache.max_bytes)
@@ -374,14 +391,20 @@ class Sam2Engine:
         """A predictor for one request. Building one scripts its transforms (~10 ms), so the
         common case copies a template instead; copies share the model and transforms only."""
         if hole_area:
-            predictor = _CachingPredictor(
-                self.model, max_hole_area=hole_area, max_sprinkle_area=hole_area
-            )
+            predictor = self._new_predictor(hole_area)
         else:
             if self._template is None:
-                self._template = _CachingPredictor(self.model)
+                self._template = self._new_predictor(0.0)
             predictor = copy.copy(self._template)
         predictor.bind(self.cache, namespace, (image.pixels, image.image_id), work)
+        return predictor
+
+    def _new_predictor(self, hole_area: float) -> _CachingPredictor:
+        predictor = _CachingPredictor(
+            self.model, max_hole_area=hole_area, max_sprinkle_area=hole_area
+        )
+        if self.info.pipeline == "fast":
+            predictor._transforms = fastpath.DeviceTransforms(predictor._transforms, self.device)
         return predictor
 
     def _prompt(
@@ -409,23 +432,12 @@ class Sam2Engine:
                 predictor.set_image(image.pixels)
             if predictor.encoder_runs:
                 self.costs.observe_encoder(predictor.embed_ms)
-            masks, scores, _ = predictor.predict(
-                point_coords=points,
-                point_labels=labels,
-                box=boxes if request.box_list_given else (boxes[0] if boxes is not None else None),
-                multimask_output=request.multimask_output,
-            )
+            answers = self._answers(predictor, request, points, labels, boxes)
         model_ms = work.model_ms - before
         if prompts == 1:  # the click time automatic mode's batches are sized against
             self.costs.observe_click(model_ms - predictor.embed_ms)
         encode_started = perf_counter()
-        if request.box_list_given and masks.ndim == 3:  # sam2 squeezes a batch of one box
-            masks, scores = masks[None], scores[None]
-        per_prompt = (
-            [_prediction(m, s, request) for m, s in zip(masks, scores, strict=True)]
-            if request.box_list_given
-            else [_prediction(masks, scores, request)]
-        )
+        per_prompt = [answer.prediction(request) for answer in answers]
         first = per_prompt[0]
         return PromptSegmentResponse(
             mask=first.mask,
@@ -436,6 +448,33 @@ class Sam2Engine:
             predictions=per_prompt if request.box_list_given else None,
             **self._extensions(request, image, predictor, model_ms, encode_started, started),
         )
+
+    def _answers(
+        self,
+        predictor: _CachingPredictor,
+        request: SegmentRequest,
+        points: FloatArray | None,
+        labels: npt.NDArray[np.int32] | None,
+        boxes: FloatArray | None,
+    ) -> list[_Answer]:
+        box = boxes if request.box_list_given else (boxes[0] if boxes is not None else None)
+        if self.info.pipeline == "fast":
+            scores, masks = fastpath.predict(
+                predictor,
+                points,
+                labels,
+                box,
+                multimask_output=request.multimask_output,
+                every_candidate=request.return_all_masks,
+            )
+            return _fast_answers(scores, masks, request.mask_format)
+        masks, scores, _ = predictor.predict(
+            point_coords=points,
+            point_labels=labels,
+            box=box,
+            multimask_output=request.multimask_output,
+        )
+        return _exact_answers(masks, scores, request.mask_format)
 
     def _auto(
         self, request: SegmentRequest, namespace: str, image: _Image, started: float, work: Work
@@ -468,6 +507,7 @@ class Sam2Engine:
             work.check()
             generator = self._generator(request, batch)
             generator.work = work
+            generator.fast = self.info.pipeline == "fast"
             generator.between_batches = partial(self._between_batches, work)
             generator.observe_batch = self.costs.observe_batch
             predictor = self._predictor(
@@ -583,18 +623,49 @@ class Sam2Engine:
         }
 
 
-def _prediction(masks: FloatArray, scores: FloatArray, request: SegmentRequest) -> PromptPrediction:
-    best = int(np.argmax(scores))
-    fmt: MaskFormat = request.mask_format
-    all_masks: list[Mask] | None = (
-        [encode_mask(m > 0, fmt) for m in masks] if request.return_all_masks else None
-    )
-    return PromptPrediction(
-        mask=encode_mask(masks[best] > 0, fmt),
-        score=float(scores[best]),
-        all_scores=[float(s) for s in scores],
-        all_masks=all_masks,
-    )
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One prompt's predicted IoUs and its masks, encoded on demand (after the model lock):
+    every candidate's, or only the best one's."""
+
+    scores: FloatArray
+    masks: Sequence[Callable[[], Mask]]
+
+    def prediction(self, request: SegmentRequest) -> PromptPrediction:
+        best = int(np.argmax(self.scores))
+        pick = best if len(self.masks) > 1 else 0  # the fast path keeps only the best one's
+        all_masks = [encode() for encode in self.masks] if request.return_all_masks else None
+        mask = all_masks[pick] if all_masks is not None else self.masks[pick]()
+        return PromptPrediction(
+            mask=mask,
+            score=float(self.scores[best]),
+            all_scores=[float(s) for s in self.scores],
+            all_masks=all_masks,
+        )
+
+
+def _exact_answers(masks: FloatArray, scores: FloatArray, fmt: MaskFormat) -> list[_Answer]:
+    """sam2's own answer (C x H x W float masks for one prompt, B x C x H x W for several)."""
+    if masks.ndim == 3:
+        masks, scores = masks[None], scores[None]
+    return [
+        _Answer(s, [partial(encode_mask, m > 0, fmt) for m in candidates])
+        for candidates, s in zip(masks, scores, strict=True)
+    ]
+
+
+def _fast_answers(scores: FloatArray, masks: torch.Tensor, fmt: MaskFormat) -> list[_Answer]:
+    """The fast path's answer: B x K x H x W boolean masks on the device. RLE is computed
+    there (only change positions come back); other formats copy one byte a pixel."""
+    b, k, height, width = masks.shape
+    encoders: list[Callable[[], Mask]]
+    if fmt == "rle":
+        counts = fastpath.rle_counts(masks.flatten(0, 1))
+        encoders = [partial(rle_from_counts, (height, width), c) for c in counts]
+    else:
+        host = masks.flatten(0, 1).cpu().numpy()
+        encoders = [partial(encode_mask, m, fmt) for m in host]
+    return [_Answer(scores[i], encoders[i * k : (i + 1) * k]) for i in range(b)]
 
 
 def _auto_mask(record: dict[str, Any], mask_format: MaskFormat) -> AutoMask:
