@@ -29,9 +29,11 @@ def main() -> None:
         print(f"click: score {click.score:.3f}, {int(click.mask.sum())} px, {click.timings}")
         for warning in click.warnings:
             print(f"warning: {warning}")
-        again = client.segment(image, points=[[330, 250], [100, 100]], labels=[1, 0])
+        # A background point corrects the first mask (SAM2's mask_input) instead of starting over.
+        points, labels = [[320, 240], [100, 100]], [1, 0]
+        again = client.segment(image, points=points, labels=labels, refine=click.mask_id)
         total = again.timings.total_ms
-        print(f"second click reused the embedding: {again.cached}, {total:.0f} ms")
+        print(f"refining click reused the embedding: {again.cached}, {total:.0f} ms")
         auto = client.segment_auto(image, points_per_side=8)
         print(f"auto: {len(auto.masks)} masks")
     if len(sys.argv) > 1:

@@ -20,8 +20,9 @@ const main = async (): Promise<void> => {
   const click = await client.segment(image, { points: [[100, 50]], labels: [1] });
   const area = click.mask.reduce((sum, v) => sum + v, 0);
   console.log(`click: score ${click.score.toFixed(3)}, ${area} px of ${click.width}x${click.height}`);
-  const again = await client.segment(image, { points: [[110, 60], [20, 20]], labels: [1, 0] });
-  console.log(`second click reused the embedding: ${again.cached}`);
+  // A background point corrects the first mask (SAM2's mask_input) instead of starting over.
+  const again = await client.segment(image, { points: [[100, 50], [20, 20]], labels: [1, 0], refine: click.maskId });
+  console.log(`refining click reused the embedding: ${again.cached}`);
   const auto = await client.segmentAuto(image, { points_per_side: 4 });
   console.log(`auto: ${auto.masks.length} masks`);
   const original = await segmentImage(new Blob([image]), { endpointUrl: baseUrl, pointCoords: [[100, 50]], pointLabels: [1], apiKey });

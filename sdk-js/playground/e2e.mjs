@@ -10,6 +10,14 @@ const browser = await chromium.launch({
 const report = {};
 try {
   const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+  const sent = [];
+  page.on("request", (request) => {
+    if (request.url().endsWith("/v1/segment")) sent.push(request.postDataJSON());
+  });
+  const answers = [];
+  page.on("response", async (response) => {
+    if (response.url().endsWith("/v1/segment")) answers.push(await response.json().catch(() => ({})));
+  });
   await page.goto(`${url}/playground/`);
   await page.setInputFiles('input[type="file"]', image);
   const overlay = page.getByTestId("overlay");
@@ -36,6 +44,9 @@ try {
   report.auto = await status.textContent();
   await page.screenshot({ path: `${artifacts}/3-auto.png`, fullPage: true });
   report.alerts = await page.getByRole("alert").count();
+  // The second click refines the first answer's mask.
+  report.refine = sent.slice(0, 2).map((body) => body.refine ?? null);
+  report.maskIds = answers.slice(0, 2).map((answer) => answer.mask_id ?? null);
 } finally {
   await browser.close();
 }

@@ -84,8 +84,9 @@ function App() {
     }
   }, [shown, selected, isAuto, size, points, box]);
 
+  // A point added to an object refines its last mask (SAM2's mask_input), as Meta's demo does.
   const run = useCallback(
-    (nextPoints: Point[], nextBox: Box | undefined) => {
+    (nextPoints: Point[], nextBox: Box | undefined, refine?: string | null) => {
       setHistory((h) => [...h, { points, box }]);
       setPoints(nextPoints);
       setBox(nextBox);
@@ -93,11 +94,13 @@ function App() {
       settle(segment({
         ...(nextPoints.length ? { points: nextPoints.map((p) => [p.x, p.y]), labels: nextPoints.map((p) => p.label) } : {}),
         ...(nextBox ? { box: nextBox } : {}),
+        ...(refine ? { refine } : {}),
         returnAllMasks: true,
       }));
     },
     [points, box, segment, reset],
   );
+  const lastMaskId = result && !isAuto ? (result as Segmentation).maskId : null;
 
   const toImage = (event: { clientX: number; clientY: number }) => {
     const rect = canvas.current!.getBoundingClientRect();
@@ -206,7 +209,7 @@ function App() {
                   if (Math.abs(end.x - start.x) > 8 && Math.abs(end.y - start.y) > 8) {
                     run(points, [Math.min(start.x, end.x), Math.min(start.y, end.y), Math.max(start.x, end.x), Math.max(start.y, end.y)]);
                   } else {
-                    run([...points, { ...end, label: e.button === 2 || e.shiftKey ? 0 : 1 }], box);
+                    run([...points, { ...end, label: e.button === 2 || e.shiftKey ? 0 : 1 }], box, points.length ? lastMaskId : null);
                   }
                 }}
               />

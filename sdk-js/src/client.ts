@@ -13,6 +13,8 @@ export type AutoSegmentResponse = Schemas["AutoSegmentResponse"];
 export type BatchSegmentResponse = Schemas["BatchSegmentResponse"];
 export type ModelsResponse = Schemas["ModelsResponse"];
 export type ModelInfo = Schemas["ModelInfo"];
+/** A mask in the API's `polygon` format (`mask_format: "polygon"` over plain REST; this client asks for RLE and decodes it). */
+export type PolygonMask = Schemas["PolygonMask"];
 export type Timings = Schemas["Timings"];
 export type TokenResponse = Schemas["TokenResponse"];
 export type ImageInput = Blob | ArrayBuffer | Uint8Array;
@@ -44,6 +46,10 @@ export interface Segmentation {
   allMasks: Uint8Array[];
   /** What the server warns about, e.g. that it runs random weights. */
   warnings: string[];
+  /** Pass as `refine` with corrected points to improve this mask; null if it could not be kept. */
+  maskId: string | null;
+  /** Every box's `maskId`, for a box list. */
+  boxMaskIds: (string | null)[];
 }
 
 export interface AutoSegmentation {
@@ -93,6 +99,8 @@ export interface PromptOptions extends RequestOptions {
   boxes?: number[][];
   multimask?: boolean;
   returnAllMasks?: boolean;
+  /** An earlier answer's `maskId` on this image: this call corrects that mask (send all the object's points). */
+  refine?: string | null;
 }
 
 type Answer = PromptSegmentResponse | AutoSegmentResponse | BatchSegmentResponse;
@@ -132,6 +140,7 @@ export class Sam2Client {
     if (prompt.labels) fields.point_labels = prompt.labels;
     const box = prompt.boxes ?? prompt.box;
     if (box) fields.box_coords = box;
+    if (prompt.refine) fields.refine = prompt.refine;
     const answer = await this.onImage<PromptSegmentResponse>(image, "/v1/segment", fields, prompt.signal);
     return promptResult(answer);
   }
@@ -254,6 +263,8 @@ function promptResult(answer: PromptSegmentResponse): Segmentation {
     boxScores: (answer.predictions ?? []).map((p) => p.all_scores),
     allMasks: (answer.all_masks ?? []).map(decodeWire),
     warnings: answer.warnings ?? [],
+    maskId: answer.mask_id ?? null,
+    boxMaskIds: (answer.predictions ?? []).map((p) => p.mask_id ?? null),
   };
 }
 
@@ -279,7 +290,7 @@ function autoResult(answer: AutoSegmentResponse): AutoSegmentation {
 
 /** A mask as the client asks for it (RLE); the other formats are for other clients. */
 function decodeWire(mask: PromptSegmentResponse["mask"]): Uint8Array {
-  if (typeof mask === "object" && !Array.isArray(mask)) return decodeRle(mask);
+  if (typeof mask === "object" && !Array.isArray(mask) && "counts" in mask) return decodeRle(mask);
   throw new Sam2Error("expected an RLE mask: this client asks for mask_format rle");
 }
 

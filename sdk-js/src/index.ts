@@ -11,6 +11,7 @@ export type {
   ImageInput,
   ModelInfo,
   ModelsResponse,
+  PolygonMask,
   PromptOptions,
   PromptSegmentResponse,
   RequestOptions,

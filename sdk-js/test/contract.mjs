@@ -1,5 +1,6 @@
-// Run by tests/sdk/test_js_contract.py against the real local gateway: two clicks on one image
-// through the built SDK, printing the masks and how many bytes each request carried.
+// Run by tests/sdk/test_js_contract.py against the real local gateway: a click on one image and
+// a correcting click that refines its mask, through the built SDK, printing the masks and how
+// many bytes each request carried.
 import { readFileSync } from "node:fs";
 import { Sam2Client } from "../dist/index.js";
 
@@ -15,12 +16,14 @@ const client = new Sam2Client({
 });
 const image = new Uint8Array(readFileSync(process.argv[2]));
 const first = await client.segment(image, { points: [[100, 50]], labels: [1] });
-const second = await client.segment(image, { points: [[100, 50]], labels: [1] });
+const second = await client.segment(image, { points: [[100, 50], [30, 30]], labels: [1, 0], refine: first.maskId });
 console.log(
   JSON.stringify({
     mask: Array.from(first.mask).join(""),
     width: first.width,
     height: first.height,
+    refined: Array.from(second.mask).join(""),
+    maskIds: [first.maskId, second.maskId],
     cached: [first.cached, second.cached],
     sent,
   }),

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sam2_contract import decode_mask
@@ -64,6 +65,58 @@ def test_tenants_do_not_share_cached_images(e2e: TestClient, new_key: Callable[.
     assert again.json()["cached"] is True
     stolen = e2e.post("/v1/segment", json=by_id, headers=bearer(bob))
     assert (stolen.status_code, stolen.json()["code"]) == (404, "image_not_cached")
+
+
+def test_a_mask_is_refined_only_with_its_key_and_on_its_image(
+    e2e: TestClient, new_key: Callable[..., str]
+) -> None:
+    alice, bob = new_key(), new_key()
+    click = ORIGINAL["point"] | {"mask_format": "rle"}
+    first = e2e.post(
+        "/v1/segment", json={"image": image_b64("portrait")} | click, headers=bearer(alice)
+    ).json()
+    refine = {"refine": first["mask_id"]} | click
+    again = e2e.post(
+        "/v1/segment", json={"image_id": first["image_id"]} | refine, headers=bearer(alice)
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["mask_id"] != first["mask_id"]
+    # Bob sends the same image (his own cached copy) and Alice's mask_id: not his to use.
+    stolen = e2e.post(
+        "/v1/segment", json={"image": image_b64("portrait")} | refine, headers=bearer(bob)
+    )
+    elsewhere = e2e.post(
+        "/v1/segment", json={"image": image_b64("landscape")} | refine, headers=bearer(alice)
+    )
+    for response in (stolen, elsewhere):
+        assert (response.status_code, response.json()["code"]) == (404, "mask_not_found")
+        assert response.json()["hint"]
+
+
+def test_polygons_are_rendered_by_the_gateway_from_the_same_mask(
+    e2e: TestClient, new_key: Callable[..., str]
+) -> None:
+    headers = bearer(new_key())
+    click = {"point_coords": [[60, 100]], "point_labels": [1]}
+    rle = e2e.post(
+        "/v1/segment",
+        json={"image": image_b64("portrait"), "mask_format": "rle"} | click,
+        headers=headers,
+    ).json()
+    by_id = {"image_id": rle["image_id"], "mask_format": "polygon"} | click
+    exact = e2e.post("/v1/segment", json=by_id | {"polygon_tolerance": 0}, headers=headers)
+    simple = e2e.post("/v1/segment", json=by_id, headers=headers).json()
+    assert exact.status_code == 200, exact.text
+    polygons = exact.json()["mask"]
+    assert polygons["size"] == [200, 120]
+    assert np.array_equal(decode_mask(polygons), decode_mask(rle["mask"]))
+
+    def corners(mask: dict[str, Any]) -> int:
+        return sum(len(p["exterior"]) + sum(map(len, p["holes"])) for p in mask["polygons"])
+
+    assert corners(simple["mask"]) < corners(polygons)
+    bad = e2e.post("/v1/segment", json=by_id | {"polygon_tolerance": -1}, headers=headers)
+    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_parameter")
 
 
 def test_usage_is_metered_per_key(

@@ -74,6 +74,9 @@ def test_playground_in_chromium(dev_stack: str, tmp_path: Path) -> None:
     assert "ms total" in report["first"]
     assert report["maskPixels"] > 0
     assert "embedding cached" in report["second"]
+    # the second click corrects the first click's mask (refine), not starting over
+    assert report["refine"] == [None, report["maskIds"][0]]
+    assert report["maskIds"][0].startswith("msk_")
     assert "masks" in report["auto"]
     assert report["alerts"] == 0
     assert {p.name for p in ARTIFACTS.glob("*.png")} >= {

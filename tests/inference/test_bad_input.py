@@ -13,6 +13,7 @@ from support import b64, encode, image_b64, png_header, scene
 
 GOOD_PNG = encode(scene(40, 60))
 IMAGE = b64(GOOD_PNG)
+MASK_ID = "msk_" + "c" * 24
 POINT = {"image": IMAGE, "point_coords": [[10, 10]], "point_labels": [1]}
 BODY_LIMIT = 256 * 1024
 
@@ -132,6 +133,25 @@ CASES: list[tuple[str, Any, int, str]] = [
         404,
         "image_not_cached",
     ),
+    ("malformed refine", POINT | {"refine": "img_" + "a" * 32}, 422, "invalid_mask_id"),
+    (
+        "refine in auto mode",
+        {"image": IMAGE, "mode": "auto", "refine": MASK_ID},
+        422,
+        "refine_not_allowed",
+    ),
+    (
+        "refine with several boxes",
+        {
+            "image": IMAGE,
+            "mode": "box",
+            "box_coords": [[1, 1, 9, 9], [2, 2, 8, 8]],
+            "refine": MASK_ID,
+        },
+        422,
+        "refine_not_allowed",
+    ),
+    ("refine of an unknown mask", POINT | {"refine": MASK_ID}, 404, "mask_not_found"),
     ("invalid JSON", b'{"image": "abc", ', 400, "invalid_json"),
     ("JSON array body", b"[1, 2, 3]", 422, "invalid_request"),
     ("body too large", POINT | {"image": "A" * (BODY_LIMIT + 10)}, 413, "body_too_large"),

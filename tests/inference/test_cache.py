@@ -10,6 +10,7 @@ import torch
 from fastapi.testclient import TestClient
 from sam2_contract import decode_mask
 from sam2_inference import CachedImage, EmbeddingCache, InferenceSettings, Sam2Engine, create_app
+from sam2_inference.cache import MASKS_PER_IMAGE
 from support import IMAGES, EncoderCounter, fresh_engine, image_b64
 
 CLICK = {"mode": "point", "point_coords": [[60, 40]], "point_labels": [1], "mask_format": "rle"}
@@ -117,6 +118,39 @@ def test_lru_order_and_oversized_entries() -> None:
     cache.put("ns", "huge", _entry(2000))
     assert ("ns", "huge") not in cache
     assert cache.stats().bytes == 3 * (300 + 3)
+
+
+def test_masks_are_kept_with_their_image_bounded_and_counted() -> None:
+    mask_bytes = 256 * 256 * 4
+    cache = EmbeddingCache(max_bytes=MASKS_PER_IMAGE * mask_bytes + 2000)
+    cache.put("ns", "a", _entry(1000))
+    assert cache.put_mask("ns", "missing", torch.zeros(1, 4, 4)) is None
+    logits = [torch.full((1, 256, 256), float(i)) for i in range(MASKS_PER_IMAGE + 2)]
+    ids = [cache.put_mask("ns", "a", t) for t in logits]
+    assert all(i is not None and i.startswith("msk_") for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert cache.get_mask("ns", "a", ids[0]) is None  # the oldest two made way
+    assert cache.get_mask("ns", "a", ids[1]) is None
+    assert cache.get_mask("ns", "a", ids[-1]) is logits[-1]
+    assert cache.get_mask("other", "a", ids[-1]) is None  # another namespace sees nothing
+    assert cache.stats().bytes == 1000 + 3 + MASKS_PER_IMAGE * mask_bytes
+    cache.put("ns", "b", _entry(3 * mask_bytes))  # a and its masks make way
+    assert cache.get_mask("ns", "a", ids[-1]) is None
+    assert cache.stats().bytes == 3 * mask_bytes + 3
+
+
+def test_masks_never_take_the_cache_over_its_budget() -> None:
+    mask_bytes = 256 * 256 * 4
+    cache = EmbeddingCache(max_bytes=2 * mask_bytes + 2000)
+    cache.put("ns", "a", _entry(1000))
+    ids = [cache.put_mask("ns", "a", torch.zeros(1, 256, 256)) for _ in range(3)]
+    assert cache.stats().bytes == 1003 + 2 * mask_bytes <= cache.max_bytes
+    assert cache.get_mask("ns", "a", ids[0] or "") is None
+    assert cache.get_mask("ns", "a", ids[2] or "") is not None
+    tiny = EmbeddingCache(max_bytes=mask_bytes)
+    tiny.put("ns", "a", _entry(1000))
+    assert tiny.put_mask("ns", "a", torch.zeros(1, 256, 256)) is None  # cannot fit: no id
+    assert tiny.stats().bytes == 1003
 
 
 def test_concurrent_requests_get_their_own_answers(client: TestClient) -> None:

@@ -46,9 +46,9 @@ def test_every_mode_answers_in_every_mask_format(client: TestClient, mode: str) 
         "box": {"box_coords": [10, 10, 100, 150]},
         "auto": {"points_per_side": 2, "pred_iou_thresh": 0, "stability_score_thresh": 0},
     }[mode]
-    image = {"image": b64(encode(IMAGES["portrait"]))}
+    image = {"image": b64(encode(IMAGES["portrait"])), "polygon_tolerance": 0}
     answers = {}
-    for fmt in ("bool2d", "rle", "png"):
+    for fmt in ("bool2d", "rle", "png", "polygon"):
         response = client.post(
             "/v1/segment", json=image | prompt | {"mode": mode, "mask_format": fmt}
         )
@@ -62,7 +62,7 @@ def test_every_mode_answers_in_every_mask_format(client: TestClient, mode: str) 
         for fmt, a in answers.items()
     }
     assert decoded["bool2d"]
-    for fmt in ("rle", "png"):
+    for fmt in ("rle", "png", "polygon"):  # polygons at tolerance 0: exact
         assert len(decoded[fmt]) == len(decoded["bool2d"])
         for ours, reference in zip(decoded[fmt], decoded["bool2d"], strict=True):
             assert np.array_equal(ours, reference)

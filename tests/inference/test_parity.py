@@ -152,3 +152,45 @@ def test_auto_mode_matches_sam2_automatic_mask_generator(
         "stability_score",
     }
     assert got["image_shape"] == list(IMAGES[image].shape[:2])
+
+
+REFINES = {
+    "points": {"point_coords": [[60, 40], [100, 80]], "point_labels": [1, 0]},
+    "box and point": {
+        "box_coords": [20, 15, 110, 90],
+        "point_coords": [[25, 20]],
+        "point_labels": [0],
+    },
+}
+
+
+@pytest.mark.parametrize("image", list(IMAGES))
+@pytest.mark.parametrize("correction", list(REFINES))
+def test_refine_matches_sam2_with_the_previous_logits_as_mask_input(
+    client: TestClient, reference: dict[str, SAM2ImagePredictor], image: str, correction: str
+) -> None:
+    click = {"point_coords": [[60, 40]], "point_labels": [1], "mask_format": "rle"}
+    first = client.post("/v1/segment", json={"image": image_b64(image)} | click).json()
+    assert first["mask_id"].startswith("msk_")
+    second = REFINES[correction] | {"mask_format": "rle", "return_all_masks": True}
+    refined = client.post(
+        "/v1/segment", json={"image_id": first["image_id"], "refine": first["mask_id"]} | second
+    ).json()
+    fresh = client.post("/v1/segment", json={"image_id": first["image_id"]} | second).json()
+
+    predictor = reference[image]
+    _, scores, logits = predictor.predict(
+        point_coords=np.array([[60, 40]], dtype=np.float32), point_labels=np.array([1])
+    )
+    box = REFINES[correction].get("box_coords")
+    masks, scores, _ = predictor.predict(
+        point_coords=np.array(REFINES[correction]["point_coords"], dtype=np.float32),
+        point_labels=np.array(REFINES[correction]["point_labels"]),
+        box=np.array(box, dtype=np.float32) if box else None,
+        mask_input=logits[int(np.argmax(scores))][None],
+    )
+    assert refined["all_scores"] == pytest.approx(scores.tolist(), abs=1e-5)
+    for ours, theirs in zip(refined["all_masks"], masks, strict=True):
+        assert np.array_equal(decode_mask(ours), theirs > 0)
+    assert refined["all_scores"] != fresh["all_scores"]  # the previous mask changed the answer
+    assert refined["mask_id"] not in (None, first["mask_id"])

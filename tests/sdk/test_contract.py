@@ -36,6 +36,36 @@ def test_sdk_masks_equal_the_inference_service_direct(
     assert boxes.cached is True
 
 
+def test_refine_corrects_the_previous_mask_as_the_service_does(
+    gateway_server: GatewayServer, inference_server: RunningServer
+) -> None:
+    pixels = IMAGES["portrait"]
+    correction = {"points": [[50, 50], [60, 120]], "labels": [1, 0]}
+    with Sam2Client(api_key=gateway_server.key, base_url=gateway_server.url) as client:
+        first = client.segment(pixels, points=[[50, 50]])
+        refined = client.segment(pixels, refine=first.mask_id, **correction)
+        boxes = client.segment(pixels, boxes=[[10, 10, 90, 90], [20, 100, 110, 190]])
+    assert first.mask_id is not None
+    assert refined.mask_id not in (None, first.mask_id)
+    assert all(p.mask_id for p in boxes.predictions)
+    url = f"{inference_server.url}/v1/segment"
+    click = {"point_coords": [[50, 50]], "point_labels": [1], "mask_format": "rle"}
+    direct = httpx.post(url, json={"image": b64(encode(pixels))} | click, timeout=60).json()
+    body = {
+        "image_id": direct["image_id"],
+        "refine": direct["mask_id"],
+        "point_coords": correction["points"],
+        "point_labels": correction["labels"],
+        "mask_format": "rle",
+    }
+    again = httpx.post(url, json=body, timeout=60).json()
+    assert np.array_equal(refined.mask, decode_mask(again["mask"]))
+    assert refined.all_scores == again["all_scores"]
+    # Polygons for labelling tools, computed from the mask: exact at tolerance 0.
+    assert np.array_equal(decode_mask(refined.to_polygons(0).model_dump()), refined.mask)
+    assert refined.to_polygons().size == [200, 120]
+
+
 def test_a_repeat_click_uploads_no_image_bytes(gateway_server: GatewayServer) -> None:
     bodies: list[bytes] = []
     http = httpx.Client(event_hooks={"request": [lambda r: bodies.append(r.read())]}, timeout=60)

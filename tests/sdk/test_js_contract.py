@@ -1,5 +1,5 @@
 """The TypeScript SDK (built) against the real local gateway: the same masks as the Python SDK
-and the inference service, and no image bytes on a repeat click."""
+and the inference service (a click and a refining click), and no image bytes on a repeat."""
 
 from __future__ import annotations
 
@@ -23,8 +23,13 @@ def test_typescript_sdk_gives_the_python_sdks_masks(
     js = json.loads(run_node_against(gateway_server, SDK_JS / "test" / "contract.mjs", str(photo)))
     with Sam2Client(api_key=gateway_server.key, base_url=gateway_server.url) as client:
         python = client.segment(photo, points=[[100, 50]], labels=[1])
+        refined = client.segment(
+            photo, points=[[100, 50], [30, 30]], labels=[1, 0], refine=python.mask_id
+        )
     assert (js["height"], js["width"]) == python.image_shape
     assert js["mask"] == "".join("1" if v else "0" for v in python.mask.ravel())
+    assert js["refined"] == "".join("1" if v else "0" for v in refined.mask.ravel())
+    assert js["maskIds"][0] != js["maskIds"][1]
     assert js["cached"][1] is True
     assert js["sent"][0] > photo.stat().st_size
     assert js["sent"][1] < 400  # the image_id and the prompt, no image bytes

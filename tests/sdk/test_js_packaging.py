@@ -96,5 +96,5 @@ def test_packed_sdk_installs_type_checks_and_runs(
     photo.write_bytes(encode(scene(240, 320, seed=4)))
     env = os.environ | {"SAM2_API_KEY": gateway_server.key, "SAM2_BASE_URL": gateway_server.url}
     output = _run(["node", "out/client_example.js", str(photo)], project, env=env)
-    assert "second click reused the embedding: true" in output
+    assert "refining click reused the embedding: true" in output
     assert "segmentImage (original helper): mask 240 rows" in output

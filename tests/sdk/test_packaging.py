@@ -86,6 +86,6 @@ def test_one_pip_command_installs_the_sdk_from_the_tree_and_from_its_sdist(
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert "second click reused the embedding: True" in done.stdout
+    assert "refining click reused the embedding: True" in done.stdout
     assert "warning: random weights" in done.stdout  # the parsed answer's warnings
     assert "segment_image (original helper): mask 480 rows" in done.stdout

@@ -157,7 +157,7 @@ export interface components {
             /** Predicted Iou */
             predicted_iou: number;
             /** Segmentation */
-            segmentation: boolean[][] | components["schemas"]["RLEMask"] | string;
+            segmentation: boolean[][] | components["schemas"]["RLEMask"] | components["schemas"]["PolygonMask"] | string;
             /** Stability Score */
             stability_score: number;
         };
@@ -187,7 +187,7 @@ export interface components {
              * Mask Format
              * @enum {string}
              */
-            mask_format: "bool2d" | "rle" | "png";
+            mask_format: "bool2d" | "rle" | "png" | "polygon";
             /** Masks */
             masks: components["schemas"]["AutoMask"][];
             /**
@@ -363,6 +363,37 @@ export interface components {
             serving: components["schemas"]["ModelInfo"] | null;
         };
         /**
+         * Polygon
+         * @description One piece of a mask: its outer boundary and the holes inside it.
+         */
+        Polygon: {
+            /**
+             * Exterior
+             * @description [x, y] pixel corners, clockwise on screen (y down); the ring closes itself.
+             */
+            exterior: number[][];
+            /**
+             * Holes
+             * @description Rings of [x, y], counter-clockwise.
+             */
+            holes: number[][][];
+        };
+        /**
+         * PolygonMask
+         * @description A mask as polygons along pixel edges: pixel (row r, column c) is the square from (c, r)
+         *     to (c + 1, r + 1). Filling the pixels whose centres lie inside gives the mask back (exactly
+         *     at `polygon_tolerance` 0).
+         */
+        PolygonMask: {
+            /** Polygons */
+            polygons: components["schemas"]["Polygon"][];
+            /**
+             * Size
+             * @description [height, width]
+             */
+            size: number[];
+        };
+        /**
          * Problem
          * @description An RFC 9457 problem document; `code` is stable and `hint` says what to do.
          */
@@ -401,11 +432,16 @@ export interface components {
          */
         PromptPrediction: {
             /** All Masks */
-            all_masks?: (boolean[][] | components["schemas"]["RLEMask"] | string)[] | null;
+            all_masks?: (boolean[][] | components["schemas"]["RLEMask"] | components["schemas"]["PolygonMask"] | string)[] | null;
             /** All Scores */
             all_scores: number[];
             /** Mask */
-            mask: boolean[][] | components["schemas"]["RLEMask"] | string;
+            mask: boolean[][] | components["schemas"]["RLEMask"] | components["schemas"]["PolygonMask"] | string;
+            /**
+             * Mask Id
+             * @description Names this mask's low-resolution logits, kept with the image's embedding (per API key, for as long as the embedding is cached): send it as `refine` with corrected points. Null when the embedding could not be cached.
+             */
+            mask_id?: string | null;
             /** Score */
             score: number;
         };
@@ -418,7 +454,7 @@ export interface components {
              * All Masks
              * @description Every candidate mask, when `return_all_masks` was set.
              */
-            all_masks?: (boolean[][] | components["schemas"]["RLEMask"] | string)[] | null;
+            all_masks?: (boolean[][] | components["schemas"]["RLEMask"] | components["schemas"]["PolygonMask"] | string)[] | null;
             /**
              * All Scores
              * @description Predicted IoU of every candidate mask.
@@ -443,12 +479,17 @@ export interface components {
              * Mask
              * @description The highest-scoring mask (of the first box in a box list).
              */
-            mask: boolean[][] | components["schemas"]["RLEMask"] | string;
+            mask: boolean[][] | components["schemas"]["RLEMask"] | components["schemas"]["PolygonMask"] | string;
             /**
              * Mask Format
              * @enum {string}
              */
-            mask_format: "bool2d" | "rle" | "png";
+            mask_format: "bool2d" | "rle" | "png" | "polygon";
+            /**
+             * Mask Id
+             * @description Names this mask's low-resolution logits, kept with the image's embedding (per API key, for as long as the embedding is cached): send it as `refine` with corrected points. Null when the embedding could not be cached.
+             */
+            mask_id?: string | null;
             /**
              * Mode
              * @enum {string}
@@ -546,11 +587,11 @@ export interface components {
             image_id?: string | null;
             /**
              * Mask Format
-             * @description `bool2d`: nested lists of booleans (the original format); `rle`: COCO RLE as pycocotools writes it; `png`: a base64 1-bit PNG.
+             * @description `bool2d`: nested lists of booleans (the original format); `rle`: COCO RLE as pycocotools writes it; `png`: a base64 1-bit PNG; `polygon`: outer boundaries and holes along pixel edges (what labelling tools import).
              * @default bool2d
              * @enum {string}
              */
-            mask_format?: "bool2d" | "rle" | "png";
+            mask_format?: "bool2d" | "rle" | "png" | "polygon";
             /**
              * Min Mask Region Area
              * @description Auto mode: remove islands and fill holes smaller than this many pixels.
@@ -615,11 +656,23 @@ export interface components {
              */
             points_per_side?: number;
             /**
+             * Polygon Tolerance
+             * @description `polygon` masks: Douglas-Peucker tolerance in pixels (no dropped corner is farther than this from the polygon); 0 keeps every corner, so the polygons give the mask back exactly.
+             * @default 1
+             */
+            polygon_tolerance?: number;
+            /**
              * Pred Iou Thresh
              * @description Auto mode: drop masks whose predicted IoU is lower.
              * @default 0.8
              */
             pred_iou_thresh?: number;
+            /**
+             * Refine
+             * @description The `mask_id` of an earlier answer on the same image: its low-resolution logits go into SAM2 as `mask_input`, so this request's points correct that mask instead of starting over (send all the object's points, as in SAM2's demo).
+             * @default null
+             */
+            refine?: string | null;
             /**
              * Return All Masks
              * @description Also return every candidate mask in `all_masks`, in `all_scores` order.

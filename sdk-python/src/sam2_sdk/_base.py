@@ -95,6 +95,7 @@ class BaseClient:
         box: Box | None,
         boxes: Points | None,
         multimask: bool,
+        refine: str | None,
         model: str | None,
     ) -> dict[str, Any]:
         fields: dict[str, Any] = {
@@ -106,6 +107,7 @@ class BaseClient:
             "point_coords": plain(points),
             "point_labels": plain(labels),
             "box_coords": plain(boxes if boxes is not None else box),
+            "refine": refine,
             "model": model,
         }
         return fields | {k: v for k, v in optional.items() if v is not None}

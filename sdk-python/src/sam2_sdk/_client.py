@@ -58,10 +58,12 @@ class Sam2Client(BaseClient):
         box: Box | None = None,
         boxes: Points | None = None,
         multimask: bool = True,
+        refine: str | None = None,
         model: str | None = None,
     ) -> Segmentation:
-        """Points and/or a box (or a list of boxes, one mask each)."""
-        fields = self._prompt_fields(points, labels, box, boxes, multimask, model)
+        """Points and/or a box (or a list of boxes, one mask each). `refine`: an earlier
+        answer's `mask_id` on this image, to correct that mask (send all the object's points)."""
+        fields = self._prompt_fields(points, labels, box, boxes, multimask, refine, model)
         return parse_prompt(self._on_image(image, fields))
 
     def segment_auto(self, image: ImageInput, **options: Unpack[AutoOptions]) -> AutoSegmentation:
@@ -162,10 +164,12 @@ class AsyncSam2Client(BaseClient):
         box: Box | None = None,
         boxes: Points | None = None,
         multimask: bool = True,
+        refine: str | None = None,
         model: str | None = None,
     ) -> Segmentation:
-        """Points and/or a box (or a list of boxes, one mask each)."""
-        fields = self._prompt_fields(points, labels, box, boxes, multimask, model)
+        """Points and/or a box (or a list of boxes, one mask each). `refine`: an earlier
+        answer's `mask_id` on this image, to correct that mask (send all the object's points)."""
+        fields = self._prompt_fields(points, labels, box, boxes, multimask, refine, model)
         return parse_prompt(await self._on_image(image, fields))
 
     async def segment_auto(

@@ -18,10 +18,12 @@ from sam2_contract.models import (
     BatchSegmentResponse,
     ModelInfo,
     ModelName,
+    PolygonMask,
     Problem,
     PromptSegmentResponse,
     Timings,
 )
+from sam2_contract.polygons import DEFAULT_TOLERANCE, encode_polygons
 
 from sam2_sdk._exceptions import APIResponseValidationError
 
@@ -59,6 +61,22 @@ class BoxPrediction:
     mask: BoolMask
     score: float
     all_scores: list[float]
+    mask_id: str | None = None
+    """Send as `refine` to correct this mask."""
+
+
+class _MaskExports:
+    """What a result with one `mask` can be turned into."""
+
+    mask: BoolMask
+
+    def to_pil(self) -> Image.Image:
+        return Image.fromarray(self.mask)
+
+    def to_polygons(self, tolerance: float = DEFAULT_TOLERANCE) -> PolygonMask:
+        """The mask's outer boundaries and holes along pixel edges, as the API's `polygon`
+        format gives them (tolerance 0: exact), e.g. for CVAT or Label Studio."""
+        return encode_polygons(self.mask, tolerance)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,12 +96,14 @@ class _Answer:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Segmentation(_Answer):
+class Segmentation(_Answer, _MaskExports):
     """A point or box answer: the best mask, and each box's answer for a list of boxes."""
 
     mask: BoolMask
     score: float
     all_scores: list[float]
+    mask_id: str | None = None
+    """Send as `refine=` with corrected points to improve this mask instead of starting over."""
     predictions: list[BoxPrediction] = field(default_factory=list)
     response: PromptSegmentResponse = field(repr=False)
     """The answer as the contract's model (masks as sent: RLE)."""
@@ -93,12 +113,9 @@ class Segmentation(_Answer):
         """Each box's best mask, for a list of boxes."""
         return [prediction.mask for prediction in self.predictions]
 
-    def to_pil(self) -> Image.Image:
-        return Image.fromarray(self.mask)
-
 
 @dataclass(frozen=True)
-class AutoMaskResult:
+class AutoMaskResult(_MaskExports):
     mask: BoolMask
     area: int
     bbox: list[float]
@@ -184,8 +201,9 @@ def _prompt(response: PromptSegmentResponse) -> Segmentation:
         mask=decode_mask(response.mask),
         score=response.score,
         all_scores=response.all_scores,
+        mask_id=response.mask_id,
         predictions=[
-            BoxPrediction(decode_mask(p.mask), p.score, p.all_scores)
+            BoxPrediction(decode_mask(p.mask), p.score, p.all_scores, p.mask_id)
             for p in response.predictions or []
         ],
         **_common(response),

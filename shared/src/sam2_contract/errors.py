@@ -13,6 +13,7 @@ below and one handler turns them into RFC 9457 ``application/problem+json`` (``P
     │                                the request line and headers over theirs)
     ├── UnsupportedMediaTypeError    415: not application/json
     ├── ImageNotCachedError          404: `image_id` unknown or evicted; resend the image
+    ├── MaskNotFoundError            404: `refine` names no mask kept for this image and key
     ├── AuthenticationError          401: no, malformed, unknown, revoked or expired credentials
     ├── PermissionDeniedError        403: the credentials lack the route's scope
     ├── RateLimitError               429: over the key's request rate or concurrency
@@ -48,6 +49,8 @@ class ErrorCode(StrEnum):
     MISSING_IMAGE = "missing_image"
     IMAGE_AND_IMAGE_ID = "image_and_image_id"
     INVALID_IMAGE_ID = "invalid_image_id"
+    INVALID_MASK_ID = "invalid_mask_id"
+    REFINE_NOT_ALLOWED = "refine_not_allowed"
     MISSING_POINTS = "missing_points"
     MISSING_BOX = "missing_box"
     POINT_LABELS_MISMATCH = "point_labels_mismatch"
@@ -70,6 +73,7 @@ class ErrorCode(StrEnum):
     HEADERS_TOO_LARGE = "headers_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     IMAGE_NOT_CACHED = "image_not_cached"
+    MASK_NOT_FOUND = "mask_not_found"
     MODEL_NOT_LOADED = "model_not_loaded"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -127,6 +131,14 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.INVALID_IMAGE_ID: ErrorSpec(
         422, "Malformed image_id", "Use the `image_id` exactly as an earlier response returned it."
+    ),
+    ErrorCode.INVALID_MASK_ID: ErrorSpec(
+        422, "Malformed mask_id", "Send `refine` exactly as an earlier answer's `mask_id`."
+    ),
+    ErrorCode.REFINE_NOT_ALLOWED: ErrorSpec(
+        422,
+        "Nothing to refine",
+        "`refine` corrects one mask: use it in point or box mode with at most one box.",
     ),
     ErrorCode.MISSING_POINTS: ErrorSpec(
         422, "No points", "Point mode needs `point_coords`, e.g. [[100, 150]]."
@@ -218,6 +230,12 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         404,
         "Image not cached",
         "The embedding for this `image_id` expired or was never made here; send `image` again.",
+    ),
+    ErrorCode.MASK_NOT_FOUND: ErrorSpec(
+        404,
+        "Mask not found",
+        "Masks are kept with their image's embedding, per API key: send `refine` with the same "
+        "image as the answer that gave the `mask_id`, or start over without `refine`.",
     ),
     ErrorCode.MODEL_NOT_LOADED: ErrorSpec(
         400,
@@ -354,6 +372,10 @@ class UnsupportedMediaTypeError(Sam2ServiceError):
 
 class ImageNotCachedError(Sam2ServiceError):
     default_code = ErrorCode.IMAGE_NOT_CACHED
+
+
+class MaskNotFoundError(Sam2ServiceError):
+    default_code = ErrorCode.MASK_NOT_FOUND
 
 
 class NotFoundError(Sam2ServiceError):

@@ -1,4 +1,5 @@
-"""Mask codecs: `bool2d` (the original nested lists), COCO `rle` and 1-bit `png`.
+"""Mask codecs: `bool2d` (the original nested lists), COCO `rle`, 1-bit `png` and `polygon`
+(polygons.py).
 
 RLE follows pycocotools exactly: runs are counted over the mask in column-major order starting
 with a run of zeros, and the counts are written with COCO's 6-bit variable-length, delta-of-two
@@ -17,7 +18,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from sam2_contract.models import Mask, MaskFormat, RLEMask
+from sam2_contract.models import Mask, MaskFormat, PolygonMask, RLEMask
+from sam2_contract.polygons import DEFAULT_TOLERANCE, encode_polygons, polygons_to_mask
 
 BoolMask = npt.NDArray[np.bool_]
 
@@ -25,34 +27,45 @@ _CHUNK_BITS = 5
 _MAX_CHUNKS = 7  # 7 * 5 bits cover any 32-bit run length difference
 
 
-def encode_mask(mask: npt.ArrayLike, mask_format: MaskFormat) -> Mask:
-    """Encode one HxW mask in the requested format."""
+def encode_mask(
+    mask: npt.ArrayLike, mask_format: MaskFormat, *, tolerance: float = DEFAULT_TOLERANCE
+) -> Mask:
+    """Encode one HxW mask in the requested format (`tolerance`: for polygons)."""
     array = np.asarray(mask, dtype=bool)
     if mask_format == "rle":
         return encode_rle(array)
     if mask_format == "png":
         return encode_png(array)
+    if mask_format == "polygon":
+        return encode_polygons(array, tolerance)
     return encode_bool2d(array)
 
 
 def decode_mask(value: Mask | dict[str, Any]) -> BoolMask:
-    """Decode a mask in any of the three formats; the format is told by its JSON type."""
+    """Decode a mask in any of the four formats; the format is told by its JSON shape."""
     if isinstance(value, str):
         return decode_png(value)
     if isinstance(value, dict):
+        if "polygons" in value:
+            return polygons_to_mask(PolygonMask.model_validate(value))
         return decode_rle(RLEMask.model_validate(value))
     if isinstance(value, RLEMask):
         return decode_rle(value)
+    if isinstance(value, PolygonMask):
+        return polygons_to_mask(value)
     return decode_bool2d(value)
 
 
-def render_answer(answer: dict[str, Any], mask_format: MaskFormat) -> dict[str, Any]:
+def render_answer(
+    answer: dict[str, Any], mask_format: MaskFormat, *, tolerance: float = DEFAULT_TOLERANCE
+) -> dict[str, Any]:
     """A segment answer whose masks are RLE (as the inference hop sends them), with every mask
     re-encoded in `mask_format`: `mask`, `all_masks`, each prediction's, each auto mask's.
     Changes `answer` in place and returns it."""
 
     def render(value: Any) -> Any:
-        return encode_mask(decode_mask(value), mask_format)
+        encoded = encode_mask(decode_mask(value), mask_format, tolerance=tolerance)
+        return encoded.model_dump() if isinstance(encoded, PolygonMask) else encoded
 
     prompts = [answer, *(answer.get("predictions") or [])] if "mask" in answer else []
     for prompt in prompts:

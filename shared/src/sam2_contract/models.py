@@ -8,6 +8,7 @@ descriptions live here once and flow into OpenAPI and both SDKs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -15,7 +16,7 @@ from pydantic_core import PydanticCustomError
 
 ModelName = Literal["tiny", "small", "base-plus", "large"]
 Mode = Literal["point", "box", "auto"]
-MaskFormat = Literal["bool2d", "rle", "png"]
+MaskFormat = Literal["bool2d", "rle", "png", "polygon"]
 WeightsSource = Literal["huggingface", "local", "random"]
 
 MODEL_IDS: dict[ModelName, str] = {
@@ -31,6 +32,13 @@ MAX_BOXES = 64
 MAX_BATCH_ITEMS = 16
 IMAGE_ID_PREFIX = "img_"
 IMAGE_ID_HEX_LENGTH = 32
+MASK_ID_PREFIX = "msk_"
+MASK_ID_HEX_LENGTH = 24
+MASK_ID_DESCRIPTION = (
+    "Names this mask's low-resolution logits, kept with the image's embedding (per API key, "
+    "for as long as the embedding is cached): send it as `refine` with corrected points. Null "
+    "when the embedding could not be cached."
+)
 RANDOM_WEIGHTS_WARNING = (
     "random weights: this server runs a seeded random-weight checkpoint, so masks are "
     "meaningless; start it with real weights for real segmentation"
@@ -93,18 +101,27 @@ def _check_boxes(value: Any) -> Any:
     return _check_box(value)
 
 
-def _check_image_id(value: Any) -> Any:
-    if value is None:
-        return None
-    hex_part = value[len(IMAGE_ID_PREFIX) :] if isinstance(value, str) else ""
-    if (
-        not isinstance(value, str)
-        or not value.startswith(IMAGE_ID_PREFIX)
-        or len(hex_part) != IMAGE_ID_HEX_LENGTH
-        or any(c not in "0123456789abcdef" for c in hex_part)
-    ):
-        raise _fail("invalid_image_id", "image_id looks like img_ followed by 32 hex digits")
-    return value
+def _hex_id(prefix: str, length: int, code: str, name: str) -> Callable[[Any], Any]:
+    """A validator for ids made of `prefix` and `length` lowercase hex digits (or None)."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        hex_part = value[len(prefix) :] if isinstance(value, str) else ""
+        if (
+            not isinstance(value, str)
+            or not value.startswith(prefix)
+            or len(hex_part) != length
+            or any(c not in "0123456789abcdef" for c in hex_part)
+        ):
+            raise _fail(code, f"{name} looks like {prefix} followed by {length} hex digits")
+        return value
+
+    return check
+
+
+_check_image_id = _hex_id(IMAGE_ID_PREFIX, IMAGE_ID_HEX_LENGTH, "invalid_image_id", "image_id")
+_check_mask_id = _hex_id(MASK_ID_PREFIX, MASK_ID_HEX_LENGTH, "invalid_mask_id", "a mask_id")
 
 
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
@@ -152,6 +169,12 @@ class SegmentRequest(_Model):
         "(one mask per box, listed in `predictions`).",
         examples=[[50, 60, 300, 400]],
     )
+    refine: Annotated[str | None, BeforeValidator(_check_mask_id)] = Field(
+        default=None,
+        description="The `mask_id` of an earlier answer on the same image: its low-resolution "
+        "logits go into SAM2 as `mask_input`, so this request's points correct that mask "
+        "instead of starting over (send all the object's points, as in SAM2's demo).",
+    )
     multimask_output: bool = Field(
         default=True,
         description="Ask SAM2 for three candidate masks per prompt and return the best; "
@@ -164,7 +187,16 @@ class SegmentRequest(_Model):
     mask_format: MaskFormat = Field(
         default="bool2d",
         description="`bool2d`: nested lists of booleans (the original format); `rle`: COCO "
-        "RLE as pycocotools writes it; `png`: a base64 1-bit PNG.",
+        "RLE as pycocotools writes it; `png`: a base64 1-bit PNG; `polygon`: outer boundaries "
+        "and holes along pixel edges (what labelling tools import).",
+    )
+    polygon_tolerance: float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description="`polygon` masks: Douglas-Peucker tolerance in pixels (no dropped corner is "
+        "farther than this from the polygon); 0 keeps every corner, so the polygons give the "
+        "mask back exactly.",
     )
     model: ModelName | None = Field(
         default=None, description="Which SAM 2.1 model; omitted: the one the server serves."
@@ -222,6 +254,8 @@ class SegmentRequest(_Model):
         if self.image is not None and not self.image.strip():
             raise _fail("missing_image", "`image` is empty")
         if self.mode == "auto":
+            if self.refine is not None:
+                raise _fail("refine_not_allowed", "`refine` is for point and box mode")
             return self
         if self.mode == "point" and not self.point_coords:
             raise _fail("missing_points", "point mode needs `point_coords`")
@@ -234,6 +268,8 @@ class SegmentRequest(_Model):
             )
         if self.point_coords and self.box_list_given and len(self.boxes or []) > 1:
             raise _fail("points_with_multiple_boxes", "points combine with one box only")
+        if self.refine is not None and len(self.boxes or []) > 1:
+            raise _fail("refine_not_allowed", "`refine` corrects one object: send one box")
         return self
 
     @property
@@ -295,8 +331,27 @@ class RLEMask(_Model):
     counts: str = Field(description="Compressed COCO RLE counts string.")
 
 
-Mask = list[list[bool]] | RLEMask | str
-"""A mask as `bool2d` (rows of booleans), `rle` (RLEMask) or `png` (base64 PNG)."""
+class Polygon(_Model):
+    """One piece of a mask: its outer boundary and the holes inside it."""
+
+    exterior: list[list[int]] = Field(
+        description="[x, y] pixel corners, clockwise on screen (y down); the ring closes itself."
+    )
+    holes: list[list[list[int]]] = Field(description="Rings of [x, y], counter-clockwise.")
+
+
+class PolygonMask(_Model):
+    """A mask as polygons along pixel edges: pixel (row r, column c) is the square from (c, r)
+    to (c + 1, r + 1). Filling the pixels whose centres lie inside gives the mask back (exactly
+    at `polygon_tolerance` 0)."""
+
+    size: list[int] = Field(description="[height, width]", min_length=2, max_length=2)
+    polygons: list[Polygon]
+
+
+Mask = list[list[bool]] | RLEMask | PolygonMask | str
+"""A mask as `bool2d` (rows of booleans), `rle` (RLEMask), `polygon` (PolygonMask) or `png`
+(base64 PNG)."""
 
 
 Pipeline = Literal["exact", "fast"]
@@ -350,6 +405,7 @@ class PromptPrediction(BaseModel):
     score: float
     all_scores: list[float]
     all_masks: list[Mask] | None = None
+    mask_id: str | None = Field(default=None, description=MASK_ID_DESCRIPTION)
 
 
 class PromptSegmentResponse(_Extensions):
@@ -365,6 +421,7 @@ class PromptSegmentResponse(_Extensions):
     predictions: list[PromptPrediction] | None = Field(
         default=None, description="One entry per box, when `box_coords` was a list of boxes."
     )
+    mask_id: str | None = Field(default=None, description=MASK_ID_DESCRIPTION)
 
 
 class AutoMask(BaseModel):

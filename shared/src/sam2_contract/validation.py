@@ -19,6 +19,7 @@ _FIELD_CODES: dict[str, ErrorCode] = {
     "point_labels": ErrorCode.INVALID_POINT_LABEL,
     "box_coords": ErrorCode.INVALID_BOX,
     "image_id": ErrorCode.INVALID_IMAGE_ID,
+    "refine": ErrorCode.INVALID_MASK_ID,
     "image": ErrorCode.MISSING_IMAGE,
     "requests": ErrorCode.INVALID_BATCH,
 }

@@ -3,10 +3,15 @@
 A hit skips the encoder entirely, which is most of a click's cost. Entries are keyed by the
 caller's namespace so tenants never share entries (nor learn what others uploaded), and the
 cache is an LRU bounded by the bytes its tensors and pixels occupy.
+
+Each entry also keeps the low-resolution logits of the last MASKS_PER_IMAGE masks answered on
+it, under unguessable `mask_id`s, so that a later click can refine one (`refine`); they count
+in the byte bound and go with their image.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -15,21 +20,29 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from sam2_contract.models import CacheStats
+from sam2_contract.models import MASK_ID_HEX_LENGTH, MASK_ID_PREFIX, CacheStats
+
+MASKS_PER_IMAGE = 16  # 256 KiB of float32 logits each
 
 
 @dataclass(frozen=True, slots=True)
 class CachedImage:
-    """One image's pixels and SAM2 features, as `SAM2ImagePredictor.set_image` leaves them."""
+    """One image's pixels and SAM2 features, as `SAM2ImagePredictor.set_image` leaves them,
+    and the logits of masks answered on it, by `mask_id` (oldest first)."""
 
     pixels: npt.NDArray[np.uint8]
     features: dict[str, Any]
-    nbytes: int = field(init=False)
+    masks: OrderedDict[str, torch.Tensor] = field(default_factory=OrderedDict)
+    _base_nbytes: int = field(init=False)
 
     def __post_init__(self) -> None:
         tensors = [self.features["image_embed"], *self.features["high_res_feats"]]
-        size = sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
-        object.__setattr__(self, "nbytes", size + self.pixels.nbytes)
+        size = sum(_nbytes(t) for t in tensors if isinstance(t, torch.Tensor))
+        object.__setattr__(self, "_base_nbytes", size + self.pixels.nbytes)
+
+    @property
+    def nbytes(self) -> int:
+        return self._base_nbytes + sum(_nbytes(t) for t in self.masks.values())
 
     @property
     def orig_hw(self) -> tuple[int, int]:
@@ -67,14 +80,48 @@ class EmbeddingCache:
         key = (namespace, image_id)
         with self._lock:
             old = self._entries.pop(key, None)
-            if old is not None:
+            if old is not None:  # two requests embedded the same image: keep both's masks
                 self._bytes -= old.nbytes
-            while self._entries and self._bytes + entry.nbytes > self.max_bytes:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= evicted.nbytes
-                self._evictions += 1
+                entry.masks.update(old.masks)
             self._entries[key] = entry
             self._bytes += entry.nbytes
+            self._evict(keep=key)
+
+    def put_mask(self, namespace: str, image_id: str, logits: torch.Tensor) -> str | None:
+        """Keep a mask's low-resolution logits with its image; its new `mask_id`, or None
+        when the image is not cached (so neither can the mask be)."""
+        key = (namespace, image_id)
+        mask_id = MASK_ID_PREFIX + secrets.token_hex(MASK_ID_HEX_LENGTH // 2)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            entry.masks[mask_id] = logits
+            self._bytes += _nbytes(logits)
+            self._entries.move_to_end(key)
+            self._evict(keep=key)
+            while entry.masks and (
+                len(entry.masks) > MASKS_PER_IMAGE or self._bytes > self.max_bytes
+            ):
+                _, dropped = entry.masks.popitem(last=False)
+                self._bytes -= _nbytes(dropped)
+            return mask_id if mask_id in entry.masks else None
+
+    def get_mask(self, namespace: str, image_id: str, mask_id: str) -> torch.Tensor | None:
+        """The logits kept under `mask_id` for this image and namespace, if still there."""
+        with self._lock:
+            entry = self._entries.get((namespace, image_id))
+            return None if entry is None else entry.masks.get(mask_id)
+
+    def _evict(self, *, keep: tuple[str, str]) -> None:
+        """Drop least recently used entries, never `keep`, until the bytes fit."""
+        while self._bytes > self.max_bytes and len(self._entries) > 1:
+            victim = next(iter(self._entries))
+            if victim == keep:
+                self._entries.move_to_end(keep)
+                continue
+            self._bytes -= self._entries.pop(victim).nbytes
+            self._evictions += 1
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         with self._lock:
@@ -90,3 +137,7 @@ class EmbeddingCache:
                 misses=self._misses,
                 evictions=self._evictions,
             )
+
+
+def _nbytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()

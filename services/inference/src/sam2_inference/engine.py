@@ -26,6 +26,7 @@ from sam2_contract.errors import (
     ErrorCode,
     ImageNotCachedError,
     InvalidRequestError,
+    MaskNotFoundError,
     ModelNotLoadedError,
     OverBudgetError,
     Sam2ServiceError,
@@ -48,7 +49,6 @@ from sam2_contract.models import (
     BatchSegmentResponse,
     Health,
     Mask,
-    MaskFormat,
     ModelInfo,
     PromptPrediction,
     PromptSegmentResponse,
@@ -77,6 +77,7 @@ from sam2_inference.weights import load_model, resolve_checkpoint
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
+_Encode = Callable[[npt.ArrayLike], Mask]
 
 
 class _CachingPredictor(SAM2ImagePredictor):  # type: ignore[misc]
@@ -410,11 +411,7 @@ class Sam2Engine:
     def _prompt(
         self, request: SegmentRequest, namespace: str, image: _Image, started: float, work: Work
     ) -> PromptSegmentResponse:
-        boxes = np.asarray(request.boxes, dtype=np.float32) if request.boxes else None
-        points = (
-            np.asarray(request.point_coords, dtype=np.float32) if request.point_coords else None
-        )
-        labels = np.asarray(request.labels, dtype=np.int32) if points is not None else None
+        mask_input = self._refined(request, namespace, image)
         prompts = len(request.boxes or [None])
         if prompts > self._prompts_that_fit(image):
             raise OverBudgetError(
@@ -432,49 +429,71 @@ class Sam2Engine:
                 predictor.set_image(image.pixels)
             if predictor.encoder_runs:
                 self.costs.observe_encoder(predictor.embed_ms)
-            answers = self._answers(predictor, request, points, labels, boxes)
+            answers = self._answers(predictor, request, mask_input)
         model_ms = work.model_ms - before
         if prompts == 1:  # the click time automatic mode's batches are sized against
             self.costs.observe_click(model_ms - predictor.embed_ms)
         encode_started = perf_counter()
-        per_prompt = [answer.prediction(request) for answer in answers]
+        per_prompt = [
+            answer.prediction(
+                request, self.cache.put_mask(namespace, image.image_id, answer.logits)
+            )
+            for answer in answers
+        ]
         first = per_prompt[0]
         return PromptSegmentResponse(
             mask=first.mask,
             score=first.score,
             all_scores=first.all_scores,
             all_masks=first.all_masks,
+            mask_id=first.mask_id,
             image_shape=list(image.pixels.shape[:2]),
             predictions=per_prompt if request.box_list_given else None,
             **self._extensions(request, image, predictor, model_ms, encode_started, started),
         )
 
+    def _refined(
+        self, request: SegmentRequest, namespace: str, image: _Image
+    ) -> torch.Tensor | None:
+        """The logits `refine` names, kept with this image's embedding for this namespace."""
+        if request.refine is None:
+            return None
+        logits = self.cache.get_mask(namespace, image.image_id, request.refine)
+        if logits is None:
+            raise MaskNotFoundError(
+                f"no mask {request.refine} is kept for image {image.image_id}: it was answered "
+                "on another image or for another key, or it expired with the image's embedding"
+            )
+        return logits
+
     def _answers(
-        self,
-        predictor: _CachingPredictor,
-        request: SegmentRequest,
-        points: FloatArray | None,
-        labels: npt.NDArray[np.int32] | None,
-        boxes: FloatArray | None,
+        self, predictor: _CachingPredictor, request: SegmentRequest, mask_input: torch.Tensor | None
     ) -> list[_Answer]:
+        boxes = np.asarray(request.boxes, dtype=np.float32) if request.boxes else None
+        points = (
+            np.asarray(request.point_coords, dtype=np.float32) if request.point_coords else None
+        )
+        labels = np.asarray(request.labels, dtype=np.int32) if points is not None else None
         box = boxes if request.box_list_given else (boxes[0] if boxes is not None else None)
         if self.info.pipeline == "fast":
-            scores, masks = fastpath.predict(
+            scores, masks, logits = fastpath.predict(
                 predictor,
                 points,
                 labels,
                 box,
+                mask_input,
                 multimask_output=request.multimask_output,
                 every_candidate=request.return_all_masks,
             )
-            return _fast_answers(scores, masks, request.mask_format)
-        masks, scores, _ = predictor.predict(
+            return _fast_answers(scores, masks, logits, request)
+        masks, scores, low_res = predictor.predict(
             point_coords=points,
             point_labels=labels,
             box=box,
+            mask_input=mask_input,
             multimask_output=request.multimask_output,
         )
-        return _exact_answers(masks, scores, request.mask_format)
+        return _exact_answers(masks, scores, low_res, _encoder(request))
 
     def _auto(
         self, request: SegmentRequest, namespace: str, image: _Image, started: float, work: Work
@@ -520,7 +539,8 @@ class Sam2Engine:
         if predictor.encoder_runs:
             self.costs.observe_encoder(predictor.embed_ms / predictor.encoder_runs)
         encode_started = perf_counter()
-        masks = [_auto_mask(record, request.mask_format) for record in records]
+        encode = None if request.mask_format == "rle" else _encoder(request)
+        masks = [_auto_mask(record, encode) for record in records]
         return AutoSegmentResponse(
             masks=masks,
             count=len(masks),
@@ -630,8 +650,9 @@ class _Answer:
 
     scores: FloatArray
     masks: Sequence[Callable[[], Mask]]
+    logits: torch.Tensor  # the best mask's, 1 x 256 x 256, kept for `refine`
 
-    def prediction(self, request: SegmentRequest) -> PromptPrediction:
+    def prediction(self, request: SegmentRequest, mask_id: str | None) -> PromptPrediction:
         best = int(np.argmax(self.scores))
         pick = best if len(self.masks) > 1 else 0  # the fast path keeps only the best one's
         all_masks = [encode() for encode in self.masks] if request.return_all_masks else None
@@ -641,40 +662,57 @@ class _Answer:
             score=float(self.scores[best]),
             all_scores=[float(s) for s in self.scores],
             all_masks=all_masks,
+            mask_id=mask_id,
         )
 
 
-def _exact_answers(masks: FloatArray, scores: FloatArray, fmt: MaskFormat) -> list[_Answer]:
+def _exact_answers(
+    masks: FloatArray, scores: FloatArray, low_res: FloatArray, encode: _Encode
+) -> list[_Answer]:
     """sam2's own answer (C x H x W float masks for one prompt, B x C x H x W for several)."""
     if masks.ndim == 3:
-        masks, scores = masks[None], scores[None]
+        masks, scores, low_res = masks[None], scores[None], low_res[None]
     return [
-        _Answer(s, [partial(encode_mask, m > 0, fmt) for m in candidates])
-        for candidates, s in zip(masks, scores, strict=True)
+        _Answer(
+            s,
+            [partial(encode, m > 0) for m in candidates],
+            torch.from_numpy(logits[int(np.argmax(s))][None].copy()),
+        )
+        for candidates, s, logits in zip(masks, scores, low_res, strict=True)
     ]
 
 
-def _fast_answers(scores: FloatArray, masks: torch.Tensor, fmt: MaskFormat) -> list[_Answer]:
+def _fast_answers(
+    scores: FloatArray, masks: torch.Tensor, logits: torch.Tensor, request: SegmentRequest
+) -> list[_Answer]:
     """The fast path's answer: B x K x H x W boolean masks on the device. RLE is computed
     there (only change positions come back); other formats copy one byte a pixel."""
     b, k, height, width = masks.shape
     encoders: list[Callable[[], Mask]]
-    if fmt == "rle":
+    if request.mask_format == "rle":
         counts = fastpath.rle_counts(masks.flatten(0, 1))
         encoders = [partial(rle_from_counts, (height, width), c) for c in counts]
     else:
         host = masks.flatten(0, 1).cpu().numpy()
-        encoders = [partial(encode_mask, m, fmt) for m in host]
-    return [_Answer(scores[i], encoders[i * k : (i + 1) * k]) for i in range(b)]
+        encoders = [partial(_encoder(request), m) for m in host]
+    return [_Answer(scores[i], encoders[i * k : (i + 1) * k], logits[i]) for i in range(b)]
 
 
-def _auto_mask(record: dict[str, Any], mask_format: MaskFormat) -> AutoMask:
+def _encoder(request: SegmentRequest) -> _Encode:
+    """The request's mask format, with its options."""
+    return partial(
+        encode_mask, mask_format=request.mask_format, tolerance=request.polygon_tolerance
+    )
+
+
+def _auto_mask(record: dict[str, Any], encode: _Encode | None) -> AutoMask:
+    """One auto mask; `encode` None: RLE, straight from sam2's run lengths."""
     runs = record["segmentation"]  # uncompressed COCO RLE: {"size": [h, w], "counts": [...]}
     return AutoMask(
         segmentation=(
             rle_from_counts(runs["size"], runs["counts"])
-            if mask_format == "rle"
-            else encode_mask(mask_from_counts(runs["size"], runs["counts"]), mask_format)
+            if encode is None
+            else encode(mask_from_counts(runs["size"], runs["counts"]))
         ),
         area=int(record["area"]),
         bbox=[float(v) for v in record["bbox"]],

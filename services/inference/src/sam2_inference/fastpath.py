@@ -59,6 +59,7 @@ def decode(
     labels: torch.Tensor | None,
     boxes: torch.Tensor | None,
     multimask_output: bool,
+    mask_input: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`SAM2ImagePredictor._predict` without its upsampling: low-resolution logits (B x C x
     256 x 256) and predicted IoUs (B x C), for prompts already in the model's frame."""
@@ -73,7 +74,7 @@ def decode(
             else (corners, corner_labels)
         )
     model = predictor.model
-    sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=None)
+    sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
     features = predictor._features
     low_res, iou, _, _ = model.sam_mask_decoder(
         image_embeddings=features["image_embed"][-1].unsqueeze(0),
@@ -126,20 +127,22 @@ def predict(
     point_coords: npt.NDArray[np.float32] | None,
     point_labels: npt.NDArray[np.int32] | None,
     boxes: npt.NDArray[np.float32] | None,
+    mask_input: torch.Tensor | None,
     *,
     multimask_output: bool,
     every_candidate: bool,
-) -> tuple[npt.NDArray[np.float32], torch.Tensor]:
+) -> tuple[npt.NDArray[np.float32], torch.Tensor, torch.Tensor]:
     """`SAM2ImagePredictor.predict` for B prompts, kept on the device: the predicted IoUs
-    (B x C, on the host) and the thresholded masks at the image's size (B x K x H x W bool,
-    on the device), K = C with `every_candidate`, else 1: each prompt's best."""
-    _, coords, labels, box = predictor._prep_prompts(
-        point_coords, point_labels, boxes, None, normalize_coords=True
+    (B x C, on the host), the thresholded masks at the image's size (B x K x H x W bool, on the
+    device; K = C with `every_candidate`, else 1: each prompt's best) and each prompt's best
+    low-resolution logits, clamped as sam2 returns them (B x 1 x 256 x 256), for `refine`."""
+    mask_input, coords, labels, box = predictor._prep_prompts(
+        point_coords, point_labels, boxes, mask_input, normalize_coords=True
     )
-    low_res, iou = decode(predictor, coords, labels, box, multimask_output)
-    chosen = low_res if every_candidate else best_of(low_res, iou)
-    masks = upsample(predictor, chosen, predictor._orig_hw[-1])
-    return iou.float().cpu().numpy(), masks
+    low_res, iou = decode(predictor, coords, labels, box, multimask_output, mask_input)
+    best = best_of(low_res, iou)
+    masks = upsample(predictor, low_res if every_candidate else best, predictor._orig_hw[-1])
+    return iou.float().cpu().numpy(), masks, torch.clamp(best, -32.0, 32.0)
 
 
 def process_batch(

@@ -20,7 +20,6 @@ from sam2_contract.images import decode_base64, image_id_for_file, probe_image
 from sam2_contract.masks import render_answer
 from sam2_contract.models import (
     BatchSegmentResponse,
-    MaskFormat,
     SegmentRequest,
     SegmentResponse,
 )
@@ -45,7 +44,7 @@ async def segment(request: Request, principal: PrincipalDep, gateway: GatewayDep
         parsed = parse_segment_request(raw)
         upload = await _check(gateway, parsed.image) if parsed.image is not None else None
         result = await _forward(gateway, principal, parsed, request, upload)
-    body = await _render(result.body, parsed.mask_format)
+    body = await _render(result.body, parsed)
     return Response(body, media_type="application/json", headers=rate.headers() | result.headers)
 
 
@@ -71,7 +70,7 @@ async def segment_batch(request: Request, principal: PrincipalDep, gateway: Gate
                 if own is shared and shared is not None:
                     shared = shared.delivered()  # the embedding is there: later items send the id
                 forwarded = forwarded or result.headers
-                rendered = await _render(result.body, parsed.mask_format)
+                rendered = await _render(result.body, parsed)
                 parts.append(b'{"index":%d,"status":200,"result":%s}' % (index, rendered))
             except Sam2ServiceError as exc:
                 problem = exc.to_problem(instance=f"#/requests/{index}")
@@ -161,16 +160,18 @@ async def _check(gateway: Gateway, image: str) -> _Upload:
     return await run_in_threadpool(check)
 
 
-async def _render(body: bytes, mask_format: MaskFormat) -> bytes:
-    """The client's mask format from the hop's RLE: RLE passes through untouched; bool2d and
-    PNG are rendered here, on the gateway's CPU rather than the GPU container's, and that time
-    is added to the answer's `encode_ms` and `total_ms`."""
-    if mask_format == "rle":
+async def _render(body: bytes, parsed: SegmentRequest) -> bytes:
+    """The client's mask format from the hop's RLE: RLE passes through untouched; bool2d, PNG
+    and polygons are rendered here, on the gateway's CPU rather than the GPU container's, and
+    that time is added to the answer's `encode_ms` and `total_ms`."""
+    if parsed.mask_format == "rle":
         return body
 
     def render() -> bytes:
         started = perf_counter()
-        answer = render_answer(json.loads(body), mask_format)
+        answer = render_answer(
+            json.loads(body), parsed.mask_format, tolerance=parsed.polygon_tolerance
+        )
         timings = answer["timings_ms"]
         spent = (perf_counter() - started) * 1000
         timings["encode_ms"] += spent
