@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sam2_contract import decode_mask
+from sam2_contract import decode_mask, polygons
 from sam2_gateway.store import KeyStore
 from support import RunningServer, bearer, image_b64
 
@@ -107,16 +107,20 @@ def test_polygons_are_rendered_by_the_gateway_from_the_same_mask(
     exact = e2e.post("/v1/segment", json=by_id | {"polygon_tolerance": 0}, headers=headers)
     simple = e2e.post("/v1/segment", json=by_id, headers=headers).json()
     assert exact.status_code == 200, exact.text
-    polygons = exact.json()["mask"]
-    assert polygons["size"] == [200, 120]
-    assert np.array_equal(decode_mask(polygons), decode_mask(rle["mask"]))
+    traced = exact.json()["mask"]
+    assert traced["size"] == [200, 120]
+    assert np.array_equal(decode_mask(traced), decode_mask(rle["mask"]))
 
     def corners(mask: dict[str, Any]) -> int:
         return sum(len(p["exterior"]) + sum(map(len, p["holes"])) for p in mask["polygons"])
 
-    assert corners(simple["mask"]) < corners(polygons)
+    assert corners(simple["mask"]) < corners(traced)
     bad = e2e.post("/v1/segment", json=by_id | {"polygon_tolerance": -1}, headers=headers)
     assert (bad.status_code, bad.json()["code"]) == (422, "invalid_parameter")
+    with pytest.MonkeyPatch.context() as patch:  # the gateway traces: its bound holds there
+        patch.setattr(polygons, "MAX_EDGES", 50)
+        noisy = e2e.post("/v1/segment", json=by_id, headers=headers)
+    assert (noisy.status_code, noisy.json()["code"]) == (422, "too_complex_for_polygons")
 
 
 def test_usage_is_metered_per_key(

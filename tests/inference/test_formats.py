@@ -11,7 +11,7 @@ import torch
 from fastapi.testclient import TestClient
 from pycocotools import mask as coco
 from sam2.utils.amg import mask_to_rle_pytorch
-from sam2_contract import decode_mask, rle_from_counts
+from sam2_contract import decode_mask, polygons, rle_from_counts
 from support import IMAGES, EncoderCounter, b64, encode
 
 LOSSLESS = [("PNG", {}), ("WEBP", {"lossless": True}), ("BMP", {}), ("TIFF", {}), ("GIF", {})]
@@ -67,6 +67,19 @@ def test_every_mode_answers_in_every_mask_format(client: TestClient, mode: str) 
         for ours, reference in zip(decoded[fmt], decoded["bool2d"], strict=True):
             assert np.array_equal(ours, reference)
             assert ours.shape == (200, 120)
+
+
+def test_polygons_of_too_many_edges_are_refused_with_a_hint(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(polygons, "MAX_EDGES", 50)  # random weights' masks have thousands
+    body = {"image": b64(encode(IMAGES["portrait"])), "point_coords": [[50, 50]]}
+    response = client.post("/v1/segment", json=body | {"mask_format": "polygon"})
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["code"] == "too_complex_for_polygons"
+    assert "rle" in problem["hint"]
+    assert client.post("/v1/segment", json=body | {"mask_format": "rle"}).status_code == 200
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sam2_contract import decode_mask, encode_mask
-from sam2_contract.polygons import encode_polygons, polygons_to_mask
+from sam2_contract.errors import ErrorCode, InvalidRequestError
+from sam2_contract.polygons import EdgeBudget, encode_polygons, polygons_to_mask
 
 
 def _random_masks() -> list[np.ndarray]:
@@ -82,3 +83,14 @@ def test_the_polygon_format_round_trips_through_the_codecs() -> None:
     encoded = encode_mask(mask, "polygon", tolerance=0)
     assert np.array_equal(decode_mask(encoded), mask)
     assert np.array_equal(decode_mask(encoded.model_dump()), mask)  # type: ignore[union-attr]
+
+
+def test_one_answers_polygons_have_a_bounded_number_of_edges() -> None:
+    noisy = np.random.default_rng(5).random((300, 400)) < 0.5  # about 120,000 edges
+    budget = EdgeBudget(edges=200_000)
+    encode_polygons(noisy, budget=budget)
+    with pytest.raises(InvalidRequestError) as raised:
+        encode_polygons(noisy, budget=budget)  # the second mask of the same answer
+    assert raised.value.code == ErrorCode.TOO_COMPLEX_FOR_POLYGONS
+    smooth = _shapes()["ring"]
+    assert np.array_equal(polygons_to_mask(encode_polygons(smooth, 0, budget=EdgeBudget())), smooth)

@@ -51,6 +51,7 @@ class ErrorCode(StrEnum):
     INVALID_IMAGE_ID = "invalid_image_id"
     INVALID_MASK_ID = "invalid_mask_id"
     REFINE_NOT_ALLOWED = "refine_not_allowed"
+    TOO_COMPLEX_FOR_POLYGONS = "too_complex_for_polygons"
     MISSING_POINTS = "missing_points"
     MISSING_BOX = "missing_box"
     POINT_LABELS_MISMATCH = "point_labels_mismatch"
@@ -139,6 +140,12 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         422,
         "Nothing to refine",
         "`refine` corrects one mask: use it in point or box mode with at most one box.",
+    ),
+    ErrorCode.TOO_COMPLEX_FOR_POLYGONS: ErrorSpec(
+        422,
+        "Masks too complex for polygons",
+        'Ask for `"mask_format": "rle"` (or `png`): noisy masks have hundreds of thousands of '
+        "edges, which RLE carries compactly.",
     ),
     ErrorCode.MISSING_POINTS: ErrorSpec(
         422, "No points", "Point mode needs `point_coords`, e.g. [[100, 150]]."

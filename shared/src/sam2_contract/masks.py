@@ -19,7 +19,12 @@ import numpy.typing as npt
 from PIL import Image
 
 from sam2_contract.models import Mask, MaskFormat, PolygonMask, RLEMask
-from sam2_contract.polygons import DEFAULT_TOLERANCE, encode_polygons, polygons_to_mask
+from sam2_contract.polygons import (
+    DEFAULT_TOLERANCE,
+    EdgeBudget,
+    encode_polygons,
+    polygons_to_mask,
+)
 
 BoolMask = npt.NDArray[np.bool_]
 
@@ -28,16 +33,20 @@ _MAX_CHUNKS = 7  # 7 * 5 bits cover any 32-bit run length difference
 
 
 def encode_mask(
-    mask: npt.ArrayLike, mask_format: MaskFormat, *, tolerance: float = DEFAULT_TOLERANCE
+    mask: npt.ArrayLike,
+    mask_format: MaskFormat,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    budget: EdgeBudget | None = None,
 ) -> Mask:
-    """Encode one HxW mask in the requested format (`tolerance`: for polygons)."""
+    """Encode one HxW mask in the requested format (`tolerance`, `budget`: for polygons)."""
     array = np.asarray(mask, dtype=bool)
     if mask_format == "rle":
         return encode_rle(array)
     if mask_format == "png":
         return encode_png(array)
     if mask_format == "polygon":
-        return encode_polygons(array, tolerance)
+        return encode_polygons(array, tolerance, budget=budget)
     return encode_bool2d(array)
 
 
@@ -62,9 +71,10 @@ def render_answer(
     """A segment answer whose masks are RLE (as the inference hop sends them), with every mask
     re-encoded in `mask_format`: `mask`, `all_masks`, each prediction's, each auto mask's.
     Changes `answer` in place and returns it."""
+    budget = EdgeBudget()
 
     def render(value: Any) -> Any:
-        encoded = encode_mask(decode_mask(value), mask_format, tolerance=tolerance)
+        encoded = encode_mask(decode_mask(value), mask_format, tolerance=tolerance, budget=budget)
         return encoded.model_dump() if isinstance(encoded, PolygonMask) else encoded
 
     prompts = [answer, *(answer.get("predictions") or [])] if "mask" in answer else []

@@ -9,6 +9,11 @@ only at a corner belong to separate polygons (4-connectivity), so every ring is 
 `tolerance` pixels from the simplified ring. At 0 nothing is dropped but the vertices inside
 straight runs, and `polygons_to_mask` gives the mask back exactly (it fills the pixels whose
 centres lie inside, even-odd). Pure NumPy, like the other codecs.
+
+The work grows with the boundary: a smooth object has a few thousand unit edges, a noisy mask
+(random weights give them) hundreds of thousands. One answer's polygons may have at most
+MAX_EDGES edges in all (`EdgeBudget`, checked before any ring is traced); more is a
+`too_complex_for_polygons` error that says to ask for RLE.
 """
 
 from __future__ import annotations
@@ -18,21 +23,42 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from sam2_contract.errors import ErrorCode, InvalidRequestError
 from sam2_contract.models import Polygon, PolygonMask
 
 BoolMask = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
 DEFAULT_TOLERANCE = 1.0
+MAX_EDGES = 500_000  # about 2-4 s of tracing on a 2-core CPU
 # Directions of travel (y down): +x, +y, -x, -y. The mask is always on the right-hand side.
 _STEPS = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], dtype=np.int64)
 
 
-def encode_polygons(mask: BoolMask, tolerance: float = DEFAULT_TOLERANCE) -> PolygonMask:
-    """The polygons of a HxW mask, each an outer ring and the holes inside it."""
+class EdgeBudget:
+    """The unit edges one answer's polygons may still have."""
+
+    def __init__(self, edges: int | None = None) -> None:
+        self.left = MAX_EDGES if edges is None else edges
+
+    def spend(self, edges: int) -> None:
+        if edges > self.left:
+            raise InvalidRequestError(
+                f"these masks' polygons would have more than {MAX_EDGES:,} edges",
+                code=ErrorCode.TOO_COMPLEX_FOR_POLYGONS,
+            )
+        self.left -= edges
+
+
+def encode_polygons(
+    mask: BoolMask, tolerance: float = DEFAULT_TOLERANCE, *, budget: EdgeBudget | None = None
+) -> PolygonMask:
+    """The polygons of a HxW mask, each an outer ring and the holes inside it. `budget`: the
+    edges left to the answer this mask belongs to (a fresh one when not given)."""
     mask = np.asarray(mask, dtype=bool)
     height, width = mask.shape
     starts, directions = _edges(mask)
+    (budget or EdgeBudget()).spend(len(starts))
     cycles = _cycles(starts, directions, width)
     rings = [_corners(starts[cycle], directions[cycle]) for cycle in cycles]
     areas = [_signed_area(ring) for ring in rings]

@@ -56,6 +56,7 @@ from sam2_contract.models import (
     SegmentResponse,
     Timings,
 )
+from sam2_contract.polygons import EdgeBudget
 from sam2_contract.validation import BatchEnvelope, parse_segment_request
 
 from sam2_inference import fastpath
@@ -694,14 +695,18 @@ def _fast_answers(
         encoders = [partial(rle_from_counts, (height, width), c) for c in counts]
     else:
         host = masks.flatten(0, 1).cpu().numpy()
-        encoders = [partial(_encoder(request), m) for m in host]
+        encode = _encoder(request)
+        encoders = [partial(encode, m) for m in host]
     return [_Answer(scores[i], encoders[i * k : (i + 1) * k], logits[i]) for i in range(b)]
 
 
 def _encoder(request: SegmentRequest) -> _Encode:
-    """The request's mask format, with its options."""
+    """The request's mask format, with its options; polygons share one budget of edges."""
     return partial(
-        encode_mask, mask_format=request.mask_format, tolerance=request.polygon_tolerance
+        encode_mask,
+        mask_format=request.mask_format,
+        tolerance=request.polygon_tolerance,
+        budget=EdgeBudget(),
     )
 
 
