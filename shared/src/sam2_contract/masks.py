@@ -104,11 +104,17 @@ def rle_counts(mask: BoolMask) -> npt.NDArray[np.int64]:
     if flat.size == 0:
         return np.zeros(0, dtype=np.int64)
     changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate(([0], changes, [flat.size]))
+    return counts_from_changes(changes, flat.size, starts_set=bool(flat[0]))
+
+
+def counts_from_changes(
+    changes: npt.ArrayLike, size: int, *, starts_set: bool
+) -> npt.NDArray[np.int64]:
+    """Run lengths from the positions where a flattened mask of `size` pixels changes value
+    (column-major), and whether its first pixel is set (then a zero-length run comes first)."""
+    bounds = np.concatenate(([0], np.asarray(changes, dtype=np.int64), [size]))
     counts = np.diff(bounds).astype(np.int64)
-    if flat[0]:
-        counts = np.concatenate(([0], counts))
-    return counts
+    return np.concatenate(([0], counts)) if starts_set else counts
 
 
 def encode_rle(mask: BoolMask) -> RLEMask:

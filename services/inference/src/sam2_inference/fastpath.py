@@ -33,6 +33,7 @@ from sam2.utils.amg import (
     uncrop_masks,
 )
 from sam2.utils.transforms import SAM2Transforms
+from sam2_contract.masks import counts_from_changes
 
 Counts = npt.NDArray[np.int64]
 
@@ -113,13 +114,10 @@ def rle_counts(masks: torch.Tensor) -> list[Counts]:
     change = torch.nonzero(flat[:, 1:] != flat[:, :-1]).cpu().numpy()
     first = flat[:, 0].cpu().numpy()
     splits = np.searchsorted(change[:, 0], np.arange(1, n))
-    size = height * width
-    out = []
-    for index, positions in enumerate(np.split(change[:, 1] + 1, splits)):
-        bounds = np.concatenate(([0], positions, [size])).astype(np.int64)
-        counts = np.diff(bounds)
-        out.append(np.concatenate(([0], counts)) if first[index] else counts)
-    return out
+    return [
+        counts_from_changes(positions, height * width, starts_set=bool(first[index]))
+        for index, positions in enumerate(np.split(change[:, 1] + 1, splits))
+    ]
 
 
 def predict(
