@@ -8,11 +8,18 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 const report = {};
+// A request's fields: its JSON body, or a multipart upload's `request` part (marked multipart).
+const fieldsOf = (request) => {
+  if (!(request.headers()["content-type"] ?? "").startsWith("multipart/form-data")) return request.postDataJSON();
+  const text = request.postDataBuffer()?.toString("latin1") ?? "";
+  const part = text.match(/name="request"\r\n(?:[^\r]+\r\n)*\r\n([^\r]*)\r\n/);
+  return { ...(part ? JSON.parse(part[1]) : {}), multipart: true };
+};
 try {
   const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
   const sent = [];
   page.on("request", (request) => {
-    if (request.url().endsWith("/v1/segment")) sent.push(request.postDataJSON());
+    if (request.url().endsWith("/v1/segment")) sent.push(fieldsOf(request));
   });
   const answers = [];
   page.on("response", async (response) => {
@@ -39,6 +46,14 @@ try {
   await status.filter({ hasText: "embedding cached" }).waitFor({ timeout: 60_000 });
   report.second = await status.textContent();
   await page.screenshot({ path: `${artifacts}/2-second-click.png` });
+  // Polygons and the rendered overlay of the shown mask, asked of the API again by image_id.
+  for (const [button, name] of [[/Download polygons/, "polygons"], [/Download overlay/, "overlay"]]) {
+    const download = page.waitForEvent("download", { timeout: 60_000 });
+    await page.getByRole("button", { name: button }).click();
+    const file = await download;
+    await file.saveAs(`${artifacts}/${file.suggestedFilename()}`);
+    report[name] = file.suggestedFilename();
+  }
   await page.getByRole("button", { name: /Segment everything/ }).click();
   await status.filter({ hasText: / masks · / }).waitFor({ timeout: 300_000 });
   report.auto = await status.textContent();
@@ -46,6 +61,7 @@ try {
   report.alerts = await page.getByRole("alert").count();
   // The second click refines the first answer's mask.
   report.refine = sent.slice(0, 2).map((body) => body.refine ?? null);
+  report.multipart = sent.slice(0, 2).map((body) => body.multipart === true);
   report.maskIds = answers.slice(0, 2).map((answer) => answer.mask_id ?? null);
 } finally {
   await browser.close();

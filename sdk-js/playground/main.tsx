@@ -41,6 +41,10 @@ function App() {
   // segment() rejects on error, like mutateAsync; the page shows `error` from the hook instead.
   const settle = (call: Promise<unknown>) => void call.catch(() => undefined);
   const canvas = useRef<HTMLCanvasElement>(null);
+  // The shown answer's prompt in the API's words, to ask for it again as polygons or an overlay.
+  const asked = useRef<Record<string, unknown>>({});
+  const [preparing, setPreparing] = useState(false);
+  const [downloadError, setDownloadError] = useState<string>();
   const drag = useRef<{ x: number; y: number } | undefined>(undefined);
 
   const shown: Shown[] = useMemo(() => {
@@ -91,6 +95,7 @@ function App() {
       setPoints(nextPoints);
       setBox(nextBox);
       if (!nextPoints.length && !nextBox) return reset();
+      asked.current = prompt(nextPoints, nextBox, refine);
       settle(segment({
         ...(nextPoints.length ? { points: nextPoints.map((p) => [p.x, p.y]), labels: nextPoints.map((p) => p.label) } : {}),
         ...(nextBox ? { box: nextBox } : {}),
@@ -114,6 +119,7 @@ function App() {
     setHistory((h) => h.slice(0, -1));
     setPoints(last.points);
     setBox(last.box);
+    asked.current = prompt(last.points, last.box, null);
     if (last.points.length || last.box) settle(segment({ ...(last.points.length ? { points: last.points.map((p) => [p.x, p.y]), labels: last.points.map((p) => p.label) } : {}), ...(last.box ? { box: last.box } : {}), returnAllMasks: true }));
     else reset();
   };
@@ -135,7 +141,7 @@ function App() {
       if (event.target instanceof HTMLInputElement) return;
       if (event.key === "u") undo();
       if (event.key === "c") clear();
-      if (event.key === "a" && file) settle(segmentAuto({ points_per_side: 16 }));
+      if (event.key === "a" && file) everything();
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
@@ -151,6 +157,33 @@ function App() {
     mask.forEach((v, i) => rgba.set(v ? [255, 255, 255, 255] : [0, 0, 0, 255], i * 4));
     out.getContext("2d")!.putImageData(new ImageData(rgba, size.width, size.height), 0, 0);
     out.toBlob((blob) => blob && save(blob, "mask.png"));
+  };
+  const everything = () => {
+    asked.current = { mode: "auto", ...AUTO };
+    settle(segmentAuto(AUTO));
+  };
+  // Polygons and the rendered overlay come from the API: the same prompt again, by image_id
+  // (a click costs a decoder pass on the cached embedding; automatic mode runs again).
+  const downloadFromApi = async (fields: Record<string, unknown>, name: string) => {
+    if (!result) return;
+    setPreparing(true);
+    setDownloadError(undefined);
+    try {
+      const answer = await client.request<Record<string, unknown>>("POST", "/v1/segment", { ...asked.current, image_id: result.imageId, ...fields });
+      if (fields.render) {
+        const bytes = Uint8Array.from(atob(String(answer.overlay)), (c) => c.charCodeAt(0));
+        save(new Blob([bytes], { type: "image/png" }), name);
+      } else {
+        const masks = isAuto ? (answer.masks as { segmentation: unknown }[]).map((m) => m.segmentation) : (answer.all_masks as unknown[]);
+        const chosen = isAuto ? masks : [masks[selected]];
+        save(new Blob([JSON.stringify({ image: file?.name ?? "image", masks: chosen })], { type: "application/json" }), name);
+      }
+    } catch (failure) {
+      const hint = failure instanceof Error && "hint" in failure && failure.hint ? ` ${String(failure.hint)}` : "";
+      setDownloadError(`${failure instanceof Error ? failure.message : String(failure)}${hint}`);
+    } finally {
+      setPreparing(false);
+    }
   };
   const downloadCoco = () => {
     if (!size) return;
@@ -178,15 +211,22 @@ function App() {
         <label>Image: <input type="file" accept="image/*" onChange={(e) => load(e.target.files?.[0])} /></label> or drop one here.
       </div>
       <div>
-        <button onClick={() => file && settle(segmentAuto({ points_per_side: 16 }))} disabled={!file || loading}>Segment everything (a)</button>
+        <button onClick={() => file && everything()} disabled={!file || loading}>Segment everything (a)</button>
         <button onClick={undo} disabled={!history.length}>Undo (u)</button>
         <button onClick={clear}>Clear (c)</button>
         <button onClick={downloadPng} disabled={selected < 0 || !shown.length}>Download mask PNG</button>
         <button onClick={downloadCoco} disabled={!shown.length}>Download COCO JSON</button>
+        <button onClick={() => settle(downloadFromApi({ mask_format: "polygon", return_all_masks: !isAuto }, "polygons.json"))} disabled={!shown.length || (!isAuto && selected < 0) || preparing}>
+          Download polygons
+        </button>
+        <button onClick={() => settle(downloadFromApi({ mask_format: "rle", render: "png" }, "overlay.png"))} disabled={!shown.length || preparing}>
+          Download overlay PNG
+        </button>
       </div>
       {result?.warnings.map((warning) => (
         <p key={warning} className="warning">⚠ {warning}</p>
       ))}
+      {downloadError && <p role="alert">{downloadError}</p>}
       {error && <p role="alert">{error.message}{"hint" in error && error.hint ? ` ${String(error.hint)}` : ""}</p>}
       <div className="row">
         {url && (
@@ -236,6 +276,17 @@ function App() {
       </div>
     </main>
   );
+}
+
+const AUTO = { points_per_side: 16 };
+
+/** A click or box prompt as the API names its fields. */
+function prompt(points: Point[], box: Box | undefined, refine: string | null | undefined): Record<string, unknown> {
+  return {
+    ...(points.length ? { point_coords: points.map((p) => [p.x, p.y]), point_labels: points.map((p) => p.label) } : {}),
+    ...(box ? { mode: "box", box_coords: box } : {}),
+    ...(refine ? { refine } : {}),
+  };
 }
 
 function save(blob: Blob, name: string) {

@@ -38,9 +38,9 @@ export interface Segmentation {
   timingsMs: Timings;
   /** The model that answered, and whether it runs random weights. */
   model: ModelInfo;
-  /** Every box's best mask, for a box list. */
+  /** Every box's or object's best mask, in order, for a box list or `objects`. */
   masks: Uint8Array[];
-  /** Every box's scores, for a box list. */
+  /** Every box's or object's scores, for a box list or `objects`. */
   boxScores: number[][];
   /** Every candidate mask, in `allScores` order, when asked for with `returnAllMasks`. */
   allMasks: Uint8Array[];
@@ -48,8 +48,10 @@ export interface Segmentation {
   warnings: string[];
   /** Pass as `refine` with corrected points to improve this mask; null if it could not be kept. */
   maskId: string | null;
-  /** Every box's `maskId`, for a box list. */
+  /** Every box's or object's `maskId`, for a box list or `objects`: refine each with its own. */
   boxMaskIds: (string | null)[];
+  /** With `render`: base64 PNG/JPEG of the image with the masks drawn (`data:image/png;base64,` + it). */
+  overlay: string | null;
 }
 
 export interface AutoSegmentation {
@@ -61,6 +63,8 @@ export interface AutoSegmentation {
   timingsMs: Timings;
   model: ModelInfo;
   warnings: string[];
+  /** With `render` (in the knobs): base64 PNG/JPEG of the image with the masks drawn. */
+  overlay: string | null;
 }
 
 /** One batch item that failed; the others still ran. */
@@ -92,7 +96,18 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
+/** One object of several segmented in one call: its own points and/or one box. */
+export interface SegmentObject {
+  points?: number[][];
+  labels?: number[];
+  box?: number[];
+  /** This object's earlier `maskId` (from `boxMaskIds`), to correct that mask. */
+  refine?: string | null;
+}
+
 export interface PromptOptions extends RequestOptions {
+  /** Several objects in one call, one mask each (in `masks`), decoded together; replaces points, box and refine. */
+  objects?: SegmentObject[];
   points?: number[][];
   labels?: number[];
   box?: number[];
@@ -101,6 +116,8 @@ export interface PromptOptions extends RequestOptions {
   returnAllMasks?: boolean;
   /** An earlier answer's `maskId` on this image: this call corrects that mask (send all the object's points). */
   refine?: string | null;
+  /** Also get `overlay`, the image with the masks drawn, as a PNG or JPEG preview. */
+  render?: "png" | "jpeg";
 }
 
 type Answer = PromptSegmentResponse | AutoSegmentResponse | BatchSegmentResponse;
@@ -128,7 +145,7 @@ export class Sam2Client {
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
 
-  /** Points and/or a box (or several boxes, one mask each). */
+  /** Points and/or a box (or several boxes, or several `objects`, one mask each). */
   async segment(image: ImageInput, prompt: PromptOptions): Promise<Segmentation> {
     const fields: Partial<SegmentRequest> = {
       mode: prompt.box || prompt.boxes ? "box" : "point",
@@ -141,6 +158,8 @@ export class Sam2Client {
     const box = prompt.boxes ?? prompt.box;
     if (box) fields.box_coords = box;
     if (prompt.refine) fields.refine = prompt.refine;
+    if (prompt.objects) fields.objects = prompt.objects.map(objectFields);
+    if (prompt.render) fields.render = prompt.render;
     const answer = await this.onImage<PromptSegmentResponse>(image, "/v1/segment", fields, prompt.signal);
     return promptResult(answer);
   }
@@ -190,7 +209,7 @@ export class Sam2Client {
         await pending.catch(() => undefined); // its outcome is in imageIds, or not
         if (this.imageIds.has(fingerprint)) continue;
       }
-      const upload = this.request<T>("POST", path, { ...fields, image: toBase64(bytes) }, signal);
+      const upload = this.request<T>("POST", path, multipart(bytes, fields), signal);
       this.uploads.set(fingerprint, upload);
       try {
         const answer = await upload;
@@ -204,6 +223,7 @@ export class Sam2Client {
     throw new Sam2Error("the service kept losing this image's embedding; try again");
   }
 
+  /** One call with retries; `body` is sent as JSON, or as it is when it is `FormData`. */
   async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
     for (let attempt = 0; ; attempt += 1) {
       const last = attempt >= this.maxRetries;
@@ -211,12 +231,14 @@ export class Sam2Client {
       let response: Response;
       try {
         const timeout = AbortSignal.timeout(this.timeoutMs);
+        const form = body instanceof FormData; // fetch writes its multipart content type
+        const authorization = `Bearer ${await this.credential()}`;
         const init: RequestInit = {
           method,
-          headers: { "content-type": "application/json", authorization: `Bearer ${await this.credential()}` },
+          headers: form ? { authorization } : { "content-type": "application/json", authorization },
           signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
         };
-        if (body !== undefined) init.body = JSON.stringify(body);
+        if (body !== undefined) init.body = form ? body : JSON.stringify(body);
         response = await this.fetchImpl(this.baseUrl + path, init);
       } catch (error) {
         if (signal?.aborted) throw new APIUserAbortError("the request was aborted");
@@ -247,6 +269,24 @@ export class Sam2Client {
   }
 }
 
+/** An upload as `multipart/form-data`: the image file as it is (a third smaller than base64)
+ * in an `image` part, the other fields as JSON in a `request` part. */
+function multipart(bytes: Uint8Array, fields: object): FormData {
+  const form = new FormData();
+  form.append("image", new Blob([bytes as Uint8Array<ArrayBuffer>]), "image");
+  form.append("request", JSON.stringify(fields));
+  return form;
+}
+
+function objectFields(object: SegmentObject): Schemas["ObjectPrompt"] {
+  const fields: Schemas["ObjectPrompt"] = {};
+  if (object.points) fields.point_coords = object.points;
+  if (object.labels) fields.point_labels = object.labels;
+  if (object.box) fields.box_coords = object.box;
+  if (object.refine) fields.refine = object.refine;
+  return fields;
+}
+
 function promptResult(answer: PromptSegmentResponse): Segmentation {
   const [height = 0, width = 0] = answer.image_shape;
   return {
@@ -265,6 +305,7 @@ function promptResult(answer: PromptSegmentResponse): Segmentation {
     warnings: answer.warnings ?? [],
     maskId: answer.mask_id ?? null,
     boxMaskIds: (answer.predictions ?? []).map((p) => p.mask_id ?? null),
+    overlay: answer.overlay ?? null,
   };
 }
 
@@ -285,6 +326,7 @@ function autoResult(answer: AutoSegmentResponse): AutoSegmentation {
     timingsMs: answer.timings_ms,
     model: answer.model,
     warnings: answer.warnings ?? [],
+    overlay: answer.overlay ?? null,
   };
 }
 

@@ -15,6 +15,7 @@ export type {
   PromptOptions,
   PromptSegmentResponse,
   RequestOptions,
+  SegmentObject,
   Segmentation,
   SegmentRequest,
   Timings,

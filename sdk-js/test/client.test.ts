@@ -27,6 +27,15 @@ function problem(status: number, code: string, headers: Record<string, string> =
   });
 }
 
+/** The fields a request carried, as the gateway reads them: JSON, or a multipart body's
+ * `request` part with its `image` file part as `image`. */
+async function fieldsOf(init: RequestInit | undefined): Promise<Record<string, unknown>> {
+  if (!(init?.body instanceof FormData)) return JSON.parse(String(init?.body));
+  const image = init.body.get("image");
+  expect(image).toBeInstanceOf(Blob);
+  return { ...JSON.parse(String(init.body.get("request"))), image: new Uint8Array(await (image as Blob).arrayBuffer()) };
+}
+
 function scripted(answers: (() => Response)[], seen: RequestInit[] = []): typeof fetch {
   return (async (_url: unknown, init?: RequestInit) => {
     seen.push(init ?? {});
@@ -87,8 +96,11 @@ describe("Sam2Client", () => {
       ),
     });
     for (let i = 0; i < 3; i += 1) await client.segment(IMAGE, { points: [[1, 1]] });
-    const sent = seen.map((init) => ("image" in JSON.parse(String(init.body)) ? "image" : "image_id"));
+    const sent = await Promise.all(seen.map(async (init) => ("image" in (await fieldsOf(init)) ? "image" : "image_id")));
     expect(sent).toEqual(["image", "image_id", "image_id", "image"]);
+    const upload = await fieldsOf(seen[0]);
+    expect(Array.from(upload.image as Uint8Array)).toEqual(Array.from(IMAGE)); // the file as it is
+    expect(upload.point_coords).toEqual([[1, 1]]);
     expect(new ImageNotCachedError(404, { code: "image_not_cached" }).name).toBe("ImageNotCachedError");
   });
 
@@ -120,7 +132,7 @@ describe("Sam2Client", () => {
   it("uploads a new image once however many calls on it run at once", async () => {
     const kinds: string[] = [];
     const fetchImpl = (async (_url: unknown, init?: RequestInit) => {
-      const body = JSON.parse(String(init?.body));
+      const body = await fieldsOf(init);
       kinds.push("image" in body ? "image" : "image_id");
       if ("image" in body) await new Promise((resolve) => setTimeout(resolve, 30)); // the encoder
       return Response.json(ANSWER);
@@ -181,7 +193,7 @@ describe("Sam2Client", () => {
       ],
     };
     const fetchImpl = (async (_url: unknown, init?: RequestInit) => {
-      bodies.push(JSON.parse(String(init?.body)));
+      bodies.push(await fieldsOf(init));
       return Response.json(batch);
     }) as typeof fetch;
     const client = new Sam2Client({ apiKey: "k", fetch: fetchImpl });

@@ -27,9 +27,21 @@ def test_openapi_is_correct_for_clients() -> None:
         "$ref": "#/components/schemas/Problem"
     }
     assert "application/json" not in segment["responses"]["422"]["content"]
+    for path, model in (
+        ("/v1/segment", "SegmentRequest"),
+        ("/v1/segment/batch", "BatchSegmentRequest"),
+    ):
+        upload = spec["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]
+        assert upload["schema"]["required"] == ["image", "request"]
+        assert upload["schema"]["properties"]["image"]["format"] == "binary"
+        assert upload["schema"]["properties"]["request"]["$ref"] == f"#/components/schemas/{model}"
+        assert upload["encoding"]["request"]["contentType"] == "application/json"
     request = spec["components"]["schemas"]["SegmentRequest"]["properties"]
     assert request["image"]["contentEncoding"] == "base64"
     assert "COCO RLE" in request["mask_format"]["description"]
+    assert request["image_url"]["anyOf"][0] == {"type": "string", "maxLength": 2048}
+    objects = request["objects"]["anyOf"][0]
+    assert objects["items"] == {"$ref": "#/components/schemas/ObjectPrompt"}
     ids = {op["operationId"] for item in spec["paths"].values() for op in item.values()}
     assert ids == {"segment", "segment_batch", "create_token", "models", "healthz", "readyz"}
     assert "HTTPValidationError" not in spec["components"]["schemas"]

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from pydantic import SecretStr
+from sam2_contract import decode_mask
 from sam2_gateway import GatewaySettings, KeyStore, create_app
 from sam2_gateway.main import PLAYGROUND
 from sam2_inference.serving import BackgroundServer
@@ -76,7 +78,16 @@ def test_playground_in_chromium(dev_stack: str, tmp_path: Path) -> None:
     assert "embedding cached" in report["second"]
     # the second click corrects the first click's mask (refine), not starting over
     assert report["refine"] == [None, report["maskIds"][0]]
+    # the image goes up once, as a file (multipart), and the second click names it by id
+    assert report["multipart"] == [True, False]
     assert report["maskIds"][0].startswith("msk_")
+    # the downloads: the shown mask as polygons, and the API's rendered overlay
+    polygons = json.loads((ARTIFACTS / report["polygons"]).read_text())
+    assert len(polygons["masks"]) == 1
+    assert polygons["masks"][0]["size"] == [300, 400]
+    assert decode_mask(polygons["masks"][0]).any()
+    with Image.open(ARTIFACTS / report["overlay"]) as overlay:
+        assert (overlay.format, overlay.size) == ("PNG", (400, 300))
     assert "masks" in report["auto"]
     assert report["alerts"] == 0
     assert {p.name for p in ARTIFACTS.glob("*.png")} >= {

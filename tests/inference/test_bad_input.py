@@ -15,6 +15,7 @@ GOOD_PNG = encode(scene(40, 60))
 IMAGE = b64(GOOD_PNG)
 MASK_ID = "msk_" + "c" * 24
 POINT = {"image": IMAGE, "point_coords": [[10, 10]], "point_labels": [1]}
+OBJECTS = [{"point_coords": [[10, 10]]}, {"box_coords": [2, 2, 30, 20]}]
 BODY_LIMIT = 256 * 1024
 
 # (name, request body as dict or raw bytes, status, code)
@@ -152,6 +153,53 @@ CASES: list[tuple[str, Any, int, str]] = [
         "refine_not_allowed",
     ),
     ("refine of an unknown mask", POINT | {"refine": MASK_ID}, 404, "mask_not_found"),
+    ("an object without prompts", {"image": IMAGE, "objects": [{}]}, 422, "missing_prompt"),
+    ("an unknown render format", POINT | {"render": "gif"}, 422, "invalid_parameter"),
+    ("an empty object list", {"image": IMAGE, "objects": []}, 422, "missing_prompt"),
+    ("objects not a list", {"image": IMAGE, "objects": {"a": 1}}, 422, "invalid_request"),
+    ("objects and top-level points", POINT | {"objects": OBJECTS}, 422, "objects_with_prompts"),
+    (
+        "objects in auto mode",
+        {"image": IMAGE, "mode": "auto", "objects": OBJECTS},
+        422,
+        "objects_not_allowed",
+    ),
+    (
+        "too many objects",
+        {"image": IMAGE, "objects": [{"point_coords": [[1, 1]]}] * 65},
+        422,
+        "too_many_prompts",
+    ),
+    (
+        "an object's labels mismatch",
+        {"image": IMAGE, "objects": [{"point_coords": [[1, 1]], "point_labels": [1, 0]}]},
+        422,
+        "point_labels_mismatch",
+    ),
+    (
+        "a list of boxes in one object",
+        {"image": IMAGE, "objects": [{"box_coords": [[1, 1, 5, 5], [2, 2, 6, 6]]}]},
+        422,
+        "invalid_box",
+    ),
+    (
+        "an unknown field in an object",
+        {"image": IMAGE, "objects": [{"point_coords": [[1, 1]], "points": [[1, 1]]}]},
+        422,
+        "unknown_field",
+    ),
+    (
+        "an object outside the image",
+        {"image": IMAGE, "objects": [*OBJECTS, {"box_coords": [1, 1, 61, 30]}]},
+        422,
+        "coordinates_out_of_bounds",
+    ),
+    (
+        "an object refining an unknown mask",
+        {"image": IMAGE, "objects": [*OBJECTS, {"point_coords": [[5, 5]], "refine": MASK_ID}]},
+        404,
+        "mask_not_found",
+    ),
     ("invalid JSON", b'{"image": "abc", ', 400, "invalid_json"),
     ("JSON array body", b"[1, 2, 3]", 422, "invalid_request"),
     ("body too large", POINT | {"image": "A" * (BODY_LIMIT + 10)}, 413, "body_too_large"),
@@ -197,6 +245,11 @@ def test_field_errors_point_at_the_field(bad_client: TestClient) -> None:
     response = bad_client.post("/v1/segment", json=POINT | {"point_labels": [7]})
     problem = _assert_problem(response, 422, "invalid_point_label")
     assert problem["errors"][0]["loc"] == ["point_labels"]
+    bad_object = {"image": IMAGE, "objects": [*OBJECTS, {"point_coords": [[1, -2]]}]}
+    problem = _assert_problem(
+        bad_client.post("/v1/segment", json=bad_object), 422, "invalid_coordinates"
+    )
+    assert problem["errors"][0]["loc"] == ["objects", 2, "point_coords"]
 
 
 def test_wrong_content_type(bad_client: TestClient) -> None:

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from pycocotools import mask as coco
 from sam2.utils.amg import mask_to_rle_pytorch
 from sam2_contract import decode_mask, polygons, rle_from_counts
+from sam2_contract.overlay import decode_overlay, render_overlay
 from support import IMAGES, EncoderCounter, b64, encode
 
 LOSSLESS = [("PNG", {}), ("WEBP", {"lossless": True}), ("BMP", {}), ("TIFF", {}), ("GIF", {})]
@@ -95,3 +96,38 @@ def test_sam2s_own_run_lengths_give_pycocotools_rle_without_a_mask() -> None:
         ours = rle_from_counts(runs["size"], runs["counts"])
         theirs = coco.encode(np.asfortranarray(mask.astype(np.uint8)))
         assert (ours.size, ours.counts) == (list(theirs["size"]), theirs["counts"].decode())
+
+
+def test_render_draws_the_answers_masks_and_prompts_on_the_image(client: TestClient) -> None:
+    pixels = IMAGES["landscape"]
+    objects = [{"point_coords": [[60, 40]]}, {"box_coords": [120, 20, 190, 100]}]
+    body = {"image": b64(encode(pixels)), "objects": objects, "render": "png", "mask_format": "rle"}
+    got = client.post("/v1/segment", json=body).json()
+    masks = [decode_mask(p["mask"]) for p in got["predictions"]]
+    assert got["overlay"] == render_overlay(
+        pixels, masks, points=[[60, 40]], labels=[1], boxes=[[120, 20, 190, 100]]
+    )
+    drawn = decode_overlay(got["overlay"])
+    assert drawn.shape == pixels.shape  # under 1024 px: full size
+    inside = masks[0] & ~masks[1]
+    changed = np.any(drawn != pixels, axis=2)
+    assert changed[inside].mean() > 0.95  # the first object's mask is drawn
+    assert changed[~masks[0] & ~masks[1]].mean() < 0.1  # elsewhere: the image (and the box)
+    plain = client.post("/v1/segment", json=body | {"render": None}).json()
+    assert plain.get("overlay") is None  # nothing rendered unless asked
+
+    auto = {
+        "image_id": got["image_id"],
+        "mode": "auto",
+        "points_per_side": 4,
+        "pred_iou_thresh": 0.0,  # random weights: keep what they give
+        "stability_score_thresh": 0.0,
+        "box_nms_thresh": 1.0,
+    }
+    answer = client.post("/v1/segment", json=auto | {"render": "jpeg"}).json()
+    assert answer["count"] > 1
+    largest_first = sorted(answer["masks"], key=lambda m: -m["area"])
+    expected = render_overlay(
+        pixels, [decode_mask(m["segmentation"]) for m in largest_first], image_format="jpeg"
+    )
+    assert answer["overlay"] == expected

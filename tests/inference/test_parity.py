@@ -54,7 +54,7 @@ def _direct(predictor: SAM2ImagePredictor, prompt: dict[str, Any]) -> tuple[np.n
     box = prompt.get("box_coords")
     masks, scores, _ = predictor.predict(
         point_coords=np.array(points, dtype=np.float32) if points else None,
-        point_labels=np.array(prompt["point_labels"]) if points else None,
+        point_labels=np.array(prompt.get("point_labels") or [1] * len(points)) if points else None,
         box=np.array(box, dtype=np.float32) if box else None,
         multimask_output=prompt.get("multimask_output", True),
     )
@@ -95,6 +95,53 @@ def test_several_boxes_give_one_mask_each(
         assert np.array_equal(decode_mask(prediction["mask"]), box_masks[best])
         assert prediction["all_scores"] == pytest.approx(box_scores.tolist(), abs=1e-5)
     assert np.array_equal(decode_mask(got["mask"]), decode_mask(got["predictions"][0]["mask"]))
+
+
+OBJECTS: list[dict[str, Any]] = [
+    {"point_coords": [[60, 40], [100, 80]], "point_labels": [1, 0]},
+    {"box_coords": [20, 15, 110, 90]},
+    {"point_coords": [[30, 90]]},
+    {"point_coords": [[20, 100], [90, 30]], "point_labels": [1, 1]},
+    {"box_coords": [5, 5, 50, 40], "point_coords": [[25, 20]], "point_labels": [0]},
+    {"box_coords": [60, 30, 115, 110]},
+]
+"""Six objects of four shapes: (2 points), (box) x2, (1 point), (box + 1 point)."""
+
+
+@pytest.mark.parametrize("image", list(IMAGES))
+def test_several_objects_give_sam2s_mask_for_each_decoded_together(
+    client: TestClient,
+    reference: dict[str, SAM2ImagePredictor],
+    loaded_engine: Sam2Engine,
+    image: str,
+) -> None:
+    decoder_batches: list[int] = []  # the client's engine shares this model
+
+    def count(_module: object, _args: object, kwargs: dict[str, Any], _out: object) -> None:
+        decoder_batches.append(kwargs["sparse_prompt_embeddings"].shape[0])
+
+    hook = loaded_engine.model.sam_mask_decoder.register_forward_hook(count, with_kwargs=True)
+    body = {
+        "image": image_b64(image),
+        "objects": OBJECTS,
+        "mask_format": "rle",
+        "return_all_masks": True,
+    }
+    try:
+        got = client.post("/v1/segment", json=body).json()
+    finally:
+        hook.remove()
+    assert len(got["predictions"]) == len(OBJECTS)
+    for prediction, prompt in zip(got["predictions"], OBJECTS, strict=True):
+        masks, scores = _direct(reference[image], {"point_labels": None} | prompt)
+        assert prediction["all_scores"] == pytest.approx(scores.tolist(), abs=1e-5)
+        for ours, theirs in zip(prediction["all_masks"], masks, strict=True):
+            assert np.array_equal(decode_mask(ours), theirs)
+        assert prediction["mask_id"].startswith("msk_")
+    assert len({p["mask_id"] for p in got["predictions"]}) == len(OBJECTS)
+    assert got["mask_id"] == got["predictions"][0]["mask_id"]
+    # one decoder batch per shape of object, not one run per object
+    assert sorted(decoder_batches) == [1, 1, 2, 2]
 
 
 def test_original_request_gives_the_original_response_shape(
@@ -194,3 +241,44 @@ def test_refine_matches_sam2_with_the_previous_logits_as_mask_input(
         assert np.array_equal(decode_mask(ours), theirs > 0)
     assert refined["all_scores"] != fresh["all_scores"]  # the previous mask changed the answer
     assert refined["mask_id"] not in (None, first["mask_id"])
+
+
+def test_objects_refine_each_their_own_mask(
+    client: TestClient, reference: dict[str, SAM2ImagePredictor]
+) -> None:
+    """Two objects, each corrected with its own earlier mask, and a new one, in one call."""
+    predictor = reference["landscape"]
+    clicks = [[[60, 40]], [[150, 90]]]
+    first = client.post(
+        "/v1/segment",
+        json={"image": image_b64("landscape"), "objects": [{"point_coords": c} for c in clicks]},
+    ).json()
+    corrections = [[[100, 80]], [[170, 60]]]
+    objects = [
+        {
+            "point_coords": click + extra,
+            "point_labels": [1, 0],
+            "refine": previous["mask_id"],
+        }
+        for click, extra, previous in zip(clicks, corrections, first["predictions"], strict=True)
+    ] + [{"point_coords": [[30, 90]]}]
+    got = client.post(
+        "/v1/segment",
+        json={"image_id": first["image_id"], "objects": objects, "mask_format": "rle"},
+    ).json()
+    for prediction, prompt in zip(got["predictions"][:2], objects[:2], strict=True):
+        _, scores, logits = predictor.predict(
+            point_coords=np.array(prompt["point_coords"][:1], dtype=np.float32),
+            point_labels=np.array([1]),
+        )
+        masks, scores, _ = predictor.predict(
+            point_coords=np.array(prompt["point_coords"], dtype=np.float32),
+            point_labels=np.array(prompt["point_labels"]),
+            mask_input=logits[int(np.argmax(scores))][None],
+        )
+        best = int(np.argmax(scores))
+        assert prediction["all_scores"] == pytest.approx(scores.tolist(), abs=1e-5)
+        assert np.array_equal(decode_mask(prediction["mask"]), masks[best] > 0)
+    masks, scores = _direct(predictor, objects[2])
+    assert got["predictions"][2]["all_scores"] == pytest.approx(scores.tolist(), abs=1e-5)
+    assert np.array_equal(decode_mask(got["predictions"][2]["mask"]), masks[int(np.argmax(scores))])

@@ -9,12 +9,14 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from email.parser import BytesParser
 from typing import Any, get_type_hints
 
 import httpx
 import numpy as np
 import pytest
 import sam2_sdk
+from PIL import Image
 from pycocotools import mask as coco
 from sam2_contract import encode_rle
 from sam2_contract.models import ModelInfo, PromptSegmentResponse, SegmentRequest
@@ -49,6 +51,24 @@ ANSWER = {
     "warnings": ["random weights: masks are meaningless"],
 }
 IMAGE = np.zeros((4, 6, 3), dtype=np.uint8)
+
+
+def _fields(request: httpx.Request) -> dict[str, Any]:
+    """The request's fields as the gateway reads them: a JSON body, or a multipart body's
+    `request` part with its `image` file part as "image" (bytes)."""
+    kind = request.headers["content-type"]
+    if kind.startswith("application/json"):
+        fields: dict[str, Any] = json.loads(request.content)
+        return fields
+    assert kind.startswith("multipart/form-data"), kind
+    head = f"Content-Type: {kind}\r\n\r\n".encode()
+    message = BytesParser().parsebytes(head + request.content)
+    parts = {
+        part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+        for part in message.get_payload()  # type: ignore[union-attr]
+    }
+    assert set(parts) == {"image", "request"}
+    return json.loads(parts["request"]) | {"image": parts["image"]}
 
 
 def _problem(status: int, code: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -201,7 +221,7 @@ def test_image_id_is_reused_and_the_image_resent_when_evicted(make: Make) -> Non
     evicted = {"now": False}
 
     def handler(request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
+        body = _fields(request)
         sent.append("image" if "image" in body else "image_id")
         if "image_id" in body and evicted["now"]:
             evicted["now"] = False
@@ -246,7 +266,7 @@ def test_numpy_points_boxes_and_scalars_are_sent_as_json_numbers(make: Make) -> 
     bodies: list[dict[str, Any]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        bodies.append(json.loads(request.content))
+        bodies.append(_fields(request))
         return httpx.Response(200, json=ANSWER)
 
     client = make(handler, [])
@@ -271,7 +291,7 @@ def test_an_array_is_recognised_by_its_pixels_and_encoded_only_to_upload(
     bodies: list[dict[str, Any]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        bodies.append(json.loads(request.content))
+        bodies.append(_fields(request))
         return httpx.Response(200, json=ANSWER)
 
     client = _client(handler, [])
@@ -285,7 +305,7 @@ def test_an_array_is_recognised_by_its_pixels_and_encoded_only_to_upload(
 
 def _counting_handler(uploads: list[int], delay_s: float) -> Callable[..., Any]:
     async def handler(request: httpx.Request) -> httpx.Response:
-        if "image" in json.loads(request.content):
+        if "image" in _fields(request):
             uploads.append(1)
             await asyncio.sleep(delay_s)  # the encoder pass
         return httpx.Response(200, json=ANSWER)
@@ -311,7 +331,7 @@ def test_concurrent_calls_on_a_new_image_upload_it_once_threads() -> None:
     lock = threading.Lock()
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if "image" in json.loads(request.content):
+        if "image" in _fields(request):
             with lock:
                 uploads.append(1)
             time.sleep(0.05)
@@ -367,8 +387,10 @@ def test_the_auto_options_are_the_contracts_automatic_mode_fields() -> None:
         if (info.description or "").startswith("Auto mode:")
     }
     options = get_type_hints(AutoOptions)
-    assert set(options) == set(contract) | {"model"}
+    shared = {"model", "render"}  # not automatic mode's own, but they apply to it
+    assert set(options) == set(contract) | shared
     assert {name: options[name] for name in contract} == contract
+    assert options["render"] | None == SegmentRequest.model_fields["render"].annotation
 
 
 def test_segment_auto_sends_its_options_and_refuses_unknown_ones(make: Make) -> None:
@@ -391,7 +413,7 @@ def test_segment_auto_sends_its_options_and_refuses_unknown_ones(make: Make) -> 
     bodies: list[dict[str, Any]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        bodies.append(json.loads(request.content))
+        bodies.append(_fields(request))
         return httpx.Response(200, json=auto_answer)
 
     client = make(handler, [])
@@ -405,6 +427,27 @@ def test_segment_auto_sends_its_options_and_refuses_unknown_ones(make: Make) -> 
     assert np.array_equal(auto.masks[0].mask, MASK)
     assert auto.masks[0].crop_box == [0.0, 0.0, 6.0, 4.0]
     assert auto.warnings == ANSWER["warnings"]
-    with pytest.raises(TypeError, match=r"unknown option\(s\) mode; .*use segment\(\)"):
+    with pytest.raises(TypeError, match=r"unknown key\(s\) mode; .*use segment\(\)"):
         client.segment_auto(IMAGE, mode="box")
     assert len(bodies) == 1  # refused before anything was sent
+
+
+def test_a_file_is_uploaded_as_it_is_then_named_by_its_id(make: Make, tmp_path: Any) -> None:
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((4, 6, 3), 200, dtype=np.uint8)).save(photo)
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, json=ANSWER)
+
+    client = make(handler, [])
+    client.segment(photo, points=[[1, 1]])
+    client.segment(photo, points=[[2, 2]])
+    first, second = (_fields(r) for r in requests)
+    assert requests[0].headers["content-type"].startswith("multipart/form-data")
+    assert first["image"] == photo.read_bytes()  # the file's bytes, no base64
+    assert first["point_coords"] == [[1, 1]]
+    assert requests[1].headers["content-type"] == "application/json"
+    assert second["image_id"] == ANSWER["image_id"]
+    assert "image" not in second

@@ -7,8 +7,9 @@ import json
 
 import httpx
 import numpy as np
+import pytest
 from sam2_contract import decode_mask
-from sam2_sdk import AsyncSam2Client, Sam2Client, segment_image
+from sam2_sdk import AsyncSam2Client, Sam2Client, SegmentObject, segment_image
 from support import IMAGES, GatewayServer, RunningServer, b64, encode
 
 
@@ -64,6 +65,39 @@ def test_refine_corrects_the_previous_mask_as_the_service_does(
     # Polygons for labelling tools, computed from the mask: exact at tolerance 0.
     assert np.array_equal(decode_mask(refined.to_polygons(0).model_dump()), refined.mask)
     assert refined.to_polygons().size == [200, 120]
+
+
+def test_several_objects_in_one_call_answer_as_each_alone(gateway_server: GatewayServer) -> None:
+    pixels = IMAGES["landscape"]
+    objects: list[SegmentObject] = [
+        {"points": [[100, 50]]},
+        {"box": [10, 10, 90, 90]},
+        {"points": [[150, 60], [120, 30]], "labels": [1, 0], "box": [100, 5, 190, 110]},
+    ]
+    with Sam2Client(api_key=gateway_server.key, base_url=gateway_server.url) as client:
+        together = client.segment(pixels, objects=objects, render="jpeg")
+        alone = [
+            client.segment(pixels, points=o.get("points"), labels=o.get("labels"), box=o.get("box"))
+            for o in objects
+        ]
+        refined = client.segment(
+            pixels,
+            objects=[
+                {"points": [[100, 50], [20, 20]], "labels": [1, 0], "refine": together.mask_id}
+            ],
+        )
+        with pytest.raises(TypeError, match="unknown key"):
+            client.segment(pixels, objects=[{"point_coords": [[1, 1]]}])  # type: ignore[typeddict-unknown-key]
+    assert len(together.masks) == len(objects)
+    for mask, prediction, single in zip(together.masks, together.predictions, alone, strict=True):
+        assert np.array_equal(mask, single.mask)
+        assert prediction.all_scores == pytest.approx(single.all_scores, abs=1e-5)
+    assert np.array_equal(together.mask, together.masks[0])
+    assert together.overlay is not None
+    assert together.overlay.size == (200, 120)
+    assert together.overlay.format == "JPEG"
+    assert alone[0].overlay is None
+    assert refined.predictions[0].mask_id not in (None, together.mask_id)
 
 
 def test_a_repeat_click_uploads_no_image_bytes(gateway_server: GatewayServer) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sam2_contract.overlay import decode_overlay
 from sam2_sdk import Sam2Client
 from support import IMAGES, GatewayServer, encode, run_node_against
 
@@ -26,10 +27,16 @@ def test_typescript_sdk_gives_the_python_sdks_masks(
         refined = client.segment(
             photo, points=[[100, 50], [30, 30]], labels=[1, 0], refine=python.mask_id
         )
+        objects = client.segment(
+            photo, objects=[{"points": [[100, 50]]}, {"box": [10, 10, 90, 90]}]
+        )
     assert (js["height"], js["width"]) == python.image_shape
     assert js["mask"] == "".join("1" if v else "0" for v in python.mask.ravel())
     assert js["refined"] == "".join("1" if v else "0" for v in refined.mask.ravel())
     assert js["maskIds"][0] != js["maskIds"][1]
+    assert js["objects"] == ["".join("1" if v else "0" for v in m.ravel()) for m in objects.masks]
+    assert len(set(js["objectMaskIds"])) == 2
+    assert decode_overlay(js["overlay"]).shape == (*python.image_shape, 3)
     assert js["cached"][1] is True
     assert js["sent"][0] > photo.stat().st_size
     assert js["sent"][1] < 400  # the image_id and the prompt, no image bytes

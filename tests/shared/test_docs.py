@@ -1,4 +1,4 @@
-"""The API reference lists every request field and every error code, with the right status."""
+"""The API reference lists every request field and every error code, with its status and hint."""
 
 from __future__ import annotations
 
@@ -16,6 +16,6 @@ def test_every_request_field_is_documented(field: str) -> None:
 
 
 @pytest.mark.parametrize("code", list(CATALOG), ids=lambda c: c.value)
-def test_every_error_code_is_documented_with_its_status(code: object) -> None:
+def test_every_error_code_is_documented_with_its_status_and_hint(code: object) -> None:
     spec = CATALOG[code]  # type: ignore[index]
-    assert f"| `{code}` | {spec.status} | {spec.title} |" in API_DOC
+    assert f"| `{code}` | {spec.status} | {spec.title} | {spec.hint} |" in API_DOC

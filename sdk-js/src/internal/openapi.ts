@@ -96,7 +96,8 @@ export interface paths {
         put?: never;
         /**
          * Segment
-         * @description Segment one image (or `image_id`) with points, boxes, or everything.
+         * @description Segment one image (base64 `image`, a multipart file, `image_url` or `image_id`) with
+         *     points, boxes, or everything.
          */
         post: operations["segment"];
         delete?: never;
@@ -196,6 +197,11 @@ export interface components {
              */
             mode: "point" | "box" | "auto";
             model: components["schemas"]["ModelInfo"];
+            /**
+             * Overlay
+             * @description With `render`: a base64 PNG or JPEG of the image with the masks drawn (each in its own colour, outlined; points and boxes on top), the long side at most 1024 px.
+             */
+            overlay?: string | null;
             timings_ms: components["schemas"]["Timings"];
             /** Warnings */
             warnings?: string[];
@@ -230,6 +236,12 @@ export interface components {
              * @default null
              */
             image_id?: string | null;
+            /**
+             * Image Url
+             * @description Like `image`, fetched from this https URL by the gateway, once.
+             * @default null
+             */
+            image_url?: string | null;
             /**
              * Requests
              * @description The items, run in order; items may also name images of their own.
@@ -363,6 +375,36 @@ export interface components {
             serving: components["schemas"]["ModelInfo"] | null;
         };
         /**
+         * ObjectPrompt
+         * @description One object of `objects`: its own points and/or one box, answered with one mask.
+         */
+        ObjectPrompt: {
+            /**
+             * Box Coords
+             * @description One box [x_min, y_min, x_max, y_max] around the object.
+             * @default null
+             */
+            box_coords?: number[] | null;
+            /**
+             * Point Coords
+             * @description Points as [x, y] pixels of the original image.
+             * @default null
+             */
+            point_coords?: number[][] | null;
+            /**
+             * Point Labels
+             * @description One label per point: 1 foreground, 0 background. Omitted: all 1.
+             * @default null
+             */
+            point_labels?: number[] | null;
+            /**
+             * Refine
+             * @description The `mask_id` of an earlier answer on the same image: its low-resolution logits go into SAM2 as `mask_input`, so these points correct that mask instead of starting over (send all the object's points, as in SAM2's demo).
+             * @default null
+             */
+            refine?: string | null;
+        };
+        /**
          * Polygon
          * @description One piece of a mask: its outer boundary and the holes inside it.
          */
@@ -428,7 +470,7 @@ export interface components {
         };
         /**
          * PromptPrediction
-         * @description The answer for one box of a box list.
+         * @description The answer for one box of a box list, or one of `objects`.
          */
         PromptPrediction: {
             /** All Masks */
@@ -477,7 +519,7 @@ export interface components {
             image_shape: number[];
             /**
              * Mask
-             * @description The highest-scoring mask (of the first box in a box list).
+             * @description The highest-scoring mask (of the first box or object in a list).
              */
             mask: boolean[][] | components["schemas"]["RLEMask"] | components["schemas"]["PolygonMask"] | string;
             /**
@@ -497,8 +539,13 @@ export interface components {
             mode: "point" | "box" | "auto";
             model: components["schemas"]["ModelInfo"];
             /**
+             * Overlay
+             * @description With `render`: a base64 PNG or JPEG of the image with the masks drawn (each in its own colour, outlined; points and boxes on top), the long side at most 1024 px.
+             */
+            overlay?: string | null;
+            /**
              * Predictions
-             * @description One entry per box, when `box_coords` was a list of boxes.
+             * @description One entry per box or object, in order, when `box_coords` was a list of boxes or `objects` was sent.
              */
             predictions?: components["schemas"]["PromptPrediction"][] | null;
             /**
@@ -586,6 +633,13 @@ export interface components {
              */
             image_id?: string | null;
             /**
+             * Image Url
+             * @description An https URL of the image, fetched by the gateway (public addresses only, redirects re-checked, size and time limited; see the API reference).
+             * @default null
+             * @example https://example.com/photo.jpg
+             */
+            image_url?: string | null;
+            /**
              * Mask Format
              * @description `bool2d`: nested lists of booleans (the original format); `rle`: COCO RLE as pycocotools writes it; `png`: a base64 1-bit PNG; `polygon`: outer boundaries and holes along pixel edges (what labelling tools import).
              * @default bool2d
@@ -617,6 +671,30 @@ export interface components {
              * @default true
              */
             multimask_output?: boolean;
+            /**
+             * Objects
+             * @description Several objects in one call: each its own points and/or one box (and `refine`), answered with one mask each in `predictions`, in order, decoded together. Replaces the top-level `point_coords`, `point_labels`, `box_coords` and `refine`.
+             * @default null
+             * @example [
+             *       {
+             *         "point_coords": [
+             *           [
+             *             100,
+             *             150
+             *           ]
+             *         ]
+             *       },
+             *       {
+             *         "box_coords": [
+             *           50,
+             *           60,
+             *           300,
+             *           400
+             *         ]
+             *       }
+             *     ]
+             */
+            objects?: components["schemas"]["ObjectPrompt"][] | null;
             /**
              * Point Coords
              * @description Points as [x, y] pixels of the original image.
@@ -669,10 +747,16 @@ export interface components {
             pred_iou_thresh?: number;
             /**
              * Refine
-             * @description The `mask_id` of an earlier answer on the same image: its low-resolution logits go into SAM2 as `mask_input`, so this request's points correct that mask instead of starting over (send all the object's points, as in SAM2's demo).
+             * @description The `mask_id` of an earlier answer on the same image: its low-resolution logits go into SAM2 as `mask_input`, so these points correct that mask instead of starting over (send all the object's points, as in SAM2's demo).
              * @default null
              */
             refine?: string | null;
+            /**
+             * Render
+             * @description Also return `overlay`: the image with its masks (and prompts) drawn, as a base64 `png` or `jpeg` preview whose long side is at most 1024 px.
+             * @default null
+             */
+            render?: ("png" | "jpeg") | null;
             /**
              * Return All Masks
              * @description Also return every candidate mask in `all_masks`, in `all_scores` order.
@@ -900,7 +984,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not application/json */
+            /** @description Neither application/json nor (segment routes) multipart/form-data */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -1019,7 +1103,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not application/json */
+            /** @description Neither application/json nor (segment routes) multipart/form-data */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -1085,6 +1169,15 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["SegmentRequest"];
+                "multipart/form-data": {
+                    /**
+                     * Format: binary
+                     * @description The image file (instead of base64 `image`, `image_url` or `image_id`, which `request` must then not name).
+                     */
+                    image: string;
+                    /** @description The other fields, as JSON. */
+                    request: components["schemas"]["SegmentRequest"];
+                };
             };
         };
         responses: {
@@ -1142,7 +1235,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not application/json */
+            /** @description Neither application/json nor (segment routes) multipart/form-data */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -1208,6 +1301,15 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["BatchSegmentRequest"];
+                "multipart/form-data": {
+                    /**
+                     * Format: binary
+                     * @description The image file (instead of base64 `image`, `image_url` or `image_id`, which `request` must then not name).
+                     */
+                    image: string;
+                    /** @description The other fields, as JSON. */
+                    request: components["schemas"]["BatchSegmentRequest"];
+                };
             };
         };
         responses: {
@@ -1265,7 +1367,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not application/json */
+            /** @description Neither application/json nor (segment routes) multipart/form-data */
             415: {
                 headers: {
                     [name: string]: unknown;

@@ -29,6 +29,7 @@ from sam2_sdk._types import (
     BoxPrediction,
     ImageInput,
     Segmentation,
+    SegmentObject,
 )
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "RateLimitError",
     "Sam2Client",
     "Sam2Error",
+    "SegmentObject",
     "Segmentation",
     "UnprocessableEntityError",
     "segment_image",

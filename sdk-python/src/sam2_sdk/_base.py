@@ -10,12 +10,13 @@ itself. Concurrent calls on a new image wait for the first one's upload.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
+import json
 import os
 import random
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -30,7 +31,15 @@ from sam2_sdk._constants import (
     RETRY_STATUSES,
 )
 from sam2_sdk._exceptions import APIConnectionError, APITimeoutError, Sam2Error, error_for
-from sam2_sdk._types import AutoOptions, Box, ImageInput, Labels, Points
+from sam2_sdk._types import (
+    OBJECT_KEYS,
+    AutoOptions,
+    Box,
+    ImageInput,
+    Labels,
+    Points,
+    SegmentObject,
+)
 
 _REMEMBERED_IMAGES = 256
 AUTO_OPTIONS = frozenset(get_type_hints(AutoOptions))
@@ -69,6 +78,27 @@ def plain(value: Any) -> Any:
     return None if value is None else np.asarray(value).tolist()
 
 
+def _refuse_unknown(given: Any, known: frozenset[str], what: str, advice: str = "") -> None:
+    """A TypeError naming the keys of `given` outside `known`, before anything is sent."""
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise TypeError(
+            f"{what} unknown key(s) {', '.join(unknown)}; the keys are "
+            f"{', '.join(sorted(known))}{advice}"
+        )
+
+
+def _object_fields(item: SegmentObject) -> dict[str, Any]:
+    _refuse_unknown(item, OBJECT_KEYS, "an object has")
+    fields = {
+        "point_coords": plain(item.get("points")),
+        "point_labels": plain(item.get("labels")),
+        "box_coords": plain(item.get("box")),
+        "refine": item.get("refine"),
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 class BaseClient:
     def __init__(self, *, api_key: str | None, base_url: str | None, max_retries: int) -> None:
         key = api_key or os.environ.get("SAM2_API_KEY")
@@ -97,6 +127,8 @@ class BaseClient:
         multimask: bool,
         refine: str | None,
         model: str | None,
+        objects: Sequence[SegmentObject] | None = None,
+        render: str | None = None,
     ) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "mode": "box" if box is not None or boxes is not None else "point",
@@ -109,17 +141,16 @@ class BaseClient:
             "box_coords": plain(boxes if boxes is not None else box),
             "refine": refine,
             "model": model,
+            "objects": None if objects is None else [_object_fields(o) for o in objects],
+            "render": render,
         }
         return fields | {k: v for k, v in optional.items() if v is not None}
 
     @staticmethod
     def _auto_fields(options: AutoOptions) -> dict[str, Any]:
-        unknown = sorted(set(options) - AUTO_OPTIONS)
-        if unknown:
-            raise TypeError(
-                f"segment_auto() got unknown option(s) {', '.join(unknown)}; its options are "
-                f"{', '.join(sorted(AUTO_OPTIONS))} (points and boxes: use segment())"
-            )
+        _refuse_unknown(
+            options, AUTO_OPTIONS, "segment_auto() got", " (points and boxes: use segment())"
+        )
         return {"mode": "auto", "mask_format": "rle"} | dict(options)
 
     @staticmethod
@@ -169,8 +200,23 @@ class BaseClient:
         return None if known is None else {"image_id": known} | fields
 
     @staticmethod
-    def _with_image(image: ImageInput, fields: dict[str, Any]) -> dict[str, Any]:
-        return {"image": base64.b64encode(image_bytes(image)).decode()} | fields
+    def _file(image: ImageInput) -> bytes:
+        """The image as a file to upload (a path's bytes as they are; arrays as PNG)."""
+        return image_bytes(image)
+
+    @staticmethod
+    def _body(fields: dict[str, Any] | None, file: bytes | None) -> dict[str, Any]:
+        """httpx's arguments for a body: JSON, or with an image file `multipart/form-data`
+        (an `image` file part and a `request` JSON part: the file as it is, no base64)."""
+        if file is None:
+            return {"json": fields}
+        request = json.dumps(fields or {}).encode()
+        return {
+            "files": {
+                "image": ("image", file, "application/octet-stream"),
+                "request": (None, request, "application/json"),
+            }
+        }
 
     def _answered(self, key: str, sent: dict[str, Any], answer: dict[str, Any]) -> bool:
         """Keep the image_id an answer carries; False when a call by image_id found the

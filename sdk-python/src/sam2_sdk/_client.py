@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Unpack
 
 import httpx
 from sam2_contract.models import ModelsResponse, TokenResponse
+from sam2_contract.overlay import RenderFormat
 
 from sam2_sdk._base import BaseClient, fingerprint
 from sam2_sdk._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
@@ -24,6 +25,7 @@ from sam2_sdk._types import (
     Labels,
     Points,
     Segmentation,
+    SegmentObject,
     parse_auto,
     parse_batch,
     parse_prompt,
@@ -60,10 +62,17 @@ class Sam2Client(BaseClient):
         multimask: bool = True,
         refine: str | None = None,
         model: str | None = None,
+        objects: Sequence[SegmentObject] | None = None,
+        render: RenderFormat | None = None,
     ) -> Segmentation:
         """Points and/or a box (or a list of boxes, one mask each). `refine`: an earlier
-        answer's `mask_id` on this image, to correct that mask (send all the object's points)."""
-        fields = self._prompt_fields(points, labels, box, boxes, multimask, refine, model)
+        answer's `mask_id` on this image, to correct that mask (send all the object's points).
+        `objects`: several objects in one call, each `{points, labels, box, refine}`, one mask
+        each in `predictions` (instead of the other prompt arguments). `render`: "png" or
+        "jpeg" to get `overlay`, the image with the masks drawn."""
+        fields = self._prompt_fields(
+            points, labels, box, boxes, multimask, refine, model, objects, render
+        )
         return parse_prompt(self._on_image(image, fields))
 
     def segment_auto(self, image: ImageInput, **options: Unpack[AutoOptions]) -> AutoSegmentation:
@@ -109,9 +118,8 @@ class Sam2Client(BaseClient):
         with self._upload_lock(key):
             if self._by_id(key, fields) is not None:  # another thread's upload finished
                 return self._on_image(image, fields, path=path)
-            body = self._with_image(image, fields)
-            answer = self._request("POST", path, body)
-            self._answered(key, body, answer)
+            answer = self._request("POST", path, fields, file=self._file(image))
+            self._answered(key, fields, answer)
             return answer
 
     def _upload_lock(self, key: str) -> threading.Lock:
@@ -120,12 +128,14 @@ class Sam2Client(BaseClient):
         with self._uploads_lock:
             return self._upload_locks.setdefault(key, threading.Lock())
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None, *, file: bytes | None = None
+    ) -> dict[str, Any]:
         attempt = 0
         while True:
             try:
                 response = self._http.request(
-                    method, self._url(path), json=body, headers=self._headers()
+                    method, self._url(path), headers=self._headers(), **self._body(body, file)
                 )
             except httpx.TransportError as exc:
                 self._sleep(self._retry_or_raise(attempt, exc))
@@ -166,10 +176,17 @@ class AsyncSam2Client(BaseClient):
         multimask: bool = True,
         refine: str | None = None,
         model: str | None = None,
+        objects: Sequence[SegmentObject] | None = None,
+        render: RenderFormat | None = None,
     ) -> Segmentation:
         """Points and/or a box (or a list of boxes, one mask each). `refine`: an earlier
-        answer's `mask_id` on this image, to correct that mask (send all the object's points)."""
-        fields = self._prompt_fields(points, labels, box, boxes, multimask, refine, model)
+        answer's `mask_id` on this image, to correct that mask (send all the object's points).
+        `objects`: several objects in one call, each `{points, labels, box, refine}`, one mask
+        each in `predictions` (instead of the other prompt arguments). `render`: "png" or
+        "jpeg" to get `overlay`, the image with the masks drawn."""
+        fields = self._prompt_fields(
+            points, labels, box, boxes, multimask, refine, model, objects, render
+        )
         return parse_prompt(await self._on_image(image, fields))
 
     async def segment_auto(
@@ -219,17 +236,18 @@ class AsyncSam2Client(BaseClient):
         async with self._async_upload_locks.setdefault(key, asyncio.Lock()):
             if self._by_id(key, fields) is not None:  # another task's upload finished
                 return await self._on_image(image, fields, path=path)
-            body = self._with_image(image, fields)
-            answer = await self._request("POST", path, body)
-            self._answered(key, body, answer)
+            answer = await self._request("POST", path, fields, file=self._file(image))
+            self._answered(key, fields, answer)
             return answer
 
-    async def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None, *, file: bytes | None = None
+    ) -> dict[str, Any]:
         attempt = 0
         while True:
             try:
                 response = await self._http.request(
-                    method, self._url(path), json=body, headers=self._headers()
+                    method, self._url(path), headers=self._headers(), **self._body(body, file)
                 )
             except httpx.TransportError as exc:
                 await self._sleep(self._retry_or_raise(attempt, exc))

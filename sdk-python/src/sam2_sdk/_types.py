@@ -3,6 +3,8 @@ with the API contract's models (`sam2_contract`), masks decoded to numpy boolean
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from sam2_contract.models import (
     PromptSegmentResponse,
     Timings,
 )
+from sam2_contract.overlay import RenderFormat
 from sam2_contract.polygons import DEFAULT_TOLERANCE, encode_polygons
 
 from sam2_sdk._exceptions import APIResponseValidationError
@@ -52,11 +55,25 @@ class AutoOptions(TypedDict, total=False):
     min_mask_region_area: int
     use_m2m: bool
     model: ModelName
+    render: RenderFormat
+
+
+class SegmentObject(TypedDict, total=False):
+    """One object of several segmented in one call (`segment(objects=[...])`): its own points
+    and/or one box, and the `mask_id` it corrects."""
+
+    points: Points
+    labels: Labels
+    box: Box
+    refine: str
+
+
+OBJECT_KEYS = frozenset(SegmentObject.__annotations__)
 
 
 @dataclass(frozen=True)
 class BoxPrediction:
-    """One box's answer, for a list of boxes."""
+    """One box's or object's answer, for a list of boxes or `objects`."""
 
     mask: BoolMask
     score: float
@@ -89,6 +106,8 @@ class _Answer:
     model: ModelInfo
     timings: Timings
     warnings: list[str]
+    overlay: Image.Image | None = None
+    """With `render=`: the image with the masks drawn (a preview, long side at most 1024 px)."""
 
     @property
     def timings_ms(self) -> dict[str, float]:
@@ -97,7 +116,8 @@ class _Answer:
 
 @dataclass(frozen=True, kw_only=True)
 class Segmentation(_Answer, _MaskExports):
-    """A point or box answer: the best mask, and each box's answer for a list of boxes."""
+    """A point or box answer: the best mask, and each box's or object's answer for a list of
+    boxes or `objects`, in order."""
 
     mask: BoolMask
     score: float
@@ -110,7 +130,7 @@ class Segmentation(_Answer, _MaskExports):
 
     @property
     def masks(self) -> list[BoolMask]:
-        """Each box's best mask, for a list of boxes."""
+        """Each box's or object's best mask, for a list of boxes or `objects`."""
         return [prediction.mask for prediction in self.predictions]
 
 
@@ -192,8 +212,15 @@ def _common(response: PromptSegmentResponse | AutoSegmentResponse) -> dict[str, 
         "model": response.model,
         "timings": response.timings_ms,
         "warnings": response.warnings,
+        "overlay": _picture(response.overlay) if response.overlay else None,
         "response": response,
     }
+
+
+def _picture(data: str) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(data)))
+    image.load()
+    return image
 
 
 def _prompt(response: PromptSegmentResponse) -> Segmentation:

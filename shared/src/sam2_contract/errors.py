@@ -49,11 +49,17 @@ class ErrorCode(StrEnum):
     MISSING_IMAGE = "missing_image"
     IMAGE_AND_IMAGE_ID = "image_and_image_id"
     INVALID_IMAGE_ID = "invalid_image_id"
+    INVALID_IMAGE_URL = "invalid_image_url"
+    IMAGE_URL_FORBIDDEN = "image_url_forbidden"
+    IMAGE_URL_UNREACHABLE = "image_url_unreachable"
     INVALID_MASK_ID = "invalid_mask_id"
     REFINE_NOT_ALLOWED = "refine_not_allowed"
     TOO_COMPLEX_FOR_POLYGONS = "too_complex_for_polygons"
     MISSING_POINTS = "missing_points"
     MISSING_BOX = "missing_box"
+    MISSING_PROMPT = "missing_prompt"
+    OBJECTS_WITH_PROMPTS = "objects_with_prompts"
+    OBJECTS_NOT_ALLOWED = "objects_not_allowed"
     POINT_LABELS_MISMATCH = "point_labels_mismatch"
     INVALID_POINT_LABEL = "invalid_point_label"
     INVALID_COORDINATES = "invalid_coordinates"
@@ -116,7 +122,7 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.INVALID_MODE: ErrorSpec(422, "Unknown mode", 'Use `mode` "point", "box" or "auto".'),
     ErrorCode.INVALID_MASK_FORMAT: ErrorSpec(
-        422, "Unknown mask format", 'Use `mask_format` "bool2d", "rle" or "png".'
+        422, "Unknown mask format", 'Use `mask_format` "bool2d", "rle", "png" or "polygon".'
     ),
     ErrorCode.UNKNOWN_MODEL: ErrorSpec(
         422, "Unknown model", 'Use `model` "tiny", "small", "base-plus" or "large".'
@@ -125,10 +131,32 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         422, "Parameter out of range", "Keep the parameter inside the range the API lists."
     ),
     ErrorCode.MISSING_IMAGE: ErrorSpec(
-        422, "No image", "Send `image` (base64) or the `image_id` of an earlier response."
+        422,
+        "No image",
+        "Send `image` (base64, or a multipart file part), `image_url`, or the `image_id` of an "
+        "earlier response.",
     ),
     ErrorCode.IMAGE_AND_IMAGE_ID: ErrorSpec(
-        422, "Both image and image_id", "Send either `image` or `image_id`, not both."
+        422,
+        "More than one image",
+        "Send one of `image` (or a multipart `image` file), `image_url` or `image_id`.",
+    ),
+    ErrorCode.INVALID_IMAGE_URL: ErrorSpec(
+        422,
+        "Malformed image_url",
+        "Send an absolute https:// URL of at most 2048 characters, without user:password@.",
+    ),
+    ErrorCode.IMAGE_URL_FORBIDDEN: ErrorSpec(
+        422,
+        "Image URL not allowed",
+        "The gateway fetches public https URLs only (no private, loopback, link-local or "
+        "metadata addresses, before or after redirects); upload the file instead.",
+    ),
+    ErrorCode.IMAGE_URL_UNREACHABLE: ErrorSpec(
+        422,
+        "Image URL could not be fetched",
+        "Check that the URL answers 200 with the image within the time limit, or upload the "
+        "file instead (multipart `image` part, or base64 `image`).",
     ),
     ErrorCode.INVALID_IMAGE_ID: ErrorSpec(
         422, "Malformed image_id", "Use the `image_id` exactly as an earlier response returned it."
@@ -152,6 +180,22 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.MISSING_BOX: ErrorSpec(
         422, "No box", "Box mode needs `box_coords` as [x_min, y_min, x_max, y_max]."
+    ),
+    ErrorCode.MISSING_PROMPT: ErrorSpec(
+        422,
+        "An object without prompts",
+        "Give each entry of `objects` `point_coords` and/or `box_coords`, e.g. "
+        '{"point_coords": [[100, 150]]}.',
+    ),
+    ErrorCode.OBJECTS_WITH_PROMPTS: ErrorSpec(
+        422,
+        "Objects and top-level prompts",
+        "Put every prompt inside `objects` (one entry per object), or send no `objects`.",
+    ),
+    ErrorCode.OBJECTS_NOT_ALLOWED: ErrorSpec(
+        422,
+        "Objects in automatic mode",
+        'Automatic mode segments everything: drop `objects`, or use `mode` "point" or "box".',
     ),
     ErrorCode.POINT_LABELS_MISMATCH: ErrorSpec(
         422,
@@ -179,7 +223,7 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.POINTS_WITH_MULTIPLE_BOXES: ErrorSpec(
         422,
         "Points with several boxes",
-        "Points combine with one box; send one request per box, or use /v1/segment/batch.",
+        "Points combine with one box; for several objects send `objects`, one entry each.",
     ),
     ErrorCode.TOO_MANY_PROMPTS: ErrorSpec(
         422, "Too many prompts", "Split the prompts over several requests or a batch."
@@ -231,7 +275,8 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: ErrorSpec(
         415,
         "Unsupported content type",
-        "Send the body as JSON with `Content-Type: application/json`.",
+        "Send the body as JSON with `Content-Type: application/json` (the segment routes also "
+        "take `multipart/form-data`: an `image` file part and a `request` JSON part).",
     ),
     ErrorCode.IMAGE_NOT_CACHED: ErrorSpec(
         404,

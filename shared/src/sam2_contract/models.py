@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from sam2_contract.overlay import RenderFormat
+
 ModelName = Literal["tiny", "small", "base-plus", "large"]
 Mode = Literal["point", "box", "auto"]
 MaskFormat = Literal["bool2d", "rle", "png", "polygon"]
@@ -29,9 +31,11 @@ MODEL_IDS: dict[ModelName, str] = {
 
 MAX_POINTS = 64
 MAX_BOXES = 64
+MAX_OBJECTS = 64
 MAX_BATCH_ITEMS = 16
 IMAGE_ID_PREFIX = "img_"
 IMAGE_ID_HEX_LENGTH = 32
+MAX_URL_LENGTH = 2048
 MASK_ID_PREFIX = "msk_"
 MASK_ID_HEX_LENGTH = 24
 MASK_ID_DESCRIPTION = (
@@ -91,6 +95,10 @@ def _check_box(box: Any) -> list[float]:
     return [x0, y0, x1, y1]
 
 
+def _check_one_box(value: Any) -> Any:
+    return None if value is None else _check_box(value)
+
+
 def _check_boxes(value: Any) -> Any:
     if value is None:
         return None
@@ -126,6 +134,27 @@ _check_mask_id = _hex_id(MASK_ID_PREFIX, MASK_ID_HEX_LENGTH, "invalid_mask_id", 
 
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
 Box = Annotated[list[float], Field(min_length=4, max_length=4)]
+PointList = Annotated[list[Point] | None, BeforeValidator(_check_points)]
+LabelList = Annotated[list[int] | None, BeforeValidator(_check_labels)]
+MaskId = Annotated[str | None, BeforeValidator(_check_mask_id)]
+POINTS_DESCRIPTION = "Points as [x, y] pixels of the original image."
+LABELS_DESCRIPTION = "One label per point: 1 foreground, 0 background. Omitted: all 1."
+REFINE_DESCRIPTION = (
+    "The `mask_id` of an earlier answer on the same image: its low-resolution logits go into "
+    "SAM2 as `mask_input`, so these points correct that mask instead of starting over (send "
+    "all the object's points, as in SAM2's demo)."
+)
+
+
+def _labels_match(points: list[list[float]] | None, labels: list[int] | None) -> None:
+    if labels is not None and len(labels) != len(points or []):
+        raise _fail("point_labels_mismatch", f"{len(points or [])} points but {len(labels)} labels")
+
+
+def _default_labels(points: list[list[float]] | None, labels: list[int] | None) -> list[int] | None:
+    if points is None:
+        return None
+    return labels if labels is not None else [1] * len(points)
 
 
 class _Model(BaseModel):
@@ -133,6 +162,58 @@ class _Model(BaseModel):
     `"yes"` for a boolean, no `true` for a number, no `64.0` for a count)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _one_image(
+    image: str | None, image_url: str | None, image_id: str | None, *, required: bool
+) -> None:
+    given = [
+        name
+        for name, v in (("image", image), ("image_url", image_url), ("image_id", image_id))
+        if v is not None
+    ]
+    if required and not given:
+        raise _fail("missing_image", "send `image`, `image_url` or `image_id`")
+    if len(given) > 1:
+        raise _fail(
+            "image_and_image_id",
+            f"send one of `image`, `image_url` or `image_id`, not {' and '.join(given)}",
+        )
+
+
+class ObjectPrompt(_Model):
+    """One object of `objects`: its own points and/or one box, answered with one mask."""
+
+    point_coords: PointList = Field(default=None, description=POINTS_DESCRIPTION)
+    point_labels: LabelList = Field(default=None, description=LABELS_DESCRIPTION)
+    box_coords: Annotated[Box | None, BeforeValidator(_check_one_box)] = Field(
+        default=None, description="One box [x_min, y_min, x_max, y_max] around the object."
+    )
+    refine: MaskId = Field(default=None, description=REFINE_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _check_prompt(self) -> Self:
+        if not self.point_coords and self.box_coords is None:
+            raise _fail("missing_prompt", "an object needs `point_coords` or `box_coords`")
+        _labels_match(self.point_coords, self.point_labels)
+        return self
+
+    @property
+    def labels(self) -> list[int] | None:
+        """`point_labels`, defaulting to all foreground."""
+        return _default_labels(self.point_coords, self.point_labels)
+
+
+def _check_objects(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise _fail("invalid_request", "`objects` is a list of prompt sets, one per object")
+    if not value:
+        raise _fail("missing_prompt", "`objects` is empty: send at least one object")
+    if len(value) > MAX_OBJECTS:
+        raise _fail("too_many_prompts", f"at most {MAX_OBJECTS} objects per request")
+    return value
 
 
 class SegmentRequest(_Model):
@@ -144,6 +225,13 @@ class SegmentRequest(_Model):
         "A `data:image/...;base64,` prefix is accepted.",
         json_schema_extra={"contentEncoding": "base64"},
     )
+    image_url: str | None = Field(
+        default=None,
+        max_length=MAX_URL_LENGTH,
+        description="An https URL of the image, fetched by the gateway (public addresses only, "
+        "redirects re-checked, size and time limited; see the API reference).",
+        examples=["https://example.com/photo.jpg"],
+    )
     image_id: Annotated[str | None, BeforeValidator(_check_image_id)] = Field(
         default=None,
         description="The `image_id` of an earlier response: reuses its cached embedding, so "
@@ -153,27 +241,24 @@ class SegmentRequest(_Model):
         default="point",
         description="`point` or `box` prompts, or `auto` to segment everything.",
     )
-    point_coords: Annotated[list[Point] | None, BeforeValidator(_check_points)] = Field(
-        default=None,
-        description="Points as [x, y] pixels of the original image.",
-        examples=[[[100, 150], [200, 250]]],
+    point_coords: PointList = Field(
+        default=None, description=POINTS_DESCRIPTION, examples=[[[100, 150], [200, 250]]]
     )
-    point_labels: Annotated[list[int] | None, BeforeValidator(_check_labels)] = Field(
-        default=None,
-        description="One label per point: 1 foreground, 0 background. Omitted: all 1.",
-        examples=[[1, 0]],
-    )
+    point_labels: LabelList = Field(default=None, description=LABELS_DESCRIPTION, examples=[[1, 0]])
     box_coords: Annotated[Box | list[Box] | None, BeforeValidator(_check_boxes)] = Field(
         default=None,
         description="One box [x_min, y_min, x_max, y_max] in pixels, or a list of boxes "
         "(one mask per box, listed in `predictions`).",
         examples=[[50, 60, 300, 400]],
     )
-    refine: Annotated[str | None, BeforeValidator(_check_mask_id)] = Field(
+    refine: MaskId = Field(default=None, description=REFINE_DESCRIPTION)
+    objects: Annotated[list[ObjectPrompt] | None, BeforeValidator(_check_objects)] = Field(
         default=None,
-        description="The `mask_id` of an earlier answer on the same image: its low-resolution "
-        "logits go into SAM2 as `mask_input`, so this request's points correct that mask "
-        "instead of starting over (send all the object's points, as in SAM2's demo).",
+        description="Several objects in one call: each its own points and/or one box (and "
+        "`refine`), answered with one mask each in `predictions`, in order, decoded together. "
+        "Replaces the top-level `point_coords`, `point_labels`, `box_coords` and `refine`.",
+        max_length=MAX_OBJECTS,
+        examples=[[{"point_coords": [[100, 150]]}, {"box_coords": [50, 60, 300, 400]}]],
     )
     multimask_output: bool = Field(
         default=True,
@@ -197,6 +282,11 @@ class SegmentRequest(_Model):
         description="`polygon` masks: Douglas-Peucker tolerance in pixels (no dropped corner is "
         "farther than this from the polygon); 0 keeps every corner, so the polygons give the "
         "mask back exactly.",
+    )
+    render: RenderFormat | None = Field(
+        default=None,
+        description="Also return `overlay`: the image with its masks (and prompts) drawn, as a "
+        "base64 `png` or `jpeg` preview whose long side is at most 1024 px.",
     )
     model: ModelName | None = Field(
         default=None, description="Which SAM 2.1 model; omitted: the one the server serves."
@@ -247,25 +337,33 @@ class SegmentRequest(_Model):
 
     @model_validator(mode="after")
     def _check_combination(self) -> Self:
-        if self.image is None and self.image_id is None:
-            raise _fail("missing_image", "send `image` or `image_id`")
-        if self.image is not None and self.image_id is not None:
-            raise _fail("image_and_image_id", "send `image` or `image_id`, not both")
+        _one_image(self.image, self.image_url, self.image_id, required=True)
         if self.image is not None and not self.image.strip():
             raise _fail("missing_image", "`image` is empty")
         if self.mode == "auto":
             if self.refine is not None:
                 raise _fail("refine_not_allowed", "`refine` is for point and box mode")
+            if self.objects is not None:
+                raise _fail("objects_not_allowed", "`objects` is for point and box mode")
+            return self
+        if self.objects is not None:
+            given = [
+                name
+                for name in ("point_coords", "point_labels", "box_coords", "refine")
+                if getattr(self, name) is not None
+            ]
+            if given:
+                raise _fail(
+                    "objects_with_prompts",
+                    f"`objects` replaces the top-level {', '.join(given)}: move them into "
+                    "an object",
+                )
             return self
         if self.mode == "point" and not self.point_coords:
             raise _fail("missing_points", "point mode needs `point_coords`")
         if self.mode == "box" and self.box_coords is None:
             raise _fail("missing_box", "box mode needs `box_coords`")
-        if self.point_labels is not None and len(self.point_labels) != len(self.point_coords or []):
-            raise _fail(
-                "point_labels_mismatch",
-                f"{len(self.point_coords or [])} points but {len(self.point_labels)} labels",
-            )
+        _labels_match(self.point_coords, self.point_labels)
         if self.point_coords and self.box_list_given and len(self.boxes or []) > 1:
             raise _fail("points_with_multiple_boxes", "points combine with one box only")
         if self.refine is not None and len(self.boxes or []) > 1:
@@ -289,9 +387,28 @@ class SegmentRequest(_Model):
     @property
     def labels(self) -> list[int] | None:
         """`point_labels`, defaulting to all foreground."""
-        if self.point_coords is None:
-            return None
-        return self.point_labels if self.point_labels is not None else [1] * len(self.point_coords)
+        return _default_labels(self.point_coords, self.point_labels)
+
+    @property
+    def answers_per_object(self) -> bool:
+        """Whether the answer lists one prediction per box or object (`predictions`)."""
+        return self.objects is not None or self.box_list_given
+
+    def prompt_sets(self) -> list[ObjectPrompt]:
+        """What to segment, one entry per mask answered: the objects, each box of a box list,
+        or the request's one prompt set."""
+        if self.objects is not None:
+            return self.objects
+        if self.box_list_given:
+            return [ObjectPrompt(box_coords=box) for box in self.boxes or []]
+        return [
+            ObjectPrompt.model_construct(
+                point_coords=self.point_coords,
+                point_labels=self.point_labels,
+                box_coords=self.boxes[0] if self.boxes else None,
+                refine=self.refine,
+            )
+        ]
 
 
 class BatchImage(_Model):
@@ -303,14 +420,18 @@ class BatchImage(_Model):
         "one image encoder run, many prompt sets.",
         json_schema_extra={"contentEncoding": "base64"},
     )
+    image_url: str | None = Field(
+        default=None,
+        max_length=MAX_URL_LENGTH,
+        description="Like `image`, fetched from this https URL by the gateway, once.",
+    )
     image_id: Annotated[str | None, BeforeValidator(_check_image_id)] = Field(
         default=None, description="Like `image`, as the `image_id` of an earlier response."
     )
 
     @model_validator(mode="after")
     def _one_shared_image(self) -> Self:
-        if self.image is not None and self.image_id is not None:
-            raise _fail("image_and_image_id", "send `image` or `image_id`, not both")
+        _one_image(self.image, self.image_url, self.image_id, required=False)
         return self
 
 
@@ -396,10 +517,15 @@ class _Extensions(BaseModel):
     cached: bool = Field(description="Whether the image embedding came from the cache.")
     timings_ms: Timings
     warnings: list[str] = Field(default_factory=list)
+    overlay: str | None = Field(
+        default=None,
+        description="With `render`: a base64 PNG or JPEG of the image with the masks drawn (each "
+        "in its own colour, outlined; points and boxes on top), the long side at most 1024 px.",
+    )
 
 
 class PromptPrediction(BaseModel):
-    """The answer for one box of a box list."""
+    """The answer for one box of a box list, or one of `objects`."""
 
     mask: Mask
     score: float
@@ -411,7 +537,9 @@ class PromptPrediction(BaseModel):
 class PromptSegmentResponse(_Extensions):
     """Point and box mode: the original `{mask, score, all_scores, image_shape}` and more."""
 
-    mask: Mask = Field(description="The highest-scoring mask (of the first box in a box list).")
+    mask: Mask = Field(
+        description="The highest-scoring mask (of the first box or object in a list)."
+    )
     score: float = Field(description="SAM2's predicted IoU of `mask`.")
     all_scores: list[float] = Field(description="Predicted IoU of every candidate mask.")
     image_shape: list[int] = Field(description="[height, width] of the original image.")
@@ -419,7 +547,9 @@ class PromptSegmentResponse(_Extensions):
         default=None, description="Every candidate mask, when `return_all_masks` was set."
     )
     predictions: list[PromptPrediction] | None = Field(
-        default=None, description="One entry per box, when `box_coords` was a list of boxes."
+        default=None,
+        description="One entry per box or object, in order, when `box_coords` was a list of "
+        "boxes or `objects` was sent.",
     )
     mask_id: str | None = Field(default=None, description=MASK_ID_DESCRIPTION)
 

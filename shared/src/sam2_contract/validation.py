@@ -19,7 +19,9 @@ _FIELD_CODES: dict[str, ErrorCode] = {
     "point_labels": ErrorCode.INVALID_POINT_LABEL,
     "box_coords": ErrorCode.INVALID_BOX,
     "image_id": ErrorCode.INVALID_IMAGE_ID,
+    "image_url": ErrorCode.INVALID_IMAGE_URL,
     "refine": ErrorCode.INVALID_MASK_ID,
+    "objects": ErrorCode.INVALID_REQUEST,
     "image": ErrorCode.MISSING_IMAGE,
     "requests": ErrorCode.INVALID_BATCH,
 }
@@ -86,13 +88,12 @@ class BatchEnvelope(BatchImage):
 
     def items(self) -> list[Any]:
         """The raw items, those without an image of their own pointed at the shared one."""
-        shared = {"image": self.image} if self.image is not None else {"image_id": self.image_id}
-        if self.image is None and self.image_id is None:
+        sources = {"image": self.image, "image_url": self.image_url, "image_id": self.image_id}
+        shared = {name: value for name, value in sources.items() if value is not None}
+        if not shared:
             return list(self.requests)
         return [
-            shared | item
-            if isinstance(item, dict) and "image" not in item and "image_id" not in item
-            else item
+            shared | item if isinstance(item, dict) and not set(item) & set(sources) else item
             for item in self.requests
         ]
 

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from aiohttp.abc import AbstractResolver
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
@@ -17,6 +18,7 @@ from sam2_gateway.api.deps import Gateway
 from sam2_gateway.api.routes import auth, health, segment
 from sam2_gateway.backends import HttpBackend, InferenceBackend
 from sam2_gateway.core.config import GatewaySettings
+from sam2_gateway.core.fetch import ImageFetcher
 from sam2_gateway.core.logs import AccessLogMiddleware
 from sam2_gateway.core.metering import UsageMeter, journal_for
 from sam2_gateway.core.ratelimit import RateLimiter
@@ -36,9 +38,13 @@ EXPOSED_HEADERS = [
 
 
 def create_app(
-    settings: GatewaySettings | None = None, *, backend: InferenceBackend | None = None
+    settings: GatewaySettings | None = None,
+    *,
+    backend: InferenceBackend | None = None,
+    resolver: AbstractResolver | None = None,
 ) -> FastAPI:
-    """The gateway; `backend` replaces the configured inference backend (tests, Modal)."""
+    """The gateway; `backend` replaces the configured inference backend (tests, Modal) and
+    `resolver` the DNS resolver `image_url` fetches use (tests)."""
     settings = settings or GatewaySettings()
     store = KeyStore(settings.database_url, settings.key_pepper.get_secret_value())
     gateway = Gateway(
@@ -58,6 +64,13 @@ def create_app(
         meter=UsageMeter(
             store, journal=journal_for(settings.usage_journal, settings.rate_limit_storage)
         ),
+        fetcher=ImageFetcher(
+            max_bytes=settings.image_url_max_bytes,
+            timeout_s=settings.image_url_timeout_s,
+            allow_http=settings.image_url_allow_http,
+            allowed_networks=settings.image_url_allowed_networks,
+            resolver=resolver,
+        ),
     )
 
     @asynccontextmanager
@@ -67,6 +80,7 @@ def create_app(
         yield
         await gateway.meter.stop()
         await gateway.backend.aclose()
+        await gateway.fetcher.aclose()
         await gateway.limiter.aclose()
         gateway.store.dispose()
 

@@ -20,6 +20,8 @@ from pydantic import BaseModel
 from sam2_contract.errors import PROBLEM_CONTENT_TYPE
 from sam2_contract.models import BatchSegmentRequest, Problem, SegmentRequest, TokenRequest
 
+from sam2_gateway.core.multipart import MULTIPART
+
 REF = "#/components/schemas/{model}"
 REQUEST_BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("/v1/segment", "post"): SegmentRequest,
@@ -32,7 +34,7 @@ _ERROR_STATUSES = {
     "403": "The credential lacks the scope",
     "404": "`image_id` not cached (send the image again), or no such route",
     "413": "Body or image too large",
-    "415": "Not application/json",
+    "415": "Neither application/json nor (segment routes) multipart/form-data",
     "422": "A field is invalid, or the work is over its memory or time budget; `code` says which",
     "429": "Over the key's rate or concurrency limit; see Retry-After",
     "431": "Request line and headers over 32 KiB",
@@ -54,10 +56,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         _add_schema(components, model)
     for (path, method), model in REQUEST_BODIES.items():
         operation = schema["paths"][path][method]
-        operation["requestBody"] = {
-            "required": model is not TokenRequest,
-            "content": {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}},
-        }
+        ref = {"$ref": REF.format(model=model.__name__)}
+        content: dict[str, Any] = {"application/json": {"schema": ref}}
+        if path.startswith("/v1/segment"):
+            content[MULTIPART] = _multipart(ref)
+        operation["requestBody"] = {"required": model is not TokenRequest, "content": content}
     for path, item in schema["paths"].items():
         for operation in item.values():
             operation["responses"].pop("422", None)  # FastAPI's own validation shape: unused
@@ -80,6 +83,26 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             for operation in item.values():
                 operation["security"] = [{"bearer": []}, {"apiKey": []}]
     return schema
+
+
+def _multipart(request: dict[str, str]) -> dict[str, Any]:
+    """The upload form of a segment body: the image file as it is, the other fields as JSON."""
+    return {
+        "schema": {
+            "type": "object",
+            "required": ["image", "request"],
+            "properties": {
+                "image": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "The image file (instead of base64 `image`, `image_url` or "
+                    "`image_id`, which `request` must then not name).",
+                },
+                "request": request | {"description": "The other fields, as JSON."},
+            },
+        },
+        "encoding": {"request": {"contentType": "application/json"}},
+    }
 
 
 def _add_schema(components: dict[str, Any], model: type[BaseModel]) -> None:

@@ -39,7 +39,13 @@ from sam2_contract.images import (
     image_id_for_file,
     load_image,
 )
-from sam2_contract.masks import encode_mask, mask_from_counts, rle_from_counts
+from sam2_contract.masks import (
+    BoolMask,
+    decode_mask,
+    encode_mask,
+    mask_from_counts,
+    rle_from_counts,
+)
 from sam2_contract.models import (
     MODEL_IDS,
     RANDOM_WEIGHTS_WARNING,
@@ -50,12 +56,14 @@ from sam2_contract.models import (
     Health,
     Mask,
     ModelInfo,
+    ObjectPrompt,
     PromptPrediction,
     PromptSegmentResponse,
     SegmentRequest,
     SegmentResponse,
     Timings,
 )
+from sam2_contract.overlay import render_overlay
 from sam2_contract.polygons import EdgeBudget
 from sam2_contract.validation import BatchEnvelope, parse_segment_request
 
@@ -362,6 +370,12 @@ class Sam2Engine:
         if decoded is not None:
             entry = self.cache.get(namespace, decoded.image_id)
             return _Image(decoded.pixels, decoded.image_id, entry, 0.0)
+        if request.image_url is not None:
+            raise InvalidRequestError(
+                "the inference service fetches no URLs: send `image_url` to the gateway, "
+                "which fetches it under its SSRF rules and forwards the file",
+                code=ErrorCode.INVALID_IMAGE_URL,
+            )
         if request.image_id is not None:
             entry = self.cache.get(namespace, request.image_id)
             if entry is None:
@@ -412,13 +426,14 @@ class Sam2Engine:
     def _prompt(
         self, request: SegmentRequest, namespace: str, image: _Image, started: float, work: Work
     ) -> PromptSegmentResponse:
-        mask_input = self._refined(request, namespace, image)
-        prompts = len(request.boxes or [None])
+        objects = request.prompt_sets()
+        mask_inputs = [self._refined(item.refine, namespace, image) for item in objects]
+        prompts = len(objects)
         if prompts > self._prompts_that_fit(image):
             raise OverBudgetError(
-                f"{prompts} boxes on a {_size(image)} image need more memory than one request "
+                f"{prompts} masks on a {_size(image)} image need more memory than one request "
                 f"may use ({self.memory_budget >> 20} MiB)",
-                hint="Send the boxes in several requests (by image_id: no new upload).",
+                hint="Send the boxes or objects in several requests (by image_id: no new upload).",
             )
         before = work.model_ms
         with self._lock.hold(interactive=True), inference_context(self.device), work.on_model():
@@ -430,7 +445,7 @@ class Sam2Engine:
                 predictor.set_image(image.pixels)
             if predictor.encoder_runs:
                 self.costs.observe_encoder(predictor.embed_ms)
-            answers = self._answers(predictor, request, mask_input)
+            answers = self._answers(predictor, request, objects, mask_inputs)
         model_ms = work.model_ms - before
         if prompts == 1:  # the click time automatic mode's batches are sized against
             self.costs.observe_click(model_ms - predictor.embed_ms)
@@ -442,6 +457,11 @@ class Sam2Engine:
             for answer in answers
         ]
         first = per_prompt[0]
+        overlay = (
+            _overlay(request, image, [decode_mask(p.mask) for p in per_prompt])
+            if request.render
+            else None
+        )
         return PromptSegmentResponse(
             mask=first.mask,
             score=first.score,
@@ -449,33 +469,74 @@ class Sam2Engine:
             all_masks=first.all_masks,
             mask_id=first.mask_id,
             image_shape=list(image.pixels.shape[:2]),
-            predictions=per_prompt if request.box_list_given else None,
+            predictions=per_prompt if request.answers_per_object else None,
+            overlay=overlay,
             **self._extensions(request, image, predictor, model_ms, encode_started, started),
         )
 
-    def _refined(
-        self, request: SegmentRequest, namespace: str, image: _Image
-    ) -> torch.Tensor | None:
+    def _refined(self, mask_id: str | None, namespace: str, image: _Image) -> torch.Tensor | None:
         """The logits `refine` names, kept with this image's embedding for this namespace."""
-        if request.refine is None:
+        if mask_id is None:
             return None
-        logits = self.cache.get_mask(namespace, image.image_id, request.refine)
+        logits = self.cache.get_mask(namespace, image.image_id, mask_id)
         if logits is None:
             raise MaskNotFoundError(
-                f"no mask {request.refine} is kept for image {image.image_id}: it was answered "
-                "on another image or for another key, or it expired with the image's embedding"
+                f"no mask {mask_id} is kept for image {image.image_id}: it was answered on "
+                "another image or for another key, or it expired with the image's embedding"
             )
         return logits
 
     def _answers(
-        self, predictor: _CachingPredictor, request: SegmentRequest, mask_input: torch.Tensor | None
+        self,
+        predictor: _CachingPredictor,
+        request: SegmentRequest,
+        objects: list[ObjectPrompt],
+        mask_inputs: list[torch.Tensor | None],
     ) -> list[_Answer]:
-        boxes = np.asarray(request.boxes, dtype=np.float32) if request.boxes else None
+        """One answer per object, in order. Objects with as many points, a box or not, and a
+        mask to refine or not go through the decoder together (one batch per such group)."""
+        groups: dict[tuple[int, bool, bool], list[int]] = {}
+        for index, item in enumerate(objects):
+            key = (
+                len(item.point_coords or []),
+                item.box_coords is not None,
+                item.refine is not None,
+            )
+            groups.setdefault(key, []).append(index)
+        answers: dict[int, _Answer] = {}
+        for indices in groups.values():
+            group = [objects[i] for i in indices]
+            refined = [m for i in indices if (m := mask_inputs[i]) is not None]
+            batch = self._decode(
+                predictor, request, group, torch.stack(refined) if refined else None
+            )
+            answers.update(zip(indices, batch, strict=True))
+        return [answers[index] for index in range(len(objects))]
+
+    def _decode(
+        self,
+        predictor: _CachingPredictor,
+        request: SegmentRequest,
+        group: list[ObjectPrompt],
+        mask_input: torch.Tensor | None,
+    ) -> list[_Answer]:
+        """B objects of one shape in one decoder batch (B x N points, B boxes, B x 1 x 256 x 256
+        logits to refine), as `SAM2ImagePredictor.predict` takes them."""
         points = (
-            np.asarray(request.point_coords, dtype=np.float32) if request.point_coords else None
+            np.asarray([item.point_coords for item in group], dtype=np.float32)
+            if group[0].point_coords
+            else None
         )
-        labels = np.asarray(request.labels, dtype=np.int32) if points is not None else None
-        box = boxes if request.box_list_given else (boxes[0] if boxes is not None else None)
+        labels = (
+            np.asarray([item.labels for item in group], dtype=np.int32)
+            if points is not None
+            else None
+        )
+        box = (
+            np.asarray([item.box_coords for item in group], dtype=np.float32)
+            if group[0].box_coords is not None
+            else None
+        )
         if self.info.pipeline == "fast":
             scores, masks, logits = fastpath.predict(
                 predictor,
@@ -542,9 +603,11 @@ class Sam2Engine:
         encode_started = perf_counter()
         encode = None if request.mask_format == "rle" else _encoder(request)
         masks = [_auto_mask(record, encode) for record in records]
+        overlay = _overlay(request, image, _largest_first(records)) if request.render else None
         return AutoSegmentResponse(
             masks=masks,
             count=len(masks),
+            overlay=overlay,
             image_shape=list(image.pixels.shape[:2]),
             **self._extensions(request, image, predictor, model_ms, encode_started, started, notes),
         )
@@ -728,19 +791,44 @@ def _auto_mask(record: dict[str, Any], encode: _Encode | None) -> AutoMask:
     )
 
 
+def _overlay(request: SegmentRequest, image: _Image, masks: list[BoolMask]) -> str:
+    """The `render` preview: the image, the masks in order, the request's prompts."""
+    assert request.render is not None
+    objects = request.prompt_sets() if request.mode != "auto" else []
+    return render_overlay(
+        image.pixels,
+        masks,
+        image_format=request.render,
+        points=[point for item in objects for point in item.point_coords or []],
+        labels=[label for item in objects for label in item.labels or []],
+        boxes=[item.box_coords for item in objects if item.box_coords is not None],
+    )
+
+
+def _largest_first(records: list[dict[str, Any]]) -> list[BoolMask]:
+    """Automatic mode's masks, the largest first, so that the small ones stay visible."""
+    ordered = sorted(records, key=lambda record: -int(record["area"]))
+    return [
+        mask_from_counts(r["segmentation"]["size"], r["segmentation"]["counts"]) for r in ordered
+    ]
+
+
 def _size(image: _Image) -> str:
     height, width = image.pixels.shape[:2]
     return f"{width}x{height}"
 
 
 def _check_bounds(request: SegmentRequest, height: int, width: int) -> None:
-    points = request.point_coords or []
-    corners = [pair for box in request.boxes or [] for pair in (box[:2], box[2:])]
-    if request.mode != "auto" and any(x > width or y > height for x, y in [*points, *corners]):
-        raise InvalidRequestError(
-            f"a point or box lies outside the {width}x{height} image",
-            code=ErrorCode.COORDINATES_OUT_OF_BOUNDS,
-        )
+    if request.mode == "auto":
+        return
+    for item in request.prompt_sets():
+        box = item.box_coords
+        corners = [box[:2], box[2:]] if box is not None else []
+        if any(x > width or y > height for x, y in [*(item.point_coords or []), *corners]):
+            raise InvalidRequestError(
+                f"a point or box lies outside the {width}x{height} image",
+                code=ErrorCode.COORDINATES_OUT_OF_BOUNDS,
+            )
 
 
 def _same_array(a: Pixels, b: Pixels) -> bool:

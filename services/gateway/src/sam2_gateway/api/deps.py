@@ -12,6 +12,7 @@ from sam2_contract.errors import AuthenticationError, ErrorCode, PermissionDenie
 
 from sam2_gateway.backends import InferenceBackend, dependency_down
 from sam2_gateway.core.config import GatewaySettings
+from sam2_gateway.core.fetch import ImageFetcher
 from sam2_gateway.core.keys import MalformedKeyError, looks_like_key, parse_key, verify_key
 from sam2_gateway.core.metering import UsageMeter
 from sam2_gateway.core.ratelimit import RateLimiter
@@ -34,6 +35,7 @@ class Gateway:
     limiter: RateLimiter
     backend: InferenceBackend
     meter: UsageMeter
+    fetcher: ImageFetcher
 
 
 @dataclass(frozen=True, slots=True)

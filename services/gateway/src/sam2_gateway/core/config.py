@@ -88,6 +88,20 @@ class GatewaySettings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=32 << 20, ge=1024)
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
+    image_url_max_bytes: int = Field(
+        default=32 << 20, ge=1024, description="`image_url`: the largest file fetched."
+    )
+    image_url_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="`image_url`: the whole fetch, redirects included."
+    )
+    image_url_allow_http: bool = Field(
+        default=False, description="`image_url`: also fetch plain http URLs (https only if false)."
+    )
+    image_url_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="`image_url`: non-public networks (CIDR) the gateway may fetch from, e.g. an "
+        "internal image store; every other private, loopback or link-local address is refused.",
+    )
     host: str = "127.0.0.1"
     port: int = 8080
 

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic_core import to_json
-from sam2_contract.errors import Sam2ServiceError
+from sam2_contract.errors import ErrorCode, InvalidRequestError, Sam2ServiceError
 from sam2_contract.images import decode_base64, image_id_for_file, probe_image
 from sam2_contract.masks import render_answer
 from sam2_contract.models import (
@@ -24,12 +24,18 @@ from sam2_contract.models import (
     SegmentResponse,
 )
 from sam2_contract.problems import read_body, unless_abandoned
-from sam2_contract.validation import parse_batch, parse_json, parse_segment_request
+from sam2_contract.validation import (
+    BatchEnvelope,
+    parse_batch,
+    parse_json,
+    parse_segment_request,
+)
 from sam2_contract.wire import routing_key
 from starlette.concurrency import run_in_threadpool
 
 from sam2_gateway.api.deps import Gateway, GatewayDep, Principal, PrincipalDep
 from sam2_gateway.backends import Hop, InferenceError, InferenceResult
+from sam2_gateway.core.multipart import MULTIPART, is_multipart, read_multipart
 from sam2_gateway.core.ratelimit import RateState
 
 router = APIRouter(prefix="/v1/segment", tags=["segment"])
@@ -38,11 +44,12 @@ log = logging.getLogger(__name__)
 
 @router.post("", response_model=SegmentResponse)
 async def segment(request: Request, principal: PrincipalDep, gateway: GatewayDep) -> Response:
-    """Segment one image (or `image_id`) with points, boxes, or everything."""
+    """Segment one image (base64 `image`, a multipart file, `image_url` or `image_id`) with
+    points, boxes, or everything."""
     async with _limited(gateway, principal) as rate:
-        raw = parse_json(await read_body(request, gateway.settings.max_body_bytes))
-        parsed = parse_segment_request(raw)
-        upload = await _check(gateway, parsed.image) if parsed.image is not None else None
+        raw, file = await _read(request, gateway)
+        parsed = parse_segment_request(_naming_file(raw, file))
+        upload = await _source(gateway, parsed, file)
         result = await _forward(gateway, principal, parsed, request, upload)
     body = await _render(result.body, parsed)
     return Response(body, media_type="application/json", headers=rate.headers() | result.headers)
@@ -52,20 +59,23 @@ async def segment(request: Request, principal: PrincipalDep, gateway: GatewayDep
 async def segment_batch(request: Request, principal: PrincipalDep, gateway: GatewayDep) -> Response:
     """Up to 16 requests in order, sharing one uploaded image; each succeeds or fails alone."""
     async with _limited(gateway, principal) as rate:
-        batch = parse_batch(parse_json(await read_body(request, gateway.settings.max_body_bytes)))
-        shared = None
-        if batch.image is not None:  # one upload, metered once, however many items use it
-            shared = replace(await _check(gateway, batch.image), metered=True)
+        raw, file = await _read(request, gateway)
+        batch = parse_batch(_naming_file(raw, file))
+        shared = await _source(gateway, batch, file)
+        if shared is not None:  # one upload (or fetch), metered once, however many items use it
+            shared = replace(shared, metered=True)
             await gateway.meter.add(principal.key_id, requests=0, images=1, masks=0, gpu_ms=0.0)
+            batch = batch.model_copy(
+                update={"image": None, "image_url": None, "image_id": shared.image_id}
+            )
+        fetched: dict[str, _Upload] = {}
         parts = []
         forwarded: dict[str, str] = {}
         for index, item in enumerate(batch.items()):
             try:
                 parsed = parse_segment_request(item)
-                own = None
-                if parsed.image is not None:
-                    own = shared if shared is not None and parsed.image == batch.image else None
-                    own = own or await _check(gateway, parsed.image)
+                shares = shared is not None and parsed.image_id == shared.image_id
+                own = shared if shares else await _source(gateway, parsed, None, fetched)
                 result = await _forward(gateway, principal, parsed, request, own)
                 if own is shared and shared is not None:
                     shared = shared.delivered()  # the embedding is there: later items send the id
@@ -119,7 +129,7 @@ async def _forward(
     image_id = upload.image_id if upload is not None else request.image_id
     assert image_id is not None  # the model validator guarantees image or image_id
     forwarded = request.model_copy(
-        update={"image": None, "image_id": image_id, "mask_format": "rle"}
+        update={"image": None, "image_url": None, "image_id": image_id, "mask_format": "rle"}
     )
     hop = Hop(principal.key_id, _request_id(client), routing_key(principal.key_id, image_id))
     call = gateway.backend.segment(
@@ -148,16 +158,58 @@ async def _cancel(gateway: Gateway, hop: Hop) -> None:
         await gateway.backend.cancel(hop)
 
 
-async def _check(gateway: Gateway, image: str) -> _Upload:
-    """Base64-decode an upload and check its header (format, pixel limit) without decoding
-    pixels; the inference service decodes it."""
+async def _read(request: Request, gateway: Gateway) -> tuple[Any, bytes | None]:
+    """The body's JSON, and the image file when it came as `multipart/form-data` (an `image`
+    file part and a `request` part holding the JSON): no base64, a third less to upload."""
+    limit = gateway.settings.max_body_bytes
+    if not is_multipart(request.headers.get("content-type", "")):
+        return parse_json(await read_body(request, limit)), None
+    body = await read_body(request, limit, content_type=MULTIPART)
+    fields, file = await read_multipart(request.headers, body, limit)
+    return parse_json(fields), file
 
-    def check() -> _Upload:
-        data = decode_base64(image)
+
+def _naming_file(raw: Any, file: bytes | None) -> Any:
+    """A multipart body's request, its image named by the file's id (as the file is
+    forwarded); the request part itself must then name no other image."""
+    if file is None or not isinstance(raw, dict):
+        return raw
+    named = sorted({"image", "image_url", "image_id"} & set(raw))
+    if named:
+        raise InvalidRequestError(
+            f"the body has an image file part and the request names {' and '.join(named)} too",
+            code=ErrorCode.IMAGE_AND_IMAGE_ID,
+        )
+    return raw | {"image_id": image_id_for_file(file)}
+
+
+async def _source(
+    gateway: Gateway,
+    parsed: SegmentRequest | BatchEnvelope,
+    file: bytes | None,
+    fetched: dict[str, _Upload] | None = None,
+) -> _Upload | None:
+    """The request's image file, checked (format and pixel limit from its header, without
+    decoding pixels: the inference service decodes it): a multipart file, base64 `image`, or
+    `image_url` fetched (once per batch); None for an `image_id` alone."""
+    if file is None and parsed.image_url is not None:
+        url = parsed.image_url
+        if fetched is not None and url in fetched:
+            return fetched[url]
+        file = await gateway.fetcher.fetch(url)
+    elif file is None and parsed.image is None:
+        return None
+    image = parsed.image
+
+    def check(data: bytes | None) -> _Upload:
+        data = data if data is not None else decode_base64(image or "")
         probe_image(data, max_pixels=gateway.settings.max_pixels)
         return _Upload(image_id=image_id_for_file(data), file=data, metered=False)
 
-    return await run_in_threadpool(check)
+    upload = await run_in_threadpool(check, file)
+    if fetched is not None and parsed.image_url is not None:
+        fetched[parsed.image_url] = upload
+    return upload
 
 
 async def _render(body: bytes, parsed: SegmentRequest) -> bytes:
