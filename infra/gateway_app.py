@@ -28,23 +28,29 @@ IMAGE_ENV = settings.as_env() | {
     "SAM2_GATEWAY_INFERENCE_CONNECT_TIMEOUT_S": str(settings.call_timeout_s),
 }
 
+PACKAGES = (
+    # services/gateway/pyproject.toml's dependencies (tests/infra checks none is missing)...
+    "fastapi>=0.115",
+    "uvicorn>=0.30",
+    "aiohttp>=3.10",
+    "pyjwt[crypto]>=2.13",
+    "limits[redis]>=5.0",
+    "sqlalchemy>=2.0",
+    "alembic>=1.13",
+    "psycopg[binary]>=3.2",
+    "pydantic-settings>=2.5",
+    "python-multipart>=0.0.18",
+    # ...the contract's (shared/pyproject.toml), and Modal's own client
+    "pydantic>=2.9,<3",
+    "pillow>=10.4",
+    "numpy>=1.26",
+    "httpx>=0.27",
+    "modal>=1.0",
+)
+
 image = (
     modal.Image.debian_slim(python_version="3.11")
-    .pip_install(
-        "fastapi>=0.115",
-        "uvicorn>=0.30",
-        "aiohttp>=3.10",
-        "pyjwt[crypto]>=2.13",
-        "limits[redis]>=5.0",
-        "sqlalchemy>=2.0",
-        "alembic>=1.13",
-        "psycopg[binary]>=3.2",
-        "pydantic-settings>=2.5",
-        "pillow>=10.4",
-        "numpy>=1.26",
-        "httpx>=0.27",
-        "modal>=1.0",
-    )
+    .pip_install(*PACKAGES)
     .env(IMAGE_ENV)
     .add_local_python_source("sam2_contract", "sam2_gateway", "infra")
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -109,6 +110,24 @@ def test_apps_import_without_a_token_and_have_the_default_specs() -> None:
     assert spec["gateway_gpu"] is None  # the gateway runs on CPU
     assert spec["gateway_concurrency"] == 100
     assert json.loads(spec["deploy_env_warm_days"]) == ["mon", "tue", "wed", "thu", "fri"]
+
+
+def test_the_gateway_image_installs_every_gateway_and_contract_dependency() -> None:
+    """A package added to the gateway (or the contract) must reach its Modal image too."""
+    import tomllib
+
+    import infra.gateway_app
+
+    def names(requirements: Any) -> set[str]:
+        return {re.split(r"[<>=;\[ ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    needed: set[str] = set()
+    for project in ("services/gateway", "shared"):
+        with open(os.path.join(REPO, project, "pyproject.toml"), "rb") as file:
+            needed |= names(tomllib.load(file)["project"]["dependencies"])
+    local = {"sam2-contract"}  # added to the image as source
+    local_only = {"uvloop", "httptools"}  # uvicorn's fast loop: scripts/dev, not Modal's ASGI
+    assert needed - local - local_only <= names(infra.gateway_app.PACKAGES)
 
 
 def test_settings_change_the_specs() -> None:
