@@ -28,10 +28,10 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from sam2_contract.errors import ErrorCode, InvalidRequestError, PayloadTooLargeError
+from sam2_contract.models import MAX_URL_LENGTH
 from yarl import URL
 
 MAX_REDIRECTS = 5
-MAX_URL_LENGTH = 2048
 CHUNK_BYTES = 64 * 1024
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
