@@ -90,6 +90,9 @@ def main() -> None:
         estimate = engine.costs.estimate_ms(job)
         clicks, job_s = _during(engine, auto, auto_image, click, args.clicks)
         estimates.append((name, job, estimate, job_s))
+        if not clicks:  # the job ended before the first click came (a fast GPU)
+            print(f"| {name} | no click landed while it ran | | | | | {job_s:.1f} |")
+            continue
         p50, within = statistics.median(clicks), sum(c <= 2 * base for c in clicks)
         print(
             f"| {name} | {p50:.1f} | {max(clicks):.1f} | {p50 / base:.2f}x | "

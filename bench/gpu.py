@@ -1,7 +1,7 @@
 """GPU benchmark, one stage per run: one model, pipeline and variant, one table row.
 
     bench/gpu.sh                                      # every stage, each under its own timeout
-    python bench/gpu.py --model large --pipeline fast --variant compile --rows rows.md
+    python bench/gpu.py --model large --pipeline fast --precision bfloat16 --graphs on --rows r.md
     python bench/gpu.py --model tiny --grid 4 --repeats 2                # anywhere (CPU too)
 
 Random weights built from the official SAM 2.1 config (no download), so the numbers are those
@@ -10,7 +10,11 @@ that a later one's timeout kills keeps what it printed.
 
 Columns: the image encoder alone; a new image and one click (a JPEG decoded, encoded, prompted,
 RLE out: what a first click costs the server); a click on a cached embedding; automatic mode on
-a grid; and peak GPU memory. Medians in milliseconds. bench/gpu.sh writes the table header.
+a grid, with sam2's default thresholds (random weights: no mask survives them) and with loose
+ones that keep about half the candidates (so that the masks' post-processing is in the time);
+the start-up (model load, warm-up, graph capture and compilation); and peak GPU memory. Medians
+in milliseconds. bench/gpu.sh writes the table header. `--decode` also times decoding the JPEG
+with PIL (as the service does) and with torchvision's nvjpeg on the GPU.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -32,36 +35,50 @@ from sam2_contract.images import DecodedImage, load_image
 from sam2_contract.models import AutoSegmentResponse, SegmentRequest
 from sam2_inference import EmbeddingCache, InferenceSettings, Sam2Engine
 
-Variant = Literal["eager", "compile"]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="large", choices=["tiny", "small", "base-plus", "large"])
     parser.add_argument("--pipeline", default="fast", choices=["exact", "fast"])
-    parser.add_argument("--variant", default="eager", choices=["eager", "compile"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--graphs", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument(
+        "--compile", default="off", choices=["off", "default", "max-autotune-no-cudagraphs"]
+    )
     parser.add_argument("--grid", type=int, default=32, help="auto mode points per side")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--auto-repeats", type=int, default=3)
+    parser.add_argument("--loose", action="store_true", help="also auto mode, loose thresholds")
     parser.add_argument("--rows", type=Path, help="append the row to this markdown file")
+    parser.add_argument("--random-dir", type=Path, help="keep random checkpoints here")
+    parser.add_argument("--decode", type=Path, help="write JPEG decode times to this file")
     args = parser.parse_args()
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         settings = InferenceSettings(
-            model=args.model, weights="random", random_dir=Path(tmp), pipeline=args.pipeline
+            model=args.model,
+            weights="random",
+            random_dir=args.random_dir or Path(tmp),
+            pipeline=args.pipeline,
+            precision=args.precision,
+            cuda_graphs=args.graphs,
+            compile=args.compile,
         )
         engine = Sam2Engine.from_settings(settings)
-    row = measure(engine, args.variant, args.grid, args.repeats)
+    row = measure(engine, args.grid, args.repeats, args.auto_repeats, args.loose, started)
     print(row, end="", flush=True)
     if args.rows:
         with args.rows.open("a") as rows:
             rows.write(row)
+    if args.decode:
+        args.decode.write_text(decode_times(engine.device))
 
 
-def measure(engine: Sam2Engine, variant: Variant, grid: int, repeats: int) -> str:
-    """One markdown table row for this engine and variant."""
+def measure(
+    engine: Sam2Engine, grid: int, repeats: int, auto_repeats: int, loose_too: bool, started: float
+) -> str:
+    """One markdown table row for this engine."""
     device = engine.device
-    if variant == "compile":
-        # The encoder is nearly all of a first click; its input is always 1024x1024.
-        engine.model.image_encoder = torch.compile(engine.model.image_encoder)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     jpeg = _jpeg()
@@ -73,6 +90,8 @@ def measure(engine: Sam2Engine, variant: Variant, grid: int, repeats: int) -> st
     auto = SegmentRequest(
         image_id=image.image_id, mode="auto", points_per_side=grid, mask_format="rle"
     )
+    loose = auto.model_copy(update=LOOSE)
+    batched = auto.model_copy(update={"points_per_batch": 64})
 
     def fresh() -> None:
         engine.cache = EmbeddingCache(engine.cache.max_bytes)
@@ -84,25 +103,65 @@ def measure(engine: Sam2Engine, variant: Variant, grid: int, repeats: int) -> st
 
         return run
 
-    for _ in range(2 if variant == "compile" else 1):  # warm-up; compiled: the compilation
+    for _ in range(2):  # warm-up: kernel selection, graph capture, compilation
         encoder_and_click(image)()
     engine.segment(click, image=image)
+    engine.segment(auto, image=image)
+    start_up_s = time.perf_counter() - started
     cached = _median(lambda: engine.segment(click), repeats * 3, device)
     encoder = _median(encoder_and_click(image), repeats, device) - cached
     first = _median(encoder_and_click(None), repeats, device)
-    answer = engine.segment(auto, image=image)
-    masks = answer.count if isinstance(answer, AutoSegmentResponse) else 0
-    auto_ms = _median(lambda: engine.segment(auto), max(1, repeats // 3), device)
+    auto_ms, masks = _auto(engine, auto, auto_repeats, device)
+    batched_ms, _ = _auto(engine, batched, auto_repeats, device)
+    loose_column = "-"
+    if loose_too:
+        loose_ms, kept = _auto(engine, loose, auto_repeats, device)
+        loose_column = f"{loose_ms:.0f} ({kept})"
     peak = "-"
     if device.type == "cuda":
         peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}"
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    name = f"{engine.info.name} ({engine.info.dtype})"
-    stage = f"{engine.info.pipeline} {variant}"
+    how = engine.acceleration.describe() if engine.acceleration else "float32 weights, eager"
+    if engine.acceleration is None and device.type == "cuda":
+        how = "float32 weights under bfloat16 autocast, eager (sam2's recipe)"
     return (
-        f"| {card} | {name} | {stage} | {encoder:.1f} | {first:.1f} | {cached:.1f} "
-        f"| {auto_ms:.0f} ({grid}x{grid}, {masks}) | {peak} |\n"
+        f"| {card} | {engine.info.name} | {engine.info.pipeline}: {how} | {encoder:.1f} "
+        f"| {first:.1f} | {cached:.2f} | {auto_ms:.0f} ({grid}x{grid}, {masks}) "
+        f"| {batched_ms:.0f} | {loose_column} | {start_up_s:.0f} | {peak} |\n"
     )
+
+
+LOOSE = {"pred_iou_thresh": 0.5, "stability_score_offset": 0.05, "stability_score_thresh": 0.5}
+"""Thresholds that keep about half of random weights' candidates (their IoUs are 0.47-0.55)."""
+
+
+def _auto(
+    engine: Sam2Engine, request: SegmentRequest, repeats: int, device: torch.device
+) -> tuple[float, int]:
+    answer = engine.segment(request)  # warm: its batch shapes seen once
+    masks = answer.count if isinstance(answer, AutoSegmentResponse) else 0
+    return _median(lambda: engine.segment(request), repeats, device), masks
+
+
+def decode_times(device: torch.device) -> str:
+    """A markdown table: the bench JPEG decoded by the service's decoder (PIL, on the CPU,
+    then sent to the device) and by torchvision's nvjpeg (on the GPU), medians of 50."""
+    jpeg = _jpeg()
+    rows = ["| decoder | ms (median of 50) |", "|---|---:|"]
+
+    def pil() -> None:
+        pixels = load_image(jpeg).pixels
+        torch.from_numpy(pixels).to(device)
+
+    rows.append(f"| PIL on the CPU, then to {device.type} | {_median(pil, 50, device):.2f} |")
+    if device.type == "cuda":
+        from torchvision.io import decode_jpeg
+
+        data = torch.frombuffer(bytearray(jpeg), dtype=torch.uint8)
+        decode_jpeg(data, device=device)
+        gpu = _median(lambda: decode_jpeg(data, device=device), 50, device)
+        rows.append(f"| torchvision nvjpeg on the GPU | {gpu:.2f} |")
+    return "\n".join(rows) + "\n"
 
 
 def _median(call: Callable[[], object], repeats: int, device: torch.device) -> float:

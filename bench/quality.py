@@ -15,6 +15,7 @@ checkpoint path as --weights for real masks.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 from pathlib import Path
@@ -44,16 +45,22 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--weights", default="random")
+    parser.add_argument("--random-dir", type=Path, help="keep random checkpoints here")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = InferenceSettings(
-            model=args.model, weights=args.weights, device=args.device, random_dir=Path(tmp)
+            model=args.model,
+            weights=args.weights,
+            device=args.device,
+            random_dir=args.random_dir or Path(tmp),
+            pipeline="exact",
         )
         loaded = Sam2Engine.from_settings(settings)
+    # Each its own model: on CUDA the fast engine casts its weights and captures CUDA graphs.
     engines = {
         name: Sam2Engine(
-            loaded.model,
+            loaded.model if name == "exact" else copy.deepcopy(loaded.model),
             loaded.info,
             EmbeddingCache(loaded.cache.max_bytes),
             max_pixels=loaded.max_pixels,
@@ -61,6 +68,7 @@ def main() -> None:
         )
         for name in ("exact", "fast")
     }
+    acceleration = engines["fast"].acceleration
     rng = np.random.default_rng(0)
     click_ious, score_diffs, auto_ious, counts = [], [], [], []
     for index in range(args.images):
@@ -84,6 +92,9 @@ def main() -> None:
         counts.append((len(exact), len(fast)))
     device = loaded.info.device
     print(f"# `fast` vs `exact`: {loaded.info.model_id}, {loaded.info.weights} weights, {device}\n")
+    if acceleration is not None:
+        recipe = f"float32 weights under {loaded.info.dtype} autocast"
+        print(f"fast: {acceleration.describe()}; exact: {recipe}\n")
     print(
         f"{args.images} images, {args.clicks} clicks each, automatic mode {args.points_per_side}"
         f"x{args.points_per_side}\n"

@@ -220,6 +220,31 @@ def test_batches_take_no_longer_than_a_click_where_a_click_is_shorter_than_the_s
     assert (slow.slice_ms(50.0), slow.batch_for(slow.slice_ms(50.0))) == (50.0, 1)
 
 
+def test_where_a_batch_has_a_fixed_cost_batches_never_shrink_to_a_prompt_or_two() -> None:
+    """Measured on an H200 (bench/README.md): a click took 3.6 ms of model time and a decoder
+    batch about 3.6 ms whatever its size, so batches sized to the click held one prompt and a
+    32x32 job took seven seconds. With a batch's fixed cost told from its per-prompt cost, a
+    batch holds at least as many prompts as cost what the fixed part costs."""
+    gpu = Costs()
+    gpu.observe_click(3.6)
+    for prompts, ms in [(1, 3.55), (4, 3.64), (4, 3.66), (1, 3.57)]:
+        gpu.observe_batch(ms, prompts)
+    fit = gpu.batch_fit()
+    assert fit is not None
+    assert fit[0] == pytest.approx(3.53, abs=0.01)
+    assert fit[1] == pytest.approx(0.03, abs=0.001)
+    assert gpu.batch_for(gpu.slice_ms(50.0)) == 117  # 3.5 ms of prompts beside 3.5 ms fixed
+    cpu = Costs()  # time in proportion to prompts: sized to the slice as before
+    for prompts, ms in [(1, 80.0), (4, 320.0), (16, 1280.0)]:
+        cpu.observe_batch(ms, prompts)
+    assert cpu.batch_fit() == pytest.approx((0.0, 80.0), abs=1e-6)
+    assert cpu.batch_for(cpu.slice_ms(400.0)) == 5
+    noisy = Costs()  # a fit below zero is noise: no fixed part
+    for prompts, ms in [(1, 10.0), (2, 25.0)]:
+        noisy.observe_batch(ms, prompts)
+    assert noisy.batch_fit() == (0.0, 35.0 / 3)
+
+
 def test_an_auto_job_that_cannot_finish_before_the_deadline_is_refused_first(
     engine: Sam2Engine, encoder_calls: EncoderCounter
 ) -> None:

@@ -723,7 +723,7 @@ export interface components {
             point_labels?: number[] | null;
             /**
              * Points Per Batch
-             * @description Auto mode: grid points run through SAM2 at once; lowered (and said in `warnings`) when that many would not fit the server's memory budget.
+             * @description Auto mode: grid points run through SAM2 at once; lowered (and said in `warnings`) when that many would not fit the server's memory budget. Omitted: 64, or up to 1024 where the server runs the fast pipeline (a GPU); the masks are the same.
              * @default 64
              */
             points_per_batch?: number;

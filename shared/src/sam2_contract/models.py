@@ -296,7 +296,8 @@ class SegmentRequest(_Model):
         ge=1,
         le=1024,
         description="Auto mode: grid points run through SAM2 at once; lowered (and said in "
-        "`warnings`) when that many would not fit the server's memory budget.",
+        "`warnings`) when that many would not fit the server's memory budget. Omitted: 64, or "
+        "up to 1024 where the server runs the fast pipeline (a GPU); the masks are the same.",
     )
     points_per_side: int = Field(
         default=32, ge=1, le=128, description="Auto mode: the point grid is this many per side."

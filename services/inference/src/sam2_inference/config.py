@@ -12,6 +12,9 @@ from sam2_contract.models import ModelName
 
 DevicePreference = Literal["auto", "cuda", "mps", "cpu"]
 PipelinePreference = Literal["auto", "exact", "fast"]
+PrecisionPreference = Literal["auto", "float32", "bfloat16"]
+GraphsPreference = Literal["auto", "on", "off"]
+CompileMode = Literal["off", "default", "max-autotune-no-cudagraphs"]
 
 
 class InferenceSettings(BaseSettings):
@@ -30,6 +33,22 @@ class InferenceSettings(BaseSettings):
         default="auto",
         description="`exact` runs SAM2's predictor code as published; `fast` keeps the work "
         "after the model on the device (see fastpath.py); `auto`: fast on CUDA, else exact.",
+    )
+    precision: PrecisionPreference = Field(
+        default="auto",
+        description="Weights of the image encoder and mask decoder in the fast pipeline on CUDA "
+        "(see accel.py); `auto`: bfloat16 there. The exact pipeline and other devices keep "
+        "float32 weights.",
+    )
+    cuda_graphs: GraphsPreference = Field(
+        default="auto",
+        description="Replay the image encoder and the mask decoder from CUDA graphs in the fast "
+        "pipeline on CUDA; `auto`: on there.",
+    )
+    compile: CompileMode = Field(
+        default="off",
+        description="torch.compile the image encoder (fast pipeline on CUDA) with this mode at "
+        "start-up; `off` by default: it costs start-up time.",
     )
     random_seed: int = 0
     random_dir: Path = Field(

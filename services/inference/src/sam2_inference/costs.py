@@ -11,14 +11,22 @@ the time left before the request's deadline and refuses what cannot finish (422
 batches so that one batch takes about `auto_slice_ms`, or a click's own model time if that is
 shorter: a click that comes while a batch runs waits at most about its own time again (and
 less, as batches also step aside between the decoder's stages).
+
+A batch's time is fitted as a fixed part plus a part per prompt, from the recent batches of
+different sizes (the warm-up runs two). On a CPU the fixed part is nil. On a GPU it is most of a
+small batch (launching the decoder's kernels): there batches never shrink below the size whose
+prompts cost as much as that fixed part, or an automatic-mode job of 1-prompt batches would
+take hundreds of times its work while a click would wait no less.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 SMOOTHING = 0.3  # weight of the newest measurement
+RECENT_BATCHES = 16  # the batches the fixed-plus-per-prompt fit is made from
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,7 @@ class Costs:
         self.encoder_ms: float | None = None
         self.prompt_ms: float | None = None
         self.click_ms: float | None = None
+        self._batches: deque[tuple[int, float]] = deque(maxlen=RECENT_BATCHES)
 
     def observe_encoder(self, ms: float) -> None:
         with self._lock:
@@ -59,6 +68,23 @@ class Costs:
         if prompts > 0:
             with self._lock:
                 self.prompt_ms = _mix(self.prompt_ms, ms / prompts)
+                self._batches.append((prompts, ms))
+
+    def batch_fit(self) -> tuple[float, float] | None:
+        """A batch's fixed ms and ms per prompt, fitted (least squares) to the recent batches;
+        None until they have two sizes."""
+        with self._lock:
+            batches = list(self._batches)
+        if len({n for n, _ in batches}) < 2:
+            return None
+        mean_n = sum(n for n, _ in batches) / len(batches)
+        mean_t = sum(t for _, t in batches) / len(batches)
+        spread = sum((n - mean_n) ** 2 for n, _ in batches)
+        per_prompt = sum((n - mean_n) * (t - mean_t) for n, t in batches) / spread
+        fixed = mean_t - per_prompt * mean_n
+        if fixed < 0:  # noise on a device with no fixed cost
+            return 0.0, mean_t / mean_n
+        return fixed, per_prompt
 
     def observe_click(self, ms: float) -> None:
         """The model time of a click on a cached embedding (prompt encoder and decoder)."""
@@ -82,7 +108,14 @@ class Costs:
         """Prompts per decoder batch that take about `slice_ms` (None: not measured yet)."""
         if self.prompt_ms is None or slice_ms <= 0:
             return None
-        return max(1, int(slice_ms // self.prompt_ms))
+        fit = self.batch_fit()
+        if fit is None:
+            return max(1, int(slice_ms // self.prompt_ms))
+        fixed, per_prompt = fit
+        if per_prompt <= 0:
+            return None  # time does not grow with the batch: as asked
+        fitting = int((slice_ms - fixed) // per_prompt) if slice_ms > fixed else 1
+        return max(1, fitting, int(fixed // per_prompt))
 
 
 def _mix(old: float | None, new: float) -> float:

@@ -67,10 +67,17 @@ from sam2_contract.overlay import render_overlay
 from sam2_contract.polygons import EdgeBudget
 from sam2_contract.validation import BatchEnvelope, parse_segment_request
 
-from sam2_inference import fastpath
+from sam2_inference import accel, fastpath
+from sam2_inference.accel import Acceleration
 from sam2_inference.budget import default_budget, prompts_that_fit
 from sam2_inference.cache import CachedImage, EmbeddingCache
-from sam2_inference.config import InferenceSettings, PipelinePreference
+from sam2_inference.config import (
+    CompileMode,
+    GraphsPreference,
+    InferenceSettings,
+    PipelinePreference,
+    PrecisionPreference,
+)
 from sam2_inference.costs import Costs, auto_work
 from sam2_inference.device import (
     compute_dtype,
@@ -187,6 +194,11 @@ class _Image:
     decode_ms: float
 
 
+FAST_POINTS_PER_BATCH = 1024
+"""Automatic mode's batch in the fast pipeline when the request names none: the whole 32x32
+grid through the decoder at once (the memory budget and batch slicing still lower it)."""
+
+
 class Sam2Engine:
     """Answers SegmentRequests with one loaded SAM 2.1 model."""
 
@@ -200,10 +212,15 @@ class Sam2Engine:
         max_request_bytes: int = 0,
         auto_slice_ms: float = 0.0,
         pipeline: PipelinePreference = "exact",
+        precision: PrecisionPreference = "auto",
+        cuda_graphs: GraphsPreference = "auto",
+        compile_mode: CompileMode = "off",
     ) -> None:
         self.model = model
         self.device = torch.device(info.device)
         self._pipeline_preference = pipeline
+        self._speed = (precision, cuda_graphs, compile_mode)
+        self.acceleration: Acceleration | None = None
         self.info = info.model_copy(update={"pipeline": pick_pipeline(pipeline, self.device)})
         self.cache = cache
         self.max_pixels = max_pixels
@@ -214,6 +231,7 @@ class Sam2Engine:
         self._lock = ModelLock()
         self._template: _CachingPredictor | None = None
         self._derived_budget: int | None = None
+        self._accelerate()
 
     @classmethod
     def from_settings(cls, settings: InferenceSettings) -> Sam2Engine:
@@ -239,15 +257,19 @@ class Sam2Engine:
             max_request_bytes=settings.max_request_bytes,
             auto_slice_ms=settings.auto_slice_ms,
             pipeline=settings.pipeline,
+            precision=settings.precision,
+            cuda_graphs=settings.cuda_graphs,
+            compile_mode=settings.compile,
         )
         log.info(
-            "loaded %s from %s (%s) on %s in %.1f s, %s pipeline",
+            "loaded %s from %s (%s) on %s in %.1f s, %s pipeline%s",
             info.model_id,
             checkpoint.path,
             info.weights,
             device,
             perf_counter() - started,
             engine.info.pipeline,
+            f" ({engine.acceleration.describe()})" if engine.acceleration else "",
         )
         if info.random_weights:
             log.warning("RANDOM WEIGHTS: %s", RANDOM_WEIGHTS_WARNING)
@@ -258,6 +280,7 @@ class Sam2Engine:
         Cached embeddings live on the old device, so the cache starts empty."""
         configure(device)
         with self._lock.hold(interactive=True):
+            accel.release(self.model)
             self.model.to(device)
             self.device = device
             self.info = self.info.model_copy(
@@ -271,19 +294,45 @@ class Sam2Engine:
             self._template = None
             self._derived_budget = None
             self.costs = Costs()  # measured on the old device
+            self._accelerate()
+
+    def _accelerate(self) -> None:
+        """bfloat16 weights and CUDA graphs (accel.py) for the fast pipeline on CUDA, as the
+        settings say; elsewhere the model runs as sam2 builds it."""
+        if self.device.type != "cuda" or self.info.pipeline != "fast":
+            return
+        precision, graphs, compile_mode = self._speed
+        self.acceleration = accel.accelerate(
+            self.model,
+            bf16=precision != "float32",
+            graphs=graphs != "off",
+            compile_mode=None if compile_mode == "off" else compile_mode,
+        )
 
     def warm_up(self) -> None:
-        """One click and a small automatic-mode job on a small image, so the first real request
-        pays no one-off start-up cost (CUDA context, kernel selection) and automatic mode's
-        cost estimate starts from this device's times. Runs in its own namespace."""
+        """One click and small automatic-mode jobs on a small image, so the first real request
+        pays no one-off start-up cost (CUDA context, kernel selection, graph capture) and
+        automatic mode's cost estimate starts from this device's times. Runs in its own
+        namespace."""
         pixels = np.full((64, 64, 3), 128, dtype=np.uint8)
         image = DecodedImage(pixels=pixels, format="raw", image_id=image_id_for(pixels))
         click = SegmentRequest(image_id=image.image_id, point_coords=[[32, 32]], mask_format="rle")
         self.segment(click, namespace="__warmup__", image=image)
-        auto = SegmentRequest(
-            image_id=image.image_id, mode="auto", points_per_side=2, mask_format="rle"
-        )
-        self.segment(auto, namespace="__warmup__", image=image)
+        # Two batch sizes, unsliced, so that a batch's fixed cost can be told from its per-
+        # prompt cost (costs.py) before the first real job is sized.
+        slicing, self.auto_slice_ms = self.auto_slice_ms, 0.0
+        try:
+            for batch in (1, 4):
+                auto = SegmentRequest(
+                    image_id=image.image_id,
+                    mode="auto",
+                    points_per_side=2,
+                    points_per_batch=batch,
+                    mask_format="rle",
+                )
+                self.segment(auto, namespace="__warmup__", image=image)
+        finally:
+            self.auto_slice_ms = slicing
 
     def health(self) -> Health:
         """What /healthz reports for a loaded engine."""
@@ -568,11 +617,14 @@ class Sam2Engine:
                 hint="Send a smaller image (SAM2 works at 1024x1024 internally).",
             )
         self._check_time(request, image, work)
-        batch = min(request.points_per_batch, fits)
+        asked = request.points_per_batch
+        if self.info.pipeline == "fast" and "points_per_batch" not in request.model_fields_set:
+            asked = FAST_POINTS_PER_BATCH
+        batch = min(asked, fits)
         notes = []
-        if batch < request.points_per_batch:
+        if batch < asked:
             notes.append(
-                f"points_per_batch lowered from {request.points_per_batch} to {batch} to fit "
+                f"points_per_batch lowered from {asked} to {batch} to fit "
                 f"the memory budget ({self.memory_budget >> 20} MiB); the masks are the same"
             )
         slice_ms = self.costs.slice_ms(self.auto_slice_ms)

@@ -58,6 +58,18 @@ def preemptible(point: Callable[[], None]) -> Iterator[None]:
         _local.point = None
 
 
+@contextmanager
+def paused() -> Iterator[None]:
+    """This thread's model passes run without stepping aside until the block ends (a CUDA graph
+    capture must run to its end); the job's point is back afterwards."""
+    point = _point()
+    _local.point = None
+    try:
+        yield
+    finally:
+        _local.point = point
+
+
 def _point() -> Callable[[], None] | None:
     point: Callable[[], None] | None = getattr(_local, "point", None)
     return point

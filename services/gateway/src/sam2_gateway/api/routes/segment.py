@@ -133,7 +133,7 @@ async def _forward(
     )
     hop = Hop(principal.key_id, _request_id(client), routing_key(principal.key_id, image_id))
     call = gateway.backend.segment(
-        forwarded.model_dump_json(exclude_none=True).encode(),
+        forwarded.model_dump_json(exclude_none=True, exclude_unset=True).encode(),
         upload.file if upload is not None else None,
         hop,
     )
