@@ -42,20 +42,29 @@ IMAGE_ENV = settings.as_env() | {
 # sam2's optional CUDA extension only fills small holes in masks and needs nvcc to build;
 # SAM2_BUILD_CUDA=0 keeps the image slim and the results identical to the tested ones.
 
+PACKAGES = (
+    # services/inference/pyproject.toml's dependencies besides torch (tests/infra checks none
+    # is missing)...
+    "sam2==1.1.0",
+    "huggingface_hub>=0.26",
+    "opencv-python-headless>=4.9",
+    "fastapi>=0.115",
+    "uvicorn>=0.30",
+    "pydantic-settings>=2.5",
+    "python-multipart>=0.0.18",
+    "av>=14",
+    # ...and the contract's (shared/pyproject.toml)
+    "pydantic>=2.9,<3",
+    "pillow>=10.4",
+    "numpy>=1.26",
+    "httpx>=0.27",
+)
+
 image = (
     modal.Image.debian_slim(python_version="3.11")
     .pip_install(*TORCH)
     .env({"SAM2_BUILD_CUDA": "0"})
-    .pip_install(
-        "sam2==1.1.0",
-        "huggingface_hub>=0.26",
-        "opencv-python-headless>=4.9",
-        "fastapi>=0.115",
-        "pydantic-settings>=2.5",
-        "pillow>=10.4",
-        "numpy>=1.26",
-        "uvicorn>=0.30",
-    )
+    .pip_install(*PACKAGES)
     .env(IMAGE_ENV)
     .add_local_python_source("sam2_contract", "sam2_inference", "infra")
 )

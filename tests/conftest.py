@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from sam2.build_sam import build_sam2
 from sam2.sam2_image_predictor import SAM2ImagePredictor
@@ -22,6 +23,8 @@ from sam2_inference import (
     create_app,
 )
 from sam2_inference.serving import BackgroundServer
+from sam2_inference.video import load_video_model
+from sam2_inference.weights import Checkpoint
 from support import IMAGES, EncoderCounter, RunningServer, free_port, fresh_engine, run_hook
 
 
@@ -29,6 +32,18 @@ from support import IMAGES, EncoderCounter, RunningServer, free_port, fresh_engi
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "sam2.1-hiera-tiny-random.pt"
     return build_random_checkpoint("tiny", path, seed=0)
+
+
+@pytest.fixture(scope="session")
+def video_model(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """sam2's video predictor on the test checkpoint with the object-score head's output bias
+    raised to +20: a random checkpoint predicts "no object" on every frame (empty masks, which
+    any two pipelines agree on); with this one masks are non-empty."""
+    state = torch.load(checkpoint, map_location="cpu")
+    state["model"]["sam_mask_decoder.pred_obj_score_head.layers.2.bias"].fill_(20.0)
+    path = tmp_path_factory.mktemp("video") / "tracking.pt"
+    torch.save(state, path)
+    return load_video_model("tiny", Checkpoint(path, "random", True), torch.device("cpu"))
 
 
 @pytest.fixture(scope="session")

@@ -43,5 +43,27 @@ def test_openapi_is_correct_for_clients() -> None:
     objects = request["objects"]["anyOf"][0]
     assert objects["items"] == {"$ref": "#/components/schemas/ObjectPrompt"}
     ids = {op["operationId"] for item in spec["paths"].values() for op in item.values()}
-    assert ids == {"segment", "segment_batch", "create_token", "models", "healthz", "readyz"}
+    video = {
+        "upload_video",
+        "get_video",
+        "create_session",
+        "get_session",
+        "delete_session",
+        "add_prompt",
+        "clear_prompts",
+        "reset_session",
+        "remove_object",
+        "propagate",
+    }
+    assert (
+        ids == {"segment", "segment_batch", "create_token", "models", "healthz", "readyz"} | video
+    )
+    prompt = spec["paths"]["/v1/sessions/{session_id}/prompts"]["post"]
+    assert prompt["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/VideoPrompt"
+    }
+    stream = spec["paths"]["/v1/sessions/{session_id}/propagate"]["post"]["responses"]["200"]
+    assert list(stream["content"]) == ["application/x-ndjson"]
+    upload = spec["paths"]["/v1/videos"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert upload["schema"]["properties"]["frames"]["items"]["format"] == "binary"
     assert "HTTPValidationError" not in spec["components"]["schemas"]

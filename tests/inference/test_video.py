@@ -19,24 +19,13 @@ from sam2_inference.video import (
     FrameMasks,
     VideoSession,
     decode_frames,
-    load_video_model,
     video_context,
 )
-from sam2_inference.weights import Checkpoint
 from support import encode, scene
 
 FRAMES = [encode(scene(72, 96, seed=40 + k), "JPEG", quality=92) for k in range(4)]
 MASK = np.zeros((72, 96), dtype=bool)
 MASK[40:64, 50:90] = True
-
-
-@pytest.fixture(scope="module")
-def video_model(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> SAM2VideoPredictor:
-    state = torch.load(checkpoint, map_location="cpu")
-    state["model"]["sam_mask_decoder.pred_obj_score_head.layers.2.bias"].fill_(20.0)
-    path = tmp_path_factory.mktemp("video") / "tracking.pt"
-    torch.save(state, path)
-    return load_video_model("tiny", Checkpoint(path, "random", True), torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")

@@ -112,22 +112,31 @@ def test_apps_import_without_a_token_and_have_the_default_specs() -> None:
     assert json.loads(spec["deploy_env_warm_days"]) == ["mon", "tue", "wed", "thu", "fri"]
 
 
-def test_the_gateway_image_installs_every_gateway_and_contract_dependency() -> None:
-    """A package added to the gateway (or the contract) must reach its Modal image too."""
+@pytest.mark.parametrize(
+    ("project", "module"),
+    [("services/gateway", "infra.gateway_app"), ("services/inference", "infra.inference_app")],
+)
+def test_each_modal_image_installs_every_dependency_of_its_service(
+    project: str, module: str
+) -> None:
+    """A package added to a service (or the contract) must reach its Modal image too."""
+    import importlib
     import tomllib
 
-    import infra.gateway_app
-
     def names(requirements: Any) -> set[str]:
-        return {re.split(r"[<>=;\[ ]", r, maxsplit=1)[0].lower() for r in requirements}
+        return {
+            re.split(r"[<>=;\[ ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements
+        }
 
     needed: set[str] = set()
-    for project in ("services/gateway", "shared"):
-        with open(os.path.join(REPO, project, "pyproject.toml"), "rb") as file:
+    for path in (project, "shared"):
+        with open(os.path.join(REPO, path, "pyproject.toml"), "rb") as file:
             needed |= names(tomllib.load(file)["project"]["dependencies"])
     local = {"sam2-contract"}  # added to the image as source
     local_only = {"uvloop", "httptools"}  # uvicorn's fast loop: scripts/dev, not Modal's ASGI
-    assert needed - local - local_only <= names(infra.gateway_app.PACKAGES)
+    pinned_apart = {"torch", "torchvision"}  # the CUDA build, installed first (infra/TORCH)
+    packages = importlib.import_module(module).PACKAGES
+    assert needed - local - local_only - pinned_apart <= names(packages)
 
 
 def test_settings_change_the_specs() -> None:

@@ -81,6 +81,13 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     IMAGE_NOT_CACHED = "image_not_cached"
     MASK_NOT_FOUND = "mask_not_found"
+    INVALID_VIDEO = "invalid_video"
+    VIDEO_TOO_LARGE = "video_too_large"
+    VIDEO_NOT_FOUND = "video_not_found"
+    SESSION_NOT_FOUND = "session_not_found"
+    SESSION_BUSY = "session_busy"
+    TOO_MANY_SESSIONS = "too_many_sessions"
+    TOO_MANY_OBJECTS = "too_many_objects"
     MODEL_NOT_LOADED = "model_not_loaded"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -289,6 +296,47 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         "Masks are kept with their image's embedding, per API key: send `refine` with the same "
         "image as the answer that gave the `mask_id`, or start over without `refine`.",
     ),
+    ErrorCode.INVALID_VIDEO: ErrorSpec(
+        422,
+        "Invalid video",
+        "Send one MP4 or WebM clip as `video`, or JPEG/PNG frames of one size as `frames`, in "
+        "order.",
+    ),
+    ErrorCode.VIDEO_TOO_LARGE: ErrorSpec(
+        422,
+        "Video too large",
+        "Send fewer or smaller frames: cut the clip with `start` and `duration`, or lower `fps`.",
+    ),
+    ErrorCode.VIDEO_NOT_FOUND: ErrorSpec(
+        404,
+        "Video not found",
+        "Videos are kept per API key for a limited time: upload the clip again with "
+        "POST /v1/videos.",
+    ),
+    ErrorCode.SESSION_NOT_FOUND: ErrorSpec(
+        404,
+        "Session not found",
+        "The session expired, was deleted or its server restarted: create a new session for the "
+        "video, send its prompts again (the SDKs do both) and propagate again.",
+    ),
+    ErrorCode.SESSION_BUSY: ErrorSpec(
+        409,
+        "Session busy",
+        "A propagation is running in this session: wait for its stream to end, or close it, "
+        "then send the request again.",
+    ),
+    ErrorCode.TOO_MANY_SESSIONS: ErrorSpec(
+        429,
+        "Too many sessions",
+        "Delete a session you no longer use (DELETE /v1/sessions/{session_id}) or wait for one "
+        "to expire.",
+    ),
+    ErrorCode.TOO_MANY_OBJECTS: ErrorSpec(
+        422,
+        "Too many objects",
+        "Remove an object you no longer track (DELETE /v1/sessions/{session_id}/objects/"
+        "{object_id}) or track it in another session.",
+    ),
     ErrorCode.MODEL_NOT_LOADED: ErrorSpec(
         400,
         "Model not served here",
@@ -432,6 +480,10 @@ class MaskNotFoundError(Sam2ServiceError):
 
 class NotFoundError(Sam2ServiceError):
     default_code = ErrorCode.NOT_FOUND
+
+
+class ConflictError(Sam2ServiceError):
+    default_code = ErrorCode.SESSION_BUSY
 
 
 class OverBudgetError(InvalidRequestError):

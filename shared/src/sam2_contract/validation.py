@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from sam2_contract.errors import ErrorCode, InvalidRequestError
 from sam2_contract.models import MAX_BATCH_ITEMS, BatchImage, FieldError, SegmentRequest
+
+M = TypeVar("M", bound=BaseModel)
 
 _CODES = {code.value for code in ErrorCode}
 _FIELD_CODES: dict[str, ErrorCode] = {
@@ -77,6 +79,14 @@ def parse_segment_request(raw: Any) -> SegmentRequest:
     """Validate one decoded JSON object as a SegmentRequest."""
     try:
         return SegmentRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+
+
+def parse_model(model: type[M], raw: Any) -> M:
+    """Validate one decoded JSON object as `model`, with the same problem details."""
+    try:
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise invalid_request(exc) from None
 

@@ -10,7 +10,8 @@ client is promised.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,6 +49,16 @@ class InferenceResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Forwarded:
+    """A video API answer passed on as it is."""
+
+    status: int
+    body: bytes
+    content_type: str
+    model_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class Hop:
     """Who a forwarded request is for, and where Modal should route it."""
 
@@ -65,6 +76,19 @@ class InferenceBackend(Protocol):
 
     async def cancel(self, hop: Hop) -> None:
         """Stop the work of `hop`'s request (its client went away)."""
+        ...
+
+    async def forward(
+        self, method: str, path: str, hop: Hop, body: bytes | None = None, content_type: str = ""
+    ) -> Forwarded:
+        """Pass one call of the video API on as it is; raises Sam2ServiceError."""
+        ...
+
+    def stream(
+        self, path: str, hop: Hop, body: bytes
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """POST `body` and read the answer as it comes (NDJSON); leaving the context closes
+        the connection, which stops the work."""
         ...
 
     async def health(self) -> dict[str, Any]:
@@ -164,10 +188,48 @@ class HttpBackend:
     async def cancel(self, hop: Hop) -> None:
         """Stop the work of `hop`'s request: its client went away. Routed like the request, so
         on Modal it reaches the container running it."""
+        await self._send("POST", "/internal/cancel", headers=self._hop_headers(hop))
+
+    async def forward(
+        self, method: str, path: str, hop: Hop, body: bytes | None = None, content_type: str = ""
+    ) -> Forwarded:
+        headers = self._hop_headers(hop)
+        if content_type:
+            headers["content-type"] = content_type
+        status, answer_headers, answer = await self._send(method, path, data=body, headers=headers)
+        if status >= 400:
+            raise self._error(status, answer_headers, answer)
+        return Forwarded(
+            status=status,
+            body=answer,
+            content_type=answer_headers.get("content-type", "application/json"),
+            model_ms=float(answer_headers.get(MODEL_MS_HEADER, "0")),
+        )
+
+    @asynccontextmanager
+    async def stream(self, path: str, hop: Hop, body: bytes) -> AsyncIterator[AsyncIterator[bytes]]:
+        headers = self._hop_headers(hop) | {"content-type": "application/json"}
+        # No total limit: a stream lasts as long as the clip; each frame must come in time.
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout_s)
+        with self._translated():
+            async with self._client().post(
+                self._base_url + path, data=body, headers=headers, timeout=timeout
+            ) as response:
+                if response.status >= 400:
+                    raise self._error(response.status, response.headers, await response.read())
+
+                async def lines() -> AsyncIterator[bytes]:
+                    with self._translated("the inference service broke off the stream"):
+                        async for line in response.content:
+                            yield line
+
+                yield lines()
+
+    def _hop_headers(self, hop: Hop) -> dict[str, str]:
         headers = {NAMESPACE_HEADER: hop.namespace, REQUEST_ID_HEADER: hop.request_id}
         if hop.routing_key is not None:
             headers[ROUTING_HEADER] = hop.routing_key
-        await self._send("POST", "/internal/cancel", headers=headers)
+        return headers
 
     async def health(self) -> dict[str, Any]:
         status, _, answer = await self._send("GET", "/healthz")
@@ -184,17 +246,26 @@ class HttpBackend:
     async def _send(
         self, method: str, path: str, **kwargs: Any
     ) -> tuple[int, Mapping[str, str], bytes]:
+        with self._translated():
+            async with self._client().request(method, self._base_url + path, **kwargs) as response:
+                return response.status, response.headers, await response.read()
+
+    def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # made here: a session belongs to the running event loop
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._auth_headers)
+        return self._session
+
+    @contextmanager
+    def _translated(self, broken: str = "the inference service is unreachable") -> Iterator[None]:
+        """aiohttp's failures as the problems the client is told."""
         try:
-            async with self._session.request(method, self._base_url + path, **kwargs) as response:
-                return response.status, response.headers, await response.read()
+            yield
         except aiohttp.ConnectionTimeoutError:
             raise unavailable("the inference service did not accept the connection") from None
         except TimeoutError:
             raise timed_out(self._timeout_s) from None
         except aiohttp.ClientError:
-            raise unavailable("the inference service is unreachable") from None
+            raise unavailable(broken) from None
 
     @staticmethod
     def _error(status: int, headers: Mapping[str, str], body: bytes) -> Sam2ServiceError:

@@ -15,7 +15,7 @@ from sam2_contract.problems import REQUEST_ID_HEADER, install_problem_handlers, 
 from sam2_contract.wire import FORWARDED_HEADERS
 
 from sam2_gateway.api.deps import Gateway
-from sam2_gateway.api.routes import auth, health, segment
+from sam2_gateway.api.routes import auth, health, segment, video
 from sam2_gateway.backends import HttpBackend, InferenceBackend
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.fetch import ImageFetcher
@@ -92,7 +92,7 @@ def create_app(
     )
     app.openapi = lambda: app.openapi_schema or _cache_openapi(app)  # type: ignore[method-assign]
     app.state.gateway = gateway
-    for router in (segment.router, auth.router, health.router):
+    for router in (segment.router, video.router, auth.router, health.router):
         app.include_router(router)
     if (PLAYGROUND / "index.html").is_file():  # built by scripts/dev and scripts/test
         app.mount("/playground", StaticFiles(directory=PLAYGROUND, html=True), name="playground")

@@ -19,6 +19,13 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from sam2_contract.errors import PROBLEM_CONTENT_TYPE
 from sam2_contract.models import BatchSegmentRequest, Problem, SegmentRequest, TokenRequest
+from sam2_contract.video import (
+    NDJSON,
+    ClearPromptsRequest,
+    PropagateRequest,
+    PropagationSummary,
+    VideoPrompt,
+)
 
 from sam2_gateway.core.multipart import MULTIPART
 
@@ -27,14 +34,19 @@ REQUEST_BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("/v1/segment", "post"): SegmentRequest,
     ("/v1/segment/batch", "post"): BatchSegmentRequest,
     ("/v1/auth/token", "post"): TokenRequest,
+    ("/v1/sessions/{session_id}/prompts", "post"): VideoPrompt,
+    ("/v1/sessions/{session_id}/clear", "post"): ClearPromptsRequest,
+    ("/v1/sessions/{session_id}/propagate", "post"): PropagateRequest,
 }
 _ERROR_STATUSES = {
     "400": "Malformed request (e.g. invalid JSON)",
     "401": "Missing, malformed, unknown, revoked or expired credentials",
     "403": "The credential lacks the scope",
-    "404": "`image_id` not cached (send the image again), or no such route",
+    "404": "`image_id` not cached (send the image again), no such video or session, or no "
+    "such route",
+    "409": "The session is propagating (video routes)",
     "413": "Body or image too large",
-    "415": "Neither application/json nor (segment routes) multipart/form-data",
+    "415": "Neither application/json nor (segment and video upload routes) multipart/form-data",
     "422": "A field is invalid, or the work is over its memory or time budget; `code` says which",
     "429": "Over the key's rate or concurrency limit; see Retry-After",
     "431": "Request line and headers over 32 KiB",
@@ -51,7 +63,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
     )
     components: dict[str, Any] = schema.setdefault("components", {}).setdefault("schemas", {})
-    models: list[type[BaseModel]] = [*REQUEST_BODIES.values(), Problem]
+    models: list[type[BaseModel]] = [*REQUEST_BODIES.values(), Problem, PropagationSummary]
     for model in models:
         _add_schema(components, model)
     for (path, method), model in REQUEST_BODIES.items():
@@ -61,6 +73,14 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         if path.startswith("/v1/segment"):
             content[MULTIPART] = _multipart(ref)
         operation["requestBody"] = {"required": model is not TokenRequest, "content": content}
+    schema["paths"]["/v1/videos"]["post"]["requestBody"] = _video_upload()
+    stream = schema["paths"]["/v1/sessions/{session_id}/propagate"]["post"]["responses"]["200"]
+    stream["content"] = {
+        NDJSON: {
+            "schema": {"$ref": REF.format(model="FrameResult")},
+            "x-last-line": {"$ref": REF.format(model="PropagationSummary")},
+        }
+    }
     for path, item in schema["paths"].items():
         for operation in item.values():
             operation["responses"].pop("422", None)  # FastAPI's own validation shape: unused
@@ -102,6 +122,36 @@ def _multipart(request: dict[str, str]) -> dict[str, Any]:
             },
         },
         "encoding": {"request": {"contentType": "application/json"}},
+    }
+
+
+def _video_upload() -> dict[str, Any]:
+    """A clip, or its frames, as files; where to cut it as fields."""
+    number = {"type": "number", "minimum": 0}
+    return {
+        "required": True,
+        "content": {
+            MULTIPART: {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "video": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "One MP4 or WebM clip (instead of `frames`).",
+                        },
+                        "frames": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "JPEG or PNG frames of one size, in order.",
+                        },
+                        "start": number | {"description": "Seconds into the clip to begin."},
+                        "duration": number | {"description": "Seconds of the clip to keep."},
+                        "fps": number | {"description": "At most this many frames a second."},
+                    },
+                }
+            }
+        },
     }
 
 

@@ -57,6 +57,8 @@ from starlette.concurrency import run_in_threadpool
 from sam2_inference.config import InferenceSettings
 from sam2_inference.engine import Sam2Engine
 from sam2_inference.scheduling import Work
+from sam2_inference.video_routes import VideoService
+from sam2_inference.video_routes import router as video_router
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +91,13 @@ class EngineHolder:
 
 
 def create_app(
-    settings: InferenceSettings | None = None, *, engine: Sam2Engine | None = None
+    settings: InferenceSettings | None = None,
+    *,
+    engine: Sam2Engine | None = None,
+    videos: VideoService | None = None,
 ) -> FastAPI:
-    """The app; pass `engine` to serve an already loaded one (tests, Modal)."""
+    """The app; pass `engine` to serve an already loaded one (tests, Modal), `videos` for the
+    video routes' own store and model (tests)."""
     settings = settings or InferenceSettings()
     holder = EngineHolder()
     if engine is not None:
@@ -121,6 +127,8 @@ def create_app(
     app.state.settings = settings
     install_problem_handlers(app)
     install_request_ids(app)
+    app.state.videos = videos or VideoService(settings)
+    app.include_router(video_router)
 
     @app.post("/v1/segment", response_model=SegmentResponse, tags=["segment"])
     async def segment(

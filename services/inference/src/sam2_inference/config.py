@@ -86,5 +86,24 @@ class InferenceSettings(BaseSettings):
         "The gateway's per-key limits (2, 8, 32 by tier) bind first; this one holds when "
         "several gateway processes share one inference service.",
     )
+    video_dir: Path = Field(
+        default=Path.home() / ".cache" / "sam2-service" / "videos",
+        description="Where uploaded clips are kept, by content hash, in a folder per tenant.",
+    )
+    video_max_bytes: int = Field(default=256 << 20, ge=1024, description="Largest clip upload.")
+    video_max_frames: int = Field(default=300, ge=1, description="Frames one clip may keep.")
+    video_max_frame_pixels: int = Field(
+        default=1920 * 1088, ge=1, description="Pixels one frame may have (1080p by default)."
+    )
+    video_max_objects: int = Field(default=8, ge=1, description="Objects one session tracks.")
+    video_sessions_per_tenant: int = Field(
+        default=2, ge=1, description="Sessions one tenant may hold here at once (429 beyond)."
+    )
+    video_session_idle_s: float = Field(
+        default=600, gt=0, description="A session unused this long ends."
+    )
+    video_session_lifetime_s: float = Field(
+        default=3600, gt=0, description="A session ends this long after it began, used or not."
+    )
     host: str = "127.0.0.1"
     port: int = 8081

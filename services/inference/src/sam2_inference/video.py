@@ -199,6 +199,20 @@ class VideoSession:
                     break
                 yield _frame_masks(*step)
 
+    def clear_prompts(self, frame_index: int, object_id: int) -> FrameMasks:
+        """One object's points, box and mask on one frame removed; every object's mask there."""
+        self._check_frame(frame_index)
+        if object_id not in self.state["obj_id_to_idx"]:
+            raise InvalidRequestError(
+                f"object {object_id} has no prompts in this session",
+                code=ErrorCode.INVALID_PARAMETER,
+            )
+        with video_context(self.predictor.device):
+            frame, ids, logits = self.predictor.clear_all_prompts_in_frame(
+                self.state, frame_index, object_id
+            )
+        return _frame_masks(frame, ids, logits)
+
     def remove_object(self, object_id: int) -> None:
         with video_context(self.predictor.device):
             self.predictor.remove_object(self.state, object_id, need_output=False)

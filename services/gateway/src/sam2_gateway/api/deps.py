@@ -21,7 +21,7 @@ from sam2_gateway.store import KeyRecord, KeyStore, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
-SCOPES = frozenset({"segment", "auto", "admin"})
+SCOPES = frozenset({"segment", "auto", "video", "admin"})
 _NO_SUCH_KEY_HASH = "0" * 64  # an HMAC-SHA256 hex digest that no key has
 
 

@@ -87,6 +87,9 @@ class GatewaySettings(BaseSettings):
 
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=32 << 20, ge=1024)
+    video_max_bytes: int = Field(
+        default=256 << 20, ge=1024, description="The largest clip (or set of frames) uploaded."
+    )
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
     image_url_max_bytes: int = Field(
         default=32 << 20, ge=1024, description="`image_url`: the largest file fetched."

@@ -1,0 +1,229 @@
+"""The video API (scope `video`): clips, tracking sessions, prompts and the propagation stream,
+passed on to the inference service that holds the session.
+
+Routing: a session lives in one inference process. Its id carries its video's id, so every
+request of a session is routed by (key, video) as its creation was, and on Modal reaches the
+container that holds it; if that container is gone the answer is `session_not_found`, and the
+SDKs create a new session and replay its prompts. Uploads go anywhere: clips are stored by
+content hash where every container reads them.
+
+Metering: GPU milliseconds, and masks as frames x objects (one per object on each frame sent).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from sam2_contract.errors import ErrorCode, NotFoundError
+from sam2_contract.problems import read_body
+from sam2_contract.validation import parse_json, parse_model
+from sam2_contract.video import (
+    NDJSON,
+    ClearPromptsRequest,
+    FrameResult,
+    PropagateRequest,
+    SessionInfo,
+    VideoInfo,
+    VideoPrompt,
+    video_of_session,
+)
+from sam2_contract.wire import routing_key
+
+from sam2_gateway.api.deps import Gateway, GatewayDep, Principal, PrincipalDep
+from sam2_gateway.api.routes.segment import _limited, _request_id
+from sam2_gateway.backends import Forwarded, Hop
+from sam2_gateway.core.multipart import MULTIPART
+
+router = APIRouter(tags=["video"])
+
+
+@router.post("/v1/videos", response_model=VideoInfo)
+async def upload_video(request: Request, principal: PrincipalDep, gateway: GatewayDep) -> Response:
+    """A clip (`video`: MP4 or WebM) or its frames (`frames`: JPEG/PNG files, in order) as
+    `multipart/form-data`, with optional `start`, `duration` (seconds) and `fps`."""
+    principal.require("video")
+    async with _limited(gateway, principal) as rate:
+        body = await read_body(request, gateway.settings.video_max_bytes, content_type=MULTIPART)
+        hop = Hop(principal.key_id, _request_id(request))
+        answer = await gateway.backend.forward(
+            "POST", "/v1/videos", hop, body, request.headers["content-type"]
+        )
+        await gateway.meter.add(principal.key_id, images=1, masks=0, gpu_ms=answer.model_ms)
+    return _passed_on(answer, rate.headers())
+
+
+@router.get("/v1/videos/{video_id}", response_model=VideoInfo)
+async def get_video(
+    video_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
+) -> Response:
+    principal.require("video")
+    hop = Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, video_id))
+    return _passed_on(await gateway.backend.forward("GET", f"/v1/videos/{video_id}", hop))
+
+
+@router.post("/v1/videos/{video_id}/sessions", response_model=SessionInfo)
+async def create_session(
+    video_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
+) -> Response:
+    """A tracking session over the clip (its first frame is encoded now)."""
+    principal.require("video")
+    async with _limited(gateway, principal) as rate:
+        hop = Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, video_id))
+        answer = await gateway.backend.forward("POST", f"/v1/videos/{video_id}/sessions", hop)
+        await gateway.meter.add(principal.key_id, images=0, masks=0, gpu_ms=answer.model_ms)
+    return _passed_on(answer, rate.headers())
+
+
+@router.get("/v1/sessions/{session_id}", response_model=SessionInfo)
+async def get_session(
+    session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
+) -> Response:
+    return _passed_on(await _call(gateway, principal, request, "GET", session_id, ""))
+
+
+@router.delete("/v1/sessions/{session_id}", status_code=204)
+async def delete_session(
+    session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
+) -> Response:
+    await _call(gateway, principal, request, "DELETE", session_id, "")
+    return Response(status_code=204)
+
+
+@router.post("/v1/sessions/{session_id}/prompts", response_model=FrameResult)
+async def add_prompt(
+    session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
+) -> Response:
+    """Points and/or a box, or a mask, for one object on one frame: every object's mask there."""
+    return await _model_call(gateway, principal, request, session_id, "/prompts", VideoPrompt)
+
+
+@router.post("/v1/sessions/{session_id}/clear", response_model=FrameResult)
+async def clear_prompts(
+    session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
+) -> Response:
+    """One object's prompts on one frame removed: every object's mask there."""
+    return await _model_call(gateway, principal, request, session_id, "/clear", ClearPromptsRequest)
+
+
+@router.post("/v1/sessions/{session_id}/reset", response_model=SessionInfo)
+async def reset_session(
+    session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
+) -> Response:
+    return _passed_on(await _call(gateway, principal, request, "POST", session_id, "/reset"))
+
+
+@router.delete("/v1/sessions/{session_id}/objects/{object_id}", response_model=SessionInfo)
+async def remove_object(
+    session_id: str, object_id: int, request: Request, principal: PrincipalDep, gateway: GatewayDep
+) -> Response:
+    path = f"/objects/{object_id}"
+    return _passed_on(await _call(gateway, principal, request, "DELETE", session_id, path))
+
+
+@router.post("/v1/sessions/{session_id}/propagate", response_model=FrameResult)
+async def propagate(
+    session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
+) -> StreamingResponse:
+    """Track every prompted object through the clip: one NDJSON line per frame as it is
+    tracked, then a summary line. Closing the stream stops the tracking."""
+    principal.require("video")
+    raw = parse_json(await read_body(request, gateway.settings.max_body_bytes))
+    parse_model(PropagateRequest, raw)
+    hop = _session_hop(principal, request, session_id)
+    path = f"/v1/sessions/{session_id}/propagate"
+    limited = _limited(gateway, principal)
+    rate = await limited.__aenter__()  # the concurrency slot is held while the stream runs
+    try:
+        opened = gateway.backend.stream(path, hop, json.dumps(raw).encode())
+        lines = await opened.__aenter__()  # errors before the first line are problems
+    except BaseException as exc:
+        await limited.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+
+    async def relay() -> AsyncIterator[bytes]:
+        masks, model_ms = 0, 0.0
+        try:
+            async for line in lines:
+                masks += _objects_on(line)
+                model_ms = _summary_ms(line, model_ms)
+                yield line
+        finally:
+            await opened.__aexit__(None, None, None)
+            await limited.__aexit__(None, None, None)
+            await gateway.meter.add(principal.key_id, images=0, masks=masks, gpu_ms=model_ms)
+
+    return StreamingResponse(relay(), media_type=NDJSON, headers=rate.headers())
+
+
+async def _model_call(
+    gateway: Gateway,
+    principal: Principal,
+    request: Request,
+    session_id: str,
+    suffix: str,
+    model: type[Any],
+) -> Response:
+    """A prompt-like call: validated here, forwarded, metered (its objects and GPU time)."""
+    principal.require("video")
+    async with _limited(gateway, principal) as rate:
+        body = await read_body(request, gateway.settings.max_body_bytes)
+        parse_model(model, parse_json(body))
+        answer = await gateway.backend.forward(
+            "POST",
+            f"/v1/sessions/{session_id}{suffix}",
+            _session_hop(principal, request, session_id),
+            body,
+            "application/json",
+        )
+        masks = len(json.loads(answer.body).get("objects", []))
+        await gateway.meter.add(principal.key_id, images=0, masks=masks, gpu_ms=answer.model_ms)
+    return _passed_on(answer, rate.headers())
+
+
+async def _call(
+    gateway: Gateway,
+    principal: Principal,
+    request: Request,
+    method: str,
+    session_id: str,
+    suffix: str,
+) -> Forwarded:
+    principal.require("video")
+    async with _limited(gateway, principal):
+        hop = _session_hop(principal, request, session_id)
+        answer = await gateway.backend.forward(method, f"/v1/sessions/{session_id}{suffix}", hop)
+        if answer.model_ms:
+            await gateway.meter.add(principal.key_id, images=0, masks=0, gpu_ms=answer.model_ms)
+        return answer
+
+
+def _session_hop(principal: Principal, request: Request, session_id: str) -> Hop:
+    video_id = video_of_session(session_id)
+    if video_id is None:
+        raise NotFoundError(
+            f"no session {session_id!r} for this API key", code=ErrorCode.SESSION_NOT_FOUND
+        )
+    return Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, video_id))
+
+
+def _passed_on(answer: Forwarded, headers: dict[str, str] | None = None) -> Response:
+    if answer.status == 204:
+        return Response(status_code=204, headers=headers)
+    return Response(
+        answer.body, status_code=answer.status, media_type=answer.content_type, headers=headers
+    )
+
+
+def _objects_on(line: bytes) -> int:
+    """Objects on a frame line (0 for the summary line)."""
+    return line.count(b'"object_id"')
+
+
+def _summary_ms(line: bytes, so_far: float) -> float:
+    if not line.startswith(b'{"done"'):
+        return so_far
+    return float(json.loads(line).get("model_ms", so_far))
