@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from sam2_inference import InferenceSettings, Sam2Engine
 from sam2_inference import create_app as create_inference_app
 from sam2_inference.serving import BackgroundServer
+from sam2_inference.video_routes import VideoService
 from sam2_sdk import Sam2Client
 from support import encode, free_port, fresh_engine, running_gateway, scene
 
@@ -62,14 +63,18 @@ def cluster(
     sticky: bool,
     replicas: int = 3,
     proxy_token: bool = True,
+    videos: Callable[[], VideoService] | None = None,
+    scopes: str = "segment",
 ) -> Iterator[Cluster]:
-    """Replicas with caches of their own (sharing one loaded model), the proxy stand-in that
-    requires a proxy token, and a gateway that has it (unless `proxy_token` is False)."""
+    """Replicas with caches (and, from `videos`, video sessions) of their own, sharing one
+    loaded model, the proxy stand-in that requires a proxy token, and a gateway that has it
+    (unless `proxy_token` is False)."""
     servers = []
     for _ in range(replicas):
-        server = BackgroundServer(
-            create_inference_app(settings, engine=fresh_engine(engine)), "127.0.0.1", free_port()
+        app = create_inference_app(
+            settings, engine=fresh_engine(engine), videos=videos() if videos else None
         )
+        server = BackgroundServer(app, "127.0.0.1", free_port())
         server.start()
         servers.append(server)
     urls = [f"http://127.0.0.1:{server.port}" for server in servers]
@@ -81,7 +86,7 @@ def cluster(
         gateway = running_gateway(
             database,
             proxy.url,
-            scopes="segment",
+            scopes=scopes,
             inference_proxy_key=SecretStr(token[0]),
             inference_proxy_secret=SecretStr(token[1]),
         )

@@ -17,7 +17,9 @@ from sam2_sdk._exceptions import (
     PermissionDeniedError,
     RateLimitError,
     Sam2Error,
+    SessionNotFoundError,
     UnprocessableEntityError,
+    VideoNotFoundError,
 )
 from sam2_sdk._helpers import segment_image
 from sam2_sdk._types import (
@@ -31,6 +33,13 @@ from sam2_sdk._types import (
     Segmentation,
     SegmentObject,
 )
+from sam2_sdk._video import (
+    AsyncVideoSession,
+    SessionRecreatedWarning,
+    TrackedFrame,
+    TrackedObject,
+    VideoSession,
+)
 
 __all__ = [
     "APIConnectionError",
@@ -39,6 +48,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncSam2Client",
+    "AsyncVideoSession",
     "AuthenticationError",
     "AutoMaskResult",
     "AutoOptions",
@@ -59,6 +69,12 @@ __all__ = [
     "Sam2Error",
     "SegmentObject",
     "Segmentation",
+    "SessionNotFoundError",
+    "SessionRecreatedWarning",
+    "TrackedFrame",
+    "TrackedObject",
     "UnprocessableEntityError",
+    "VideoNotFoundError",
+    "VideoSession",
     "segment_image",
 ]

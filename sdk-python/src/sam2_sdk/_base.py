@@ -18,7 +18,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 import httpx
 import numpy as np
@@ -31,6 +31,10 @@ from sam2_sdk._constants import (
     RETRY_STATUSES,
 )
 from sam2_sdk._exceptions import APIConnectionError, APITimeoutError, Sam2Error, error_for
+
+if TYPE_CHECKING:
+    from sam2_sdk._video import Clip
+
 from sam2_sdk._types import (
     OBJECT_KEYS,
     AutoOptions,
@@ -109,6 +113,7 @@ class BaseClient:
         self.base_url = url.rstrip("/")
         self.max_retries = max_retries
         self._image_ids: OrderedDict[str, str] = OrderedDict()
+        self._clips: OrderedDict[str, Clip] = OrderedDict()  # uploaded clips, to resend
 
     # Requests
 

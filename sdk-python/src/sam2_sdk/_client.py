@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
 from typing import Any, Unpack
 
 import httpx
@@ -15,7 +15,7 @@ from sam2_contract.overlay import RenderFormat
 
 from sam2_sdk._base import BaseClient, fingerprint
 from sam2_sdk._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
-from sam2_sdk._exceptions import ImageNotCachedError
+from sam2_sdk._exceptions import ImageNotCachedError, error_for
 from sam2_sdk._types import (
     AutoOptions,
     AutoSegmentation,
@@ -30,6 +30,7 @@ from sam2_sdk._types import (
     parse_batch,
     parse_prompt,
 )
+from sam2_sdk._video import AsyncVideos, Videos
 
 
 class Sam2Client(BaseClient):
@@ -50,6 +51,8 @@ class Sam2Client(BaseClient):
         self._sleep = sleep
         self._uploads_lock = threading.Lock()
         self._upload_locks: dict[str, threading.Lock] = {}
+        self.videos = Videos(self)
+        """Clips and tracking sessions: `client.videos.upload(...)`, `.session(video)`."""
 
     def segment(
         self,
@@ -146,6 +149,45 @@ class Sam2Client(BaseClient):
                 self._sleep(self._retry_or_raise(attempt, response))
             attempt += 1
 
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        files: list[tuple[str, bytes]] | None = None,
+        data: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One call of the video API, with the same retries; `{}` for an empty answer."""
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    method, self._url(path), headers=self._headers(), **_content(body, files, data)
+                )
+            except httpx.TransportError as exc:
+                self._sleep(self._retry_or_raise(attempt, exc))
+            else:
+                if response.is_success:
+                    return _json(response)
+                self._sleep(self._retry_or_raise(attempt, response))
+            attempt += 1
+
+    def _lines(self, path: str, body: dict[str, Any]) -> Generator[str, None, None]:
+        """POST `body` and the answer's lines as they come (NDJSON); closing the iterator
+        closes the connection, which stops the work."""
+        request = self._http.build_request(
+            "POST", self._url(path), headers=self._headers(), json=body
+        )
+        response = self._http.send(request, stream=True)
+        try:
+            if not response.is_success:
+                response.read()
+                raise error_for(response)
+            yield from (line for line in response.iter_lines() if line)
+        finally:
+            response.close()
+
 
 class AsyncSam2Client(BaseClient):
     """Asynchronous client, the same methods as Sam2Client, awaited."""
@@ -164,6 +206,8 @@ class AsyncSam2Client(BaseClient):
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
         self._sleep = sleep
         self._async_upload_locks: dict[str, asyncio.Lock] = {}
+        self.videos = AsyncVideos(self)
+        """Clips and tracking sessions: `client.videos.upload(...)`, `.session(video)`."""
 
     async def segment(
         self,
@@ -257,3 +301,63 @@ class AsyncSam2Client(BaseClient):
                     return answer
                 await self._sleep(self._retry_or_raise(attempt, response))
             attempt += 1
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        files: list[tuple[str, bytes]] | None = None,
+        data: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    method, self._url(path), headers=self._headers(), **_content(body, files, data)
+                )
+            except httpx.TransportError as exc:
+                await self._sleep(self._retry_or_raise(attempt, exc))
+            else:
+                if response.is_success:
+                    return _json(response)
+                await self._sleep(self._retry_or_raise(attempt, response))
+            attempt += 1
+
+    async def _lines(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:
+        request = self._http.build_request(
+            "POST", self._url(path), headers=self._headers(), json=body
+        )
+        response = await self._http.send(request, stream=True)
+        try:
+            if not response.is_success:
+                await response.aread()
+                raise error_for(response)
+            async for line in response.aiter_lines():
+                if line:
+                    yield line
+        finally:
+            await response.aclose()
+
+
+def _content(
+    body: dict[str, Any] | None,
+    files: list[tuple[str, bytes]] | None,
+    data: dict[str, str] | None,
+) -> dict[str, Any]:
+    """httpx's arguments: JSON, or files (and fields) as `multipart/form-data`."""
+    if files is None:
+        return {} if body is None else {"json": body}
+    parts = [
+        (name, (f"{name}-{i}", content, "application/octet-stream"))
+        for i, (name, content) in enumerate(files)
+    ]
+    return {"files": parts, "data": data or {}}
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code == 204 or not response.content:
+        return {}
+    answer: dict[str, Any] = response.json()
+    return answer

@@ -87,6 +87,15 @@ class ImageNotCachedError(NotFoundError):
     """The `image_id` left the server's cache; the client resends the image by itself."""
 
 
+class SessionNotFoundError(NotFoundError):
+    """The video session expired, was deleted, or its server restarted; a VideoSession
+    recreates it and replays its prompts by itself."""
+
+
+class VideoNotFoundError(NotFoundError):
+    """The clip is not stored (any more) for this key; a VideoSession uploads it again."""
+
+
 class ConflictError(APIStatusError):
     pass
 
@@ -107,6 +116,11 @@ class InternalServerError(APIStatusError):
     pass
 
 
+_BY_CODE: dict[str, type[APIStatusError]] = {
+    "image_not_cached": ImageNotCachedError,
+    "session_not_found": SessionNotFoundError,
+    "video_not_found": VideoNotFoundError,
+}
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -127,8 +141,9 @@ def error_for(response: httpx.Response) -> APIStatusError:
             problem = {}
     except ValueError:
         problem = {}
-    if problem.get("code") == "image_not_cached":
-        return ImageNotCachedError(response, problem)
+    by_code = _BY_CODE.get(str(problem.get("code")))
+    if by_code is not None:
+        return by_code(response, problem)
     if response.status_code >= 500:
         return InternalServerError(response, problem)
     return _BY_STATUS.get(response.status_code, APIStatusError)(response, problem)
