@@ -5,6 +5,7 @@
 import { APIConnectionError, APITimeoutError, APIUserAbortError, ImageNotCachedError, Sam2Error, errorFor } from "./core/errors.js";
 import { decodeRle } from "./core/masks.js";
 import type { components } from "./internal/openapi.js";
+import { Videos } from "./video.js";
 
 type Schemas = components["schemas"];
 export type SegmentRequest = Schemas["SegmentRequest"];
@@ -132,6 +133,8 @@ export class Sam2Client {
   private readonly imageIds = new Map<string, string>();
   private readonly uploads = new Map<string, Promise<unknown>>();
   private token: TokenResponse | undefined;
+  /** Clips and tracking sessions: `client.videos.upload(...)`, `.session(video)`. */
+  readonly videos: Videos = new Videos(this);
 
   constructor(private readonly options: ClientOptions = {}) {
     this.apiKey = options.apiKey ?? environment("SAM2_API_KEY");
@@ -249,6 +252,7 @@ export class Sam2Client {
         }
         throw timedOut ? new APITimeoutError("the service did not answer in time") : new APIConnectionError(`cannot reach ${this.baseUrl}: ${String(error)}`);
       }
+      if (response.status === 204) return undefined as T; // nothing to read (a deletion)
       if (response.ok) return (await response.json()) as T; // the JSON the OpenAPI types describe
       if (RETRY_STATUSES.has(response.status) && !last) {
         await this.sleep(retryDelay(attempt, response.headers.get("retry-after")));
@@ -257,6 +261,26 @@ export class Sam2Client {
       const problem = await response.json().catch(() => ({}));
       throw errorFor(response.status, problem, response.headers.get("x-request-id") ?? undefined);
     }
+  }
+
+  /** POST `body` and answer the response once it is known to succeed, its body unread (a
+   * stream). No retries: a stream's lines cannot be replayed. */
+  async stream(path: string, body: unknown, signal?: AbortSignal): Promise<Response> {
+    let response: Response;
+    try {
+      response = await this.fetchImpl(this.baseUrl + path, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${await this.credential()}` },
+        body: JSON.stringify(body),
+        ...(signal ? { signal } : {}),
+      });
+    } catch (error) {
+      if (signal?.aborted) throw new APIUserAbortError("the request was aborted");
+      throw new APIConnectionError(`cannot reach ${this.baseUrl}: ${String(error)}`);
+    }
+    if (response.ok) return response;
+    const problem = await response.json().catch(() => ({}));
+    throw errorFor(response.status, problem, response.headers.get("x-request-id") ?? undefined);
   }
 
   private async credential(): Promise<string> {

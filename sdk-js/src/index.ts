@@ -22,6 +22,8 @@ export type {
   TokenResponse,
 } from "./client.js";
 export { decodeRle, encodeRle, maskToImageData, maskToRgba, type RleMask } from "./core/masks.js";
+export { Videos, VideoSession } from "./video.js";
+export type { PropagateOptions, PropagationSummary, SessionInfo, TrackedFrame, TrackedObject, UploadOptions, VideoInfo } from "./video.js";
 
 import { toBase64 } from "./client.js";
 import { errorFor } from "./core/errors.js";

@@ -2,8 +2,8 @@
 import { act } from "react";
 import { createRoot } from "react-dom/client";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { Sam2Client } from "../src/index.js";
-import { MaskOverlay, useSegmenter, type SegmenterState } from "../src/react/index.js";
+import { Sam2Client, encodeRle } from "../src/index.js";
+import { MaskOverlay, useSegmenter, useVideoTracker, type SegmenterState, type VideoTrackerState } from "../src/react/index.js";
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -53,6 +53,42 @@ describe("useSegmenter", () => {
     await act(async () => state!.reset());
     expect(state!.error).toBeUndefined();
     expect(state!.result).toBeUndefined();
+    await act(async () => root.unmount());
+  });
+});
+
+describe("useVideoTracker", () => {
+  it("loads a clip, keeps each frame's masks from prompts and propagation, and counts progress", async () => {
+    const video = { video_id: "vid_" + "1".repeat(32), num_frames: 2, width: 2, height: 2, fps: null };
+    const info = { session_id: "ses_" + "1".repeat(64), video_id: video.video_id, num_frames: 2, object_ids: [], prompted_frames: [], propagating: false, expires_at: "2026-11-28T03:00:00Z" };
+    const mask = encodeRle(new Uint8Array([1, 0, 0, 0]), 2, 2);
+    const frame = (index: number) => ({ frame_index: index, objects: [{ object_id: 3, mask, area: 1, bbox: [0, 0, 1, 1], visible: true }] });
+    const stream = [frame(0), frame(1), { done: true, frames: 2, object_ids: [3], model_ms: 5 }].map((l) => JSON.stringify(l)).join("\n");
+    const replies = [() => Response.json(video), () => Response.json(info), () => Response.json(frame(0)), () => new Response(stream)];
+    const client = new Sam2Client({ apiKey: "k", fetch: (async () => replies.shift()!()) as typeof fetch });
+    let state: VideoTrackerState | undefined;
+    function Probe() {
+      state = useVideoTracker(client);
+      return null;
+    }
+    const root = createRoot(container);
+    await act(async () => root.render(<Probe />));
+    await act(async () => {
+      await state!.load({ frames: [new Uint8Array([1]), new Uint8Array([2])] });
+    });
+    expect(state!.video?.num_frames).toBe(2);
+    await act(async () => {
+      await state!.addPoints(0, 3, [[0, 0]]);
+    });
+    expect(Array.from(state!.frames.get(0)!.objects[0]!.mask)).toEqual([1, 0, 0, 0]);
+    await act(async () => {
+      await state!.propagate({ direction: "forward" });
+    });
+    expect([...state!.frames.keys()]).toEqual([0, 1]);
+    expect(state!.progress).toEqual({ done: 2, total: 2 });
+    expect(state!.propagating).toBe(false);
+    expect(state!.session?.summary?.frames).toBe(2);
+    expect(state!.error).toBeUndefined();
     await act(async () => root.unmount());
   });
 });

@@ -66,6 +66,15 @@ export class NotFoundError extends APIStatusError {
 export class ImageNotCachedError extends NotFoundError {
   override name = "ImageNotCachedError";
 }
+/** The video session expired, was deleted, or its server restarted; a VideoSession recreates it
+ * and replays its prompts by itself. */
+export class SessionNotFoundError extends NotFoundError {
+  override name = "SessionNotFoundError";
+}
+/** The clip is not stored (any more) for this key; a VideoSession uploads it again. */
+export class VideoNotFoundError extends NotFoundError {
+  override name = "VideoNotFoundError";
+}
 export class ConflictError extends APIStatusError {
   override name = "ConflictError";
 }
@@ -95,6 +104,8 @@ const BY_STATUS: Record<number, typeof APIStatusError> = {
 
 export function errorFor(status: number, problem: Problem, requestId?: string): APIStatusError {
   if (problem.code === "image_not_cached") return new ImageNotCachedError(status, problem, requestId);
+  if (problem.code === "session_not_found") return new SessionNotFoundError(status, problem, requestId);
+  if (problem.code === "video_not_found") return new VideoNotFoundError(status, problem, requestId);
   if (status >= 500) return new InternalServerError(status, problem, requestId);
   const ErrorClass = BY_STATUS[status] ?? APIStatusError;
   return new ErrorClass(status, problem, requestId);

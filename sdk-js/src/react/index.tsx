@@ -3,6 +3,7 @@ import { type CSSProperties, useCallback, useEffect, useRef, useState } from "re
 import type { AutoOptions, AutoSegmentation, ImageInput, PromptOptions, Sam2Client, Segmentation } from "../client.js";
 import { Sam2Error } from "../core/errors.js";
 import { maskToRgba } from "../core/masks.js";
+import type { PropagateOptions, TrackedFrame, UploadOptions, VideoInfo, VideoSession } from "../video.js";
 
 export interface SegmenterState {
   result: Segmentation | AutoSegmentation | undefined;
@@ -63,6 +64,140 @@ export function useSegmenter(client: Sam2Client, image: ImageInput | undefined):
       setError(undefined);
       setLoading(false);
     }, []),
+  };
+}
+
+export interface VideoTrackerState {
+  video: VideoInfo | undefined;
+  session: VideoSession | undefined;
+  /** Every object's latest mask per frame: a prompt's answer, then each propagated frame. */
+  frames: ReadonlyMap<number, TrackedFrame>;
+  /** Frames tracked in the running (or last) propagation, and how many it may reach. */
+  progress: { done: number; total: number };
+  loading: boolean;
+  propagating: boolean;
+  error: Error | undefined;
+  /** Times the server lost the session and it was recreated (its prompts sent again). */
+  recreated: number;
+  /** Upload a clip (or frames) and open a session on it; clears what was tracked. */
+  load: (clip: UploadOptions) => Promise<VideoSession>;
+  addPoints: (frameIndex: number, objectId: number, points: number[][], labels?: number[]) => Promise<TrackedFrame>;
+  addBox: (frameIndex: number, objectId: number, box: number[]) => Promise<TrackedFrame>;
+  /** Track every object through the clip, updating `frames` and `progress` as frames come. */
+  propagate: (options?: Omit<PropagateOptions, "signal">) => Promise<void>;
+  /** Stop a running propagation (the server stops tracking). */
+  cancel: () => void;
+}
+
+/** Track objects through a clip with a client: upload, prompt on any frame, propagate with
+ * progress. Like `useSegmenter`, calls reject on error and `error` is set too. */
+export function useVideoTracker(client: Sam2Client): VideoTrackerState {
+  const [video, setVideo] = useState<VideoInfo>();
+  const [session, setSession] = useState<VideoSession>();
+  const [frames, setFrames] = useState<ReadonlyMap<number, TrackedFrame>>(new Map());
+  const [progress, setProgress] = useState({ done: 0, total: 0 });
+  const [loading, setLoading] = useState(false);
+  const [propagating, setPropagating] = useState(false);
+  const [error, setError] = useState<Error>();
+  const [recreated, setRecreated] = useState(0);
+  const running = useRef<AbortController | undefined>(undefined);
+
+  const track = useCallback(async <T,>(call: () => Promise<T>): Promise<T> => {
+    setLoading(true);
+    setError(undefined);
+    try {
+      return await call();
+    } catch (caught) {
+      const failure = caught instanceof Error ? caught : new Error(String(caught));
+      setError(failure);
+      throw failure;
+    } finally {
+      setLoading(false);
+    }
+  }, []);
+
+  const keep = useCallback((frame: TrackedFrame) => {
+    setFrames((known) => new Map(known).set(frame.frameIndex, frame));
+  }, []);
+
+  const need = useCallback((): VideoSession => {
+    if (!session) throw new Sam2Error("no video loaded yet");
+    return session;
+  }, [session]);
+
+  return {
+    video,
+    session,
+    frames,
+    progress,
+    loading,
+    propagating,
+    error,
+    recreated,
+    load: useCallback(
+      (clip: UploadOptions) =>
+        track(async () => {
+          running.current?.abort();
+          const info = await client.videos.upload(clip);
+          const opened = await client.videos.session(info, { onRecreated: (s) => setRecreated(s.recreated) });
+          setVideo(info);
+          setSession(opened);
+          setFrames(new Map());
+          setProgress({ done: 0, total: info.num_frames });
+          setRecreated(0);
+          return opened;
+        }),
+      [client, track],
+    ),
+    addPoints: useCallback(
+      (frameIndex: number, objectId: number, points: number[][], labels?: number[]) =>
+        track(async () => {
+          const frame = await need().addPoints(frameIndex, objectId, points, labels);
+          keep(frame);
+          return frame;
+        }),
+      [need, keep, track],
+    ),
+    addBox: useCallback(
+      (frameIndex: number, objectId: number, box: number[]) =>
+        track(async () => {
+          const frame = await need().addBox(frameIndex, objectId, box);
+          keep(frame);
+          return frame;
+        }),
+      [need, keep, track],
+    ),
+    propagate: useCallback(
+      async (options: Omit<PropagateOptions, "signal"> = {}) => {
+        const target = need();
+        const controller = new AbortController();
+        running.current?.abort();
+        running.current = controller;
+        const both = (options.direction ?? "both") === "both";
+        setProgress({ done: 0, total: target.video.num_frames * (both ? 2 : 1) });
+        setPropagating(true);
+        setError(undefined);
+        try {
+          let done = 0;
+          for await (const frame of target.propagate({ ...options, signal: controller.signal })) {
+            keep(frame);
+            done += 1;
+            setProgress((p) => ({ ...p, done }));
+          }
+          setProgress({ done, total: done });
+        } catch (caught) {
+          if (controller.signal.aborted) return; // cancelled: not an error
+          const failure = caught instanceof Error ? caught : new Error(String(caught));
+          setError(failure);
+          throw failure;
+        } finally {
+          if (running.current === controller) running.current = undefined;
+          setPropagating(false);
+        }
+      },
+      [need, keep],
+    ),
+    cancel: useCallback(() => running.current?.abort(), []),
   };
 }
 
