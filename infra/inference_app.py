@@ -26,10 +26,12 @@ settings = DeploySettings()
 # Hub weights are cached in a Volume: the first container downloads them once and commits the
 # Volume at once; every later container (and every snapshot) reads them from there.
 HF_CACHE = "/cache/hf"
+CLIPS = "/clips"
 PORT = 8000
 TORCH = ("torch==2.14.1", "torchvision==0.29.1")  # the versions CI tests against
 IMAGE_ENV = settings.as_env() | {
     "HF_HUB_CACHE": HF_CACHE,
+    "SAM2_VIDEO_DIR": CLIPS,
     "SAM2_MODEL": settings.model,
     "SAM2_WEIGHTS": settings.weights,
     "SAM2_CACHE_MAX_BYTES": str(settings.cache_max_bytes),
@@ -71,11 +73,14 @@ image = (
 
 app = modal.App(settings.inference_app, image=image)
 hf_volume = modal.Volume.from_name(settings.hf_volume, create_if_missing=True)
+clips_volume = modal.Volume.from_name(settings.clips_volume, create_if_missing=True)
 
 
 with image.imports():  # type: ignore[no-untyped-call]
     from sam2_inference import InferenceSettings
     from sam2_inference.serving import load_for_snapshot, move_to_accelerator, serve_engine
+    from sam2_inference.video_routes import VideoService
+    from sam2_inference.videos import VideoStore
 
 
 # ## The inference Server
@@ -92,7 +97,7 @@ with image.imports():  # type: ignore[no-untyped-call]
 
 SERVER_OPTIONS: dict[str, Any] = {
     "gpu": settings.gpu,
-    "volumes": {HF_CACHE: hf_volume},
+    "volumes": {HF_CACHE: hf_volume, CLIPS: clips_volume},
     "enable_memory_snapshot": True,
     "experimental_options": {"enable_gpu_snapshot": True} if settings.gpu_snapshot else None,
     "port": PORT,
@@ -118,7 +123,12 @@ class Inference:
     def start(self) -> None:
         """After each restore: onto the GPU (or refuse), one warm-up click, then serve."""
         move_to_accelerator(self.engine, require_gpu=settings.require_gpu)
-        self.server = serve_engine(self.engine, InferenceSettings())
+        served = InferenceSettings()
+        # Clips on the shared Volume: committed when stored, reloaded before one is missing.
+        store = VideoStore(
+            served.video_dir, on_stored=clips_volume.commit, on_missing=clips_volume.reload
+        )
+        self.server = serve_engine(self.engine, served, videos=VideoService(served, store=store))
 
     @modal.exit()
     def stop(self) -> None:

@@ -26,6 +26,10 @@ class DeploySettings(BaseSettings):
     model: ModelName = "large"
     weights: str = "huggingface"
     hf_volume: str = Field(default="sam2-hf-cache", description="Volume that caches hub weights.")
+    clips_volume: str = Field(
+        default="sam2-clips",
+        description="Volume that holds uploaded video clips (every container).",
+    )
     require_gpu: bool = Field(
         default=True, description="A container that finds no GPU refuses to start."
     )

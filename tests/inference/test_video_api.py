@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +23,14 @@ import torch
 from fastapi.testclient import TestClient
 from sam2.sam2_video_predictor import SAM2VideoPredictor
 from sam2_contract import decode_mask
+from sam2_contract.errors import NotFoundError
 from sam2_contract.masks import encode_rle
 from sam2_contract.wire import NAMESPACE_HEADER
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
 from sam2_inference.serving import BackgroundServer
 from sam2_inference.video import video_context
 from sam2_inference.video_routes import VideoService
+from sam2_inference.videos import VideoStore
 from support import encode, free_port, fresh_engine, scene
 
 FRAMES = [encode(scene(72, 96, seed=60 + k), "JPEG", quality=92) for k in range(3)]
@@ -341,3 +344,21 @@ def test_a_propagation_refuses_changes_and_closing_its_stream_stops_it(
             assert http.post(f"/v1/sessions/{sid}/prompts", json=click).is_success
     finally:
         server.stop()
+
+
+def test_a_clip_stored_by_another_container_is_found_after_a_reload(tmp_path: Path) -> None:
+    """On Modal the clip store is a Volume: the container that stores a clip commits it, and a
+    container that does not see a clip reloads the Volume before calling it missing. Here the
+    'Volume' is a folder and the reload copies it into the reader's view."""
+    volume, view = tmp_path / "volume", tmp_path / "view"
+    commits: list[int] = []
+    writer = VideoStore(volume, on_stored=lambda: commits.append(1))
+    reader = VideoStore(view, on_missing=lambda: shutil.copytree(volume, view, dirs_exist_ok=True))
+    info = writer.put("alice", FRAMES, 12.0)
+    assert commits == [1]
+    assert writer.put("alice", FRAMES, 12.0) == info  # stored once; nothing to commit again
+    assert commits == [1]
+    found, files = reader.get("alice", info.video_id)
+    assert (found, files) == (info, FRAMES)
+    with pytest.raises(NotFoundError):
+        reader.get("bob", info.video_id)  # another key's clip stays another key's

@@ -65,6 +65,7 @@ print(json.dumps({
     "server_options": {k: v for k, v in ia.SERVER_OPTIONS.items() if k != "volumes"},
     "hooks": hooks,
     "hf_cache": ia.IMAGE_ENV["HF_HUB_CACHE"],
+    "video_dir": ia.IMAGE_ENV["SAM2_VIDEO_DIR"],
     "model": ia.IMAGE_ENV["SAM2_MODEL"],
     "listens": [ia.IMAGE_ENV["SAM2_HOST"], ia.IMAGE_ENV["SAM2_PORT"]],
     "cron": ia.KEEP_WARM_SCHEDULE.proto_message.cron.cron_string,
@@ -88,8 +89,11 @@ def test_apps_import_without_a_token_and_have_the_default_specs() -> None:
         "CALLABLE_INTERFACE": [],
     }
     assert spec["gpu"] == "H200"
-    assert spec["volumes"] == {"/cache/hf": "sam2-hf-cache"}
+    # the hub's weights, and the clips every container must read (a session's container may
+    # not be the one its clip was uploaded to)
+    assert spec["volumes"] == {"/cache/hf": "sam2-hf-cache", "/clips": "sam2-clips"}
     assert spec["hf_cache"] == "/cache/hf"
+    assert spec["video_dir"] == "/clips"  # where the clips Volume is mounted
     assert spec["model"] == "large"
     assert spec["listens"] == ["0.0.0.0", "8000"]
     assert spec["server_options"] == {

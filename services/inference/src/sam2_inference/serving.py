@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 from sam2_inference.app import create_app
 from sam2_inference.config import InferenceSettings
 from sam2_inference.engine import Sam2Engine
+from sam2_inference.video_routes import VideoService
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,12 @@ def move_to_accelerator(engine: Sam2Engine, *, require_gpu: bool) -> None:
     log.info("serving %s on %s (%s)", engine.info.model_id, engine.device, engine.info.dtype)
 
 
-def serve_engine(engine: Sam2Engine, settings: InferenceSettings) -> BackgroundServer:
+def serve_engine(
+    engine: Sam2Engine, settings: InferenceSettings, *, videos: VideoService | None = None
+) -> BackgroundServer:
     """The inference HTTP app for a loaded engine, serving on `settings.host:port`."""
-    server = BackgroundServer(create_app(settings, engine=engine), settings.host, settings.port)
+    app = create_app(settings, engine=engine, videos=videos)
+    server = BackgroundServer(app, settings.host, settings.port)
     server.start()
     return server
 

@@ -65,6 +65,7 @@ class VideoService:
         *,
         predictor: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        store: VideoStore | None = None,
     ) -> None:
         self.settings = settings
         self.limits = VideoLimits(
@@ -75,7 +76,7 @@ class VideoService:
             idle_s=settings.video_session_idle_s,
             lifetime_s=settings.video_session_lifetime_s,
         )
-        self.store = VideoStore(settings.video_dir)
+        self.store = store or VideoStore(settings.video_dir)
         self.sessions = SessionStore(self.limits, clock)
         self._predictor = predictor
         self.model_lock = threading.Lock()

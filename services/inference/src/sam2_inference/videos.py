@@ -114,10 +114,21 @@ def check_frames(files: Sequence[bytes], limits: VideoLimits) -> None:
 
 
 class VideoStore:
-    """Clips by content hash, in a folder per tenant."""
+    """Clips by content hash, in a folder per tenant. On Modal the folder is a Volume that every
+    container mounts: `on_stored` commits it after a clip is written (other containers then see
+    it), `on_missing` reloads it before a clip is declared missing (one another container
+    stored since this one last looked)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        on_stored: Callable[[], object] | None = None,
+        on_missing: Callable[[], object] | None = None,
+    ) -> None:
         self.root = root
+        self._on_stored = on_stored
+        self._on_missing = on_missing
 
     def put(self, namespace: str, files: Sequence[bytes], fps: float | None) -> VideoInfo:
         digest = hashlib.blake2b(digest_size=16, person=b"sam2-video")
@@ -146,10 +157,14 @@ class VideoStore:
                 partial.rename(folder)
             except OSError:  # the same clip stored meanwhile: equal content
                 shutil.rmtree(partial, ignore_errors=True)
+            if self._on_stored is not None:
+                self._on_stored()
         return info
 
     def get(self, namespace: str, video_id: str) -> tuple[VideoInfo, list[bytes]]:
         folder = self._folder(namespace, video_id) if VIDEO_ID.match(video_id) else None
+        if folder is not None and not (folder / "info.json").exists() and self._on_missing:
+            self._on_missing()
         if folder is None or not (folder / "info.json").exists():
             raise NotFoundError(
                 f"no video {video_id!r} for this API key", code=ErrorCode.VIDEO_NOT_FOUND
