@@ -4,10 +4,9 @@ import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { encodeRle, Sam2Client, type AutoSegmentation, type Segmentation, type TokenResponse } from "@sam2/sdk";
 import { useSegmenter } from "@sam2/sdk/react";
+import { COLOURS } from "./colours.js";
+import { VideoView } from "./video.js";
 
-const COLOURS: [number, number, number][] = [
-  [30, 144, 255], [255, 99, 71], [50, 205, 50], [255, 215, 0], [186, 85, 211], [0, 206, 209], [255, 140, 0], [199, 21, 133],
-];
 type Point = { x: number; y: number; label: 0 | 1 };
 type Box = [number, number, number, number];
 interface Shown { mask: Uint8Array; score: number }
@@ -25,10 +24,30 @@ function tokenSource(apiKey: () => string | undefined): () => Promise<TokenRespo
   };
 }
 
-function App() {
+function Playground() {
   const keyRef = useRef<string | undefined>(undefined);
   const [keyInput, setKeyInput] = useState("");
   const client = useMemo(() => new Sam2Client({ baseUrl: location.origin, getToken: tokenSource(() => keyRef.current) }), []);
+  const [view, setView] = useState<"image" | "video">("image");
+  return (
+    <main>
+      <h1>SAM2 playground</h1>
+      <details>
+        <summary>API key (optional on the local stack)</summary>
+        <p>The key stays in this page's memory; it is traded for a short-lived token and never stored.</p>
+        <input aria-label="API key" type="password" value={keyInput} onChange={(e) => setKeyInput(e.target.value)} />
+        <button onClick={() => (keyRef.current = keyInput.trim() || undefined)}>Use key</button>
+      </details>
+      <nav>
+        <button aria-pressed={view === "image"} onClick={() => setView("image")}>Image</button>
+        <button aria-pressed={view === "video"} onClick={() => setView("video")}>Video</button>
+      </nav>
+      {view === "image" ? <App client={client} /> : <VideoView client={client} />}
+    </main>
+  );
+}
+
+function App({ client }: { client: Sam2Client }) {
   const [file, setFile] = useState<File>();
   const url = useMemo(() => (file ? URL.createObjectURL(file) : undefined), [file]);
   const [size, setSize] = useState<{ width: number; height: number }>();
@@ -194,14 +213,7 @@ function App() {
 
   const timings = result?.timingsMs;
   return (
-    <main>
-      <h1>SAM2 playground</h1>
-      <details>
-        <summary>API key (optional on the local stack)</summary>
-        <p>The key stays in this page's memory; it is traded for a short-lived token and never stored.</p>
-        <input aria-label="API key" type="password" value={keyInput} onChange={(e) => setKeyInput(e.target.value)} />
-        <button onClick={() => (keyRef.current = keyInput.trim() || undefined)}>Use key</button>
-      </details>
+    <section aria-label="image">
       <div
         className={over ? "drop over" : "drop"}
         onDragOver={(e) => { e.preventDefault(); setOver(true); }}
@@ -274,7 +286,7 @@ function App() {
           )}
         </aside>
       </div>
-    </main>
+    </section>
   );
 }
 
@@ -296,4 +308,4 @@ function save(blob: Blob, name: string) {
   link.click();
 }
 
-createRoot(document.getElementById("root")!).render(<App />);
+createRoot(document.getElementById("root")!).render(<Playground />);

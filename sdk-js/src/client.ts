@@ -283,6 +283,26 @@ export class Sam2Client {
     throw errorFor(response.status, problem, response.headers.get("x-request-id") ?? undefined);
   }
 
+  /** GET a file (an image the service stores), with the same retries. */
+  async download(path: string, signal?: AbortSignal): Promise<Blob> {
+    for (let attempt = 0; ; attempt += 1) {
+      const response = await this.fetchImpl(this.baseUrl + path, {
+        headers: { authorization: `Bearer ${await this.credential()}` },
+        ...(signal ? { signal } : {}),
+      }).catch((error: unknown) => {
+        if (signal?.aborted) throw new APIUserAbortError("the request was aborted");
+        throw new APIConnectionError(`cannot reach ${this.baseUrl}: ${String(error)}`);
+      });
+      if (response.ok) return response.blob();
+      if (RETRY_STATUSES.has(response.status) && attempt < this.maxRetries) {
+        await this.sleep(retryDelay(attempt, response.headers.get("retry-after")));
+        continue;
+      }
+      const problem = await response.json().catch(() => ({}));
+      throw errorFor(response.status, problem, response.headers.get("x-request-id") ?? undefined);
+    }
+  }
+
   private async credential(): Promise<string> {
     if (this.apiKey) return this.apiKey;
     const now = Date.now() / 1000;

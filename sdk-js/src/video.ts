@@ -78,6 +78,11 @@ export class Videos {
     return this.client.request<VideoInfo>("GET", `/v1/videos/${videoId}`, undefined, options.signal);
   }
 
+  /** One stored frame as its image file (to show it, e.g. as an object URL). */
+  async frame(videoId: string, frameIndex: number, options: RequestOptions = {}): Promise<Blob> {
+    return this.client.download(`/v1/videos/${videoId}/frames/${frameIndex}`, options.signal);
+  }
+
   /** @internal */
   async open(videoId: string, signal?: AbortSignal): Promise<SessionInfo> {
     return this.client.request<SessionInfo>("POST", `/v1/videos/${videoId}/sessions`, undefined, signal);
@@ -120,7 +125,7 @@ export class VideoSession {
     return this.info.session_id;
   }
 
-  /** Points for one object on one frame (added to its earlier points there): every object's masks. */
+  /** Points for one object on one frame (they replace its earlier points there: send them all): every object's masks. */
   addPoints(frameIndex: number, objectId: number, points: number[][], labels?: number[], options: RequestOptions = {}): Promise<TrackedFrame> {
     return this.frame("/prompts", prompt(frameIndex, objectId, { point_coords: points, ...(labels ? { point_labels: labels } : {}) }), options);
   }

@@ -46,6 +46,7 @@ def test_openapi_is_correct_for_clients() -> None:
     video = {
         "upload_video",
         "get_video",
+        "get_frame",
         "create_session",
         "get_session",
         "delete_session",

@@ -62,6 +62,11 @@ def test_a_session_through_the_gateway_tracks_streams_and_is_metered(
     assert video.json()["num_frames"] == 2
     video_id = video.json()["video_id"]
     assert client.get(f"/v1/videos/{video_id}", headers=headers).json() == video.json()
+    shown = client.get(f"/v1/videos/{video_id}/frames/1", headers=headers)
+    assert (shown.content, shown.headers["content-type"]) == (FRAMES[1], "image/jpeg")
+    past = client.get(f"/v1/videos/{video_id}/frames/2", headers=headers)
+    assert (past.status_code, past.json()["code"]) == (422, "invalid_parameter")
+    assert client.get(f"/v1/videos/{video_id}/frames/0", headers=bearer(other)).status_code == 404
     session = client.post(f"/v1/videos/{video_id}/sessions", headers=headers).json()
     sid = session["session_id"]
     assert session["object_ids"] == []

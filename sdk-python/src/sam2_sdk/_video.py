@@ -181,7 +181,8 @@ class VideoSession(_Log):
     def add_points(
         self, frame_index: int, object_id: int, points: Points, labels: Labels | None = None
     ) -> TrackedFrame:
-        """Points for one object on one frame (added to its earlier points there)."""
+        """Points for one object on one frame; they replace its earlier points and box there
+        (send all of them), as in SAM2's video predictor."""
         return self._frame("/prompts", self._prompt(frame_index, object_id, points, labels))
 
     def add_box(

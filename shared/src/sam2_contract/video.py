@@ -75,7 +75,8 @@ class SessionInfo(BaseModel):
 
 
 class VideoPrompt(_Model):
-    """Points and/or a box, or a whole mask, for one object on one frame."""
+    """Points and/or a box, or a whole mask, for one object on one frame; it replaces that
+    object's earlier prompt on that frame (send all of its points), as in SAM2."""
 
     frame_index: int = Field(ge=0)
     object_id: int = Field(ge=0, le=MAX_OBJECT_ID, description="Your id for the object.")

@@ -141,8 +141,8 @@ class VideoSession:
         labels: Sequence[int] | None = None,
         box: Sequence[float] | None = None,
     ) -> FrameMasks:
-        """Points and/or a box for one object on one frame (added to its earlier points
-        there); answers every object's mask on that frame."""
+        """Points and/or a box for one object on one frame, replacing that object's earlier
+        points and box there (SAM2's default); answers every object's mask on that frame."""
         self._check_frame(frame_index)
         with video_context(self.predictor.device):
             frame, ids, logits = self.predictor.add_new_points_or_box(

@@ -141,6 +141,20 @@ async def video(video_id: str, tenant: Tenant, videos: Videos) -> VideoInfo:
     return info
 
 
+@router.get("/v1/videos/{video_id}/frames/{frame_index}")
+async def frame(video_id: str, frame_index: int, tenant: Tenant, videos: Videos) -> Response:
+    """One stored frame as its image file (what a page shows while tracking)."""
+    info, files = await run_in_threadpool(videos.store.get, tenant, video_id)
+    if not 0 <= frame_index < info.num_frames:
+        raise InvalidRequestError(
+            f"frame_index {frame_index} is outside the clip's {info.num_frames} frames",
+            code=ErrorCode.INVALID_PARAMETER,
+        )
+    data = files[frame_index]
+    media = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
+    return Response(data, media_type=media, headers={"cache-control": "private, max-age=3600"})
+
+
 @router.post("/v1/videos/{video_id}/sessions", response_model=SessionInfo)
 async def new_session(video_id: str, tenant: Tenant, videos: Videos) -> SessionInfo:
     _, files = await run_in_threadpool(videos.store.get, tenant, video_id)

@@ -65,6 +65,22 @@ async def get_video(
     return _passed_on(await gateway.backend.forward("GET", f"/v1/videos/{video_id}", hop))
 
 
+@router.get(
+    "/v1/videos/{video_id}/frames/{frame_index}",
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}},
+)
+async def get_frame(
+    video_id: str, frame_index: int, request: Request, principal: PrincipalDep, gateway: GatewayDep
+) -> Response:
+    """One frame of an uploaded clip, as the image file it is stored as."""
+    principal.require("video")
+    hop = Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, video_id))
+    answer = await gateway.backend.forward(
+        "GET", f"/v1/videos/{video_id}/frames/{frame_index}", hop
+    )
+    return _passed_on(answer, {"cache-control": "private, max-age=3600"})
+
+
 @router.post("/v1/videos/{video_id}/sessions", response_model=SessionInfo)
 async def create_session(
     video_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep

@@ -1,0 +1,162 @@
+// The playground's video view: load a clip (MP4/WebM, or frames), click an object on any frame
+// (left: foreground; right or shift: background; the number keys pick the object), propagate
+// with a progress bar, scrub the frames with every object's mask drawn, and export the masks of
+// every frame as COCO RLE JSON. Built on @sam2/sdk's video sessions and useVideoTracker.
+import { useEffect, useRef, useState } from "react";
+import { encodeRle, type Sam2Client } from "@sam2/sdk";
+import { useVideoTracker } from "@sam2/sdk/react";
+import { COLOURS } from "./colours.js";
+
+type Point = { x: number; y: number; label: 0 | 1 };
+
+export function VideoView({ client }: { client: Sam2Client }) {
+  const tracker = useVideoTracker(client);
+  const { video, session, frames, progress, loading, propagating, error } = tracker;
+  const [index, setIndex] = useState(0);
+  const [objectId, setObjectId] = useState(1);
+  // Each (frame, object)'s points: a prompt replaces the object's earlier ones on that frame.
+  const [points, setPoints] = useState<Map<string, Point[]>>(new Map());
+  const [picture, setPicture] = useState<string>();
+  const canvas = useRef<HTMLCanvasElement>(null);
+  const settle = (call: Promise<unknown>) => void call.catch(() => undefined);
+
+  const load = (files: FileList | null) => {
+    if (!files?.length) return;
+    const list = Array.from(files);
+    const clip = list.length === 1 && list[0]!.type.startsWith("video/") ? { video: list[0]! } : { frames: list.sort((a, b) => a.name.localeCompare(b.name)) };
+    setIndex(0);
+    setPoints(new Map());
+    settle(tracker.load(clip));
+  };
+
+  useEffect(() => {
+    if (!video) return;
+    let url: string | undefined;
+    let stale = false;
+    void client.videos.frame(video.video_id, index).then((blob) => {
+      if (stale) return;
+      url = URL.createObjectURL(blob);
+      setPicture(url);
+    });
+    return () => {
+      stale = true;
+      if (url) URL.revokeObjectURL(url);
+    };
+  }, [client, video, index]);
+
+  useEffect(() => {
+    const context = canvas.current?.getContext("2d");
+    if (!context || !video) return;
+    const { width, height } = video;
+    const rgba = new Uint8ClampedArray(width * height * 4);
+    for (const tracked of frames.get(index)?.objects ?? []) {
+      const [r, g, b] = COLOURS[(tracked.objectId - 1 + COLOURS.length) % COLOURS.length]!;
+      tracked.mask.forEach((inside, p) => inside && rgba.set([r, g, b, 120], p * 4));
+    }
+    context.putImageData(new ImageData(rgba, width, height), 0, 0);
+    for (const [key, list] of points) {
+      const [frame, object] = key.split(":").map(Number);
+      if (frame !== index) continue;
+      for (const point of list) {
+        context.fillStyle = point.label ? "#00c853" : "#d50000";
+        context.strokeStyle = `rgb(${COLOURS[(object! - 1) % COLOURS.length]!.join(",")})`;
+        context.beginPath();
+        context.arc(point.x, point.y, Math.max(4, width / 150), 0, 2 * Math.PI);
+        context.fill();
+        context.stroke();
+      }
+    }
+  }, [frames, index, video, points]);
+
+  useEffect(() => {
+    const onKey = (event: KeyboardEvent) => {
+      if (event.target instanceof HTMLInputElement) return;
+      if (/^[1-8]$/.test(event.key)) setObjectId(Number(event.key));
+      if (event.key === "ArrowRight" && video) setIndex((i) => Math.min(video.num_frames - 1, i + 1));
+      if (event.key === "ArrowLeft") setIndex((i) => Math.max(0, i - 1));
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  });
+
+  const click = (event: React.PointerEvent<HTMLCanvasElement>) => {
+    if (!video) return;
+    const rect = event.currentTarget.getBoundingClientRect();
+    const scale = video.width / rect.width;
+    const point: Point = {
+      x: Math.round((event.clientX - rect.left) * scale),
+      y: Math.round((event.clientY - rect.top) * scale),
+      label: event.button === 2 || event.shiftKey ? 0 : 1,
+    };
+    const key = `${index}:${objectId}`;
+    const list = [...(points.get(key) ?? []), point];
+    setPoints((known) => new Map(known).set(key, list));
+    settle(tracker.addPoints(index, objectId, list.map((p) => [p.x, p.y]), list.map((p) => p.label)));
+  };
+
+  const exportCoco = () => {
+    if (!video) return;
+    const images = [...frames.keys()].sort((a, b) => a - b).map((frame) => ({ id: frame + 1, frame_index: frame, width: video.width, height: video.height }));
+    const annotations = images.flatMap(({ frame_index }) =>
+      (frames.get(frame_index)?.objects ?? []).map((o) => ({
+        image_id: frame_index + 1,
+        category_id: 1,
+        track_id: o.objectId,
+        segmentation: encodeRle(o.mask, video.width, video.height),
+        area: o.area,
+        bbox: o.bbox,
+        iscrowd: 0,
+      })),
+    ).map((annotation, i) => ({ id: i + 1, ...annotation }));
+    const coco = { video: video.video_id, images, annotations, categories: [{ id: 1, name: "object" }] };
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([JSON.stringify(coco)], { type: "application/json" }));
+    link.download = "tracks.coco.json";
+    link.click();
+  };
+
+  const objects = session ? [...new Set([...session.info.object_ids, ...[...frames.values()].flatMap((f) => f.objects.map((o) => o.objectId))])] : [];
+  return (
+    <section aria-label="video">
+      <div className="drop">
+        <label>
+          Clip (MP4/WebM) or frames: <input type="file" accept="video/mp4,video/webm,image/jpeg,image/png" multiple onChange={(e) => load(e.target.files)} />
+        </label>
+      </div>
+      {error && <p role="alert">{error.message}{"hint" in error && error.hint ? ` ${String(error.hint)}` : ""}</p>}
+      {tracker.recreated > 0 && <p className="warning">⚠ The server lost this session; it was recreated and its prompts sent again: propagate again.</p>}
+      {video && (
+        <>
+          <div>
+            <label>
+              Object:{" "}
+              <select aria-label="object" value={objectId} onChange={(e) => setObjectId(Number(e.target.value))}>
+                {COLOURS.map((_, i) => <option key={i} value={i + 1}>{i + 1}</option>)}
+              </select>
+            </label>
+            <button onClick={() => settle(tracker.propagate())} disabled={propagating || loading || !objects.length}>Propagate</button>
+            <button onClick={tracker.cancel} disabled={!propagating}>Stop</button>
+            <button onClick={exportCoco} disabled={!frames.size}>Export masks (COCO RLE JSON)</button>
+            <progress aria-label="propagation" max={Math.max(1, progress.total)} value={progress.done} />
+            <span data-testid="video-status">
+              {loading ? "Working…" : `frame ${index + 1} / ${video.num_frames} · ${frames.size} frames with masks · objects ${objects.join(", ") || "none"}${propagating ? " · propagating" : ""}`}
+            </span>
+          </div>
+          <input aria-label="frame" type="range" min={0} max={video.num_frames - 1} value={index} onChange={(e) => setIndex(Number(e.target.value))} style={{ width: "100%" }} />
+          <div className="stage">
+            {picture && <img src={picture} alt={`frame ${index + 1}`} width={video.width} height={video.height} />}
+            <canvas
+              ref={canvas}
+              width={video.width}
+              height={video.height}
+              data-testid="video-overlay"
+              aria-label="tracked masks"
+              onContextMenu={(e) => e.preventDefault()}
+              onPointerUp={click}
+            />
+          </div>
+        </>
+      )}
+    </section>
+  );
+}
