@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,6 +341,21 @@ def test_a_propagation_refuses_changes_and_closing_its_stream_stops_it(
             deadline = time.monotonic() + 60
             while http.get(f"/v1/sessions/{sid}").json()["propagating"]:
                 assert time.monotonic() < deadline, "the propagation went on after the close"
+                time.sleep(0.2)
+            assert http.post(f"/v1/sessions/{sid}/prompts", json=click).is_success
+            # An attacker's client: asks for a propagation and hangs up before any answer. The
+            # stream never starts; the session must still be freed, not held until it expires.
+            request = (
+                f"POST /v1/sessions/{sid}/propagate HTTP/1.1\r\nHost: x\r\n"
+                f"{NAMESPACE_HEADER}: alice\r\ncontent-type: application/json\r\n"
+                "content-length: 2\r\n\r\n{}"
+            )
+            with socket.create_connection(("127.0.0.1", port)) as raw:
+                raw.sendall(request.encode())
+            time.sleep(0.5)
+            deadline = time.monotonic() + 60
+            while http.get(f"/v1/sessions/{sid}").json()["propagating"]:
+                assert time.monotonic() < deadline, "a hung-up propagation kept the session"
                 time.sleep(0.2)
             assert http.post(f"/v1/sessions/{sid}/prompts", json=click).is_success
     finally:

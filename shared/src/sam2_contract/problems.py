@@ -10,14 +10,14 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sam2_contract.errors import (
@@ -147,3 +147,27 @@ async def unless_abandoned(
             abandoned = True
             await on_abandon()
     return task.result()
+
+
+class StreamWithCleanup(StreamingResponse):
+    """A streamed answer whose `cleanup` runs once the response is over, however it ends:
+    sent in full, cut off by the client, or never started (a client gone before the first
+    byte, where the body's own `finally` would never run). What a stream holds (a session's
+    exclusive use, a concurrency slot, the upstream connection) is released there."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        cleanup: Callable[[], Awaitable[None]],
+        media_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self._cleanup = cleanup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._cleanup()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -169,7 +169,7 @@ class VideoSession:
         start_frame_index: int | None = None,
         direction: Direction = "forward",
         max_frames: int | None = None,
-    ) -> Iterator[FrameMasks]:
+    ) -> Generator[FrameMasks, None, None]:
         """Track every object through the clip, frame by frame: forward from
         `start_frame_index` (default: the first prompted frame), backward from it (default: the
         last prompted frame), or `both`, forward then backward, so that by default the whole

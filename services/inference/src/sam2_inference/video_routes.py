@@ -8,6 +8,7 @@ frame in flight.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
@@ -19,7 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 from sam2_contract.errors import ErrorCode, InvalidRequestError
 from sam2_contract.masks import decode_mask, encode_mask
-from sam2_contract.problems import read_body
+from sam2_contract.problems import StreamWithCleanup, read_body
 from sam2_contract.validation import parse_json, parse_model
 from sam2_contract.video import (
     NDJSON,
@@ -246,16 +247,22 @@ async def propagate(session: SessionDep, body: Body, videos: Videos) -> Streamin
     parsed = parse_model(PropagateRequest, body)
     tracker = session.tracker
     frames = tracker.propagate(parsed.start_frame_index, parsed.direction, parsed.max_frames)
-    guard = videos.sessions.exclusive(session)
-    guard.__enter__()  # 409 now, as a problem response, if another propagation runs
+    videos.sessions.acquire(session)  # 409 now, as a problem response, if one runs already
+
+    async def cleanup() -> None:
+        """The stream is over (sent, cut off, or never started): stop tracking and free the
+        session. A frame still in flight in its thread ends with that frame."""
+        with contextlib.suppress(ValueError):  # "generator already executing"
+            frames.close()
+        videos.sessions.release(session)
+
     try:
         first = await run_in_threadpool(_step, videos, frames)  # errors before the stream
     except BaseException:
-        guard.__exit__(None, None, None)
+        await cleanup()
         raise
-    return StreamingResponse(
-        _lines(videos, frames, first, parsed, tracker, guard.__exit__), media_type=NDJSON
-    )
+    lines = _lines(videos, frames, first, parsed, tracker)
+    return StreamWithCleanup(lines, cleanup=cleanup, media_type=NDJSON)
 
 
 def _step(videos: VideoService, frames: Iterator[FrameMasks]) -> tuple[FrameMasks | None, float]:
@@ -268,29 +275,19 @@ async def _lines(
     first: tuple[FrameMasks | None, float],
     request: PropagateRequest,
     tracker: VideoSession,
-    release: Callable[[None, None, None], object],
 ) -> AsyncIterator[bytes]:
-    """One NDJSON line per frame, then the summary; a closed stream stops the generator."""
+    """One NDJSON line per frame, then the summary."""
     sent, model_ms = 0, 0.0
     masks, step_ms = first
-    try:
-        while masks is not None:
-            model_ms += step_ms
-            yield _frame_result(masks, request.mask_format).model_dump_json().encode() + b"\n"
-            sent += 1
-            masks, step_ms = await run_in_threadpool(_step, videos, frames)
-        summary = PropagationSummary(
-            frames=sent, object_ids=tracker.object_ids, model_ms=round(model_ms, 1)
-        )
-        yield summary.model_dump_json().encode() + b"\n"
-    finally:
-        close = getattr(frames, "close", None)
-        try:
-            if close is not None:
-                close()
-        except ValueError:  # a frame still in flight in its thread: it ends with that frame
-            pass
-        release(None, None, None)
+    while masks is not None:
+        model_ms += step_ms
+        yield _frame_result(masks, request.mask_format).model_dump_json().encode() + b"\n"
+        sent += 1
+        masks, step_ms = await run_in_threadpool(_step, videos, frames)
+    summary = PropagationSummary(
+        frames=sent, object_ids=tracker.object_ids, model_ms=round(model_ms, 1)
+    )
+    yield summary.model_dump_json().encode() + b"\n"
 
 
 async def _parse_upload(request: Request, body: bytes) -> tuple[list[bytes], bytes | None, Cut]:

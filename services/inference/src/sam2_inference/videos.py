@@ -23,6 +23,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -196,24 +197,33 @@ class SessionStore:
         self.limits = limits
         self.clock = clock
         self._sessions: dict[str, Session] = {}
+        self._starting: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def create(self, namespace: str, video_id: str, tracker: Callable[[], VideoSession]) -> Session:
         with self._lock:
             self._sweep()
             held = sum(1 for s in self._sessions.values() if s.namespace == namespace)
+            held += self._starting[namespace]
             if held >= self.limits.sessions_per_tenant:
                 raise Sam2ServiceError(
                     f"this API key holds {held} sessions here, the most it may hold at once",
                     code=ErrorCode.TOO_MANY_SESSIONS,
                     retry_after=60,
                 )
-        started = tracker()  # the clip's first frame encoded: outside the store's lock
-        now = self.clock()
-        session = Session(session_id(video_id), namespace, video_id, started, now, now)
-        with self._lock:
-            self._sessions[session.session_id] = session
-        return session
+            self._starting[namespace] += 1  # a session being made counts against the cap
+        try:
+            started = tracker()  # the clip's first frame encoded: outside the store's lock
+            now = self.clock()
+            session = Session(session_id(video_id), namespace, video_id, started, now, now)
+            with self._lock:
+                self._sessions[session.session_id] = session
+            return session
+        finally:
+            with self._lock:
+                self._starting[namespace] -= 1
+                if not self._starting[namespace]:
+                    del self._starting[namespace]
 
     def get(self, namespace: str, session_id: str) -> Session:
         with self._lock:
@@ -235,6 +245,13 @@ class SessionStore:
     @contextmanager
     def exclusive(self, session: Session) -> Iterator[None]:
         """The session to itself (a prompt, a propagation); 409 while another holds it."""
+        self.acquire(session)
+        try:
+            yield
+        finally:
+            self.release(session)
+
+    def acquire(self, session: Session) -> None:
         if not session.busy.acquire(blocking=False):
             raise Sam2ServiceError(
                 f"session {session.session_id} is propagating; this request would change what "
@@ -242,11 +259,10 @@ class SessionStore:
                 code=ErrorCode.SESSION_BUSY,
                 retry_after=1,
             )
-        try:
-            yield
-        finally:
-            session.last_used = self.clock()
-            session.busy.release()
+
+    def release(self, session: Session) -> None:
+        session.last_used = self.clock()
+        session.busy.release()
 
     def info(self, session: Session) -> SessionInfo:
         expires = min(

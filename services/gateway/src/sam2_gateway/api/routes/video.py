@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from sam2_contract.errors import ErrorCode, NotFoundError
-from sam2_contract.problems import read_body
+from sam2_contract.problems import StreamWithCleanup, read_body
 from sam2_contract.validation import parse_json, parse_model
 from sam2_contract.video import (
     NDJSON,
@@ -151,28 +152,32 @@ async def propagate(
     parse_model(PropagateRequest, raw)
     hop = _session_hop(principal, request, session_id)
     path = f"/v1/sessions/{session_id}/propagate"
-    limited = _limited(gateway, principal)
-    rate = await limited.__aenter__()  # the concurrency slot is held while the stream runs
+    held = AsyncExitStack()  # the concurrency slot and the upstream stream, while it runs
+    masks, gpu_ms = 0, 0.0  # what the stream sent: metered when it is over
+
+    async def cleanup() -> None:
+        """The stream is over (sent, cut off, or never started): close the upstream (which
+        stops the tracking), free the slot, meter what was sent."""
+        await held.aclose()
+        await gateway.meter.add(principal.key_id, images=0, masks=masks, gpu_ms=gpu_ms)
+
     try:
-        opened = gateway.backend.stream(path, hop, json.dumps(raw).encode())
-        lines = await opened.__aenter__()  # errors before the first line are problems
-    except BaseException as exc:
-        await limited.__aexit__(type(exc), exc, exc.__traceback__)
+        rate = await held.enter_async_context(_limited(gateway, principal))
+        lines = await held.enter_async_context(
+            gateway.backend.stream(path, hop, json.dumps(raw).encode())
+        )  # errors before the first line are problem responses
+    except BaseException:
+        await held.aclose()
         raise
 
     async def relay() -> AsyncIterator[bytes]:
-        masks, model_ms = 0, 0.0
-        try:
-            async for line in lines:
-                masks += _objects_on(line)
-                model_ms = _summary_ms(line, model_ms)
-                yield line
-        finally:
-            await opened.__aexit__(None, None, None)
-            await limited.__aexit__(None, None, None)
-            await gateway.meter.add(principal.key_id, images=0, masks=masks, gpu_ms=model_ms)
+        nonlocal masks, gpu_ms
+        async for line in lines:
+            masks += _objects_on(line)
+            gpu_ms = _summary_ms(line, gpu_ms)
+            yield line
 
-    return StreamingResponse(relay(), media_type=NDJSON, headers=rate.headers())
+    return StreamWithCleanup(relay(), cleanup=cleanup, media_type=NDJSON, headers=rate.headers())
 
 
 async def _model_call(
