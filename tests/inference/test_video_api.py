@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from sam2.sam2_video_predictor import SAM2VideoPredictor
 from sam2_contract import decode_mask
 from sam2_contract.errors import NotFoundError
-from sam2_contract.masks import encode_rle
+from sam2_contract.masks import encode_png, encode_rle
 from sam2_contract.wire import NAMESPACE_HEADER
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
 from sam2_inference.serving import BackgroundServer
@@ -241,6 +241,11 @@ def test_bad_prompts_are_refused_with_their_codes(client: TestClient) -> None:
     )
     small = encode_rle(np.ones((10, 10), bool)).model_dump()
     assert code({"frame_index": 0, "object_id": 1, "mask": small}) == (422, "invalid_parameter")
+    # a few bytes claiming ten billion pixels are refused before anything is decoded
+    bomb = {"size": [100_000, 100_000], "counts": "0"}
+    assert code({"frame_index": 0, "object_id": 1, "mask": bomb}) == (422, "invalid_parameter")
+    png = encode_png(np.ones((10, 10), bool))
+    assert code({"frame_index": 0, "object_id": 1, "mask": png}) == (422, "invalid_parameter")
     assert code({"frame_index": 0, "object_id": -1, "point_coords": [[1, 1]]})[0] == 422
     assert code({"frame_index": 0, "object_id": 1, "point_coords": [[1, 1]], "x": 1}) == (
         422,

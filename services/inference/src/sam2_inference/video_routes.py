@@ -8,7 +8,9 @@ frame in flight.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import io
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
@@ -17,9 +19,11 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
+from PIL import Image
 from pydantic import BaseModel
 from sam2_contract.errors import ErrorCode, InvalidRequestError
 from sam2_contract.masks import decode_mask, encode_mask
+from sam2_contract.models import PolygonMask, RLEMask
 from sam2_contract.problems import StreamWithCleanup, read_body
 from sam2_contract.validation import parse_json, parse_model
 from sam2_contract.video import (
@@ -145,13 +149,7 @@ async def video(video_id: str, tenant: Tenant, videos: Videos) -> VideoInfo:
 @router.get("/v1/videos/{video_id}/frames/{frame_index}")
 async def frame(video_id: str, frame_index: int, tenant: Tenant, videos: Videos) -> Response:
     """One stored frame as its image file (what a page shows while tracking)."""
-    info, files = await run_in_threadpool(videos.store.get, tenant, video_id)
-    if not 0 <= frame_index < info.num_frames:
-        raise InvalidRequestError(
-            f"frame_index {frame_index} is outside the clip's {info.num_frames} frames",
-            code=ErrorCode.INVALID_PARAMETER,
-        )
-    data = files[frame_index]
+    data = await run_in_threadpool(videos.store.frame, tenant, video_id, frame_index)
     media = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
     return Response(data, media_type=media, headers={"cache-control": "private, max-age=3600"})
 
@@ -219,11 +217,7 @@ async def clear(session: SessionDep, body: Body, videos: Videos) -> Response:
     return _json(_frame_result(masks, parsed.mask_format), model_ms)
 
 
-@router.delete(
-    "/v1/sessions/{session_id}/objects/{object_id}",
-    response_model=SessionInfo,
-    tags=["video"],
-)
+@router.delete("/v1/sessions/{session_id}/objects/{object_id}", response_model=SessionInfo)
 async def remove_object(session: SessionDep, object_id: int, videos: Videos) -> SessionInfo:
     if object_id not in session.tracker.object_ids:
         raise InvalidRequestError(
@@ -348,20 +342,42 @@ def _number(form: Any, name: str) -> float | None:
 
 
 def _mask_prompt(prompt: VideoPrompt, tracker: VideoSession) -> np.ndarray:
+    """The mask prompt decoded, its size checked first: a few bytes of RLE or a PNG header
+    can claim billions of pixels."""
     assert prompt.mask is not None
+    height, width = tracker.state["video_height"], tracker.state["video_width"]
+    claimed = _claimed_size(prompt.mask)
+    if claimed is not None and claimed != (height, width):
+        raise InvalidRequestError(
+            f"`mask` is {claimed[1]}x{claimed[0]}; the clip is {width}x{height}",
+            code=ErrorCode.INVALID_PARAMETER,
+        )
     try:
         mask = decode_mask(prompt.mask)
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidRequestError(
             f"`mask` could not be decoded: {exc}", code=ErrorCode.INVALID_PARAMETER
         ) from None
-    height, width = tracker.state["video_height"], tracker.state["video_width"]
     if mask.shape != (height, width):
         raise InvalidRequestError(
             f"`mask` is {mask.shape[1]}x{mask.shape[0]}; the clip is {width}x{height}",
             code=ErrorCode.INVALID_PARAMETER,
         )
     return mask
+
+
+def _claimed_size(mask: Any) -> tuple[int, int] | None:
+    """The (height, width) an encoded mask says it has, read without decoding it."""
+    if isinstance(mask, RLEMask | PolygonMask):
+        return mask.size[0], mask.size[1]
+    if isinstance(mask, str):
+        head = mask.split(",", 1)[-1][:4096]  # a data: URL's prefix off; the header is early
+        try:
+            with Image.open(io.BytesIO(base64.b64decode(head[: len(head) // 4 * 4]))) as header:
+                return header.size[1], header.size[0]
+        except (OSError, ValueError):
+            return None  # decoding then says what is wrong with it
+    return None  # rows of booleans: as large as the body, which is bounded
 
 
 def _frame_result(masks: FrameMasks, mask_format: Any) -> FrameResult:

@@ -163,6 +163,22 @@ class VideoStore:
         return info
 
     def get(self, namespace: str, video_id: str) -> tuple[VideoInfo, list[bytes]]:
+        """A clip's description and every frame's file."""
+        info, folder = self._found(namespace, video_id)
+        files = [(folder / f"{index:05d}").read_bytes() for index in range(info.num_frames)]
+        return info, files
+
+    def frame(self, namespace: str, video_id: str, index: int) -> bytes:
+        """One frame's file (only that one is read)."""
+        info, folder = self._found(namespace, video_id)
+        if not 0 <= index < info.num_frames:
+            raise InvalidRequestError(
+                f"frame_index {index} is outside the clip's {info.num_frames} frames",
+                code=ErrorCode.INVALID_PARAMETER,
+            )
+        return (folder / f"{index:05d}").read_bytes()
+
+    def _found(self, namespace: str, video_id: str) -> tuple[VideoInfo, Path]:
         folder = self._folder(namespace, video_id) if VIDEO_ID.match(video_id) else None
         if folder is not None and not (folder / "info.json").exists() and self._on_missing:
             self._on_missing()
@@ -170,9 +186,7 @@ class VideoStore:
             raise NotFoundError(
                 f"no video {video_id!r} for this API key", code=ErrorCode.VIDEO_NOT_FOUND
             )
-        info = VideoInfo.model_validate(json.loads((folder / "info.json").read_text()))
-        files = [(folder / f"{index:05d}").read_bytes() for index in range(info.num_frames)]
-        return info, files
+        return VideoInfo.model_validate(json.loads((folder / "info.json").read_text())), folder
 
     def _folder(self, namespace: str, video_id: str) -> Path:
         tenant = hashlib.blake2b(namespace.encode(), digest_size=16).hexdigest()
