@@ -114,6 +114,11 @@ def test_video_uploads_are_bounded_and_problems_pass_through(
     assert "JPEG or PNG" in refused.json()["detail"]
     missing = client.post(f"/v1/videos/vid_{'0' * 32}/sessions", headers=headers).json()
     assert missing["code"] == "video_not_found"
+    free = bearer(new_key("video", tier="free"))  # a free key holds one session at a time
+    video_id = client.post("/v1/videos", files=_files(), headers=free).json()["video_id"]
+    assert client.post(f"/v1/videos/{video_id}/sessions", headers=free).status_code == 200
+    second = client.post(f"/v1/videos/{video_id}/sessions", headers=free)
+    assert (second.status_code, second.json()["code"]) == (429, "too_many_sessions")
     big = [("frames", (f"{i}.jpg", FRAMES[0], "image/jpeg")) for i in range(8)]
     too_big = client.post("/v1/videos", files=big, headers=headers)
     assert (too_big.status_code, too_big.json()["code"]) == (413, "body_too_large")

@@ -166,21 +166,23 @@ def test_prompts_and_propagation_answer_what_sam2s_video_predictor_answers(
         prompt(frame_index=2, object_id=2, mask=rle),
         direct(video_model.add_new_mask, frame_idx=2, obj_id=2, mask=MASK),
     )
-    response = client.post(
-        f"/v1/sessions/{sid}/propagate", json={"direction": "forward"}, headers=ALICE
-    )
+    response = client.post(f"/v1/sessions/{sid}/propagate", json={}, headers=ALICE)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in response.text.splitlines()]
-    with video_context(cpu):
+    with video_context(cpu):  # both ways: forward from the first prompted frame, then back
         theirs = [_theirs(a) for a in video_model.propagate_in_video(state, start_frame_idx=0)]
+        theirs += [
+            _theirs(a)
+            for a in video_model.propagate_in_video(state, start_frame_idx=2, reverse=True)
+        ]
     *frames, summary = lines
-    assert [f["frame_index"] for f in frames] == [0, 1, 2]
+    assert [f["frame_index"] for f in frames] == [0, 1, 2, 2, 1, 0]
     for mine, expected in zip(frames, theirs, strict=True):
         _same(mine, expected)
     assert sum(o["area"] for f in frames for o in f["objects"]) > 0  # not all empty
     assert summary["done"] is True
-    assert summary["frames"] == 3
+    assert summary["frames"] == 6
     assert summary["object_ids"] == [1, 2]
     assert summary["model_ms"] > 0
 
@@ -265,9 +267,13 @@ def test_bad_prompts_are_refused_with_their_codes(client: TestClient) -> None:
 
 
 def _mp4(frames: int, fps: int = 10) -> bytes:
+    return _clip(frames, "mp4", "mpeg4", fps)
+
+
+def _clip(frames: int, container_format: str, codec: str, fps: int = 10) -> bytes:
     out = io.BytesIO()
-    with av.open(out, mode="w", format="mp4") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
+    with av.open(out, mode="w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for index in range(frames):
             frame = av.VideoFrame.from_ndarray(scene(48, 64, seed=index), format="rgb24")
@@ -293,6 +299,10 @@ def test_clips_and_frames_are_checked_cut_and_stored_by_content(client: TestClie
         "height": 48,
         "fps": 5.0,
     }
+    webm = client.post(
+        "/v1/videos", files={"video": ("c.webm", _clip(4, "webm", "libvpx"))}, headers=ALICE
+    )
+    assert (webm.status_code, webm.json()["num_frames"]) == (200, 4)
     short = _mp4(5)
     whole = client.post("/v1/videos", files={"video": ("c.mp4", short)}, headers=ALICE).json()
     assert whole["num_frames"] == 5

@@ -23,6 +23,8 @@ MODEL_MS_HEADER = "X-Sam2-Model-Ms"
 WEIGHTS_HEADER = "X-Sam2-Weights"
 ROUTING_HEADER = "Modal-Session-ID"
 DEADLINE_HEADER = "X-Sam2-Deadline-Ms"
+SESSION_LIMIT_HEADER = "X-Sam2-Session-Limit"
+"""The most video sessions the caller's tier may hold (inference also applies its own cap)."""
 """How long the caller will wait for the answer: the work stops when it has passed."""
 FORWARDED_HEADERS = (WEIGHTS_HEADER,)
 """Headers of an inference answer that the gateway passes on to its client."""

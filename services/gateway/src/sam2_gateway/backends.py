@@ -79,7 +79,13 @@ class InferenceBackend(Protocol):
         ...
 
     async def forward(
-        self, method: str, path: str, hop: Hop, body: bytes | None = None, content_type: str = ""
+        self,
+        method: str,
+        path: str,
+        hop: Hop,
+        body: bytes | None = None,
+        content_type: str = "",
+        headers: Mapping[str, str] | None = None,
     ) -> Forwarded:
         """Pass one call of the video API on as it is; raises Sam2ServiceError."""
         ...
@@ -191,12 +197,18 @@ class HttpBackend:
         await self._send("POST", "/internal/cancel", headers=self._hop_headers(hop))
 
     async def forward(
-        self, method: str, path: str, hop: Hop, body: bytes | None = None, content_type: str = ""
+        self,
+        method: str,
+        path: str,
+        hop: Hop,
+        body: bytes | None = None,
+        content_type: str = "",
+        headers: Mapping[str, str] | None = None,
     ) -> Forwarded:
-        headers = self._hop_headers(hop)
+        sent = self._hop_headers(hop) | dict(headers or {})
         if content_type:
-            headers["content-type"] = content_type
-        status, answer_headers, answer = await self._send(method, path, data=body, headers=headers)
+            sent["content-type"] = content_type
+        status, answer_headers, answer = await self._send(method, path, data=body, headers=sent)
         if status >= 400:
             raise self._error(status, answer_headers, answer)
         return Forwarded(

@@ -37,7 +37,7 @@ from sam2_contract.video import (
     VideoInfo,
     VideoPrompt,
 )
-from sam2_contract.wire import MODEL_MS_HEADER, NAMESPACE_HEADER
+from sam2_contract.wire import MODEL_MS_HEADER, NAMESPACE_HEADER, SESSION_LIMIT_HEADER
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -155,7 +155,13 @@ async def frame(video_id: str, frame_index: int, tenant: Tenant, videos: Videos)
 
 
 @router.post("/v1/videos/{video_id}/sessions", response_model=SessionInfo)
-async def new_session(video_id: str, tenant: Tenant, videos: Videos) -> SessionInfo:
+async def new_session(
+    video_id: str, request: Request, tenant: Tenant, videos: Videos
+) -> SessionInfo:
+    """A session on the clip; at most the tier's sessions (the gateway's header) and this
+    process's cap (`SAM2_VIDEO_SESSIONS_PER_TENANT`) per tenant."""
+    given = request.headers.get(SESSION_LIMIT_HEADER, "")
+    limit = int(given) if given.isdigit() else None
     _, files = await run_in_threadpool(videos.store.get, tenant, video_id)
 
     def start() -> VideoSession:
@@ -164,7 +170,7 @@ async def new_session(video_id: str, tenant: Tenant, videos: Videos) -> SessionI
         session, _ = videos.timed(lambda: VideoSession(predictor, frames))
         return session
 
-    session = await run_in_threadpool(videos.sessions.create, tenant, video_id, start)
+    session = await run_in_threadpool(videos.sessions.create, tenant, video_id, start, limit)
     return videos.sessions.info(session)
 
 

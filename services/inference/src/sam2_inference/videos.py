@@ -214,12 +214,23 @@ class SessionStore:
         self._starting: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def create(self, namespace: str, video_id: str, tracker: Callable[[], VideoSession]) -> Session:
+    def create(
+        self,
+        namespace: str,
+        video_id: str,
+        tracker: Callable[[], VideoSession],
+        limit: int | None = None,
+    ) -> Session:
+        """A new session, unless the tenant holds `limit` (its tier's, from the gateway) or
+        this process's cap already."""
+        cap = self.limits.sessions_per_tenant
+        if limit is not None:
+            cap = min(cap, limit)
         with self._lock:
             self._sweep()
             held = sum(1 for s in self._sessions.values() if s.namespace == namespace)
             held += self._starting[namespace]
-            if held >= self.limits.sessions_per_tenant:
+            if held >= cap:
                 raise Sam2ServiceError(
                     f"this API key holds {held} sessions here, the most it may hold at once",
                     code=ErrorCode.TOO_MANY_SESSIONS,

@@ -84,6 +84,10 @@ class GatewaySettings(BaseSettings):
     concurrency_tiers: dict[str, int] = Field(
         default_factory=lambda: {"free": 2, "standard": 8, "dev": 32}
     )
+    session_tiers: dict[str, int] = Field(
+        default_factory=lambda: {"free": 1, "standard": 2, "dev": 4},
+        description="Video sessions one key of each tier may hold in one inference container.",
+    )
 
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=32 << 20, ge=1024)

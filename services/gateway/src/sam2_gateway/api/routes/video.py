@@ -32,7 +32,7 @@ from sam2_contract.video import (
     VideoPrompt,
     video_of_session,
 )
-from sam2_contract.wire import routing_key
+from sam2_contract.wire import SESSION_LIMIT_HEADER, routing_key
 
 from sam2_gateway.api.deps import Gateway, GatewayDep, Principal, PrincipalDep
 from sam2_gateway.api.routes.segment import _limited, _request_id
@@ -90,7 +90,13 @@ async def create_session(
     principal.require("video")
     async with _limited(gateway, principal) as rate:
         hop = Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, video_id))
-        answer = await gateway.backend.forward("POST", f"/v1/videos/{video_id}/sessions", hop)
+        limit = gateway.settings.session_tiers.get(principal.rate_tier, 1)
+        answer = await gateway.backend.forward(
+            "POST",
+            f"/v1/videos/{video_id}/sessions",
+            hop,
+            headers={SESSION_LIMIT_HEADER: str(limit)},
+        )
         await gateway.meter.add(principal.key_id, images=0, masks=0, gpu_ms=answer.model_ms)
     return _passed_on(answer, rate.headers())
 
