@@ -5,7 +5,8 @@
 #   bench/gpu.sh               # there (with .whl carried): the GPU tests of accel.py, then
 #                              # hiera-large from sam2's recipe to the fast pipeline step by step
 #                              # (bf16 weights, CUDA graphs, compiled encoder), tiny, fast-vs-exact
-#                              # quality (bench/quality.py) and JPEG decoding
+#                              # quality (bench/quality.py), JPEG decoding and video tracking
+#                              # (bench/video.py: 240 frames x 1 and 4 objects)
 #   bench/gpu.sh --small       # anywhere, the CPU included: tiny, 4x4 grid, few repeats
 #
 # It uses the machine's own Python and torch when .whl/ is present (else the project's .venv),
@@ -109,6 +110,24 @@ if [ "$left" -ge 60 ]; then
 fi
 # The compiled encoder last: compiling hiera-large takes minutes.
 for stage in "${late_stages[@]}"; do run_stage "$stage"; done
+# Video tracking (bench/video.py): 240 frames, 1 and 4 objects, tiny and large, if time is left.
+if [ "${1:-}" != "--small" ] && [ -z "${GPU_BENCH_STAGES:-}" ]; then
+  video_rows="$out/video-rows.md"
+  printf '%s\n' "| card | model | frames | objects | session start ms | prompt ms | propagation fps | peak GPU GiB |" \
+    "|---|---|---|---:|---:|---:|---:|---:|" >"$video_rows"
+  for job in "tiny 1" "tiny 4" "large 1" "large 4"; do
+    read -r model objects <<<"$job"
+    left=$((budget - ($(date +%s) - started)))
+    if [ "$left" -lt 45 ]; then
+      echo "| - | $model | 240 | $objects | not measured (benchmark budget spent) | | | |" >>"$video_rows"
+      continue
+    fi
+    echo "== video $model x $objects (at most 90 s)" | tee -a "$log"
+    timeout -k 5 90 "$py" bench/video.py --model "$model" --frames 240 --objects "$objects" \
+      --rows "$video_rows" >>"$log" 2>&1 ||
+      echo "| - | $model | 240 | $objects | not measured (ended with $?) | | | |" >>"$video_rows"
+  done
+fi
 # A click while another tenant's auto mode runs (bench/fairness.py), if time is left.
 left=$((budget - ($(date +%s) - started)))
 if [ "$left" -ge 60 ]; then
@@ -120,4 +139,5 @@ echo
 cat "$rows"
 [ -f "$out/quality.md" ] && cat "$out/quality.md"
 [ -f "$out/decode.md" ] && cat "$out/decode.md"
+[ -f "$out/video-rows.md" ] && cat "$out/video-rows.md"
 echo "($(( $(date +%s) - started )) s)"
