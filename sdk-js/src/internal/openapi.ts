@@ -2253,7 +2253,7 @@ export interface operations {
             header?: never;
             path: {
                 session_id: string;
-                object_id: number;
+                object_id: string;
             };
             cookie?: never;
         };
@@ -3058,7 +3058,7 @@ export interface operations {
             header?: never;
             path: {
                 video_id: string;
-                frame_index: number;
+                frame_index: string;
             };
             cookie?: never;
         };

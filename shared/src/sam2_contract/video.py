@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from sam2_contract.errors import ErrorCode, InvalidRequestError
 from sam2_contract.models import (
     Mask,
     MaskFormat,
@@ -43,6 +44,17 @@ def video_of_session(session_id: str) -> str | None:
     if digits == session_id or len(digits) != 64 or not _is_hex(digits):
         return None
     return VIDEO_ID_PREFIX + digits[:32]
+
+
+def path_index(value: str, name: str) -> int:
+    """A frame index or object id from a URL path, or the problem a client should get (the
+    framework's own validation error is not a problem document)."""
+    if not value.isascii() or not value.isdigit() or int(value) > MAX_OBJECT_ID:
+        raise InvalidRequestError(
+            f"`{name}` must be a whole number from 0 to {MAX_OBJECT_ID}, not {value[:40]!r}",
+            code=ErrorCode.INVALID_PARAMETER,
+        )
+    return int(value)
 
 
 def _is_hex(text: str) -> bool:

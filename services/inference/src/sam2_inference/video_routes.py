@@ -36,6 +36,7 @@ from sam2_contract.video import (
     TrackedObject,
     VideoInfo,
     VideoPrompt,
+    path_index,
 )
 from sam2_contract.wire import MODEL_MS_HEADER, NAMESPACE_HEADER, SESSION_LIMIT_HEADER
 from starlette.concurrency import run_in_threadpool
@@ -147,9 +148,10 @@ async def video(video_id: str, tenant: Tenant, videos: Videos) -> VideoInfo:
 
 
 @router.get("/v1/videos/{video_id}/frames/{frame_index}")
-async def frame(video_id: str, frame_index: int, tenant: Tenant, videos: Videos) -> Response:
+async def frame(video_id: str, frame_index: str, tenant: Tenant, videos: Videos) -> Response:
     """One stored frame as its image file (what a page shows while tracking)."""
-    data = await run_in_threadpool(videos.store.frame, tenant, video_id, frame_index)
+    index = path_index(frame_index, "frame_index")
+    data = await run_in_threadpool(videos.store.frame, tenant, video_id, index)
     media = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
     return Response(data, media_type=media, headers={"cache-control": "private, max-age=3600"})
 
@@ -224,14 +226,15 @@ async def clear(session: SessionDep, body: Body, videos: Videos) -> Response:
 
 
 @router.delete("/v1/sessions/{session_id}/objects/{object_id}", response_model=SessionInfo)
-async def remove_object(session: SessionDep, object_id: int, videos: Videos) -> SessionInfo:
-    if object_id not in session.tracker.object_ids:
+async def remove_object(session: SessionDep, object_id: str, videos: Videos) -> SessionInfo:
+    removed = path_index(object_id, "object_id")
+    if removed not in session.tracker.object_ids:
         raise InvalidRequestError(
             f"object {object_id} is not tracked in this session",
             code=ErrorCode.INVALID_PARAMETER,
         )
     with videos.sessions.exclusive(session):
-        await run_in_threadpool(videos.timed, lambda: session.tracker.remove_object(object_id))
+        await run_in_threadpool(videos.timed, lambda: session.tracker.remove_object(removed))
     return videos.sessions.info(session)
 
 

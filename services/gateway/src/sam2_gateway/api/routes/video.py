@@ -30,6 +30,7 @@ from sam2_contract.video import (
     SessionInfo,
     VideoInfo,
     VideoPrompt,
+    path_index,
     video_of_session,
 )
 from sam2_contract.wire import SESSION_LIMIT_HEADER, routing_key
@@ -71,10 +72,11 @@ async def get_video(
     responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}},
 )
 async def get_frame(
-    video_id: str, frame_index: int, request: Request, principal: PrincipalDep, gateway: GatewayDep
+    video_id: str, frame_index: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
     """One frame of an uploaded clip, as the image file it is stored as."""
     principal.require("video")
+    frame_index = str(path_index(frame_index, "frame_index"))
     hop = Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, video_id))
     answer = await gateway.backend.forward(
         "GET", f"/v1/videos/{video_id}/frames/{frame_index}", hop
@@ -141,9 +143,10 @@ async def reset_session(
 
 @router.delete("/v1/sessions/{session_id}/objects/{object_id}", response_model=SessionInfo)
 async def remove_object(
-    session_id: str, object_id: int, request: Request, principal: PrincipalDep, gateway: GatewayDep
+    session_id: str, object_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
-    path = f"/objects/{object_id}"
+    principal.require("video")
+    path = f"/objects/{path_index(object_id, 'object_id')}"
     return _passed_on(await _call(gateway, principal, request, "DELETE", session_id, path))
 
 
