@@ -1,12 +1,9 @@
-// The playground's video view in headless Chromium (Debian's, driven by playwright-core),
+// The playground's video view in headless Chromium (e2e-support.mjs),
 // against a running local stack: node e2e-video.mjs <gateway url> <artifacts dir> <frame>...
-import { chromium } from "playwright-core";
+import { axe, launch } from "./e2e-support.mjs";
 
 const [url, artifacts, ...frames] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const report = {};
 // Pixels of object 1's colour on the overlay canvas (what a user sees as its mask).
 const painted = (page) =>
@@ -46,6 +43,7 @@ try {
   await file.saveAs(`${artifacts}/${file.suggestedFilename()}`);
   report.export = file.suggestedFilename();
   report.alerts = await page.getByRole("alert").count();
+  report.axe = await axe(page);
 } finally {
   await browser.close();
 }

@@ -3,11 +3,12 @@
 // with a progress bar, scrub the frames with every object's mask drawn, and export the masks of
 // every frame as COCO RLE JSON. Built on @sam2/sdk's video sessions and useVideoTracker.
 import { useEffect, useRef, useState } from "react";
-import { encodeRle, type Sam2Client } from "@sam2/sdk";
+import type { Sam2Client } from "@sam2/sdk";
 import { useVideoTracker } from "@sam2/sdk/react";
 import { COLOURS } from "./colours.js";
-
-type Point = { x: number; y: number; label: 0 | 1 };
+import { describe } from "./errors.js";
+import { annotation, save } from "./exports.js";
+import { fit, markerRadius, paintMasks, paintPoint, type Point } from "./paint.js";
 
 export function VideoView({ client }: { client: Sam2Client }) {
   const tracker = useVideoTracker(client);
@@ -47,24 +48,11 @@ export function VideoView({ client }: { client: Sam2Client }) {
   useEffect(() => {
     const context = canvas.current?.getContext("2d");
     if (!context || !video) return;
-    const { width, height } = video;
-    const rgba = new Uint8ClampedArray(width * height * 4);
-    for (const tracked of frames.get(index)?.objects ?? []) {
-      const [r, g, b] = COLOURS[(tracked.objectId - 1 + COLOURS.length) % COLOURS.length]!;
-      tracked.mask.forEach((inside, p) => inside && rgba.set([r, g, b, 120], p * 4));
-    }
-    context.putImageData(new ImageData(rgba, width, height), 0, 0);
+    const layers = (frames.get(index)?.objects ?? []).map((tracked) => ({ mask: tracked.mask, colour: tracked.objectId - 1 + COLOURS.length }));
+    paintMasks(context, video.width, video.height, layers);
+    const radius = markerRadius(canvas.current!);
     for (const [key, list] of points) {
-      const [frame, object] = key.split(":").map(Number);
-      if (frame !== index) continue;
-      for (const point of list) {
-        context.fillStyle = point.label ? "#00c853" : "#d50000";
-        context.strokeStyle = `rgb(${COLOURS[(object! - 1) % COLOURS.length]!.join(",")})`;
-        context.beginPath();
-        context.arc(point.x, point.y, Math.max(4, width / 150), 0, 2 * Math.PI);
-        context.fill();
-        context.stroke();
-      }
+      if (Number(key.split(":")[0]) === index) list.forEach((point) => paintPoint(context, point, radius));
     }
   }, [frames, index, video, points]);
 
@@ -97,37 +85,28 @@ export function VideoView({ client }: { client: Sam2Client }) {
   const exportCoco = () => {
     if (!video) return;
     const images = [...frames.keys()].sort((a, b) => a - b).map((frame) => ({ id: frame + 1, frame_index: frame, width: video.width, height: video.height }));
-    const annotations = images.flatMap(({ frame_index }) =>
-      (frames.get(frame_index)?.objects ?? []).map((o) => ({
-        image_id: frame_index + 1,
-        category_id: 1,
-        track_id: o.objectId,
-        segmentation: encodeRle(o.mask, video.width, video.height),
-        area: o.area,
-        bbox: o.bbox,
-        iscrowd: 0,
-      })),
-    ).map((annotation, i) => ({ id: i + 1, ...annotation }));
+    const annotations = images
+      .flatMap(({ frame_index }) => (frames.get(frame_index)?.objects ?? []).map((o) => annotation(o.mask, video.width, video.height, { image_id: frame_index + 1, track_id: o.objectId })))
+      .map((each, i) => ({ id: i + 1, ...each }));
     const coco = { video: video.video_id, images, annotations, categories: [{ id: 1, name: "object" }] };
-    const link = document.createElement("a");
-    link.href = URL.createObjectURL(new Blob([JSON.stringify(coco)], { type: "application/json" }));
-    link.download = "tracks.coco.json";
-    link.click();
+    save(new Blob([JSON.stringify(coco)], { type: "application/json" }), "tracks.coco.json");
   };
 
   const objects = session ? [...new Set([...session.info.object_ids, ...[...frames.values()].flatMap((f) => f.objects.map((o) => o.objectId))])] : [];
   return (
     <section aria-label="video">
-      <div className="drop">
-        <label>
-          Clip (MP4/WebM) or frames: <input type="file" accept="video/mp4,video/webm,image/jpeg,image/png" multiple onChange={(e) => load(e.target.files)} />
+      <div className="video-bar">
+        <label className="button file">
+          Open clip (MP4/WebM) or frames…
+          <input type="file" accept="video/mp4,video/webm,image/jpeg,image/png" multiple onChange={(e) => load(e.target.files)} />
         </label>
+        <span className="muted">Click an object on any frame (right-click or Shift for background; keys 1–8 pick the object, ← → step frames).</span>
       </div>
-      {error && <p role="alert">{error.message}{"hint" in error && error.hint ? ` ${String(error.hint)}` : ""}</p>}
+      {error && <p role="alert" className="alert">{describe(error)}</p>}
       {tracker.recreated > 0 && <p className="warning">⚠ The server lost this session; it was recreated and its prompts sent again: propagate again.</p>}
       {video && (
         <>
-          <div>
+          <div className="video-bar">
             <label>
               Object:{" "}
               <select aria-label="object" value={objectId} onChange={(e) => setObjectId(Number(e.target.value))}>
@@ -143,17 +122,19 @@ export function VideoView({ client }: { client: Sam2Client }) {
             </span>
           </div>
           <input aria-label="frame" type="range" min={0} max={video.num_frames - 1} value={index} onChange={(e) => setIndex(Number(e.target.value))} style={{ width: "100%" }} />
-          <div className="stage">
-            {picture && <img src={picture} alt={`frame ${index + 1}`} width={video.width} height={video.height} />}
-            <canvas
-              ref={canvas}
-              width={video.width}
-              height={video.height}
-              data-testid="video-overlay"
-              aria-label="tracked masks"
-              onContextMenu={(e) => e.preventDefault()}
-              onPointerUp={click}
-            />
+          <div className="stage-area">
+            <div className="stage sized" style={fit(video.width, video.height)}>
+              {picture && <img src={picture} alt={`frame ${index + 1}`} width={video.width} height={video.height} />}
+              <canvas
+                ref={canvas}
+                width={video.width}
+                height={video.height}
+                data-testid="video-overlay"
+                aria-label="tracked masks"
+                onContextMenu={(e) => e.preventDefault()}
+                onPointerUp={click}
+              />
+            </div>
           </div>
         </>
       )}

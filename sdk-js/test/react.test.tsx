@@ -55,6 +55,58 @@ describe("useSegmenter", () => {
     expect(state!.result).toBeUndefined();
     await act(async () => root.unmount());
   });
+
+  it("a new call cancels the one in flight (the connection closes) and cancel() stops one, keeping the last result", async () => {
+    const aborted: string[] = [];
+    let started = () => {};
+    // Automatic mode never answers by itself: it ends only when its connection is closed.
+    const fetchImpl = (async (_url: string, init: RequestInit) => {
+      const fields = String(init.body instanceof FormData ? init.body.get("request") : init.body);
+      if (!fields.includes('"auto"')) return Response.json(ANSWER);
+      started();
+      return new Promise<Response>((_, reject) =>
+        init.signal!.addEventListener("abort", () => {
+          aborted.push("auto");
+          reject(new DOMException("aborted", "AbortError"));
+        }),
+      );
+    }) as typeof fetch;
+    const client = new Sam2Client({ apiKey: "k", fetch: fetchImpl });
+    let state: SegmenterState | undefined;
+    const image = new Uint8Array([1, 2, 3]);
+    function Probe() {
+      state = useSegmenter(client, image);
+      return null;
+    }
+    const root = createRoot(container);
+    await act(async () => root.render(<Probe />));
+    let everything: Promise<unknown> | undefined;
+    // Each automatic call is sent (its connection open) before the test goes on.
+    const sent = () => new Promise<void>((resolve) => (started = resolve));
+    await act(async () => {
+      const open = sent();
+      everything = state!.segmentAuto({ points_per_side: 4 }).catch((e: unknown) => e);
+      await open;
+    });
+    expect(state!.loading).toBe(true);
+    await act(async () => {
+      await state!.segment({ points: [[1, 1]] });
+    });
+    expect(((await everything) as Error).name).toBe("APIUserAbortError");
+    expect(aborted).toEqual(["auto"]);
+    expect(state!.result && "allMasks" in state!.result).toBe(true); // the click's answer
+    expect(state!.error).toBeUndefined();
+    await act(async () => {
+      const open = sent();
+      everything = state!.segmentAuto().catch((e: unknown) => e);
+      await open;
+    });
+    await act(async () => state!.cancel());
+    expect(((await everything) as Error).name).toBe("APIUserAbortError");
+    expect(aborted).toEqual(["auto", "auto"]);
+    expect([state!.loading, state!.error, "allMasks" in state!.result!]).toEqual([false, undefined, true]);
+    await act(async () => root.unmount());
+  });
 });
 
 describe("useVideoTracker", () => {

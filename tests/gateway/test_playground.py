@@ -1,6 +1,8 @@
 """The web playground in a real browser (Debian's Chromium via playwright-core) against the
-real local stack in development mode: upload, click, overlay drawn, timings shown, a second
-click reuses the embedding, automatic mode; screenshots land in test-artifacts/playground/."""
+real local stack in development mode, on a desktop and a 390 px touch phone, light and dark:
+every flow a user meets (upload, clicks, taps, long press, box drag, automatic mode with its
+knobs, cancel, exports, errors in words), axe-core's accessibility scan, and screenshots, which
+land in test-artifacts/playground/ with the report the assertions read."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
+import numpy as np
 import pytest
 from PIL import Image
 from pydantic import SecretStr
@@ -30,9 +34,11 @@ ARTIFACTS = ROOT / "test-artifacts" / "playground"
 
 
 @contextmanager
-def _dev_gateway(tmp_path: Path, inference_url: str, signing_key: str) -> Iterator[str]:
+def _dev_gateway(
+    tmp_path: Path, inference_url: str, signing_key: str, **overrides: object
+) -> Iterator[str]:
     """The gateway as the local stack runs it: development mode, a dev key, the built page."""
-    database = f"sqlite:///{tmp_path / 'gw.db'}"
+    database = f"sqlite:///{tmp_path / f'gw-{free_port()}.db'}"
     store = KeyStore(database, PEPPER)
     store.migrate()
     scopes = frozenset({"segment", "auto", "video"})
@@ -44,6 +50,7 @@ def _dev_gateway(tmp_path: Path, inference_url: str, signing_key: str) -> Iterat
         jwt_private_key=SecretStr(signing_key),
         inference_url=inference_url,
         dev_token_key_id=record.key_id,
+        **overrides,
     )
     port = free_port()
     server = BackgroundServer(create_app(settings), "127.0.0.1", port)
@@ -53,9 +60,20 @@ def _dev_gateway(tmp_path: Path, inference_url: str, signing_key: str) -> Iterat
     store.dispose()
 
 
+# The page's limit flow uploads a picture over this many pixels; its other pictures are under.
+MAX_PIXELS = 200_000
+
+
 @pytest.fixture
 def dev_stack(tmp_path: Path, inference_server: RunningServer, signing_key: str) -> Iterator[str]:
-    with _dev_gateway(tmp_path, inference_server.url, signing_key) as url:
+    with _dev_gateway(tmp_path, inference_server.url, signing_key, max_pixels=MAX_PIXELS) as url:
+        yield url
+
+
+@pytest.fixture
+def down_stack(tmp_path: Path, signing_key: str) -> Iterator[str]:
+    """A gateway whose inference service is not running (nothing listens on its port)."""
+    with _dev_gateway(tmp_path, f"http://127.0.0.1:{free_port()}", signing_key) as url:
         yield url
 
 
@@ -70,46 +88,146 @@ def _browser() -> None:
         pytest.skip('no Chromium for the browser test; run: eval "$(scripts/test-services)"')
 
 
-def test_playground_in_chromium(dev_stack: str, tmp_path: Path) -> None:
+def test_playground_in_chromium(dev_stack: str, down_stack: str, tmp_path: Path) -> None:
+    """What a user sees, on a desktop (light and dark) and a 390 px touch phone: every flow of
+    the page against the real local stack, axe-core's accessibility scan, and screenshots."""
     _browser()
     photo = tmp_path / "photo.png"
     photo.write_bytes(encode(scene(300, 400, seed=21)))
+    too_large = tmp_path / "poster.png"
+    too_large.write_bytes(encode(scene(500, 600, seed=22)))
+    assert 300 * 400 < MAX_PIXELS < 500 * 600
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         [
             "node",
             str(ROOT / "sdk-js" / "playground" / "e2e.mjs"),
             dev_stack,
+            down_stack,
             str(photo),
+            str(too_large),
             str(ARTIFACTS),
         ],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert "ms total" in report["first"]
-    assert report["maskPixels"] > 0
-    assert "embedding cached" in report["second"]
+    (ARTIFACTS / "report.json").write_text(json.dumps(report, indent=2))
+    _assert_badge_and_errors(report)
+    _assert_prompts(report)
+    _assert_downloads(report)
+    _assert_auto(report)
+    _assert_layout_and_access(report)
+
+
+def _assert_badge_and_errors(report: dict[str, object]) -> None:
+    # The badge names the model, the device and that the weights are random.
+    assert "hiera-tiny" in str(report["badge"])
+    assert "cpu" in str(report["badge"])
+    assert "random weights" in str(report["badge"])
+    assert "embedding computed" in str(report["badgeAfter"])
+    # Failures in words, each saying what to do; a corrupt file is never sent.
+    assert "not an image this browser can open" in str(report["corrupt"])
+    assert report["corruptRequests"] == 0
+    assert "API key or token was not accepted" in str(report["badKey"])
+    assert "development token" in str(report["devToken"])
+    assert "Too large for this service" in str(report["limit"])
+    assert str(MAX_PIXELS) in str(report["limit"]).replace(",", "").replace("_", "")
+    assert "model service is unavailable" in str(report["outage"])
+    for said in ("corrupt", "badKey", "limit", "outage"):
+        assert "Traceback" not in str(report[said])
+
+
+def _assert_prompts(report: dict[str, object]) -> None:
+    assert "ms total" in str(report["first"])
+    assert cast(int, report["maskPixels"]) > 0
+    assert cast(int, report["foregroundPixels"]) > 0  # the marker is drawn, not 5 px lost
+    assert "embedding cached" in str(report["second"])
     # the second click corrects the first click's mask (refine), not starting over
-    assert report["refine"] == [None, report["maskIds"][0]]
-    # the image goes up once, as a file (multipart), and the second click names it by id
-    assert report["multipart"] == [True, False]
-    assert report["maskIds"][0].startswith("msk_")
-    # the downloads: the shown mask as polygons, and the API's rendered overlay
-    polygons = json.loads((ARTIFACTS / report["polygons"]).read_text())
+    refine, first_mask = cast(list[str], report["refine"])
+    assert first_mask.startswith("msk_")
+    assert refine == first_mask
+    assert cast(int, report["backgroundPixels"]) > 0
+    # The box is drawn while dragging, before anything is sent, and asked for on release.
+    assert cast(int, report["dragPixels"]) > 0
+    assert report["sentWhileDragging"] == 2
+    box = cast(list[int], report["boxSent"])
+    assert 60 <= box[2] - box[0] <= 260
+    assert 60 <= box[3] - box[1] <= 200
+    assert report["boxAnswered"] is True
+    # The image goes up once, as a file (multipart); every later prompt names it by id.
+    assert cast(list[bool], report["multipart"])[:3] == [True, False, False]
+    assert not any(cast(list[bool], report["multipart"])[1:])
+    # On the phone: a tap is foreground, a long press and the Background tool are background
+    # (the first tap went up with the image, so its label shows in the prompts after it).
+    assert cast(list[object], report["phoneLabels"])[1:] == [[1, 0], [1, 0, 0]]
+
+
+def _assert_downloads(report: dict[str, object]) -> None:
+    names = cast(dict[str, str], report["downloads"])
+    with Image.open(ARTIFACTS / names["png"]) as png:
+        assert (png.format, png.size) == ("PNG", (400, 300))
+        mask = np.asarray(png.convert("L")) > 127
+    # COCO: the shown mask as one annotation, with its bbox and area, the same as the PNG.
+    coco = json.loads((ARTIFACTS / names["coco"]).read_text())
+    assert len(coco["annotations"]) == 1
+    (only,) = coco["annotations"]
+    assert np.array_equal(decode_mask(only["segmentation"]), mask)
+    assert only["area"] == int(mask.sum())
+    ys, xs = np.nonzero(mask)
+    assert only["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+    polygons = json.loads((ARTIFACTS / names["polygons"]).read_text())
     assert len(polygons["masks"]) == 1
     assert polygons["masks"][0]["size"] == [300, 400]
     assert decode_mask(polygons["masks"][0]).any()
-    with Image.open(ARTIFACTS / report["overlay"]) as overlay:
+    with Image.open(ARTIFACTS / names["overlay"]) as overlay:
         assert (overlay.format, overlay.size) == ("PNG", (400, 300))
-    assert "masks" in report["auto"]
-    assert report["alerts"] == 0
+
+
+def _assert_auto(report: dict[str, object]) -> None:
+    # Cancel shows how long it ran and keeps the last answer; a click stops it and is answered.
+    assert "everything…" in str(report["elapsed"])
+    assert " s" in str(report["elapsed"])
+    assert str(report["cancelled"]).startswith("Cancelled after")
+    assert "score" in str(report["afterCancel"])
+    assert "stopped so that this prompt is answered now" in str(report["clickNotice"])
+    assert report["clickAnswered"] == ["click"]
+    # Random weights: nothing passes the default thresholds, and the page says why.
+    empty = str(report["empty"])
+    assert "No mask survived the thresholds" in empty
+    assert "4\u00d74 = 16" in empty
+    assert "random weights" in empty
+    sent = cast(dict[str, object], report["autoSent"])
+    assert (sent["points_per_side"], sent["pred_iou_thresh"]) == (4, 0)
+    masks = cast(int, report["autoMasks"])
+    assert masks > 0
+    coco = json.loads(
+        (ARTIFACTS / cast(dict[str, str], report["downloads"])["autoCoco"]).read_text()
+    )
+    assert len(coco["annotations"]) == masks  # one annotation per object
+    assert all(a["area"] == decode_mask(a["segmentation"]).sum() for a in coco["annotations"])
+
+
+def _assert_layout_and_access(report: dict[str, object]) -> None:
+    # The stage stays put as answers, warnings and errors come and go.
+    stage = cast(list[list[int]], report["stage"])
+    assert stage[0] == stage[1] == stage[2]
+    assert report["phoneOverflow"] == 0  # nothing wider than the phone
+    assert cast(list[int], report["phoneStage"])[0] <= 390
+    assert report["darkBackground"] != "rgb(246, 247, 249)"
+    for scan in ("axeEmpty", "axeResults", "axeDark", "axePhone"):
+        assert report[scan] == [], scan
     assert {p.name for p in ARTIFACTS.glob("*.png")} >= {
-        "1-first-click.png",
-        "2-second-click.png",
-        "3-auto.png",
+        "1-desktop-empty.png",
+        "2-desktop-click.png",
+        "3-desktop-box-drag.png",
+        "4-desktop-auto-running.png",
+        "5-desktop-auto.png",
+        "6-desktop-dark.png",
+        "9-phone.png",
+        "10-phone-dark.png",
     }
 
 
@@ -169,4 +287,6 @@ def test_playground_video_view_in_chromium(
     assert [image["frame_index"] for image in coco["images"]] == [0, 1]
     assert {a["track_id"] for a in coco["annotations"]} == {1}
     assert all(decode_mask(a["segmentation"]).shape == (120, 160) for a in coco["annotations"])
+    assert all(a["bbox"][2] > 0 for a in coco["annotations"])
     assert report["alerts"] == 0
+    assert report["axe"] == []  # no serious or critical accessibility violation

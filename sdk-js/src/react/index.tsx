@@ -15,7 +15,10 @@ export interface SegmenterState {
   segment: (prompt: PromptOptions) => Promise<Segmentation>;
   /** Everything in the current image. */
   segmentAuto: (knobs?: AutoOptions) => Promise<AutoSegmentation>;
-  /** Clear the result and the error. */
+  /** Stop the call in flight (the server stops its work too); its promise rejects with
+   * APIUserAbortError and the last result stays. A new call cancels the one before it. */
+  cancel: () => void;
+  /** Clear the result and the error (cancelling any call in flight). */
   reset: () => void;
 }
 
@@ -25,20 +28,35 @@ export function useSegmenter(client: Sam2Client, image: ImageInput | undefined):
   const [loading, setLoading] = useState(false);
   const [error, setError] = useState<Error>();
   const latest = useRef(0);
+  const inFlight = useRef<AbortController | undefined>(undefined);
+
+  // Stops the call in flight; what it answers (or throws) no longer counts.
+  const cancel = useCallback(() => {
+    latest.current += 1;
+    inFlight.current?.abort();
+    inFlight.current = undefined;
+    setLoading(false);
+  }, []);
 
   useEffect(() => {
+    cancel();
     setResult(undefined);
     setError(undefined);
-  }, [image]);
+  }, [image, cancel]);
 
   const run = useCallback(
-    async <T extends Segmentation | AutoSegmentation>(call: (img: ImageInput) => Promise<T>): Promise<T> => {
+    async <T extends Segmentation | AutoSegmentation>(call: (img: ImageInput, signal: AbortSignal) => Promise<T>): Promise<T> => {
       if (image === undefined) throw new Sam2Error("no image to segment yet");
-      const ticket = ++latest.current; // a later call wins over an earlier slow one
+      // A later call wins over an earlier slow one, which is cancelled rather than left to
+      // hold the server (a click during automatic mode is answered without waiting for it).
+      inFlight.current?.abort();
+      const controller = new AbortController();
+      inFlight.current = controller;
+      const ticket = ++latest.current;
       setLoading(true);
       setError(undefined);
       try {
-        const answer = await call(image);
+        const answer = await call(image, controller.signal);
         if (ticket === latest.current) setResult(answer);
         return answer;
       } catch (caught) {
@@ -46,6 +64,7 @@ export function useSegmenter(client: Sam2Client, image: ImageInput | undefined):
         if (ticket === latest.current) setError(failure);
         throw failure;
       } finally {
+        if (inFlight.current === controller) inFlight.current = undefined;
         if (ticket === latest.current) setLoading(false);
       }
     },
@@ -56,15 +75,20 @@ export function useSegmenter(client: Sam2Client, image: ImageInput | undefined):
     result,
     loading,
     error,
-    segment: useCallback((prompt: PromptOptions) => run((img) => client.segment(img, prompt)), [client, run]),
-    segmentAuto: useCallback((knobs?: AutoOptions) => run((img) => client.segmentAuto(img, knobs ?? {})), [client, run]),
+    segment: useCallback((prompt: PromptOptions) => run((img, signal) => client.segment(img, { ...prompt, signal: either(prompt.signal, signal) })), [client, run]),
+    segmentAuto: useCallback((knobs?: AutoOptions) => run((img, signal) => client.segmentAuto(img, knobs ?? {}, { signal })), [client, run]),
+    cancel,
     reset: useCallback(() => {
-      latest.current += 1; // an answer still on its way no longer counts
+      cancel();
       setResult(undefined);
       setError(undefined);
-      setLoading(false);
-    }, []),
+    }, [cancel]),
   };
+}
+
+/** Aborts when the caller's signal does or the hook's own does. */
+function either(theirs: AbortSignal | undefined, ours: AbortSignal): AbortSignal {
+  return theirs ? AbortSignal.any([theirs, ours]) : ours;
 }
 
 export interface VideoTrackerState {

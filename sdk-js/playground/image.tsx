@@ -1,0 +1,401 @@
+// The image view: open a picture, click (a tap on a phone) for the object, right-click, shift,
+// a long press or the Background tool for what is not it, drag a box, or segment everything;
+// then pick a mask and save it. Built on @sam2/sdk and useSegmenter from @sam2/sdk/react.
+import { useEffect, useMemo, useRef, useState } from "react";
+import type { AutoSegmentation, ModelInfo, Sam2Client, Segmentation } from "@sam2/sdk";
+import { useSegmenter } from "@sam2/sdk/react";
+import { AutoPanel, defaultKnobs, type AutoKnobs } from "./auto.js";
+import { COLOURS } from "./colours.js";
+import { describe, unreadable } from "./errors.js";
+import { cocoImage, maskPng, save } from "./exports.js";
+import { fit, markerRadius, paintBox, paintMasks, paintPoint, type Box, type Point } from "./paint.js";
+
+interface Shown { mask: Uint8Array; score: number }
+interface Press { x: number; y: number; at: { x: number; y: number }; background: boolean; long: boolean; timer: number | undefined }
+
+const LONG_PRESS_MS = 500;
+const DRAG_PX = 8;
+
+export const SHORTCUTS: [string, string][] = [
+  ["Click / tap", "add a foreground point"],
+  ["Right-click, Shift+click, long press", "add a background point"],
+  ["Drag", "draw a box"],
+  ["F / B", "foreground / background tool"],
+  ["A", "segment everything"],
+  ["U or Ctrl+Z", "undo"],
+  ["C", "clear prompts"],
+  ["Esc", "cancel what is running"],
+];
+
+export function ImageView({ client, model, onAnswer }: { client: Sam2Client; model: ModelInfo | undefined; onAnswer: (model: ModelInfo, cached: boolean) => void }) {
+  const [file, setFile] = useState<File>();
+  const url = useMemo(() => (file ? URL.createObjectURL(file) : undefined), [file]);
+  useEffect(() => () => {
+    if (url) URL.revokeObjectURL(url);
+  }, [url]);
+  const [size, setSize] = useState<{ width: number; height: number }>();
+  const [points, setPoints] = useState<Point[]>([]);
+  const [box, setBox] = useState<Box>();
+  const [draft, setDraft] = useState<Box>();
+  const [history, setHistory] = useState<{ points: Point[]; box: Box | undefined }[]>([]);
+  const [picked, setPicked] = useState<{ from: object | undefined; index: number }>();
+  const [tool, setTool] = useState<0 | 1>(1);
+  const [knobs, setKnobs] = useState<AutoKnobs>(() => defaultKnobs(model));
+  const [knobsTouched, setKnobsTouched] = useState(false);
+  const [asked, setAsked] = useState<{ kind: "prompt" | "auto"; knobs: AutoKnobs; at: number }>();
+  const [now, setNow] = useState(0);
+  const [notice, setNotice] = useState<string>();
+  const [pageError, setPageError] = useState<string>();
+  const [over, setOver] = useState(false);
+  const [preparing, setPreparing] = useState(false);
+  const { result, loading, error, segment, segmentAuto, cancel, reset } = useSegmenter(client, file);
+  const canvas = useRef<HTMLCanvasElement>(null);
+  const press = useRef<Press | undefined>(undefined);
+  // The shown answer's prompt in the API's words, to ask for it again as polygons or an overlay.
+  const request = useRef<Record<string, unknown>>({});
+
+  useEffect(() => {
+    if (!knobsTouched) setKnobs(defaultKnobs(model));
+  }, [model, knobsTouched]);
+  useEffect(() => {
+    if (result) onAnswer(result.model, result.cached);
+  }, [result, onAnswer]);
+  useEffect(() => {
+    if (!loading) return;
+    const timer = setInterval(() => setNow(performance.now()), 100);
+    return () => clearInterval(timer);
+  }, [loading]);
+
+  const shown: Shown[] = useMemo(() => {
+    if (!result) return [];
+    if ("allMasks" in result) {
+      const seg = result as Segmentation;
+      return seg.allMasks.length ? seg.allMasks.map((mask, i) => ({ mask, score: seg.allScores[i] ?? 0 })) : [{ mask: seg.mask, score: seg.score }];
+    }
+    return (result as AutoSegmentation).masks.map((m) => ({ mask: m.mask, score: m.predictedIou }));
+  }, [result]);
+  const isAuto = result !== undefined && !("allMasks" in result);
+  const lastMaskId = result && !isAuto ? (result as Segmentation).maskId : null;
+
+  // The mask the user picked in this answer, else all of an automatic answer or a click's best.
+  const selected = picked && picked.from === result ? picked.index : isAuto ? -1 : shown.reduce((best, m, i, all) => (m.score > (all[best]?.score ?? -1) ? i : best), 0);
+  const setSelected = (index: number) => setPicked({ from: result, index });
+
+  useEffect(() => {
+    const context = canvas.current?.getContext("2d");
+    if (!context || !size) return;
+    const layers = shown.map((s, i) => ({ mask: s.mask, colour: i })).filter((_, i) => selected < 0 || i === selected);
+    paintMasks(context, size.width, size.height, layers);
+    const radius = markerRadius(canvas.current!);
+    if (box) paintBox(context, box, radius, false);
+    if (draft) paintBox(context, draft, radius, true);
+    for (const point of points) paintPoint(context, point, radius);
+  }, [shown, selected, size, points, box, draft]);
+
+  const begin = (kind: "prompt" | "auto", used: AutoKnobs) => {
+    if (loading && asked?.kind === "auto" && kind === "prompt") setNotice("Segment everything was stopped so that this prompt is answered now.");
+    else setNotice(undefined);
+    setPageError(undefined);
+    setNow(performance.now());
+    setAsked({ kind, knobs: used, at: performance.now() });
+  };
+  // segment() rejects on error, like mutateAsync; the page shows the hook's `error` instead.
+  const settle = (call: Promise<unknown>) => void call.catch(() => undefined);
+
+  const ask = (nextPoints: Point[], nextBox: Box | undefined, refine: string | null) => {
+    if (!nextPoints.length && !nextBox) return reset();
+    begin("prompt", knobs);
+    request.current = prompt(nextPoints, nextBox, refine);
+    settle(segment({
+      ...(nextPoints.length ? { points: nextPoints.map((p) => [p.x, p.y]), labels: nextPoints.map((p) => p.label) } : {}),
+      ...(nextBox ? { box: nextBox } : {}),
+      ...(refine ? { refine } : {}),
+      returnAllMasks: true,
+    }));
+  };
+  // A point added to an object refines its last mask (SAM2's mask_input), as Meta's demo does.
+  const run = (nextPoints: Point[], nextBox: Box | undefined, refine: string | null = null) => {
+    setHistory((h) => [...h, { points, box }]);
+    setPoints(nextPoints);
+    setBox(nextBox);
+    ask(nextPoints, nextBox, refine);
+  };
+
+  const everything = (used: AutoKnobs = knobs) => {
+    if (!file) return;
+    setHistory([]);
+    setPoints([]);
+    setBox(undefined);
+    begin("auto", used);
+    request.current = { mode: "auto", ...used };
+    settle(segmentAuto(used));
+  };
+  const stop = () => {
+    if (!loading) return;
+    cancel();
+    setNotice(`Cancelled after ${((performance.now() - (asked?.at ?? 0)) / 1000).toFixed(1)} s; the server stopped its work too.`);
+  };
+  const undo = () => {
+    const last = history.at(-1);
+    if (!last) return;
+    setHistory((h) => h.slice(0, -1));
+    setPoints(last.points);
+    setBox(last.box);
+    ask(last.points, last.box, null);
+  };
+  const clear = () => {
+    setHistory([]);
+    setPoints([]);
+    setBox(undefined);
+    setDraft(undefined);
+    setNotice(undefined);
+    setPageError(undefined);
+    reset();
+  };
+  const load = async (picked: File | undefined) => {
+    if (!picked) return;
+    try {
+      (await createImageBitmap(picked)).close();
+    } catch {
+      setPageError(unreadable(picked.name));
+      return;
+    }
+    clear();
+    setSize(undefined);
+    setFile(picked);
+  };
+
+  useEffect(() => {
+    const onKey = (event: KeyboardEvent) => {
+      if (event.target instanceof HTMLInputElement || event.target instanceof HTMLSelectElement || event.altKey || event.metaKey) return;
+      const key = event.key.toLowerCase();
+      if (event.ctrlKey) {
+        if (key === "z") undo();
+        return;
+      }
+      if (key === "u") undo();
+      else if (key === "c") clear();
+      else if (key === "a") everything();
+      else if (key === "f") setTool(1);
+      else if (key === "b") setTool(0);
+      else if (key === "escape") {
+        press.current = undefined;
+        setDraft(undefined);
+        stop();
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  });
+
+  const toImage = (event: { clientX: number; clientY: number }) => {
+    const rect = canvas.current!.getBoundingClientRect();
+    const scale = size!.width / rect.width;
+    const clamp = (v: number, hi: number) => Math.min(hi - 1, Math.max(0, Math.round(v)));
+    return { x: clamp((event.clientX - rect.left) * scale, size!.width), y: clamp((event.clientY - rect.top) * scale, size!.height) };
+  };
+  const onPointerDown = (event: React.PointerEvent<HTMLCanvasElement>) => {
+    if (event.button !== 0 && event.button !== 2) return;
+    event.currentTarget.setPointerCapture(event.pointerId);
+    const held: Press = { x: event.clientX, y: event.clientY, at: toImage(event), background: event.button === 2 || event.shiftKey, long: false, timer: undefined };
+    if (event.pointerType !== "mouse") held.timer = window.setTimeout(() => (held.long = true), LONG_PRESS_MS);
+    press.current = held;
+  };
+  const onPointerMove = (event: React.PointerEvent<HTMLCanvasElement>) => {
+    const held = press.current;
+    if (!held || (!draft && Math.hypot(event.clientX - held.x, event.clientY - held.y) < DRAG_PX)) return;
+    clearTimeout(held.timer);
+    const end = toImage(event);
+    setDraft([Math.min(held.at.x, end.x), Math.min(held.at.y, end.y), Math.max(held.at.x, end.x), Math.max(held.at.y, end.y)]);
+  };
+  const onPointerUp = () => {
+    const held = press.current;
+    press.current = undefined;
+    if (!held) return;
+    clearTimeout(held.timer);
+    if (draft) {
+      setDraft(undefined);
+      if (draft[2] > draft[0] && draft[3] > draft[1]) run(points, draft);
+      return;
+    }
+    const label = held.background || held.long ? 0 : tool;
+    run([...points, { ...held.at, label }], box, points.length ? lastMaskId : null);
+  };
+
+  // Polygons and the rendered overlay come from the API: the same prompt again, by image_id
+  // (a click costs a decoder pass on the cached embedding; automatic mode runs again).
+  const downloadFromApi = async (fields: Record<string, unknown>, name: string) => {
+    if (!result) return;
+    setPreparing(true);
+    setPageError(undefined);
+    try {
+      const answer = await client.request<Record<string, unknown>>("POST", "/v1/segment", { ...request.current, image_id: result.imageId, ...fields });
+      if (fields.render) {
+        const bytes = Uint8Array.from(atob(String(answer.overlay)), (c) => c.charCodeAt(0));
+        save(new Blob([bytes], { type: "image/png" }), name);
+      } else {
+        const masks = isAuto ? (answer.masks as { segmentation: unknown }[]).map((m) => m.segmentation) : (answer.all_masks as unknown[]);
+        const chosen = isAuto ? masks.filter((_, i) => selected < 0 || i === selected) : [masks[selected]];
+        save(new Blob([JSON.stringify({ image: file?.name ?? "image", masks: chosen })], { type: "application/json" }), name);
+      }
+    } catch (failure) {
+      setPageError(describe(failure));
+    } finally {
+      setPreparing(false);
+    }
+  };
+  // One annotation per object: a click's chosen mask, or every automatic mask (or the one picked).
+  const objects = shown.filter((_, i) => (isAuto && selected < 0) || i === selected);
+
+  const alert = pageError ?? describe(error);
+  const elapsed = asked ? Math.max(0, (now - asked.at) / 1000) : 0;
+  const timings = result?.timingsMs;
+  const empty = isAuto && shown.length === 0 && asked?.kind === "auto";
+  return (
+    <section aria-label="image" className="workspace">
+      <div className="tools" role="group" aria-label="tools">
+        <label className="button file">
+          Open image…
+          <input type="file" accept="image/*" onChange={(e) => void load(e.target.files?.[0])} />
+        </label>
+        <div className="segmented" role="group" aria-label="point tool">
+          <button aria-pressed={tool === 1} onClick={() => setTool(1)}>
+            <span className="dot fg" aria-hidden="true" /> Foreground <kbd>F</kbd>
+          </button>
+          <button aria-pressed={tool === 0} onClick={() => setTool(0)}>
+            <span className="dot bg" aria-hidden="true" /> Background <kbd>B</kbd>
+          </button>
+        </div>
+        <div className="row">
+          <button onClick={undo} disabled={!history.length}>Undo <kbd>U</kbd></button>
+          <button onClick={clear} disabled={!points.length && !box && !result}>Clear <kbd>C</kbd></button>
+        </div>
+      </div>
+      <div className="more">
+        <AutoPanel
+          knobs={knobs}
+          onChange={(next) => {
+            setKnobsTouched(true);
+            setKnobs(next);
+          }}
+          onRun={() => everything()}
+          disabled={!file}
+        />
+        <details className="shortcuts">
+          <summary>Shortcuts and gestures</summary>
+          <dl>
+            {SHORTCUTS.map(([keys, what]) => (
+              <div key={keys}><dt>{keys}</dt><dd>{what}</dd></div>
+            ))}
+          </dl>
+        </details>
+      </div>
+
+      <div
+        className={over ? "stage-area over" : "stage-area"}
+        onDragOver={(e) => { e.preventDefault(); setOver(true); }}
+        onDragLeave={() => setOver(false)}
+        onDrop={(e) => { e.preventDefault(); setOver(false); void load(e.dataTransfer.files[0]); }}
+      >
+        {url ? (
+          <div className={size ? "stage sized" : "stage"} style={size ? fit(size.width, size.height) : undefined}>
+            <img src={url} alt="the image to segment" onLoad={(e) => setSize({ width: e.currentTarget.naturalWidth, height: e.currentTarget.naturalHeight })} onError={() => { setPageError(unreadable(file?.name ?? "the file")); setFile(undefined); }} />
+            {size && (
+              <canvas
+                ref={canvas}
+                width={size.width}
+                height={size.height}
+                data-testid="overlay"
+                aria-label="masks and prompts: click or tap an object, drag a box"
+                onContextMenu={(e) => e.preventDefault()}
+                onPointerDown={onPointerDown}
+                onPointerMove={onPointerMove}
+                onPointerUp={onPointerUp}
+                onPointerCancel={() => { press.current = undefined; setDraft(undefined); }}
+              />
+            )}
+          </div>
+        ) : (
+          <p className="placeholder">Drop an image here, or use <strong>Open image…</strong></p>
+        )}
+      </div>
+
+      <aside className="results" aria-label="results">
+        <div className="activity" aria-live="polite">
+          {loading ? (
+            <>
+              <span data-testid="elapsed">{asked?.kind === "auto" ? "Segmenting everything" : "Segmenting"}… {elapsed.toFixed(1)} s</span>
+              <button onClick={stop}>Cancel <kbd>Esc</kbd></button>
+              <progress aria-label="working" />
+            </>
+          ) : notice ? (
+            <span data-testid="notice">{notice}</span>
+          ) : (
+            <span className="muted">{file ? "Click or tap the object; drag for a box." : "Open an image to start."}</span>
+          )}
+        </div>
+        {alert && <p role="alert" className="alert">{alert}</p>}
+        {result && (
+          <p data-testid="status" className="status">
+            {isAuto ? `${shown.length} masks` : `score ${shown[selected]?.score.toFixed(3) ?? "-"}`} · embedding {result.cached ? "cached" : "computed"} · {timings?.total_ms?.toFixed(0)} ms total, {timings?.embed_ms?.toFixed(0)} ms encoder
+          </p>
+        )}
+        {empty && asked && <Empty knobs={asked.knobs} random={result.model.random_weights} onRetry={(retry) => { setKnobsTouched(true); setKnobs(retry); everything(retry); }} />}
+        {result?.warnings.map((warning) => (
+          <p key={warning} className="warning">⚠ {warning}</p>
+        ))}
+        {shown.length > 0 && (
+          <ol className="masks" aria-label="masks">
+            {shown.map((s, i) => (
+              <li key={i}>
+                <button onClick={() => setSelected(i)} aria-pressed={i === selected}>
+                  <span className="swatch" style={{ background: `rgb(${COLOURS[i % COLOURS.length]!.join(" ")})` }} aria-hidden="true" /> mask {i + 1}: {s.score.toFixed(3)}
+                </button>
+              </li>
+            ))}
+            {isAuto && (
+              <li><button onClick={() => setSelected(-1)} aria-pressed={selected < 0}>all masks</button></li>
+            )}
+          </ol>
+        )}
+        <div className="exports" role="group" aria-label="downloads">
+          <button disabled={selected < 0 || !shown[selected] || !size} onClick={() => void maskPng(shown[selected]!.mask, size!.width, size!.height).then((blob) => save(blob, "mask.png"), (failure: unknown) => setPageError(describe(failure)))}>
+            Download mask PNG
+          </button>
+          <button disabled={!objects.length || !size} onClick={() => save(cocoImage(file?.name ?? "image", size!.width, size!.height, objects), "masks.coco.json")}>
+            Download COCO JSON
+          </button>
+          <button onClick={() => void downloadFromApi({ mask_format: "polygon", return_all_masks: !isAuto }, "polygons.json")} disabled={!objects.length || preparing}>
+            Download polygons
+          </button>
+          <button onClick={() => void downloadFromApi({ mask_format: "rle", render: "png" }, "overlay.png")} disabled={!shown.length || preparing}>
+            Download overlay PNG
+          </button>
+        </div>
+      </aside>
+    </section>
+  );
+}
+
+/** Why automatic mode answered with no mask, and the way to get some. */
+function Empty({ knobs, random, onRetry }: { knobs: AutoKnobs; random: boolean; onRetry: (knobs: AutoKnobs) => void }) {
+  const n = knobs.points_per_side;
+  return (
+    <div className="empty" data-testid="empty">
+      <p>
+        No mask survived the thresholds: of {n}×{n} = {n * n} grid prompts, none gave a mask with predicted IoU ≥ {knobs.pred_iou_thresh} and stability ≥ {knobs.stability_score_thresh}.
+        {random ? " This server runs random weights, whose masks score low: that is expected." : " Lower the thresholds, or use a finer grid."}
+      </p>
+      <button onClick={() => onRetry({ ...knobs, pred_iou_thresh: 0, stability_score_thresh: 0 })}>Run again with both thresholds at 0</button>
+    </div>
+  );
+}
+
+/** A click or box prompt as the API names its fields. */
+function prompt(points: Point[], box: Box | undefined, refine: string | null | undefined): Record<string, unknown> {
+  return {
+    ...(points.length ? { point_coords: points.map((p) => [p.x, p.y]), point_labels: points.map((p) => p.label) } : {}),
+    ...(box ? { mode: "box", box_coords: box } : {}),
+    ...(refine ? { refine } : {}),
+  };
+}
