@@ -200,14 +200,22 @@ try {
   await mobile.setInputFiles('input[type="file"]', image);
   const small = mobile.getByTestId("overlay");
   await small.waitFor();
+  // Where on the screen a fraction of the stage is now (measured before every gesture).
+  const spot = async (fx, fy) => {
+    const rect = await small.boundingBox();
+    return { x: rect.x + rect.width * fx, y: rect.y + rect.height * fy };
+  };
   const rect = await small.boundingBox();
   report.phoneStage = [Math.round(rect.width), Math.round(rect.height)];
+  report.phoneStageY = [Math.round(rect.y)];
   const phoneStatus = mobile.getByTestId("status");
-  await mobile.touchscreen.tap(rect.x + rect.width * 0.5, rect.y + rect.height * 0.5);
+  const first = await spot(0.5, 0.5);
+  await mobile.touchscreen.tap(first.x, first.y);
   await phoneStatus.filter({ hasText: "score" }).waitFor({ timeout: 120_000 });
+  report.phoneStageY.push(Math.round((await small.boundingBox()).y));
   // A long press: a background point.
   const cdp = await phone.newCDPSession(mobile);
-  const at = { x: rect.x + rect.width * 0.25, y: rect.y + rect.height * 0.25 };
+  const at = await spot(0.25, 0.25);
   const pressed = mobile.waitForResponse((r) => r.url().endsWith("/v1/segment"));
   await cdp.send("Input.dispatchTouchEvent", { type: "touchStart", touchPoints: [at] });
   await mobile.waitForTimeout(800);
@@ -215,8 +223,9 @@ try {
   await pressed;
   // The Background tool: a tap is a background point too.
   await mobile.getByRole("button", { name: /Background/ }).tap();
+  const third = await spot(0.75, 0.25);
   const tapped = mobile.waitForResponse((r) => r.url().endsWith("/v1/segment"));
-  await mobile.touchscreen.tap(rect.x + rect.width * 0.75, rect.y + rect.height * 0.25);
+  await mobile.touchscreen.tap(third.x, third.y);
   await tapped;
   await phoneStatus.filter({ hasText: "embedding cached" }).waitFor({ timeout: 60_000 });
   report.phoneStatus = await phoneStatus.textContent();

@@ -23,8 +23,12 @@ export function describe(failure: unknown): string | undefined {
     return "The service cannot be reached. Check your connection, or that the local stack is running (scripts/dev), then try again.";
   }
   if (failure instanceof APIStatusError) {
-    const lead = LEADS[failure.status] ?? (failure.status >= 500 ? "The model service is unavailable right now (starting, restarting or down)." : `The service refused this (${failure.status}).`);
-    return [lead, failure.problem.detail, failure.hint].filter((part): part is string => Boolean(part)).map(sentence).join(" ");
+    if (failure.status >= 500) {
+      // The API's hint here speaks to programs (Retry-After); a person gets what to do.
+      return said("The model service is unavailable right now (starting, restarting or down).", failure.problem.detail, "Try again in a moment; on the local stack, check that scripts/dev is still running.");
+    }
+    const lead = LEADS[failure.status] ?? `The service refused this (${failure.status}).`;
+    return said(lead, failure.problem.detail, failure.hint);
   }
   return sentence(failure instanceof Error ? failure.message : String(failure));
 }
@@ -32,6 +36,10 @@ export function describe(failure: unknown): string | undefined {
 /** A picked file the browser itself cannot open as a picture. */
 export function unreadable(name: string): string {
   return `“${name}” is not an image this browser can open: the file may be damaged, or not a picture at all. Pick a PNG, JPEG or WebP.`;
+}
+
+function said(...parts: (string | undefined)[]): string {
+  return parts.filter((part): part is string => Boolean(part)).map(sentence).join(" ");
 }
 
 function sentence(text: string): string {

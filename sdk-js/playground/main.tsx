@@ -72,7 +72,7 @@ function Playground() {
               <span>{model.model_id.split("/").at(-1)}</span>
               <span>{model.device} · {model.dtype}</span>
               <span>{model.random_weights ? "random weights: masks are meaningless" : "real weights"}</span>
-              {cached !== undefined && <span>embedding {cached ? "cached" : "computed"}</span>}
+              <span>{cached === undefined ? "no embedding yet" : `embedding ${cached ? "cached" : "computed"}`}</span>
             </>
           ) : (
             <span>model: waiting for the server</span>

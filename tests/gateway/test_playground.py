@@ -214,6 +214,7 @@ def _assert_layout_and_access(report: dict[str, object]) -> None:
     # The stage stays put as answers, warnings and errors come and go.
     stage = cast(list[list[int]], report["stage"])
     assert stage[0] == stage[1] == stage[2]
+    assert len(set(cast(list[int], report["phoneStageY"]))) == 1  # on the phone too
     assert report["phoneOverflow"] == 0  # nothing wider than the phone
     assert cast(list[int], report["phoneStage"])[0] <= 390
     assert report["darkBackground"] != "rgb(246, 247, 249)"
