@@ -130,7 +130,8 @@ try {
   }
 
   // Segment everything, cancelled: elapsed time shown, the server told, the last mask kept.
-  await page.getByLabel("Grid (points per side)").fill("32");
+  // Long enough to cancel on a CPU (tens of seconds), yet under the work the server admits.
+  await page.getByLabel("Grid (points per side)").fill("16");
   await page.getByRole("button", { name: /Segment everything/ }).click();
   const elapsed = page.getByTestId("elapsed");
   await elapsed.filter({ hasText: /everything… [1-9]/ }).waitFor({ timeout: 30_000 });
