@@ -16,7 +16,7 @@ interface Press { x: number; y: number; at: { x: number; y: number }; background
 const LONG_PRESS_MS = 500;
 const DRAG_PX = 8;
 
-export const SHORTCUTS: [string, string][] = [
+const SHORTCUTS: [string, string][] = [
   ["Click / tap", "add a foreground point"],
   ["Right-click, Shift+click, long press", "add a background point"],
   ["Drag", "draw a box"],
@@ -40,8 +40,9 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
   const [history, setHistory] = useState<{ points: Point[]; box: Box | undefined }[]>([]);
   const [picked, setPicked] = useState<{ from: object | undefined; index: number }>();
   const [tool, setTool] = useState<0 | 1>(1);
-  const [knobs, setKnobs] = useState<AutoKnobs>(() => defaultKnobs(model));
-  const [knobsTouched, setKnobsTouched] = useState(false);
+  // The knobs the user set, else the defaults for the server's device (known once it answers).
+  const [chosen, setKnobs] = useState<AutoKnobs>();
+  const knobs = chosen ?? defaultKnobs(model);
   const [asked, setAsked] = useState<{ kind: "prompt" | "auto"; knobs: AutoKnobs; at: number }>();
   const [now, setNow] = useState(0);
   const [notice, setNotice] = useState<string>();
@@ -54,9 +55,6 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
   // The shown answer's prompt in the API's words, to ask for it again as polygons or an overlay.
   const request = useRef<Record<string, unknown>>({});
 
-  useEffect(() => {
-    if (!knobsTouched) setKnobs(defaultKnobs(model));
-  }, [model, knobsTouched]);
   useEffect(() => {
     if (result) onAnswer(result.model, result.cached);
   }, [result, onAnswer]);
@@ -274,10 +272,7 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
       <div className="more">
         <AutoPanel
           knobs={knobs}
-          onChange={(next) => {
-            setKnobsTouched(true);
-            setKnobs(next);
-          }}
+          onChange={setKnobs}
           onRun={() => everything()}
           disabled={!file}
         />
@@ -340,7 +335,7 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
             {isAuto ? `${shown.length} masks` : `score ${shown[selected]?.score.toFixed(3) ?? "-"}`} · embedding {result.cached ? "cached" : "computed"} · {timings?.total_ms?.toFixed(0)} ms total, {timings?.embed_ms?.toFixed(0)} ms encoder
           </p>
         )}
-        {empty && asked && <Empty knobs={asked.knobs} random={result.model.random_weights} onRetry={(retry) => { setKnobsTouched(true); setKnobs(retry); everything(retry); }} />}
+        {empty && asked && <Empty knobs={asked.knobs} random={result.model.random_weights} onRetry={(retry) => { setKnobs(retry); everything(retry); }} />}
         {result?.warnings.map((warning) => (
           <p key={warning} className="warning">⚠ {warning}</p>
         ))}

@@ -2,25 +2,25 @@
 // through a clip; built on @sam2/sdk and @sam2/sdk/react, served by the gateway at /playground/.
 import { useCallback, useEffect, useMemo, useState } from "react";
 import { createRoot } from "react-dom/client";
-import { APIConnectionError, errorFor, Sam2Client, type ModelInfo, type TokenResponse } from "@sam2/sdk";
+import { APIConnectionError, createToken, errorFor, Sam2Client, type ModelInfo, type TokenResponse } from "@sam2/sdk";
 import { describe } from "./errors.js";
 import { ImageView } from "./image.js";
 import { VideoView } from "./video.js";
 
-/** A token: traded for the pasted key, else the local stack's development token. The key
- * stays in this page's memory only. Failures are the SDK's errors, so they read like the rest. */
+/** A token: traded for the pasted key (the SDK's createToken), else the local stack's
+ * development token. The key stays in this page's memory only. Failures are the SDK's errors,
+ * so they read like the rest. */
 async function token(key: string | undefined): Promise<TokenResponse> {
+  if (key) return createToken(key, { baseUrl: location.origin });
   let response: Response;
   try {
-    response = key
-      ? await fetch("/v1/auth/token", { method: "POST", headers: { authorization: `Bearer ${key}` } })
-      : await fetch("/v1/auth/dev-token", { method: "POST" });
+    response = await fetch("/v1/auth/dev-token", { method: "POST" });
   } catch {
     throw new APIConnectionError("the gateway cannot be reached");
   }
   const body = await response.json().catch(() => ({}));
   if (response.ok) return body as TokenResponse;
-  if (!key && response.status === 404) {
+  if (response.status === 404) {
     throw errorFor(401, { code: "missing_api_key", detail: "This server hands out no development tokens", hint: "Paste an API key under “API key”." });
   }
   throw errorFor(response.status, body);
