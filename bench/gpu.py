@@ -8,13 +8,14 @@ Random weights built from the official SAM 2.1 config (no download), so the numb
 of the real architecture. The row is appended to `--rows` as soon as it is measured, so a stage
 that a later one's timeout kills keeps what it printed.
 
-Columns: the image encoder alone; a new image and one click (a JPEG decoded, encoded, prompted,
-RLE out: what a first click costs the server); a click on a cached embedding; automatic mode on
-a grid, with sam2's default thresholds (random weights: no mask survives them) and with loose
-ones that keep about half the candidates (so that the masks' post-processing is in the time);
-the start-up (model load, warm-up, graph capture and compilation); and peak GPU memory. Medians
-in milliseconds. bench/gpu.sh writes the table header. `--decode` also times decoding the JPEG
-with PIL (as the service does) and with torchvision's nvjpeg on the GPU.
+Columns: the image encoder alone; a new image and one click (a JPEG decoded, by Pillow or on
+the GPU as `--decoder` says, encoded, prompted, RLE out: what a first click costs the server);
+a click on a cached embedding; automatic mode on a grid, with sam2's default thresholds (random
+weights: no mask survives them) and with loose ones that keep about half the candidates (so
+that the masks' post-processing is in the time); the start-up (model load, warm-up, graph
+capture and compilation); and peak GPU memory. Medians in milliseconds. bench/gpu.sh writes the
+table header. `--decode` also times decoding the JPEG alone: Pillow's (then sent to the
+device) and torchvision's nvjpeg on the GPU.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ def main() -> None:
     parser.add_argument(
         "--compile", default="off", choices=["off", "default", "max-autotune-no-cudagraphs"]
     )
+    parser.add_argument(
+        "--decoder",
+        default="auto",
+        choices=["auto", "pillow", "torchvision"],
+        help="what decodes the uploaded JPEG (auto: torchvision's nvjpeg in the fast pipeline "
+        "on CUDA)",
+    )
     parser.add_argument("--grid", type=int, default=32, help="auto mode points per side")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--auto-repeats", type=int, default=3)
@@ -63,6 +71,7 @@ def main() -> None:
             precision=args.precision,
             cuda_graphs=args.graphs,
             compile=args.compile,
+            image_decoder=args.decoder,
         )
         engine = Sam2Engine.from_settings(settings)
     row = measure(engine, args.grid, args.repeats, args.auto_repeats, args.loose, started)
@@ -124,6 +133,7 @@ def measure(
     how = engine.acceleration.describe() if engine.acceleration else "float32 weights, eager"
     if engine.acceleration is None and device.type == "cuda":
         how = "float32 weights under bfloat16 autocast, eager (sam2's recipe)"
+    how += f"; JPEG decoded by {engine.decoder.name}"
     return (
         f"| {card} | {engine.info.name} | {engine.info.pipeline}: {how} | {encoder:.1f} "
         f"| {first:.1f} | {cached:.2f} | {auto_ms:.0f} ({grid}x{grid}, {masks}) "

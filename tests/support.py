@@ -24,6 +24,7 @@ from PIL import Image
 from pydantic import SecretStr
 from sam2_contract.models import Pipeline
 from sam2_inference import EmbeddingCache, Sam2Engine
+from sam2_inference.config import DecoderPreference
 
 PEPPER = "test-pepper-0123456789abcdef"
 """The gateway tests' API-key pepper."""
@@ -85,6 +86,7 @@ def fresh_engine(
     max_request_bytes: int = 0,
     auto_slice_ms: float | None = None,
     pipeline: Pipeline | None = None,
+    image_decoder: DecoderPreference = "auto",
 ) -> Sam2Engine:
     """A new engine on the loaded model: its own cache, lock and measured costs."""
     return Sam2Engine(
@@ -95,6 +97,7 @@ def fresh_engine(
         max_request_bytes=max_request_bytes,
         auto_slice_ms=loaded.auto_slice_ms if auto_slice_ms is None else auto_slice_ms,
         pipeline=pipeline or loaded.info.pipeline,
+        image_decoder=image_decoder,
     )
 
 

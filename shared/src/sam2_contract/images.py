@@ -32,16 +32,20 @@ Pixels = npt.NDArray[np.uint8]
 DEFAULT_MAX_PIXELS = 4096 * 4096
 SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "BMP", "TIFF", "GIF"})
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w=.+-]+)*;base64,", re.IGNORECASE)
+_ORIENTATION = 0x0112
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 
 
 @dataclass(frozen=True, slots=True)
 class ImageHeader:
-    """What the header of an image file says, read without decoding a pixel."""
+    """What the header of an image file says, read without decoding a pixel: its format, size,
+    Pillow mode, and (JPEG only, 1 elsewhere) EXIF orientation, 0 where the EXIF is unreadable."""
 
     format: str
     width: int
     height: int
+    mode: str = "RGB"
+    orientation: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +140,23 @@ def _checked_header(image: Image.Image, max_pixels: int) -> ImageHeader:
         raise InvalidImageError(f"the image is {width}x{height} pixels", code=ErrorCode.EMPTY_IMAGE)
     if width * height > max_pixels:
         raise _too_large((width, height), max_pixels)
-    return ImageHeader(format=file_format, width=width, height=height)
+    return ImageHeader(
+        format=file_format,
+        width=width,
+        height=height,
+        mode=image.mode,
+        orientation=_jpeg_orientation(image) if file_format in ("JPEG", "MPO") else 1,
+    )
+
+
+def _jpeg_orientation(image: Image.Image) -> int:
+    """The EXIF orientation a JPEG's header gives (Pillow parsed it with the header; other
+    formats may keep EXIF after the pixels, so they are not asked)."""
+    try:
+        orientation = image.getexif().get(_ORIENTATION, 1)
+    except (OSError, SyntaxError, ValueError):
+        return 0
+    return orientation if isinstance(orientation, int) else 0
 
 
 def _to_rgb(image: Image.Image) -> Pixels:

@@ -15,6 +15,7 @@ PipelinePreference = Literal["auto", "exact", "fast"]
 PrecisionPreference = Literal["auto", "float32", "bfloat16"]
 GraphsPreference = Literal["auto", "on", "off"]
 CompileMode = Literal["off", "default", "max-autotune-no-cudagraphs"]
+DecoderPreference = Literal["auto", "pillow", "torchvision"]
 
 
 class InferenceSettings(BaseSettings):
@@ -49,6 +50,12 @@ class InferenceSettings(BaseSettings):
         default="off",
         description="torch.compile the image encoder (fast pipeline on CUDA) with this mode at "
         "start-up; `off` by default: it costs start-up time.",
+    )
+    image_decoder: DecoderPreference = Field(
+        default="auto",
+        description="What decodes uploaded images: `pillow`, or `torchvision` (JPEG on the model's "
+        "device: nvjpeg on CUDA; other files still Pillow; see decoding.py); `auto`: torchvision "
+        "in the fast pipeline on CUDA, else Pillow.",
     )
     random_seed: int = 0
     random_dir: Path = Field(

@@ -37,7 +37,6 @@ from sam2_contract.images import (
     decode_base64,
     image_id_for,
     image_id_for_file,
-    load_image,
 )
 from sam2_contract.masks import (
     BoolMask,
@@ -73,12 +72,14 @@ from sam2_inference.budget import default_budget, prompts_that_fit
 from sam2_inference.cache import CachedImage, EmbeddingCache
 from sam2_inference.config import (
     CompileMode,
+    DecoderPreference,
     GraphsPreference,
     InferenceSettings,
     PipelinePreference,
     PrecisionPreference,
 )
 from sam2_inference.costs import Costs, auto_work
+from sam2_inference.decoding import Decoded, ImageDecoder, pick_decoder
 from sam2_inference.device import (
     compute_dtype,
     configure,
@@ -127,7 +128,9 @@ class _CachingPredictor(SAM2ImagePredictor):  # type: ignore[misc]
     def set_image(self, image: Pixels) -> None:
         pixels = np.asarray(image)
         image_id = (
-            self._known_id if _same_array(pixels, self._known_pixels) else image_id_for(pixels)
+            self._known_id
+            if fastpath.same_array(pixels, self._known_pixels)
+            else image_id_for(pixels)
         )
         entry = self._cache.get(self._namespace, image_id)
         if entry is not None:
@@ -192,6 +195,7 @@ class _Image:
     image_id: str
     entry: CachedImage | None
     decode_ms: float
+    on_device: torch.Tensor | None = None  # the pixels, decoded on the model's device
 
 
 FAST_POINTS_PER_BATCH = 1024
@@ -215,15 +219,18 @@ class Sam2Engine:
         precision: PrecisionPreference = "auto",
         cuda_graphs: GraphsPreference = "auto",
         compile_mode: CompileMode = "off",
+        image_decoder: DecoderPreference = "auto",
     ) -> None:
         self.model = model
         self.device = torch.device(info.device)
         self._pipeline_preference = pipeline
+        self._decoder_preference = image_decoder
         self._speed = (precision, cuda_graphs, compile_mode)
         self.acceleration: Acceleration | None = None
         self.info = info.model_copy(update={"pipeline": pick_pipeline(pipeline, self.device)})
         self.cache = cache
         self.max_pixels = max_pixels
+        self.decoder = self._new_decoder()
         self.max_request_bytes = max_request_bytes
         self.auto_slice_ms = auto_slice_ms
         self.costs = Costs()
@@ -260,9 +267,10 @@ class Sam2Engine:
             precision=settings.precision,
             cuda_graphs=settings.cuda_graphs,
             compile_mode=settings.compile,
+            image_decoder=settings.image_decoder,
         )
         log.info(
-            "loaded %s from %s (%s) on %s in %.1f s, %s pipeline%s",
+            "loaded %s from %s (%s) on %s in %.1f s, %s pipeline%s, images decoded by %s",
             info.model_id,
             checkpoint.path,
             info.weights,
@@ -270,6 +278,7 @@ class Sam2Engine:
             perf_counter() - started,
             engine.info.pipeline,
             f" ({engine.acceleration.describe()})" if engine.acceleration else "",
+            engine.decoder.name,
         )
         if info.random_weights:
             log.warning("RANDOM WEIGHTS: %s", RANDOM_WEIGHTS_WARNING)
@@ -291,10 +300,15 @@ class Sam2Engine:
                 }
             )
             self.cache = EmbeddingCache(self.cache.max_bytes)
+            self.decoder = self._new_decoder()
             self._template = None
             self._derived_budget = None
             self.costs = Costs()  # measured on the old device
             self._accelerate()
+
+    def _new_decoder(self) -> ImageDecoder:
+        name = pick_decoder(self._decoder_preference, self.device, self.info.pipeline)
+        return ImageDecoder(name, self.device, max_pixels=self.max_pixels)
 
     def _accelerate(self) -> None:
         """bfloat16 weights and CUDA graphs (accel.py) for the fast pipeline on CUDA, as the
@@ -373,6 +387,16 @@ class Sam2Engine:
         it is not decoded again. `image_file` is the image file the gateway forwarded for a
         request that names it by `image_id`: decoded here, unless its embedding is cached.
         """
+        return self._segment(request, namespace, image, image_file, work)
+
+    def _segment(
+        self,
+        request: SegmentRequest,
+        namespace: str,
+        image: DecodedImage | Decoded | None,
+        image_file: bytes | None,
+        work: Work | None,
+    ) -> SegmentResponse:
         started = perf_counter()
         if request.model is not None and request.model != self.info.name:
             raise ModelNotLoadedError(
@@ -390,17 +414,13 @@ class Sam2Engine:
     ) -> BatchSegmentResponse:
         """Run a batch's items in order; each fails alone, as a problem in its slot. The
         shared image is decoded once; a bad shared image fails the whole batch."""
-        shared = (
-            load_image(decode_base64(batch.image), max_pixels=self.max_pixels)
-            if batch.image
-            else None
-        )
+        shared = self.decoder.load(decode_base64(batch.image)) if batch.image else None
         results = []
         for index, raw in enumerate(batch.items()):
             try:
                 request = parse_segment_request(raw)
                 own = shared if shared and request.image == batch.image else None
-                response = self.segment(request, namespace=namespace, image=own, work=work)
+                response = self._segment(request, namespace, own, None, work)
                 results.append(BatchItemResult(index=index, status=200, result=response))
             except Sam2ServiceError as exc:
                 problem = exc.to_problem(instance=f"#/requests/{index}")
@@ -411,11 +431,16 @@ class Sam2Engine:
         self,
         request: SegmentRequest,
         namespace: str,
-        decoded: DecodedImage | None,
+        decoded: DecodedImage | Decoded | None,
         image_file: bytes | None,
     ) -> _Image:
         if image_file is not None:
             return self._forwarded(request, namespace, image_file)
+        if isinstance(decoded, Decoded):  # a batch's shared upload
+            entry = self.cache.get(namespace, decoded.image.image_id)
+            return _Image(
+                decoded.image.pixels, decoded.image.image_id, entry, 0.0, decoded.on_device
+            )
         if decoded is not None:
             entry = self.cache.get(namespace, decoded.image_id)
             return _Image(decoded.pixels, decoded.image_id, entry, 0.0)
@@ -430,10 +455,8 @@ class Sam2Engine:
             if entry is None:
                 raise ImageNotCachedError(f"no cached embedding for {request.image_id}")
             return _Image(entry.pixels, request.image_id, entry, 0.0)
-        started = perf_counter()
         assert request.image is not None  # the model validator guarantees image or image_id
-        decoded = load_image(decode_base64(request.image), max_pixels=self.max_pixels)
-        return _Image(decoded.pixels, decoded.image_id, None, _ms(started))
+        return _decoded(self.decoder.load(decode_base64(request.image)), None)
 
     def _forwarded(self, request: SegmentRequest, namespace: str, image_file: bytes) -> _Image:
         """The gateway's upload: named by its file hash, decoded only when not cached."""
@@ -446,9 +469,7 @@ class Sam2Engine:
         entry = self.cache.get(namespace, image_id)
         if entry is not None:
             return _Image(entry.pixels, image_id, entry, 0.0)
-        started = perf_counter()
-        decoded = load_image(image_file, max_pixels=self.max_pixels)
-        return _Image(decoded.pixels, image_id, None, _ms(started))
+        return _decoded(self.decoder.load(image_file), None)
 
     def _predictor(
         self, namespace: str, image: _Image, work: Work, *, hole_area: float = 0.0
@@ -462,6 +483,12 @@ class Sam2Engine:
                 self._template = self._new_predictor(0.0)
             predictor = copy.copy(self._template)
         predictor.bind(self.cache, namespace, (image.pixels, image.image_id), work)
+        if image.on_device is not None and isinstance(
+            predictor._transforms, fastpath.DeviceTransforms
+        ):  # this copy's own attribute: the template keeps its transforms
+            predictor._transforms = fastpath.Uploaded(
+                predictor._transforms, image.pixels, image.on_device
+            )
         return predictor
 
     def _new_predictor(self, hole_area: float) -> _CachingPredictor:
@@ -883,11 +910,9 @@ def _check_bounds(request: SegmentRequest, height: int, width: int) -> None:
             )
 
 
-def _same_array(a: Pixels, b: Pixels) -> bool:
-    """Whether `a` is `b` or a full view of it, as the mask generator passes an uncropped image."""
-    return (
-        a.shape == b.shape and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-    )
+def _decoded(decoded: Decoded, entry: CachedImage | None) -> _Image:
+    image = decoded.image
+    return _Image(image.pixels, image.image_id, entry, decoded.ms, decoded.on_device)
 
 
 def _ms(since: float) -> float:

@@ -3,8 +3,9 @@
 `SAM2ImagePredictor.predict` upsamples every candidate mask to the image's size as float32,
 copies all of them to the host and leaves thresholding and RLE to NumPy. Here, on the device:
 
-- the image is sent as uint8 (3 bytes a pixel, not 12 after the CPU resize) and resized and
-  normalised there (`DeviceTransforms`, the same operations as sam2's transforms);
+- the image is sent as uint8 (3 bytes a pixel, not 12 after the CPU resize), or not sent at all
+  when it was decoded there (`Uploaded`, decoding.py), and resized and normalised there
+  (`DeviceTransforms`, the same operations as sam2's transforms);
 - a click's best candidate is picked by its predicted IoU from the 256x256 logits and only it is
   upsampled (bilinear upsampling treats each mask alone, so the chosen mask is the same);
 - masks are thresholded there and compressed to run lengths (`rle_counts`): only the positions
@@ -49,9 +50,41 @@ class DeviceTransforms(SAM2Transforms):  # type: ignore[misc]
 
     def __call__(self, x: npt.NDArray[np.uint8]) -> torch.Tensor:
         pixels = torch.from_numpy(np.ascontiguousarray(x)).to(self.device, non_blocking=True)
+        return self.on_device(pixels)
+
+    def on_device(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The model's input from HxWx3 uint8 pixels already on the device."""
         # torchvision's ToTensor, on the device: CHW, float32 in [0, 1]
         image = pixels.permute(2, 0, 1).contiguous().to(torch.float32).div(255)
         return cast(torch.Tensor, self.transforms(image))
+
+
+class Uploaded:
+    """A predictor's transforms, told that one host image's pixels are already on the device
+    (decoded there: decoding.py), so `set_image` on that image uploads nothing. Everything
+    else is the wrapped DeviceTransforms'."""
+
+    def __init__(
+        self, transforms: DeviceTransforms, host: npt.NDArray[np.uint8], pixels: torch.Tensor
+    ) -> None:
+        self.wrapped = transforms
+        self.host = host
+        self.pixels = pixels
+
+    def __call__(self, x: npt.NDArray[np.uint8]) -> torch.Tensor:
+        if same_array(x, self.host):
+            return self.wrapped.on_device(self.pixels)
+        return self.wrapped(x)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.wrapped, name)
+
+
+def same_array(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> bool:
+    """Whether `a` is `b` or a full view of it, as the mask generator passes an uncropped image."""
+    return bool(
+        a.shape == b.shape and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
 
 
 def decode(
