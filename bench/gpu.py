@@ -44,8 +44,12 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--graphs", default="auto", choices=["auto", "on", "off"])
     parser.add_argument(
-        "--compile", default="off", choices=["off", "default", "max-autotune-no-cudagraphs"]
+        "--compile",
+        default="off",
+        choices=["off", "default", "max-autotune-no-cudagraphs", "aot"],
+        help="aot: the AOTInductor package in --aot-dir, compiled if absent (start-up says which)",
     )
+    parser.add_argument("--aot-dir", type=Path, default=Path("/tmp/sam2-aot"))
     parser.add_argument(
         "--decoder",
         default="auto",
@@ -72,6 +76,7 @@ def main() -> None:
             cuda_graphs=args.graphs,
             compile=args.compile,
             image_decoder=args.decoder,
+            aot_dir=args.aot_dir,
         )
         engine = Sam2Engine.from_settings(settings)
     row = measure(engine, args.grid, args.repeats, args.auto_repeats, args.loose, started)

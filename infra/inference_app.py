@@ -35,6 +35,9 @@ IMAGE_ENV = settings.as_env() | {
     "SAM2_MODEL": settings.model,
     "SAM2_WEIGHTS": settings.weights,
     "SAM2_CACHE_MAX_BYTES": str(settings.cache_max_bytes),
+    "SAM2_COMPILE": settings.compile,
+    # AOTInductor packages (SAM2_COMPILE=aot) live beside the weights they were compiled with.
+    "SAM2_AOT_DIR": f"{HF_CACHE}/sam2-aot",
     "SAM2_HOST": "0.0.0.0",  # noqa: S104 (the container's port, reached only through Modal's proxy)
     "SAM2_PORT": str(PORT),
 }
@@ -123,6 +126,9 @@ class Inference:
     def start(self) -> None:
         """After each restore: onto the GPU (or refuse), one warm-up click, then serve."""
         move_to_accelerator(self.engine, require_gpu=settings.require_gpu)
+        acceleration = self.engine.acceleration
+        if acceleration is not None and acceleration.aot == "compiled":
+            hf_volume.commit()  # the compiled encoder, for every later container to load
         served = InferenceSettings()
         # Clips on the shared Volume: committed when stored, reloaded before one is missing.
         store = VideoStore(

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sam2_contract.models import ModelName
 
 GpuType = Literal["H200", "H100", "A100-80GB", "A100", "L40S", "L4"]
+CompileMode = Literal["off", "default", "max-autotune-no-cudagraphs", "aot"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WORKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 
@@ -61,6 +62,12 @@ class DeploySettings(BaseSettings):
         default=False, description="Also snapshot GPU memory (Modal alpha feature)."
     )
     cache_max_bytes: int = Field(default=16 << 30, description="Embedding cache per container.")
+    compile: CompileMode = Field(
+        default="off",
+        description="SAM2_COMPILE of the inference containers: `aot` compiles the image "
+        "encoder once with AOTInductor, keeps it in the weights Volume and loads it in every "
+        "later container; off until its gain is measured on a GPU (bench/README.md).",
+    )
 
     gateway_max_inputs: int = Field(
         default=100, ge=1, description="Concurrent requests per gateway."

@@ -67,6 +67,8 @@ print(json.dumps({
     "hf_cache": ia.IMAGE_ENV["HF_HUB_CACHE"],
     "video_dir": ia.IMAGE_ENV["SAM2_VIDEO_DIR"],
     "model": ia.IMAGE_ENV["SAM2_MODEL"],
+    "compile": ia.IMAGE_ENV["SAM2_COMPILE"],
+    "aot_dir": ia.IMAGE_ENV["SAM2_AOT_DIR"],
     "listens": [ia.IMAGE_ENV["SAM2_HOST"], ia.IMAGE_ENV["SAM2_PORT"]],
     "cron": ia.KEEP_WARM_SCHEDULE.proto_message.cron.cron_string,
     "gateway_secrets": [s._name for s in ga.api._spec_.secrets],
@@ -95,6 +97,8 @@ def test_apps_import_without_a_token_and_have_the_default_specs() -> None:
     assert spec["hf_cache"] == "/cache/hf"
     assert spec["video_dir"] == "/clips"  # where the clips Volume is mounted
     assert spec["model"] == "large"
+    assert spec["compile"] == "off"  # until AOTInductor's gain is measured on a GPU
+    assert spec["aot_dir"].startswith(spec["hf_cache"] + "/")  # kept in the weights Volume
     assert spec["listens"] == ["0.0.0.0", "8000"]
     assert spec["server_options"] == {
         "gpu": "H200",

@@ -12,7 +12,8 @@ encoder took as long as hiera-tiny's, and a click's decoder is a few hundred sma
   never overwritten by the next replay. Calls it cannot replay (CPU tensors, gradients, another
   capture under way, a batch above `max_batch`) run the forward as it is.
 - `compile_mode`: the encoder compiled by TorchInductor (static shapes: its input is always
-  1024x1024) before it is captured.
+  1024x1024) before it is captured; or `aot`: compiled ahead of time by AOTInductor and kept as a
+  file that later starts load (aot.py).
 
 The exact pipeline keeps sam2's own recipe (float32 weights under bfloat16 autocast, eager).
 """
@@ -30,6 +31,7 @@ import torch
 from sam2.modeling.sam2_base import SAM2Base
 from torch.utils._pytree import tree_flatten, tree_map_only, tree_unflatten
 
+from sam2_inference.aot import AotOutcome, AotStore, compiled_encoder
 from sam2_inference.preemption import paused
 
 log = logging.getLogger(__name__)
@@ -47,11 +49,14 @@ class Acceleration:
     weights: str  # "bfloat16" or "float32"
     graphs: bool
     compile_mode: str | None
+    aot: AotOutcome | None = None  # the encoder's AOTInductor package: loaded or compiled here
 
     def describe(self) -> str:
         parts = [f"{self.weights} weights", "CUDA graphs" if self.graphs else "eager"]
         if self.compile_mode:
             parts.append(f"compiled ({self.compile_mode})")
+        if self.aot:
+            parts.append(f"AOTInductor encoder ({self.aot})")
         return ", ".join(parts)
 
 
@@ -63,16 +68,26 @@ def cast_weights(model: SAM2Base) -> None:
 
 
 def accelerate(
-    model: SAM2Base, *, bf16: bool, graphs: bool, compile_mode: str | None = None
+    model: SAM2Base,
+    *,
+    bf16: bool,
+    graphs: bool,
+    compile_mode: str | None = None,
+    aot: AotStore | None = None,
 ) -> Acceleration:
-    """Make `model` (already on a CUDA device) fast for inference, in place; a model already
-    made so is given fresh graphs (engines sharing one model share its acceleration)."""
+    """Make `model` fast for inference, in place (graphs and bfloat16 weights: on a CUDA
+    device); a model already made so is given fresh graphs (engines sharing one model share
+    its acceleration). With `aot`, the encoder is the package kept there (compiled if none)."""
     release(model)
     model.requires_grad_(False)  # inference only; autocast then caches no weight casts
     if bf16:
         cast_weights(model)
     encoder_forward: Callable[..., Any] = model.image_encoder.forward
-    if compile_mode:
+    outcome: AotOutcome | None = None
+    if aot is not None:
+        device = next(model.image_encoder.parameters()).device
+        encoder_forward, outcome = compiled_encoder(model, aot, device)
+    elif compile_mode:
         encoder_forward = torch.compile(
             encoder_forward, mode=compile_mode, fullgraph=False, dynamic=False
         )
@@ -83,16 +98,16 @@ def accelerate(
             name="mask decoder",
             max_batch=GRAPHED_DECODER_BATCH,
         )
-    elif compile_mode:
+    elif compile_mode or aot is not None:
         model.image_encoder.forward = encoder_forward
-    return Acceleration("bfloat16" if bf16 else "float32", graphs, compile_mode)
+    return Acceleration("bfloat16" if bf16 else "float32", graphs, compile_mode, outcome)
 
 
 def release(model: SAM2Base) -> None:
-    """Undo `Graphed` on `model` (before it moves to another device); weights keep their dtype."""
+    """Undo graphs and compilation on `model` (before it moves to another device); weights
+    keep their dtype."""
     for module in (model.image_encoder, model.sam_mask_decoder):
-        if isinstance(module.__dict__.get("forward"), Graphed):
-            del module.forward
+        module.__dict__.pop("forward", None)
 
 
 class Graphed:

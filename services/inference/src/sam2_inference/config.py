@@ -14,7 +14,7 @@ DevicePreference = Literal["auto", "cuda", "mps", "cpu"]
 PipelinePreference = Literal["auto", "exact", "fast"]
 PrecisionPreference = Literal["auto", "float32", "bfloat16"]
 GraphsPreference = Literal["auto", "on", "off"]
-CompileMode = Literal["off", "default", "max-autotune-no-cudagraphs"]
+CompileMode = Literal["off", "default", "max-autotune-no-cudagraphs", "aot"]
 DecoderPreference = Literal["auto", "pillow", "torchvision"]
 
 
@@ -49,7 +49,14 @@ class InferenceSettings(BaseSettings):
     compile: CompileMode = Field(
         default="off",
         description="torch.compile the image encoder (fast pipeline on CUDA) with this mode at "
-        "start-up; `off` by default: it costs start-up time.",
+        "start-up; `off` by default: it costs start-up time. `aot`: AOTInductor, compiled once "
+        "into a package in `aot_dir` that later starts load (fast pipeline; see aot.py).",
+    )
+    aot_dir: Path = Field(
+        default=Path.home() / ".cache" / "sam2-service" / "aot",
+        description="Where `compile=aot` keeps the compiled encoder, one file per torch "
+        "version, device, model, checkpoint and dtype. Loaded as native code: writable by this "
+        "service only.",
     )
     image_decoder: DecoderPreference = Field(
         default="auto",

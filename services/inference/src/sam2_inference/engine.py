@@ -68,6 +68,7 @@ from sam2_contract.validation import BatchEnvelope, parse_segment_request
 
 from sam2_inference import accel, fastpath
 from sam2_inference.accel import Acceleration
+from sam2_inference.aot import AotStore, checkpoint_key
 from sam2_inference.budget import default_budget, prompts_that_fit
 from sam2_inference.cache import CachedImage, EmbeddingCache
 from sam2_inference.config import (
@@ -220,12 +221,16 @@ class Sam2Engine:
         cuda_graphs: GraphsPreference = "auto",
         compile_mode: CompileMode = "off",
         image_decoder: DecoderPreference = "auto",
+        aot_store: AotStore | None = None,
     ) -> None:
         self.model = model
         self.device = torch.device(info.device)
         self._pipeline_preference = pipeline
         self._decoder_preference = image_decoder
         self._speed = (precision, cuda_graphs, compile_mode)
+        if compile_mode == "aot" and aot_store is None:
+            raise ValueError("compile_mode='aot' needs an aot_store to keep the package in")
+        self.aot_store = aot_store
         self.acceleration: Acceleration | None = None
         self.info = info.model_copy(update={"pipeline": pick_pipeline(pipeline, self.device)})
         self.cache = cache
@@ -268,6 +273,7 @@ class Sam2Engine:
             cuda_graphs=settings.cuda_graphs,
             compile_mode=settings.compile,
             image_decoder=settings.image_decoder,
+            aot_store=AotStore(settings.aot_dir, settings.model, checkpoint_key(checkpoint.path)),
         )
         log.info(
             "loaded %s from %s (%s) on %s in %.1f s, %s pipeline%s, images decoded by %s",
@@ -311,16 +317,20 @@ class Sam2Engine:
         return ImageDecoder(name, self.device, max_pixels=self.max_pixels)
 
     def _accelerate(self) -> None:
-        """bfloat16 weights and CUDA graphs (accel.py) for the fast pipeline on CUDA, as the
-        settings say; elsewhere the model runs as sam2 builds it."""
-        if self.device.type != "cuda" or self.info.pipeline != "fast":
-            return
+        """bfloat16 weights and CUDA graphs (accel.py) for the fast pipeline on CUDA, and the
+        AOTInductor encoder (aot.py) where asked, as the settings say; elsewhere the model runs
+        as sam2 builds it."""
         precision, graphs, compile_mode = self._speed
+        cuda = self.device.type == "cuda"
+        aot = self.aot_store if compile_mode == "aot" else None
+        if self.info.pipeline != "fast" or not (cuda or aot):
+            return
         self.acceleration = accel.accelerate(
             self.model,
-            bf16=precision != "float32",
-            graphs=graphs != "off",
-            compile_mode=None if compile_mode == "off" else compile_mode,
+            bf16=cuda and precision != "float32",
+            graphs=cuda and graphs != "off",
+            compile_mode=None if compile_mode in ("off", "aot") else compile_mode,
+            aot=aot,
         )
 
     def warm_up(self) -> None:
