@@ -11,6 +11,7 @@ const MASK = [30, 144, 255]; // the first mask's colour
 const FOREGROUND = [0, 200, 83];
 const BACKGROUND = [255, 23, 68];
 const BOX = [255, 214, 0];
+const CURSOR = [213, 0, 249];
 
 // A request's fields: its JSON body, or, for a multipart upload (whose body Chromium does not
 // hand over), just the mark `multipart`.
@@ -128,6 +129,31 @@ try {
   for (const [key, name] of [["png", "Download mask PNG"], ["coco", "Download COCO JSON"], ["polygons", "Download polygons"], ["overlay", "Download overlay PNG"]]) {
     report.downloads[key] = await download(page, name, "box");
   }
+
+  // Keyboard only: the picture takes the focus (Tab order), the arrows move a cursor, Enter
+  // adds a point there, X ... X draws a box; nothing needs a pointer.
+  await page.keyboard.press("c");
+  report.stageTabIndex = await overlay.getAttribute("tabindex");
+  await overlay.focus();
+  report.cursorPixels = await pixels(page, CURSOR);
+  for (const key of ["ArrowRight", "ArrowRight", "ArrowRight", "ArrowDown", "ArrowDown"]) await page.keyboard.press(key);
+  let keyed = page.waitForResponse((r) => r.url().endsWith("/v1/segment"));
+  await page.keyboard.press("Enter");
+  await keyed;
+  report.keyboardPoint = [traffic.sent.at(-1).point_coords, traffic.sent.at(-1).point_labels];
+  await page.keyboard.press("x");
+  await page.keyboard.press("Shift+ArrowLeft");
+  await page.keyboard.press("Shift+ArrowUp");
+  report.keyboardDraftPixels = await pixels(page, BOX);
+  report.sentWhileKeyboardBox = traffic.sent.length;
+  keyed = page.waitForResponse((r) => r.url().endsWith("/v1/segment"));
+  await page.keyboard.press("x");
+  await keyed;
+  report.sentAfterKeyboardBox = traffic.sent.length;
+  report.keyboardBox = traffic.sent.at(-1).box_coords ?? null;
+  await status.filter({ hasText: "score" }).waitFor({ timeout: 60_000 });
+  await shot(page, "3b-desktop-keyboard");
+  await overlay.blur();
 
   // Segment everything, cancelled: elapsed time shown, the server told, the last mask kept.
   // Long enough to cancel on a CPU (tens of seconds), yet under the work the server admits.

@@ -1,6 +1,7 @@
 // The image view: open a picture, click (a tap on a phone) for the object, right-click, shift,
 // a long press or the Background tool for what is not it, drag a box, or segment everything;
-// then pick a mask and save it. Built on @sam2/sdk and useSegmenter from @sam2/sdk/react.
+// then pick a mask and save it. Without a pointer: Tab to the picture, move a cursor with the
+// arrow keys, Enter for a point, X and X for a box. Built on @sam2/sdk and useSegmenter.
 import { useEffect, useMemo, useRef, useState } from "react";
 import type { AutoSegmentation, ModelInfo, Sam2Client, Segmentation } from "@sam2/sdk";
 import { useSegmenter } from "@sam2/sdk/react";
@@ -8,13 +9,19 @@ import { AutoPanel, defaultKnobs, type AutoKnobs } from "./auto.js";
 import { COLOURS } from "./colours.js";
 import { describe, unreadable } from "./errors.js";
 import { cocoImage, maskPng, save } from "./exports.js";
-import { fit, markerRadius, paintBox, paintMasks, paintPoint, type Box, type Point } from "./paint.js";
+import { fit, markerRadius, paintBox, paintCursor, paintMasks, paintPoint, type Box, type Point } from "./paint.js";
 
 interface Shown { mask: Uint8Array; score: number }
 interface Press { x: number; y: number; at: { x: number; y: number }; background: boolean; long: boolean; timer: number | undefined }
 
 const LONG_PRESS_MS = 500;
 const DRAG_PX = 8;
+const ARROWS: Record<string, [number, number]> = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+
+/** How far an arrow key moves the keyboard cursor: 2% of the picture's shorter side (Shift: 10%). */
+function cursorStep(width: number, height: number, fast: boolean): number {
+  return Math.max(1, Math.round(Math.min(width, height) * 0.02)) * (fast ? 5 : 1);
+}
 
 const SHORTCUTS: [string, string][] = [
   ["Click / tap", "add a foreground point"],
@@ -25,6 +32,9 @@ const SHORTCUTS: [string, string][] = [
   ["U or Ctrl+Z", "undo"],
   ["C", "clear prompts"],
   ["Esc", "cancel what is running"],
+  ["Tab to the picture, then arrows", "move the keyboard cursor (Shift: faster)"],
+  ["Enter or Space", "add a point at the cursor (Shift+Enter: background)"],
+  ["X, arrows, X", "draw a box from the keyboard"],
 ];
 
 export function ImageView({ client, model, onAnswer }: { client: Sam2Client; model: ModelInfo | undefined; onAnswer: (model: ModelInfo, cached: boolean) => void }) {
@@ -37,6 +47,11 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
   const [points, setPoints] = useState<Point[]>([]);
   const [box, setBox] = useState<Box>();
   const [draft, setDraft] = useState<Box>();
+  // The keyboard cursor (image pixels), drawn while the picture has the focus, and where a
+  // box started with X.
+  const [cursor, setCursor] = useState<{ x: number; y: number }>();
+  const [focused, setFocused] = useState(false);
+  const [anchor, setAnchor] = useState<{ x: number; y: number }>();
   const [history, setHistory] = useState<{ points: Point[]; box: Box | undefined }[]>([]);
   const [picked, setPicked] = useState<{ from: object | undefined; index: number }>();
   const [tool, setTool] = useState<0 | 1>(1);
@@ -88,7 +103,8 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
     if (box) paintBox(context, box, radius, false);
     if (draft) paintBox(context, draft, radius, true);
     for (const point of points) paintPoint(context, point, radius);
-  }, [shown, selected, size, points, box, draft]);
+    if (focused && cursor) paintCursor(context, cursor, radius);
+  }, [shown, selected, size, points, box, draft, focused, cursor]);
 
   const begin = (kind: "prompt" | "auto", used: AutoKnobs) => {
     if (loading && asked?.kind === "auto" && kind === "prompt") setNotice("Segment everything was stopped so that this prompt is answered now.");
@@ -146,6 +162,7 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
     setPoints([]);
     setBox(undefined);
     setDraft(undefined);
+    setAnchor(undefined);
     setNotice(undefined);
     setPageError(undefined);
     reset();
@@ -179,6 +196,7 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
       else if (key === "escape") {
         press.current = undefined;
         setDraft(undefined);
+        setAnchor(undefined);
         stop();
       }
     };
@@ -218,6 +236,37 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
     }
     const label = held.background || held.long ? 0 : tool;
     run([...points, { ...held.at, label }], box, points.length ? lastMaskId : null);
+  };
+
+  // The keyboard's way to prompt, on the focused picture (the page's shortcuts still apply).
+  const onStageKey = (event: React.KeyboardEvent<HTMLCanvasElement>) => {
+    if (!size || event.altKey || event.ctrlKey || event.metaKey) return;
+    const at = cursor ?? { x: Math.floor(size.width / 2), y: Math.floor(size.height / 2) };
+    const arrow = ARROWS[event.key];
+    if (arrow) {
+      event.preventDefault(); // not a page scroll
+      const step = cursorStep(size.width, size.height, event.shiftKey);
+      const next = {
+        x: Math.min(size.width - 1, Math.max(0, at.x + arrow[0] * step)),
+        y: Math.min(size.height - 1, Math.max(0, at.y + arrow[1] * step)),
+      };
+      setCursor(next);
+      if (anchor) setDraft([Math.min(anchor.x, next.x), Math.min(anchor.y, next.y), Math.max(anchor.x, next.x), Math.max(anchor.y, next.y)]);
+    } else if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      const label = event.shiftKey ? 0 : tool;
+      run([...points, { ...at, label }], box, points.length ? lastMaskId : null);
+    } else if (event.key.toLowerCase() === "x") {
+      if (!anchor) {
+        setAnchor(at);
+        setDraft([at.x, at.y, at.x, at.y]);
+        return;
+      }
+      setAnchor(undefined);
+      setDraft(undefined);
+      const drawn: Box = [Math.min(anchor.x, at.x), Math.min(anchor.y, at.y), Math.max(anchor.x, at.x), Math.max(anchor.y, at.y)];
+      if (drawn[2] > drawn[0] && drawn[3] > drawn[1]) run(points, drawn);
+    }
   };
 
   // Polygons and the rendered overlay come from the API: the same prompt again, by image_id
@@ -301,7 +350,11 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
                 width={size.width}
                 height={size.height}
                 data-testid="overlay"
-                aria-label="masks and prompts: click or tap an object, drag a box"
+                tabIndex={0}
+                aria-label="masks and prompts: click or tap an object, drag a box; or with the keyboard, arrow keys move a cursor, Enter adds a point there, X starts and ends a box"
+                onFocus={() => { setFocused(true); setCursor((c) => c ?? { x: Math.floor(size.width / 2), y: Math.floor(size.height / 2) }); }}
+                onBlur={() => setFocused(false)}
+                onKeyDown={onStageKey}
                 onContextMenu={(e) => e.preventDefault()}
                 onPointerDown={onPointerDown}
                 onPointerMove={onPointerMove}
@@ -326,7 +379,7 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
           ) : notice ? (
             <span data-testid="notice">{notice}</span>
           ) : (
-            <span className="muted">{file ? "Click or tap the object; drag for a box." : "Open an image to start."}</span>
+            <span className="muted">{!file ? "Open an image to start." : focused ? "Arrows move the cursor; Enter adds a point; X starts and ends a box." : "Click or tap the object; drag for a box."}</span>
           )}
         </div>
         {alert && <p role="alert" className="alert">{alert}</p>}

@@ -10,6 +10,7 @@ export type Box = [number, number, number, number];
 export const FOREGROUND = "#00c853";
 export const BACKGROUND = "#ff1744";
 export const BOX = "#ffd600";
+export const CURSOR = "#d500f9";
 
 /** Each mask in its colour (`colour` indexes COLOURS), its edge opaque, its inside see-through. */
 export function paintMasks(context: CanvasRenderingContext2D, width: number, height: number, layers: { mask: Uint8Array; colour: number }[]): void {
@@ -57,6 +58,24 @@ export function paintPoint(context: CanvasRenderingContext2D, point: Point, radi
   context.lineWidth = radius / 4;
   context.strokeStyle = "#ffffff";
   context.stroke();
+  context.restore();
+}
+
+/** The keyboard cursor: a ringed crosshair, distinct from the point markers. */
+export function paintCursor(context: CanvasRenderingContext2D, at: { x: number; y: number }, radius: number): void {
+  context.save();
+  for (const [colour, width] of [["#111111", radius * 0.7], [CURSOR, radius * 0.4]] as const) {
+    context.beginPath();
+    context.moveTo(at.x - 2.5 * radius, at.y);
+    context.lineTo(at.x + 2.5 * radius, at.y);
+    context.moveTo(at.x, at.y - 2.5 * radius);
+    context.lineTo(at.x, at.y + 2.5 * radius);
+    context.moveTo(at.x + radius * 1.5, at.y);
+    context.arc(at.x, at.y, radius * 1.5, 0, 2 * Math.PI);
+    context.lineWidth = width;
+    context.strokeStyle = colour;
+    context.stroke();
+  }
   context.restore();
 }
 

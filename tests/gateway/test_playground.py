@@ -157,6 +157,15 @@ def _assert_prompts(report: dict[str, object]) -> None:
     assert 60 <= box[2] - box[0] <= 260
     assert 60 <= box[3] - box[1] <= 200
     assert report["boxAnswered"] is True
+    # Keyboard only: the picture is in the Tab order, its cursor drawn, a point and a box placed
+    # with the keys (the 400x300 picture: the cursor starts at 200,150; an arrow moves it 2% of
+    # the shorter side, 6 px, Shift+arrow 30 px), the box drawn before it is asked for.
+    assert report["stageTabIndex"] == "0"
+    assert cast(int, report["cursorPixels"]) > 0
+    assert report["keyboardPoint"] == [[[218, 162]], [1]]
+    assert cast(int, report["keyboardDraftPixels"]) > 0
+    assert report["sentAfterKeyboardBox"] == cast(int, report["sentWhileKeyboardBox"]) + 1
+    assert report["keyboardBox"] == [188, 132, 218, 162]
     # The image goes up once, as a file (multipart); every later prompt names it by id.
     assert cast(list[bool], report["multipart"])[:3] == [True, False, False]
     assert not any(cast(list[bool], report["multipart"])[1:])
