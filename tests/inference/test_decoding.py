@@ -99,13 +99,20 @@ def test_a_damaged_or_oversized_jpeg_gets_the_code_pillow_gives() -> None:
     assert _code(jpeg, _decoder(max_pixels=61 * 83 - 1)) == ErrorCode.IMAGE_TOO_LARGE
 
 
-def test_the_device_decoder_is_chosen_only_where_it_pays_or_is_named() -> None:
+def test_the_device_decoder_is_chosen_where_it_pays_and_only_if_it_works(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     cuda = torch.device("cuda")
-    assert pick_decoder("auto", cuda, "fast") == "torchvision"
-    assert pick_decoder("auto", cuda, "exact") == "pillow"
-    assert pick_decoder("auto", CPU, "fast") == "pillow"
-    assert pick_decoder("torchvision", CPU, "exact") == "torchvision"
+    assert pick_decoder("auto", CPU, "fast") == "pillow"  # no gain on the CPU
+    assert pick_decoder("auto", cuda, "exact") == "pillow"  # the exact pipeline decodes as sam2
     assert pick_decoder("pillow", cuda, "fast") == "pillow"
+    assert pick_decoder("torchvision", CPU, "exact") == "torchvision"  # named, and it works
+    # The fast pipeline on CUDA: nvjpeg where it decodes a test JPEG, else Pillow, said why.
+    if torch.cuda.is_available():
+        assert pick_decoder("auto", cuda, "fast") == "torchvision"
+    else:
+        assert pick_decoder("auto", cuda, "fast") == "pillow"
+        assert "torchvision cannot decode JPEG on cuda" in caplog.text
 
 
 def _uploads(engine: Sam2Engine, run: Any) -> tuple[Any, int]:

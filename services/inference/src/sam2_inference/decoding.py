@@ -22,12 +22,15 @@ torchvision 0.29 deprecates its image codecs in favour of TorchCodec and warns o
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Literal
+from typing import Literal, cast
 
+import numpy as np
 import torch
+from PIL import Image
 from sam2_contract.images import DecodedImage, image_id_for_file, load_image, probe_image
 
 from sam2_inference.config import DecoderPreference
@@ -52,13 +55,20 @@ class Decoded:
 
 def pick_decoder(preference: DecoderPreference, device: torch.device, pipeline: str) -> DecoderName:
     """`torchvision` (nvjpeg) in the fast pipeline on CUDA, where it pays; Pillow elsewhere,
-    unless one is named (or torchvision was built without its image operators)."""
+    unless one is named. Before it is chosen, torchvision's decoder decodes a small JPEG on
+    `device` (which also initialises nvjpeg); where it cannot (no image operators in this
+    build, another operator signature, no nvjpeg), Pillow decodes and the log says why."""
     if preference == "auto":
         preference = "torchvision" if device.type == "cuda" and pipeline == "fast" else "pillow"
-    if preference == "torchvision" and not _has_image_ops():
-        log.warning("torchvision has no image operators here: images are decoded by Pillow")
+    if preference == "pillow":
         return "pillow"
-    return preference
+    problem = _self_check(device)
+    if problem:
+        log.warning(
+            "torchvision cannot decode JPEG on %s (%s): Pillow decodes images", device, problem
+        )
+        return "pillow"
+    return "torchvision"
 
 
 class ImageDecoder:
@@ -85,23 +95,44 @@ class ImageDecoder:
         header = probe_image(data, max_pixels=self.max_pixels)  # the limit before any pixel
         if header.format != "JPEG" or header.mode not in _DEVICE_MODES or header.orientation != 1:
             return None
-        encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        chw: torch.Tensor
         try:
-            if self.device.type == "cuda":
-                (chw,) = torch.ops.image.decode_jpegs_cuda([encoded], _RGB, self.device)
-            else:
-                chw = torch.ops.image.decode_jpeg(encoded, _RGB, False).to(self.device)
+            chw = self.decode(data)
         except RuntimeError:  # corrupt, truncated, or a variant the decoder lacks
             return None
         if tuple(chw.shape) != (3, header.height, header.width):
             return None
         return chw.permute(1, 2, 0).contiguous()
 
+    def decode(self, data: bytes) -> torch.Tensor:
+        """A JPEG file's RGB pixels (3xHxW uint8) on the device, by torchvision's operators."""
+        encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        if self.device.type == "cuda":
+            (chw,) = torch.ops.image.decode_jpegs_cuda([encoded], _RGB, self.device)
+            return cast(torch.Tensor, chw)
+        return cast(torch.Tensor, torch.ops.image.decode_jpeg(encoded, _RGB, False).to(self.device))
 
-def _has_image_ops() -> bool:
+
+def _self_check(device: torch.device) -> str | None:
+    """Why torchvision's decoder cannot serve on `device`, or None: it decodes a 24x32 JPEG
+    there to Pillow's pixels (nvjpeg's may differ by a level or two)."""
     try:
         import torchvision.io.image  # noqa: F401  (loads the `image` operators)
-    except ImportError:
-        return False
-    return hasattr(torch.ops.image, "decode_jpeg") and hasattr(torch.ops.image, "decode_jpegs_cuda")
+    except ImportError as exc:
+        return f"torchvision's image operators do not load: {exc}"
+    ramp = np.linspace(0, 255, 24 * 32 * 3).reshape(24, 32, 3).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, "JPEG", quality=95)
+    data = buffer.getvalue()
+    try:
+        decoded = ImageDecoder("torchvision", device, max_pixels=1 << 20).decode(data)
+    except Exception as exc:  # any failure here means: not this decoder
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    if tuple(decoded.shape) != (3, 24, 32):
+        return f"it decoded a 24x32 JPEG to {tuple(decoded.shape)}"
+    pixels = decoded.permute(1, 2, 0).cpu().numpy().astype(np.int16)
+    difference = np.abs(pixels - load_image(data).pixels)
+    if float(difference.mean()) > 2.0:
+        return (
+            f"its pixels differ from Pillow's by {float(difference.mean()):.1f} levels on average"
+        )
+    return None
