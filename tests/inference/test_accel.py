@@ -123,6 +123,23 @@ def test_graphed_encoder_and_decoder_give_what_the_eager_model_gives(
     assert "forward" not in graphed_model.image_encoder.__dict__
 
 
+@cuda
+def test_a_forward_that_cannot_be_captured_runs_eagerly_instead_of_failing() -> None:
+    def synchronising(x: torch.Tensor) -> torch.Tensor:
+        scale = float((x.abs().max() + 1).item())  # a host sync: illegal while capturing
+        return x * 2 / scale
+
+    graphed = Graphed(synchronising, name="test module")
+    x = torch.arange(6.0, device="cuda").reshape(2, 3)
+    with torch.no_grad():
+        first = graphed(x)
+        second = graphed(x + 1)  # same signature: not captured again
+    assert torch.equal(first, synchronising(x))
+    assert torch.equal(second, synchronising(x + 1))
+    assert (graphed.graphs, graphed.uncapturable) == (0, 1)
+    assert torch.equal(torch.ones(3, device="cuda") + 1, torch.full((3,), 2.0, device="cuda"))
+
+
 def _on_cuda(loaded: Sam2Engine, pipeline: str) -> Sam2Engine:
     engine = Sam2Engine(
         copy.deepcopy(loaded.model),

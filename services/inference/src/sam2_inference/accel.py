@@ -10,7 +10,9 @@ encoder took as long as hiera-tiny's, and a click's decoder is a few hundred sma
   CUDA graph and replayed: one launch instead of hundreds. Inputs are copied into the graph's
   own buffers and outputs cloned out of them, so what a caller keeps (a cached embedding) is
   never overwritten by the next replay. Calls it cannot replay (CPU tensors, gradients, another
-  capture under way, a batch above `max_batch`) run the forward as it is.
+  capture under way, a batch above `max_batch`) run the forward as it is, and so does a call
+  signature whose capture failed (a forward that synchronises, e.g.): the failure is logged once
+  and that signature runs eagerly from then on, rather than failing the warm-up or a request.
 - `compile_mode`: the encoder compiled by TorchInductor (static shapes: its input is always
   1024x1024) before it is captured; or `aot`: compiled ahead of time by AOTInductor and kept as a
   file that later starts load (aot.py).
@@ -127,6 +129,7 @@ class Graphed:
         self.max_batch = max_batch
         self.limit = limit
         self._graphs: OrderedDict[Hashable, _Graph] = OrderedDict()
+        self._uncapturable: set[Hashable] = set()
         self._lock = threading.Lock()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -135,10 +138,21 @@ class Graphed:
         if not self._replayable(tensors):
             return self.forward(*args, **kwargs)
         key = (repr(spec), *(_signature(leaf) for leaf in leaves), _autocast_state())
+        if key in self._uncapturable:
+            return self.forward(*args, **kwargs)
         with self._lock:
             graph = self._graphs.get(key)
             if graph is None:
-                graph = self._capture(leaves, spec)
+                try:
+                    graph = self._capture(leaves, spec)
+                except RuntimeError as exc:
+                    self._uncapturable.add(key)
+                    log.warning(
+                        "cannot capture the %s as a CUDA graph (%s): it runs eagerly",
+                        self.name,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                    )
+                    return self.forward(*args, **kwargs)
                 self._graphs[key] = graph
                 while len(self._graphs) > self.limit:
                     self._graphs.popitem(last=False)[1].graph.reset()
@@ -149,6 +163,11 @@ class Graphed:
     @property
     def graphs(self) -> int:
         return len(self._graphs)
+
+    @property
+    def uncapturable(self) -> int:
+        """Call signatures whose capture failed and which run eagerly."""
+        return len(self._uncapturable)
 
     def _replayable(self, tensors: list[torch.Tensor]) -> bool:
         if not tensors or torch.is_grad_enabled() or torch.cuda.is_current_stream_capturing():
