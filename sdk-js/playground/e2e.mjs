@@ -155,6 +155,24 @@ try {
   await shot(page, "3b-desktop-keyboard");
   await overlay.blur();
 
+  // Several objects: N keeps the shown mask as object 1 and starts the next; a click elsewhere
+  // is the next object alone (its own prompt, no refine); COCO has one annotation for each;
+  // the kept one can be removed.
+  const kept = page.getByRole("list", { name: "kept objects" });
+  await page.keyboard.press("n");
+  report.keptListed = await kept.getByRole("listitem").count();
+  report.keptNotice = await page.getByTestId("notice").textContent();
+  const nextObject = page.waitForResponse((r) => r.url().endsWith("/v1/segment"));
+  await overlay.click({ position: { x: box.width * 0.8, y: box.height * 0.8 } });
+  await nextObject;
+  await status.filter({ hasText: "score" }).waitFor({ timeout: 60_000 });
+  report.nextObjectSent = traffic.sent.at(-1);
+  report.keyboardCursorAfterClick = await pixels(page, CURSOR);
+  await shot(page, "3c-desktop-two-objects");
+  report.downloads.objectsCoco = await download(page, "Download COCO JSON", "objects");
+  await page.getByRole("button", { name: "remove object 1" }).click();
+  report.keptAfterRemove = await kept.count();
+
   // Segment everything, cancelled: elapsed time shown, the server told, the last mask kept.
   // Long enough to cancel on a CPU (tens of seconds), yet under the work the server admits.
   await page.getByLabel("Grid (points per side)").fill("16");

@@ -1,6 +1,6 @@
 // The image view: open a picture, click (a tap on a phone) for the object, right-click, shift,
 // a long press or the Background tool for what is not it, drag a box, or segment everything;
-// then pick a mask and save it. Without a pointer: Tab to the picture, move a cursor with the
+// then pick a mask and save it; N keeps it as one object and starts the next. Without a pointer: Tab to the picture, move a cursor with the
 // arrow keys, Enter for a point, X and X for a box. Built on @sam2/sdk and useSegmenter.
 import { useEffect, useMemo, useRef, useState } from "react";
 import type { AutoSegmentation, ModelInfo, Sam2Client, Segmentation } from "@sam2/sdk";
@@ -12,6 +12,10 @@ import { cocoImage, maskPng, save } from "./exports.js";
 import { fit, markerRadius, paintBox, paintCursor, paintMasks, paintPoint, type Box, type Point } from "./paint.js";
 
 interface Shown { mask: Uint8Array; score: number }
+/** An object the user finished: its chosen mask, drawn and exported with the one being made. */
+interface Kept { mask: Uint8Array; score: number }
+/** Kept objects are drawn from this colour on, after the three candidates of a click. */
+const KEPT_COLOUR = 3;
 interface Press { x: number; y: number; at: { x: number; y: number }; background: boolean; long: boolean; timer: number | undefined }
 
 const LONG_PRESS_MS = 500;
@@ -31,6 +35,7 @@ const SHORTCUTS: [string, string][] = [
   ["A", "segment everything"],
   ["U or Ctrl+Z", "undo"],
   ["C", "clear prompts"],
+  ["N", "keep this object's mask and start the next object"],
   ["Esc", "cancel what is running"],
   ["Tab to the picture, then arrows", "move the keyboard cursor (Shift: faster)"],
   ["Enter or Space", "add a point at the cursor (Shift+Enter: background)"],
@@ -52,6 +57,8 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
   const [cursor, setCursor] = useState<{ x: number; y: number }>();
   const [focused, setFocused] = useState(false);
   const [anchor, setAnchor] = useState<{ x: number; y: number }>();
+  const byPointer = useRef(false); // the picture got the focus from a click, not the keyboard
+  const [kept, setKept] = useState<Kept[]>([]);
   const [history, setHistory] = useState<{ points: Point[]; box: Box | undefined }[]>([]);
   const [picked, setPicked] = useState<{ from: object | undefined; index: number }>();
   const [tool, setTool] = useState<0 | 1>(1);
@@ -98,13 +105,14 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
     const context = canvas.current?.getContext("2d");
     if (!context || !size) return;
     const layers = shown.map((s, i) => ({ mask: s.mask, colour: i })).filter((_, i) => selected < 0 || i === selected);
-    paintMasks(context, size.width, size.height, layers);
+    const finished = kept.map((o, i) => ({ mask: o.mask, colour: KEPT_COLOUR + i }));
+    paintMasks(context, size.width, size.height, [...finished, ...layers]);
     const radius = markerRadius(canvas.current!);
     if (box) paintBox(context, box, radius, false);
     if (draft) paintBox(context, draft, radius, true);
     for (const point of points) paintPoint(context, point, radius);
     if (focused && cursor) paintCursor(context, cursor, radius);
-  }, [shown, selected, size, points, box, draft, focused, cursor]);
+  }, [shown, selected, size, points, box, draft, focused, cursor, kept]);
 
   const begin = (kind: "prompt" | "auto", used: AutoKnobs) => {
     if (loading && asked?.kind === "auto" && kind === "prompt") setNotice("Segment everything was stopped so that this prompt is answered now.");
@@ -167,6 +175,17 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
     setPageError(undefined);
     reset();
   };
+  // The shown mask becomes a finished object; the next click starts another (same embedding).
+  const keep = () => {
+    const chosen = !isAuto && selected >= 0 ? shown[selected] : undefined;
+    if (!chosen) {
+      setNotice("Click an object first: the mask it gets is what N keeps.");
+      return;
+    }
+    setKept((k) => [...k, { mask: chosen.mask, score: chosen.score }]);
+    clear();
+    setNotice(`Object ${kept.length + 1} kept. Click the next object.`);
+  };
   const load = async (picked: File | undefined) => {
     if (!picked) return;
     try {
@@ -176,6 +195,7 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
       return;
     }
     clear();
+    setKept([]);
     setSize(undefined);
     setFile(picked);
   };
@@ -190,6 +210,7 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
       }
       if (key === "u") undo();
       else if (key === "c") clear();
+      else if (key === "n") keep();
       else if (key === "a") everything();
       else if (key === "f") setTool(1);
       else if (key === "b") setTool(0);
@@ -211,6 +232,8 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
     return { x: clamp((event.clientX - rect.left) * scale, size!.width), y: clamp((event.clientY - rect.top) * scale, size!.height) };
   };
   const onPointerDown = (event: React.PointerEvent<HTMLCanvasElement>) => {
+    byPointer.current = true;
+    setFocused(false); // the keyboard cursor is for keyboard users
     if (event.button !== 0 && event.button !== 2) return;
     event.currentTarget.setPointerCapture(event.pointerId);
     const held: Press = { x: event.clientX, y: event.clientY, at: toImage(event), background: event.button === 2 || event.shiftKey, long: false, timer: undefined };
@@ -225,6 +248,7 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
     setDraft([Math.min(held.at.x, end.x), Math.min(held.at.y, end.y), Math.max(held.at.x, end.x), Math.max(held.at.y, end.y)]);
   };
   const onPointerUp = () => {
+    byPointer.current = false; // the focus a press gives comes before its release
     const held = press.current;
     press.current = undefined;
     if (!held) return;
@@ -241,6 +265,7 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
   // The keyboard's way to prompt, on the focused picture (the page's shortcuts still apply).
   const onStageKey = (event: React.KeyboardEvent<HTMLCanvasElement>) => {
     if (!size || event.altKey || event.ctrlKey || event.metaKey) return;
+    setFocused(true);
     const at = cursor ?? { x: Math.floor(size.width / 2), y: Math.floor(size.height / 2) };
     const arrow = ARROWS[event.key];
     if (arrow) {
@@ -291,8 +316,9 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
       setPreparing(false);
     }
   };
-  // One annotation per object: a click's chosen mask, or every automatic mask (or the one picked).
-  const objects = shown.filter((_, i) => (isAuto && selected < 0) || i === selected);
+  // One annotation per object: the kept ones, then a click's chosen mask, or every automatic
+  // mask (or the one picked).
+  const objects = [...kept, ...shown.filter((_, i) => (isAuto && selected < 0) || i === selected)];
 
   const alert = pageError ?? describe(error);
   const elapsed = asked ? Math.max(0, (now - asked.at) / 1000) : 0;
@@ -317,6 +343,7 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
           <button onClick={undo} disabled={!history.length}>Undo <kbd>U</kbd></button>
           <button onClick={clear} disabled={!points.length && !box && !result}>Clear <kbd>C</kbd></button>
         </div>
+        <button onClick={keep} disabled={!result || isAuto}>Keep, next object <kbd>N</kbd></button>
       </div>
       <div className="more">
         <AutoPanel
@@ -352,14 +379,18 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
                 data-testid="overlay"
                 tabIndex={0}
                 aria-label="masks and prompts: click or tap an object, drag a box; or with the keyboard, arrow keys move a cursor, Enter adds a point there, X starts and ends a box"
-                onFocus={() => { setFocused(true); setCursor((c) => c ?? { x: Math.floor(size.width / 2), y: Math.floor(size.height / 2) }); }}
+                onFocus={() => {
+                  setFocused(!byPointer.current);
+                  byPointer.current = false;
+                  setCursor((c) => c ?? { x: Math.floor(size.width / 2), y: Math.floor(size.height / 2) });
+                }}
                 onBlur={() => setFocused(false)}
                 onKeyDown={onStageKey}
                 onContextMenu={(e) => e.preventDefault()}
                 onPointerDown={onPointerDown}
                 onPointerMove={onPointerMove}
                 onPointerUp={onPointerUp}
-                onPointerCancel={() => { press.current = undefined; setDraft(undefined); }}
+                onPointerCancel={() => { press.current = undefined; byPointer.current = false; setDraft(undefined); }}
               />
             )}
           </div>
@@ -392,6 +423,16 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
         {result?.warnings.map((warning) => (
           <p key={warning} className="warning">⚠ {warning}</p>
         ))}
+        {kept.length > 0 && (
+          <ol className="masks" aria-label="kept objects">
+            {kept.map((o, i) => (
+              <li key={i} className="kept">
+                <span className="swatch" style={{ background: `rgb(${COLOURS[(KEPT_COLOUR + i) % COLOURS.length]!.join(" ")})` }} aria-hidden="true" /> object {i + 1}: {o.score.toFixed(3)}
+                <button aria-label={`remove object ${i + 1}`} onClick={() => setKept((k) => k.filter((_, j) => j !== i))}>×</button>
+              </li>
+            ))}
+          </ol>
+        )}
         {shown.length > 0 && (
           <ol className="masks" aria-label="masks">
             {shown.map((s, i) => (

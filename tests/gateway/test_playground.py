@@ -166,6 +166,19 @@ def _assert_prompts(report: dict[str, object]) -> None:
     assert cast(int, report["keyboardDraftPixels"]) > 0
     assert report["sentAfterKeyboardBox"] == cast(int, report["sentWhileKeyboardBox"]) + 1
     assert report["keyboardBox"] == [188, 132, 218, 162]
+    # Several objects: N keeps the shown mask and starts the next object; the next click is sent
+    # alone (its own point, no box, no refine); the kept one can be removed.
+    assert report["keptListed"] == 1
+    assert "Object 1 kept" in str(report["keptNotice"])
+    after = cast(dict[str, object], report["nextObjectSent"])
+    ((x, y),) = cast(list[list[int]], after["point_coords"])
+    assert abs(x - 320) <= 2
+    assert abs(y - 240) <= 2
+    assert after["point_labels"] == [1]
+    assert "box_coords" not in after
+    assert "refine" not in after
+    assert report["keyboardCursorAfterClick"] == 0  # a click shows no keyboard cursor
+    assert report["keptAfterRemove"] == 0
     # The image goes up once, as a file (multipart); every later prompt names it by id.
     assert cast(list[bool], report["multipart"])[:3] == [True, False, False]
     assert not any(cast(list[bool], report["multipart"])[1:])
@@ -187,6 +200,13 @@ def _assert_downloads(report: dict[str, object]) -> None:
     assert only["area"] == int(mask.sum())
     ys, xs = np.nonzero(mask)
     assert only["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+    # Two objects (one kept, one being made): one annotation each, different masks.
+    objects = json.loads((ARTIFACTS / names["objectsCoco"]).read_text())["annotations"]
+    assert [a["id"] for a in objects] == [1, 2]
+    kept, current = (decode_mask(a["segmentation"]) for a in objects)
+    assert kept.any()
+    assert current.any()
+    assert not np.array_equal(kept, current)
     polygons = json.loads((ARTIFACTS / names["polygons"]).read_text())
     assert len(polygons["masks"]) == 1
     assert polygons["masks"][0]["size"] == [300, 400]
