@@ -91,7 +91,7 @@ run_stage() {
   local model pipeline precision graphs compile grid repeats limit extra left what rc
   read -r model pipeline precision graphs compile grid repeats limit extra <<<"$1"
   left=$((budget - ($(date +%s) - started)))
-  what="$model $pipeline $precision graphs=$graphs compile=$compile"
+  what="$model $pipeline $precision graphs=$graphs compile=$compile${extra:+ $extra}"
   if [ "$left" -lt 20 ]; then
     echo "| - | $what | not measured (benchmark budget spent) | | | | | | | | |" >>"$rows"
     return
