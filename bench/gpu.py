@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from PIL import Image
 from sam2_contract.images import DecodedImage, load_image
 from sam2_contract.models import AutoSegmentResponse, SegmentRequest
 from sam2_inference import EmbeddingCache, InferenceSettings, Sam2Engine
+from sam2_inference.config import CompileMode
 
 
 def main() -> None:
@@ -46,8 +48,9 @@ def main() -> None:
     parser.add_argument(
         "--compile",
         default="off",
-        choices=["off", "default", "max-autotune-no-cudagraphs", "aot"],
-        help="aot: the AOTInductor package in --aot-dir, compiled if absent (start-up says which)",
+        choices=list(get_args(CompileMode)),
+        help="aot: the AOTInductor package in --aot-dir, compiled if absent (start-up says "
+        "which); aot-max-autotune: the same with Inductor's kernel autotuning",
     )
     parser.add_argument("--aot-dir", type=Path, default=Path("/tmp/sam2-aot"))
     parser.add_argument(

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sam2_contract.models import ModelName
 
 GpuType = Literal["H200", "H100", "A100-80GB", "A100", "L40S", "L4"]
-CompileMode = Literal["off", "default", "max-autotune-no-cudagraphs", "aot"]
+CompileMode = Literal["off", "default", "max-autotune-no-cudagraphs", "aot", "aot-max-autotune"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WORKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 
@@ -66,7 +66,8 @@ class DeploySettings(BaseSettings):
         default="off",
         description="SAM2_COMPILE of the inference containers: `aot` compiles the image "
         "encoder once with AOTInductor, keeps it in the weights Volume and loads it in every "
-        "later container; off until its gain is measured on a GPU (bench/README.md).",
+        "later container (`aot-max-autotune`: with Inductor's kernel autotuning, a longer first "
+        "compile); off until its gain is measured on a GPU (bench/README.md).",
     )
 
     gateway_max_inputs: int = Field(

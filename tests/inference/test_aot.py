@@ -25,9 +25,9 @@ from support import IMAGES, fresh_engine
 CLICK = {"point_coords": [[60, 40], [150, 90]], "point_labels": [1, 0], "mask_format": "rle"}
 
 
-def _start(settings: InferenceSettings, directory: Path) -> Sam2Engine:
+def _start(settings: InferenceSettings, directory: Path, compile: str = "aot") -> Sam2Engine:
     """A service start with `SAM2_PIPELINE=fast SAM2_COMPILE=aot SAM2_AOT_DIR=directory`."""
-    update = {"pipeline": "fast", "compile": "aot", "aot_dir": directory}
+    update = {"pipeline": "fast", "compile": compile, "aot_dir": directory}
     return Sam2Engine.from_settings(settings.model_copy(update=update))
 
 
@@ -100,7 +100,33 @@ def test_a_damaged_file_is_compiled_again_and_replaced(
     assert _click(restarted)["all_scores"] == _click(engine)["all_scores"]
 
 
-def test_another_torch_device_model_checkpoint_or_dtype_is_another_file(tmp_path: Path) -> None:
+def test_an_autotuned_package_is_its_own_file_and_answers_like_the_plain_one(
+    first_start: tuple[Sam2Engine, Path],
+    settings: InferenceSettings,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """`SAM2_COMPILE=aot-max-autotune` (about 3 minutes for tiny on this CPU): its package sits
+    beside the plain one instead of replacing it, the start says what it did, and Inductor's
+    per-kernel timing report stays out of the service's output."""
+    engine, directory = first_start
+    (plain,) = directory.iterdir()
+    tuned = _start(settings, directory, compile="aot-max-autotune")
+    assert tuned.acceleration is not None
+    assert tuned.acceleration.aot == "compiled"
+    assert "AOTInductor encoder (compiled, kernels autotuned)" in tuned.acceleration.describe()
+    assert sorted(p.name for p in directory.iterdir()) == sorted(
+        [plain.name, plain.name.removesuffix(".pt2") + "-autotuned.pt2"]
+    )
+    output = capfd.readouterr()
+    assert "Autotune Choices Stats" not in output.out + output.err
+    ours, theirs = _click(tuned), _click(engine)
+    assert ours["all_scores"] == pytest.approx(theirs["all_scores"], abs=1e-4)
+    assert np.mean(decode_mask(ours["mask"]) != decode_mask(theirs["mask"])) < 1e-3
+
+
+def test_another_torch_device_model_checkpoint_dtype_or_autotuning_is_another_file(
+    tmp_path: Path,
+) -> None:
     weights = tmp_path / "model.pt"
     weights.write_bytes(b"weights")
     store = AotStore(tmp_path, "tiny", checkpoint_key(weights))
@@ -109,6 +135,7 @@ def test_another_torch_device_model_checkpoint_or_dtype_is_another_file(tmp_path
     assert base.parent == tmp_path
     assert store.path(cpu, torch.bfloat16) != base
     assert AotStore(tmp_path, "large", store.weights).path(cpu, torch.float32) != base
+    assert AotStore(tmp_path, "tiny", store.weights, autotune=True).path(cpu, torch.float32) != base
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(torch, "__version__", "9.9.9+other")
         assert store.path(cpu, torch.float32) != base

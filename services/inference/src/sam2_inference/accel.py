@@ -52,13 +52,15 @@ class Acceleration:
     graphs: bool
     compile_mode: str | None
     aot: AotOutcome | None = None  # the encoder's AOTInductor package: loaded or compiled here
+    aot_autotuned: bool = False  # that package's kernels chosen by Inductor's max-autotune
 
     def describe(self) -> str:
         parts = [f"{self.weights} weights", "CUDA graphs" if self.graphs else "eager"]
         if self.compile_mode:
             parts.append(f"compiled ({self.compile_mode})")
         if self.aot:
-            parts.append(f"AOTInductor encoder ({self.aot})")
+            how = ", kernels autotuned" if self.aot_autotuned else ""
+            parts.append(f"AOTInductor encoder ({self.aot}{how})")
         return ", ".join(parts)
 
 
@@ -102,7 +104,13 @@ def accelerate(
         )
     elif compile_mode or aot is not None:
         model.image_encoder.forward = encoder_forward
-    return Acceleration("bfloat16" if bf16 else "float32", graphs, compile_mode, outcome)
+    return Acceleration(
+        "bfloat16" if bf16 else "float32",
+        graphs,
+        compile_mode,
+        outcome,
+        aot_autotuned=aot is not None and aot.autotune,
+    )
 
 
 def release(model: SAM2Base) -> None:

@@ -38,6 +38,8 @@ from sam2_inference.device import inference_context
 log = logging.getLogger(__name__)
 
 AotOutcome = Literal["loaded", "compiled"]
+# The settings' compile modes served by a package, and whether Inductor autotunes its kernels.
+AOT_MODES = {"aot": False, "aot-max-autotune": True}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +49,13 @@ class AotStore:
     directory: Path
     model: str
     weights: str  # checkpoint_key() of the weights the package has inside it
+    # Inductor's max-autotune: kernels (matrix products first) chosen by timing candidates on
+    # this device, as `torch.compile(mode="max-autotune")` does; a longer compile, paid once.
+    autotune: bool = False
 
     def path(self, device: torch.device, dtype: torch.dtype) -> Path:
         """The package for this model and weights, compiled for this device and dtype by this
-        torch: another torch, GPU, model, checkpoint or dtype is another file."""
+        torch: another torch, GPU, model, checkpoint, dtype or autotuning is another file."""
         dtype_name = str(dtype).removeprefix("torch.")
         parts = [
             self.model,
@@ -59,6 +64,8 @@ class AotStore:
             device_id(device),
             f"torch{torch.__version__}",
         ]
+        if self.autotune:
+            parts.append("autotuned")
         return self.directory / (re.sub(r"[^A-Za-z0-9_.+-]", "_", "-".join(parts)) + ".pt2")
 
 
@@ -100,14 +107,33 @@ def compiled_encoder(
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.pt2")
     try:
-        torch._inductor.aoti_compile_and_package(exported, package_path=str(partial))
+        torch._inductor.aoti_compile_and_package(
+            exported,
+            package_path=str(partial),
+            inductor_configs=_autotuning() if store.autotune else None,
+        )
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     log.info(
-        "compiled the image encoder ahead of time in %.0f s: %s", perf_counter() - started, path
+        "compiled the image encoder ahead of time%s in %.0f s: %s",
+        " (kernels autotuned)" if store.autotune else "",
+        perf_counter() - started,
+        path,
     )
     return _load(path, device), "compiled"
+
+
+def _autotuning() -> dict[str, Any]:
+    """Inductor's max-autotune, without its report of every candidate kernel's timing on
+    stderr (dozens of blocks per model: the log keeps the one line above). Settings this
+    torch does not have are left out."""
+    wanted = {
+        "max_autotune": True,
+        "max_autotune_report_choices_stats": False,
+        "autotune_num_choices_displayed": 0,
+    }
+    return {key: value for key, value in wanted.items() if hasattr(torch._inductor.config, key)}
 
 
 def _load(path: Path, device: torch.device) -> Callable[..., Any]:

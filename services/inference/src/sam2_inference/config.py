@@ -14,7 +14,7 @@ DevicePreference = Literal["auto", "cuda", "mps", "cpu"]
 PipelinePreference = Literal["auto", "exact", "fast"]
 PrecisionPreference = Literal["auto", "float32", "bfloat16"]
 GraphsPreference = Literal["auto", "on", "off"]
-CompileMode = Literal["off", "default", "max-autotune-no-cudagraphs", "aot"]
+CompileMode = Literal["off", "default", "max-autotune-no-cudagraphs", "aot", "aot-max-autotune"]
 DecoderPreference = Literal["auto", "pillow", "torchvision"]
 
 
@@ -50,13 +50,14 @@ class InferenceSettings(BaseSettings):
         default="off",
         description="torch.compile the image encoder (fast pipeline on CUDA) with this mode at "
         "start-up; `off` by default: it costs start-up time. `aot`: AOTInductor, compiled once "
-        "into a package in `aot_dir` that later starts load (fast pipeline; see aot.py).",
+        "into a package in `aot_dir` that later starts load (fast pipeline; see aot.py); "
+        "`aot-max-autotune`: the same with Inductor's kernel autotuning (a longer compile, once).",
     )
     aot_dir: Path = Field(
         default=Path.home() / ".cache" / "sam2-service" / "aot",
         description="Where `compile=aot` keeps the compiled encoder, one file per torch "
-        "version, device, model, checkpoint and dtype. Loaded as native code: writable by this "
-        "service only.",
+        "version, device, model, checkpoint, dtype and autotuning. Loaded as native code: "
+        "writable by this service only.",
     )
     image_decoder: DecoderPreference = Field(
         default="auto",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from time import perf_counter
 from typing import Any
@@ -68,7 +68,7 @@ from sam2_contract.validation import BatchEnvelope, parse_segment_request
 
 from sam2_inference import accel, fastpath
 from sam2_inference.accel import Acceleration
-from sam2_inference.aot import AotStore, checkpoint_key
+from sam2_inference.aot import AOT_MODES, AotStore, checkpoint_key
 from sam2_inference.budget import default_budget, prompts_that_fit
 from sam2_inference.cache import CachedImage, EmbeddingCache
 from sam2_inference.config import (
@@ -228,8 +228,8 @@ class Sam2Engine:
         self._pipeline_preference = pipeline
         self._decoder_preference = image_decoder
         self._speed = (precision, cuda_graphs, compile_mode)
-        if compile_mode == "aot" and aot_store is None:
-            raise ValueError("compile_mode='aot' needs an aot_store to keep the package in")
+        if compile_mode in AOT_MODES and aot_store is None:
+            raise ValueError(f"compile_mode={compile_mode!r} needs an aot_store for the package")
         self.aot_store = aot_store
         self.acceleration: Acceleration | None = None
         self.info = info.model_copy(update={"pipeline": pick_pipeline(pipeline, self.device)})
@@ -322,14 +322,16 @@ class Sam2Engine:
         as sam2 builds it."""
         precision, graphs, compile_mode = self._speed
         cuda = self.device.type == "cuda"
-        aot = self.aot_store if compile_mode == "aot" else None
+        aot = None
+        if compile_mode in AOT_MODES and self.aot_store is not None:
+            aot = replace(self.aot_store, autotune=AOT_MODES[compile_mode])
         if self.info.pipeline != "fast" or not (cuda or aot):
             return
         self.acceleration = accel.accelerate(
             self.model,
             bf16=cuda and precision != "float32",
             graphs=cuda and graphs != "off",
-            compile_mode=None if compile_mode in ("off", "aot") else compile_mode,
+            compile_mode=None if compile_mode == "off" or aot else compile_mode,
             aot=aot,
         )
 
