@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
 from PIL import Image
+from sam2_contract.models import ModelName
 from sam2_inference.device import pick_device
 from sam2_inference.video import VideoSession, decode_frames, load_video_model
 from sam2_inference.weights import Checkpoint, build_random_checkpoint
@@ -30,23 +33,31 @@ from sam2_inference.weights import Checkpoint, build_random_checkpoint
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="tiny", choices=["tiny", "small", "base-plus", "large"])
+    parser.add_argument("--model", default="tiny", choices=list(get_args(ModelName)))
     parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--objects", type=int, default=1)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--height", type=int, default=576)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rows", type=Path, help="append the row to this markdown file")
+    parser.add_argument(
+        "--random-dir", type=Path, help="keep the raised-bias random checkpoint here, for reuse"
+    )
     args = parser.parse_args()
     device = pick_device(args.device)
+    began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        path = build_random_checkpoint(args.model, Path(tmp) / "random.pt", seed=0)
-        state = torch.load(path, map_location="cpu")
-        state["model"]["sam_mask_decoder.pred_obj_score_head.layers.2.bias"].fill_(20.0)
-        torch.save(state, path)
+        path = _checkpoint(args.model, args.random_dir or Path(tmp))
         predictor = load_video_model(args.model, Checkpoint(path, "random", True), device)
+    loaded = time.perf_counter()
     files, centres = _clip(args.frames, args.objects, args.width, args.height)
     frames = decode_frames(files)
+    # Where the time before the measurement went (the log's, for a run cut short by a timeout).
+    print(
+        f"model {loaded - began:.1f} s, clip made and decoded {time.perf_counter() - loaded:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
@@ -74,6 +85,21 @@ def main() -> None:
     if args.rows:
         with args.rows.open("a") as rows:
             rows.write(row)
+
+
+def _checkpoint(model: ModelName, folder: Path) -> Path:
+    """The random checkpoint of `model` with the object-score bias raised, in `folder`: built
+    once (hiera-large's file is about 900 MB: the 1- and 4-object runs share it), and named
+    only when whole, so a run stopped while writing it leaves nothing to reuse."""
+    path = folder / f"video-{model}-seed0-bias20.pt"
+    if path.exists():
+        return path
+    draft = build_random_checkpoint(model, folder / f"video-{model}.draft", seed=0)
+    state = torch.load(draft, map_location="cpu")
+    state["model"]["sam_mask_decoder.pred_obj_score_head.layers.2.bias"].fill_(20.0)
+    torch.save(state, draft)
+    draft.replace(path)
+    return path
 
 
 def _clip(
