@@ -3,12 +3,12 @@
 #
 #   bench/gpu-wheels.sh        # here, once: .whl/ with sam2 and what that machine's image lacks
 #   bench/gpu.sh               # there (with .whl carried): the GPU tests of accel.py, then
-#                              # hiera-large's fast pipeline, video tracking (bench/video.py:
-#                              # 240 frames x 1 and 4 objects, tiny and large), the fast
-#                              # pipeline again with Pillow decoding and sam2's recipe,
-#                              # fast-vs-exact quality (bench/quality.py), the AOTInductor
-#                              # encoder (compiled, then loaded), tiny, JPEG decoding, fairness,
-#                              # the AOTInductor encoder with autotuned kernels
+#                              # hiera-large's fast pipeline (and JPEG decoding alone), video
+#                              # tracking (bench/video.py: 240 frames x 1 and 4 objects, tiny
+#                              # and large), sam2's recipe, fast-vs-exact quality
+#                              # (bench/quality.py), the fast pipeline with Pillow decoding, the
+#                              # AOTInductor encoder (compiled, then loaded), tiny, fairness, the
+#                              # AOTInductor encoder with autotuned kernels
 #   bench/gpu.sh --small       # anywhere, the CPU included: tiny, 4x4 grid, few repeats
 #
 # It uses the machine's own Python and torch when .whl/ is present (else the project's .venv),
@@ -71,15 +71,17 @@ if [ "${1:-}" = "--small" ]; then
   late_stages=()
   quality=(--model tiny --images 1 --clicks 4 --points-per-side 4)
 else
-  # The default path (JPEG decoded on the GPU), the same with Pillow decoding, sam2's recipe as
-  # the baseline; the steps between them were measured on 2026-11-27 (bench/README.md).
-  stages=("large fast bfloat16 on off 32 5 50 --loose" "large fast bfloat16 on off 32 5 45 --decoder pillow"
-          "large exact auto auto off 32 5 90")
+  # The default path (JPEG decoded on the GPU) and sam2's recipe as the baseline (the steps
+  # between them were measured on 2026-11-27, bench/README.md); video tracking runs between
+  # them. The default path with Pillow decoding comes after the quality check (the first stage
+  # already times both decoders alone, in decode.md).
+  stages=("large fast bfloat16 on off 32 5 50 --loose" "large exact auto auto off 32 5 90")
   # AOTInductor twice: the first run compiles the package, the second loads it (start-up s).
   # torch.compile's max-autotune stage (it did not finish in 200 s on 2026-11-27) runs with
   # GPU_BENCH_STAGES="large fast bfloat16 on max-autotune-no-cudagraphs 32 10 300"; the
   # AOTInductor package with autotuned kernels runs last (below), with what budget is left.
-  late_stages=("large fast bfloat16 on aot 32 5 240" "large fast bfloat16 on aot 32 5 60"
+  late_stages=("large fast bfloat16 on off 32 5 45 --decoder pillow"
+               "large fast bfloat16 on aot 32 5 240" "large fast bfloat16 on aot 32 5 60"
                "tiny fast bfloat16 on off 32 5 40")
   quality=(--model large --images 2 --clicks 8 --points-per-side 8 --random-dir /tmp/sam2-random)
 fi
@@ -141,7 +143,7 @@ if [ "$left" -ge 60 ]; then
   timeout -k 5 90 "$py" bench/quality.py "${quality[@]}" \
     >"$out/quality.md" 2>>"$log" || echo "quality: not measured (ended with $?)" >>"$out/quality.md"
 fi
-# The compiled encoder last: compiling hiera-large takes minutes.
+# Then Pillow decoding, and the compiled encoder (compiling hiera-large takes minutes).
 for stage in "${late_stages[@]}"; do run_stage "$stage"; done
 # A click while another tenant's auto mode runs (bench/fairness.py), if time is left.
 left=$((budget - ($(date +%s) - started)))
