@@ -191,6 +191,11 @@ def test_long_encoder_calls_step_aside_and_compute_the_same(
 def test_batches_are_sized_to_the_time_slice_with_the_same_masks(
     loaded_engine: Sam2Engine,
 ) -> None:
+    """Slicing changes how many prompts go through the decoder at once, not which masks come
+    back. The scores may differ in float32's last bits: sam2's own decoder on this CPU gives
+    other last bits for a batch of 3, 5, 6, 7, 9... prompts than for one of 64 (its matrix
+    products round differently by batch size; measured up to 6e-8 on the IoU predictions),
+    as sam2 itself does with another `points_per_batch`."""
     sliced, whole = fresh_engine(loaded_engine), fresh_engine(loaded_engine, auto_slice_ms=0)
     sliced.warm_up()
     body = {"image": image_b64("landscape")} | LONG_AUTO | {"points_per_batch": 64}
@@ -199,7 +204,15 @@ def test_batches_are_sized_to_the_time_slice_with_the_same_masks(
     sliced_to = [re.search(r"so that a batch takes about (\d+) ms", w) for w in small.warnings]
     assert any(m and 0 < int(m.group(1)) <= 50 for m in sliced_to), small.warnings
     assert not any("points_per_batch" in w for w in big.warnings)
-    assert small.model_dump()["masks"] == big.model_dump()["masks"]
+    ours, theirs = small.model_dump()["masks"], big.model_dump()["masks"]
+    assert len(ours) == len(theirs) > 0
+    for mine, whole_batch in zip(ours, theirs, strict=True):
+        iou = whole_batch.pop("predicted_iou")
+        assert mine.pop("predicted_iou") == pytest.approx(iou, abs=1e-6)
+        # Stability counts pixels at logit thresholds: one pixel of 10^4 at most.
+        stability = whole_batch.pop("stability_score")
+        assert mine.pop("stability_score") == pytest.approx(stability, abs=1e-4)
+        assert mine == whole_batch  # segmentation, area, bbox, point and crop exactly
 
 
 def test_batches_take_no_longer_than_a_click_where_a_click_is_shorter_than_the_slice() -> None:
