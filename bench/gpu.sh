@@ -69,6 +69,8 @@ fi
 if [ "${1:-}" = "--small" ]; then
   stages=("tiny exact auto auto off 4 2 120" "tiny fast auto auto off 4 2 120")
   late_stages=()
+  video_jobs=()
+  last_stages=()
   quality=(--model tiny --images 1 --clicks 4 --points-per-side 4)
 else
   # The default path (JPEG decoded on the GPU) and sam2's recipe as the baseline (the steps
@@ -83,12 +85,20 @@ else
   late_stages=("large fast bfloat16 on off 32 5 45 --decoder pillow"
                "large fast bfloat16 on aot 32 5 240" "large fast bfloat16 on aot 32 5 60"
                "tiny fast bfloat16 on off 32 5 40")
+  # Video tracking (bench/video.py, 240 frames): model and objects.
+  video_jobs=("tiny 1" "tiny 4" "large 1" "large 4")
+  # Last, with whatever budget is left: the AOTInductor package with autotuned kernels (its
+  # compile time on a GPU is not known yet; a stage cut short says so in its row).
+  last_stages=("large fast bfloat16 on aot-max-autotune 32 5 400")
   quality=(--model large --images 2 --clicks 8 --points-per-side 8 --random-dir /tmp/sam2-random)
 fi
-# GPU_BENCH_STAGES="stage;stage" runs those stages instead (and no tests, no compiled stage).
+# GPU_BENCH_STAGES="stage;stage" runs those stages instead (and no tests, video or compiled
+# stage).
 if [ -n "${GPU_BENCH_STAGES:-}" ]; then
   IFS=';' read -r -a stages <<<"$GPU_BENCH_STAGES"
   late_stages=()
+  video_jobs=()
+  last_stages=()
 fi
 decode=(--decode "$out/decode.md")
 run_stage() {
@@ -115,10 +125,11 @@ run_stage() {
 # stages that compare variants.
 run_video() {
   local job model objects left limit
+  [ "${#video_jobs[@]}" -gt 0 ] || return 0
   video_rows="$out/video-rows.md"
   printf '%s\n' "| card | model | frames | objects | session start ms | prompt ms | propagation fps | peak GPU GiB |" \
     "|---|---|---|---:|---:|---:|---:|---:|" >"$video_rows"
-  for job in "tiny 1" "tiny 4" "large 1" "large 4"; do
+  for job in "${video_jobs[@]}"; do
     read -r model objects <<<"$job"
     left=$((budget - ($(date +%s) - started)))
     if [ "$left" -lt 45 ]; then
@@ -134,7 +145,7 @@ run_video() {
   done
 }
 run_stage "${stages[0]}"
-if [ "${1:-}" != "--small" ] && [ -z "${GPU_BENCH_STAGES:-}" ]; then run_video; fi
+run_video
 for stage in "${stages[@]:1}"; do run_stage "$stage"; done
 # The fast pipeline's masks against the exact one's (bench/quality.py), if time is left.
 left=$((budget - ($(date +%s) - started)))
@@ -152,11 +163,7 @@ if [ "$left" -ge 60 ]; then
   timeout -k 5 60 "$py" bench/fairness.py --model large --points-per-side 32 --clicks 20 \
     >"$out/fairness.md" 2>>"$log" || echo "fairness: not measured (ended with $?)" >>"$out/fairness.md"
 fi
-# Last, with whatever budget is left: the AOTInductor package with autotuned kernels (its
-# compile time on a GPU is not known yet; a stage cut short says so in its row).
-if [ "${1:-}" != "--small" ] && [ -z "${GPU_BENCH_STAGES:-}" ]; then
-  run_stage "large fast bfloat16 on aot-max-autotune 32 5 400"
-fi
+for stage in "${last_stages[@]}"; do run_stage "$stage"; done
 echo
 cat "$rows"
 [ -f "$out/quality.md" ] && cat "$out/quality.md"
