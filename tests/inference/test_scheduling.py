@@ -193,7 +193,7 @@ def test_batches_are_sized_to_the_time_slice_with_the_same_masks(
 ) -> None:
     """Slicing changes how many prompts go through the decoder at once, not which masks come
     back. The scores may differ in float32's last bits: sam2's own decoder on this CPU gives
-    other last bits for a batch of 3, 5, 6, 7, 9... prompts than for one of 64 (its matrix
+    other last bits for a batch of 3, 4, 5, 6, 7, 9... prompts than for one of 64 (its matrix
     products round differently by batch size; measured up to 6e-8 on the IoU predictions),
     as sam2 itself does with another `points_per_batch`."""
     sliced, whole = fresh_engine(loaded_engine), fresh_engine(loaded_engine, auto_slice_ms=0)
