@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from pydantic import SecretStr
@@ -28,6 +29,17 @@ from sam2_inference.config import DecoderPreference
 
 PEPPER = "test-pepper-0123456789abcdef"
 """The gateway tests' API-key pepper."""
+
+
+def service_url(variable: str) -> str:
+    """The URL of a test server (PostgreSQL, Redis) that scripts/test-services starts: CI must
+    have it; elsewhere the test is skipped with the command that starts it."""
+    url = os.environ.get(variable)
+    if url:
+        return url
+    if os.environ.get("CI"):
+        pytest.fail(f"{variable} is not set: .ci/run must start the server (scripts/test-services)")
+    pytest.skip(f'{variable} not set; run: eval "$(scripts/test-services)"')
 
 
 def scene(height: int, width: int, *, seed: int = 0) -> np.ndarray:

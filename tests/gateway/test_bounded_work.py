@@ -25,7 +25,15 @@ from sam2_gateway.core.metering import (
     UsageMeter,
 )
 from sam2_gateway.store import UsageDelta
-from support import PEPPER, RunningServer, bearer, free_port, image_b64, running_gateway
+from support import (
+    PEPPER,
+    RunningServer,
+    bearer,
+    free_port,
+    image_b64,
+    running_gateway,
+    service_url,
+)
 
 LONG_AUTO = {
     "mode": "auto",
@@ -80,7 +88,7 @@ def test_a_gateway_killed_mid_stream_loses_no_usage(
         journal_path = tmp_path / "usage.journal"
         where = {"SAM2_GATEWAY_USAGE_JOURNAL": str(journal_path)}
     else:  # several gateway replicas share Redis with their rate limiter
-        redis_url = _redis_url()
+        redis_url = service_url("SAM2_TEST_REDIS_URL")
         where = {"SAM2_GATEWAY_RATE_LIMIT_STORAGE": "async+" + redis_url}
     store = KeyStore(database, PEPPER)
     store.migrate()
@@ -136,15 +144,6 @@ def test_a_gateway_killed_mid_stream_loses_no_usage(
     assert usage.gpu_ms == pytest.approx(spent, abs=0.2)
 
 
-def _redis_url() -> str:
-    url = os.environ.get("SAM2_TEST_REDIS_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("SAM2_TEST_REDIS_URL is not set: .ci/run must start Redis")
-        pytest.skip('SAM2_TEST_REDIS_URL not set; run: eval "$(scripts/test-services)"')
-    return url
-
-
 async def _expire_alive_keys(url: str, prefix: str = "sam2:usage") -> None:
     """What 60 s without a flush does to a dead gateway's alive key (the clock, advanced)."""
     client = redis.asyncio.from_url(url)
@@ -193,7 +192,7 @@ def test_the_journal_keeps_counts_through_a_failed_write_and_skips_a_torn_line(
 
 
 def test_a_replica_takes_over_only_what_gone_replicas_left() -> None:
-    url = _redis_url()
+    url = service_url("SAM2_TEST_REDIS_URL")
     prefix = f"sam2:usage-test:{os.getpid()}-{time.monotonic_ns()}"
 
     async def drill() -> tuple[dict[str, Any], dict[str, Any]]:

@@ -13,7 +13,14 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sam2_gateway.core.logs import JsonFormatter
-from support import RunningServer, bearer, image_b64, raw_exchange, running_gateway
+from support import (
+    RunningServer,
+    bearer,
+    image_b64,
+    raw_exchange,
+    running_gateway,
+    service_url,
+)
 
 PAST_AUTH = {"mode": "point", "point_coords": [[1, 1]]}
 
@@ -111,24 +118,51 @@ def test_concurrent_requests_over_the_tier_get_429(
         concurrency_tiers={"solo": 1},
         rate_tiers={"solo": "1000/minute"},
     )
-    key = new_key(tier="solo")
+    _second_call_waits_for_the_first(client, client, new_key(tier="solo"))
+
+
+def test_a_keys_concurrency_limit_holds_across_gateway_replicas(
+    make_client: Callable[..., TestClient],
+    inference_server: RunningServer,
+    new_key: Callable[..., str],
+) -> None:
+    """Two gateways sharing Redis (several replicas on Modal) count one key's requests in
+    flight together: a second replica does not double the key's concurrency."""
+    shared = {
+        "inference_url": inference_server.url,
+        "concurrency_tiers": {"solo": 1},
+        "rate_tiers": {"solo": "1000/minute"},
+        "rate_limit_storage": "async+" + service_url("SAM2_TEST_REDIS_URL"),
+    }
+    one, other = make_client(**shared), make_client(**shared)
+    _second_call_waits_for_the_first(one, other, new_key(tier="solo"))
+
+
+def _second_call_waits_for_the_first(first: TestClient, second: TestClient, key: str) -> None:
+    """While a slow call of a one-slot key runs on `first`, a call on `second` gets
+    `429 too_many_concurrent`; once it is over the key works again."""
     slow = {"image": image_b64("landscape"), "mode": "auto", "points_per_side": 8}
-    first: dict[str, int] = {}
-    running = threading.Thread(
-        target=lambda: first.update(
-            status=client.post("/v1/segment", json=slow, headers=bearer(key)).status_code
-        )
-    )
+    running_status: dict[str, int] = {}
+
+    def run_slow() -> None:
+        # Until it gets the slot: a probe below may hold it for the moment it takes.
+        while (
+            status := first.post("/v1/segment", json=slow, headers=bearer(key))
+        ).status_code == 429:
+            time.sleep(0.05)
+        running_status["status"] = status.status_code
+
+    running = threading.Thread(target=run_slow)
     running.start()
-    second = client.post("/v1/segment", json=PAST_AUTH, headers=bearer(key))
-    while second.status_code != 429 and running.is_alive():  # until the auto call holds the slot
+    refused = second.post("/v1/segment", json=PAST_AUTH, headers=bearer(key))
+    while refused.status_code != 429 and running.is_alive():  # until the slow call holds the slot
         time.sleep(0.05)
-        second = client.post("/v1/segment", json=PAST_AUTH, headers=bearer(key))
+        refused = second.post("/v1/segment", json=PAST_AUTH, headers=bearer(key))
     running.join()
-    assert (second.status_code, second.json()["code"]) == (429, "too_many_concurrent")
-    assert second.headers["retry-after"] == "1"
-    assert first["status"] == 200
-    assert client.post("/v1/segment", json=PAST_AUTH, headers=bearer(key)).status_code == 422
+    assert running_status["status"] == 200
+    assert (refused.status_code, refused.json()["code"]) == (429, "too_many_concurrent")
+    assert refused.headers["retry-after"] == "1"
+    assert second.post("/v1/segment", json=PAST_AUTH, headers=bearer(key)).status_code == 422
 
 
 def _get(header_bytes: int, *, close: bool = False) -> bytes:

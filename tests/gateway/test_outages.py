@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-import pytest
 from fastapi.testclient import TestClient
 from sam2_gateway.store import KeyStore
-from support import PEPPER, TcpForwarder, bearer, free_port
+from support import PEPPER, TcpForwarder, bearer, free_port, service_url
 
 PAST_AUTH = {"mode": "point", "point_coords": [[1, 1]]}  # 422 once authenticated
 
@@ -33,11 +31,7 @@ def test_rate_limiter_down_fails_closed_with_503(
 
 
 def test_key_store_unreachable_answers_503(make_client: Callable[..., TestClient]) -> None:
-    url = os.environ.get("SAM2_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("SAM2_TEST_POSTGRES_URL is not set: .ci/run must start PostgreSQL")
-        pytest.skip('SAM2_TEST_POSTGRES_URL not set; run: eval "$(scripts/test-services)"')
+    url = service_url("SAM2_TEST_POSTGRES_URL")
     parts = urlsplit(url)
     link = TcpForwarder((parts.hostname or "127.0.0.1", parts.port or 5432))
     through = url.replace(parts.netloc.split("@")[-1], f"127.0.0.1:{link.start()}")

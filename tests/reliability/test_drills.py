@@ -14,20 +14,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 from reliability.report import Report
-from support import TcpForwarder, bearer, free_port, image_b64, running_gateway
+from support import TcpForwarder, bearer, free_port, image_b64, running_gateway, service_url
 
 CLICK = {"image": image_b64("portrait"), "point_coords": [[9, 9]], "mask_format": "rle"}
-
-
-def _service_url(variable: str) -> str:
-    url = os.environ.get(variable)
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(f"{variable} is not set: .ci/run must start it")
-        pytest.skip(f'{variable} not set; run: eval "$(scripts/test-services)"')
-    return url
 
 
 def _seen(answers: list[httpx.Response]) -> str:
@@ -111,7 +101,7 @@ def _dependency_drill(
     report: Report,
     settings_for: Callable[[str, str], dict[str, str]],
 ) -> None:
-    url = _service_url(variable)
+    url = service_url(variable)
     parts = urlsplit(url)
     link = TcpForwarder((parts.hostname or "127.0.0.1", parts.port or 0))
     port = link.start()

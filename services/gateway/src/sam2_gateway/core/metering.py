@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
+from sam2_gateway.core.ratelimit import shared_redis_url
 from sam2_gateway.store import KeyStore, UsageDelta
 
 log = logging.getLogger(__name__)
@@ -260,7 +261,5 @@ def journal_for(usage_journal: Path | None, rate_limit_storage: str) -> Journal 
     """The journal the settings ask for: a file, else the rate limiter's Redis, else none."""
     if usage_journal is not None:
         return FileJournal(usage_journal)
-    scheme, _, rest = rate_limit_storage.partition("://")
-    if scheme.removeprefix("async+") in ("redis", "rediss"):
-        return RedisJournal(f"{scheme.removeprefix('async+')}://{rest}")
-    return None
+    redis_url = shared_redis_url(rate_limit_storage)
+    return RedisJournal(redis_url) if redis_url else None

@@ -1,20 +1,26 @@
-"""Per-key limits: requests per window (the `limits` library: memory, or Redis to share the
-count across gateway replicas) and requests in flight (counted per gateway process).
+"""Per-key limits: requests per window (the `limits` library) and requests in flight, both
+kept in memory for one gateway process or in Redis, shared by every gateway replica.
 
-When the shared count's storage (Redis) is unreachable the limiter fails closed: requests get
+In Redis a request in flight is a lease (`SharedSlots`): it lapses unless its gateway renews
+it, so a replica that dies mid-request frees its slots within `SharedSlots.LEASE_S` instead of
+holding them for ever. When Redis is unreachable the limiter fails closed: requests get
 `503 dependency_unavailable` with Retry-After rather than running unlimited, so an outage of
 Redis never lets one tenant take the GPUs from the others (docs/security.md)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
 import math
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -42,6 +48,120 @@ class RateState:
         }
 
 
+def shared_redis_url(storage_uri: str) -> str | None:
+    """The Redis URL of a rate-limit storage that is one (`async+redis://...`), else None."""
+    scheme, _, rest = storage_uri.partition("://")
+    scheme = scheme.removeprefix("async+")
+    return f"{scheme}://{rest}" if scheme in ("redis", "rediss") else None
+
+
+class Slots(Protocol):
+    """Requests in flight per key."""
+
+    def hold(self, key_id: str, allowed: int) -> AbstractAsyncContextManager[bool]:
+        """Hold one of `allowed` slots for the body of the block; yields False, holding
+        nothing, when all are taken."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalSlots:
+    """Requests in flight counted in this process (one gateway)."""
+
+    def __init__(self) -> None:
+        self._in_flight: defaultdict[str, int] = defaultdict(int)
+
+    @asynccontextmanager
+    async def hold(self, key_id: str, allowed: int) -> AsyncIterator[bool]:
+        if self._in_flight[key_id] >= allowed:
+            yield False
+            return
+        self._in_flight[key_id] += 1
+        try:
+            yield True
+        finally:
+            self._in_flight[key_id] -= 1
+
+    async def aclose(self) -> None:
+        return None
+
+
+class SharedSlots:
+    """Requests in flight counted in Redis for every gateway replica: per key a sorted set
+    `<prefix>:<key_id>` of leases (member: a random id; score: when it lapses, on Redis's
+    clock, so replicas' clocks need not agree). A request renews its lease every third of
+    `lease_s` while it runs (a propagation stream may run for minutes); a lapsed lease no
+    longer counts."""
+
+    LEASE_S = 30.0
+    _TAKE = """
+        local now = redis.call('TIME')
+        local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
+        if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+        redis.call('ZADD', KEYS[1], t + tonumber(ARGV[2]), ARGV[3])
+        redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
+        return 1
+    """
+    _RENEW = """
+        local now = redis.call('TIME')
+        local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+        local lapsed = redis.call('ZADD', KEYS[1], t + tonumber(ARGV[1]), ARGV[2])
+        redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) * 1000))
+        return lapsed
+    """
+
+    def __init__(
+        self, url: str, *, prefix: str = "sam2:in-flight", lease_s: float = LEASE_S
+    ) -> None:
+        import redis.asyncio
+
+        self._redis: Any = redis.asyncio.from_url(url)
+        self._prefix = prefix
+        self._lease_s = lease_s
+        self._take = self._redis.register_script(self._TAKE)
+        self._renew = self._redis.register_script(self._RENEW)
+
+    @asynccontextmanager
+    async def hold(self, key_id: str, allowed: int) -> AsyncIterator[bool]:
+        key, lease = f"{self._prefix}:{key_id}", uuid.uuid4().hex
+        try:
+            taken = await self._take(keys=[key], args=[allowed, self._lease_s, lease])
+        except Exception:
+            log.warning("rate-limit storage unreachable: failing closed", exc_info=True)
+            raise dependency_down("rate limiter") from None
+        if not taken:
+            yield False
+            return
+        renewing = asyncio.create_task(self._keep(key, lease))
+        try:
+            yield True
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            try:
+                await self._redis.zrem(key, lease)
+            except Exception:  # the lease lapses by itself
+                log.warning("could not free a concurrency slot in Redis", exc_info=True)
+
+    async def _keep(self, key: str, lease: str) -> None:
+        """Renew the lease until cancelled. A failed renewal is retried, not fatal: the
+        request it counts is running and keeps running; a lease that lapsed meanwhile (Redis
+        away for longer than a lease) is added back, since its request still runs."""
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                if await self._renew(keys=[key], args=[self._lease_s, lease]):
+                    log.warning("a concurrency lease had lapsed: counted again")
+            except Exception:
+                log.warning("could not renew a concurrency lease in Redis", exc_info=True)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
 class RateLimiter:
     def __init__(
         self, storage_uri: str, tiers: dict[str, str], concurrency: dict[str, int]
@@ -52,7 +172,8 @@ class RateLimiter:
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._tiers: dict[str, RateLimitItem] = {name: parse(rate) for name, rate in tiers.items()}
         self._concurrency = concurrency
-        self._in_flight: defaultdict[str, int] = defaultdict(int)
+        redis_url = shared_redis_url(storage_uri)
+        self._slots: Slots = SharedSlots(redis_url) if redis_url else LocalSlots()
 
     async def hit(self, key_id: str, tier: str) -> RateState:
         """Count one request; raises RateLimitError (429, Retry-After) when over the limit."""
@@ -76,18 +197,15 @@ class RateLimiter:
     @asynccontextmanager
     async def slot(self, key_id: str, tier: str) -> AsyncIterator[None]:
         """Hold one of the key's concurrent-request slots for the body of the block."""
-        allowed = self._concurrency.get(tier, min(self._concurrency.values(), default=1))
-        if self._in_flight[key_id] >= allowed:
-            raise RateLimitError(
-                f"{allowed} requests of this key are already running",
-                code=ErrorCode.TOO_MANY_CONCURRENT,
-                retry_after=1,
-            )
-        self._in_flight[key_id] += 1
-        try:
+        allowed = self._allowed(tier)
+        async with self._slots.hold(key_id, allowed) as held:
+            if not held:
+                raise RateLimitError(
+                    f"{allowed} requests of this key are already running",
+                    code=ErrorCode.TOO_MANY_CONCURRENT,
+                    retry_after=1,
+                )
             yield
-        finally:
-            self._in_flight[key_id] -= 1
 
     async def reachable(self) -> bool:
         """Whether the count's storage answers (always, in memory)."""
@@ -99,9 +217,14 @@ class RateLimiter:
 
     async def aclose(self) -> None:
         """Close the Redis connections, if any (limits has no public close)."""
+        await self._slots.aclose()
         client = getattr(getattr(self._storage, "bridge", None), "storage", None)
         if client is not None and hasattr(client, "aclose"):
             await client.aclose()
+
+    def _allowed(self, tier: str) -> int:
+        # An unknown tier gets the smallest configured concurrency.
+        return self._concurrency.get(tier, min(self._concurrency.values(), default=1))
 
     def _item(self, tier: str) -> RateLimitItem:
         # An unknown tier gets the strictest configured rate, never an unlimited one.
