@@ -18,6 +18,8 @@ export type ModelInfo = Schemas["ModelInfo"];
 export type PolygonMask = Schemas["PolygonMask"];
 export type Timings = Schemas["Timings"];
 export type TokenResponse = Schemas["TokenResponse"];
+/** A key's usage per UTC day and its tier's limits (`client.usage()`). */
+export type UsageResponse = Schemas["UsageResponse"];
 export type ImageInput = Blob | ArrayBuffer | Uint8Array;
 /** The automatic-mode knobs (points_per_side, pred_iou_thresh, ...), as the API names them. */
 export type AutoOptions = Omit<Partial<SegmentRequest>, "image" | "image_id" | "mode" | "mask_format">;
@@ -188,6 +190,13 @@ export class Sam2Client {
   /** The SAM 2.1 models and the one being served. */
   async models(options: RequestOptions = {}): Promise<ModelsResponse> {
     return this.request<ModelsResponse>("GET", "/v1/models", undefined, options.signal);
+  }
+
+  /** This key's usage per UTC day over the last `days` (default 30, today included), and its
+   * limits. API keys only (on your server): a browser token is refused. */
+  async usage(options: RequestOptions & { days?: number } = {}): Promise<UsageResponse> {
+    const days = options.days ?? 30;
+    return this.request<UsageResponse>("GET", `/v1/usage?days=${encodeURIComponent(days)}`, undefined, options.signal);
   }
 
   /** Send `fields` about `image`: by `image_id` once the service has it (resending the image

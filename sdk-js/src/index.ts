@@ -20,6 +20,7 @@ export type {
   SegmentRequest,
   Timings,
   TokenResponse,
+  UsageResponse,
 } from "./client.js";
 export { decodeRle, encodeRle, maskToImageData, maskToRgba, type RleMask } from "./core/masks.js";
 export { Videos, VideoSession } from "./video.js";

@@ -183,6 +183,19 @@ describe("Sam2Client", () => {
     expect(seen).toEqual(["http://elsewhere:9000/v1/models Bearer sam2_from_env"]);
   });
 
+  it("asks for the key's usage over the days given, with the key", async () => {
+    const seen: string[] = [];
+    const report = { key_id: "k", rate_tier: "standard", days: [], since: "2026-11-22" };
+    const fetchImpl = (async (url: unknown, init?: RequestInit) => {
+      seen.push(`${init?.method} ${String(url)} ${(init?.headers as Record<string, string>).authorization}`);
+      return Response.json(report);
+    }) as typeof fetch;
+    const client = new Sam2Client({ apiKey: "sam2_k", baseUrl: "http://gw", fetch: fetchImpl });
+    expect(await client.usage({ days: 7 })).toEqual(report);
+    await client.usage();
+    expect(seen).toEqual(["GET http://gw/v1/usage?days=7 Bearer sam2_k", "GET http://gw/v1/usage?days=30 Bearer sam2_k"]);
+  });
+
   it("sends a batch with one upload and returns each item's result or error", async () => {
     const bodies: Record<string, unknown>[] = [];
     const batch = {

@@ -57,8 +57,23 @@ def test_openapi_is_correct_for_clients() -> None:
         "propagate",
     }
     assert (
-        ids == {"segment", "segment_batch", "create_token", "models", "healthz", "readyz"} | video
+        ids
+        == {"segment", "segment_batch", "create_token", "models", "usage", "healthz", "readyz"}
+        | video
     )
+    [days] = spec["paths"]["/v1/usage"]["get"]["parameters"]
+    assert (days["name"], days["in"], days["schema"]["minimum"], days["schema"]["maximum"]) == (
+        "days",
+        "query",
+        1,
+        366,
+    )
+    usage = spec["paths"]["/v1/usage"]["get"]["responses"]
+    assert usage["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/UsageResponse"
+    }
+    assert "422" in usage  # as a problem document, not FastAPI's own validation shape
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
     prompt = spec["paths"]["/v1/sessions/{session_id}/prompts"]["post"]
     assert prompt["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/VideoPrompt"

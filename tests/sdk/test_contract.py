@@ -8,9 +8,15 @@ import json
 import httpx
 import numpy as np
 import pytest
-from sam2_contract import decode_mask
-from sam2_sdk import AsyncSam2Client, Sam2Client, SegmentObject, segment_image
-from support import IMAGES, GatewayServer, RunningServer, b64, encode
+from sam2_contract import UsageResponse, decode_mask
+from sam2_sdk import (
+    AsyncSam2Client,
+    PermissionDeniedError,
+    Sam2Client,
+    SegmentObject,
+    segment_image,
+)
+from support import IMAGES, GatewayServer, RunningServer, b64, encode, scene
 
 
 def test_sdk_masks_equal_the_inference_service_direct(
@@ -179,3 +185,34 @@ def test_batches_share_one_upload_and_fail_item_by_item(gateway_server: GatewayS
     assert isinstance(again[0], Segmentation)
     assert again[0].cached is True
     assert len(bodies[-1]) < 400  # the second batch named the image by its id
+
+
+def test_usage_counts_this_keys_calls_in_both_clients(gateway_server: GatewayServer) -> None:
+    pixels = scene(64, 96, seed=41)  # an image no other test sends: its upload is counted
+    with Sam2Client(api_key=gateway_server.key, base_url=gateway_server.url) as client:
+        before = client.usage(days=1)
+        click = client.segment(pixels, points=[[20, 30]])
+        after = client.usage(days=1)
+        token = client.create_token(scopes=["segment"], ttl_s=60).token
+
+    async def read_async() -> UsageResponse:
+        async with AsyncSam2Client(
+            api_key=gateway_server.key, base_url=gateway_server.url
+        ) as async_client:
+            return await async_client.usage(days=1)
+
+    assert asyncio.run(read_async()) == after
+    grew = {
+        field: getattr(after.total, field) - getattr(before.total, field)
+        for field in ("requests", "images", "masks", "gpu_ms")
+    }
+    assert (grew["requests"], grew["images"], grew["masks"]) == (1, 1, 1)
+    assert grew["gpu_ms"] == pytest.approx(
+        click.timings_ms["embed_ms"] + click.timings_ms["predict_ms"], abs=0.2
+    )
+    assert (after.rate_tier, after.limits.concurrent) == ("dev", 32)
+    with (
+        Sam2Client(api_key=token, base_url=gateway_server.url) as browser,
+        pytest.raises(PermissionDeniedError, match="API key"),
+    ):
+        browser.usage()

@@ -40,3 +40,7 @@ def test_typescript_sdk_gives_the_python_sdks_masks(
     assert js["cached"][1] is True
     assert js["sent"][0] > photo.stat().st_size
     assert js["sent"][1] < 400  # the image_id and the prompt, no image bytes
+    usage = js["usage"]  # read after its three calls, by the same key as Python's below
+    assert usage["total"]["requests"] >= 3
+    with Sam2Client(api_key=gateway_server.key, base_url=gateway_server.url) as client:
+        assert usage["limits"] == client.usage(days=1).limits.model_dump()

@@ -239,6 +239,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Usage
+         * @description The calling key's usage per UTC day, up to its last request (API keys only: a browser
+         *     token's holder is not told the key's traffic).
+         */
+        get: operations["usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/videos": {
         parameters: {
             query?: never;
@@ -1188,6 +1209,111 @@ export interface components {
             visible: boolean;
         };
         /**
+         * UsageCounts
+         * @description What a key used, as metered by the gateway.
+         */
+        UsageCounts: {
+            /**
+             * Gpu Ms
+             * @description Model time in milliseconds, stopped and failed calls' included.
+             */
+            gpu_ms: number;
+            /**
+             * Images
+             * @description Images and clips uploaded or fetched (each one's first call; the ones that ran the image encoder).
+             */
+            images: number;
+            /**
+             * Masks
+             * @description Masks returned (video: objects on each frame sent).
+             */
+            masks: number;
+            /**
+             * Requests
+             * @description Calls that ran the model (segmentation, video).
+             */
+            requests: number;
+        };
+        /** UsageDay */
+        UsageDay: {
+            /**
+             * Day
+             * Format: date
+             * @description The UTC day.
+             */
+            day: string;
+            /**
+             * Gpu Ms
+             * @description Model time in milliseconds, stopped and failed calls' included.
+             */
+            gpu_ms: number;
+            /**
+             * Images
+             * @description Images and clips uploaded or fetched (each one's first call; the ones that ran the image encoder).
+             */
+            images: number;
+            /**
+             * Masks
+             * @description Masks returned (video: objects on each frame sent).
+             */
+            masks: number;
+            /**
+             * Requests
+             * @description Calls that ran the model (segmentation, video).
+             */
+            requests: number;
+        };
+        /**
+         * UsageLimits
+         * @description The limits of the key's rate tier.
+         */
+        UsageLimits: {
+            /**
+             * Concurrent
+             * @description Requests that may run at once.
+             */
+            concurrent: number;
+            /**
+             * Requests
+             * @description Requests allowed per window.
+             */
+            requests: number;
+            /**
+             * Video Sessions
+             * @description Video sessions one inference container holds.
+             */
+            video_sessions: number;
+            /**
+             * Window S
+             * @description The rate window, in seconds (a moving window).
+             */
+            window_s: number;
+        };
+        /**
+         * UsageResponse
+         * @description A key's own usage, per UTC day, with its tier's limits.
+         */
+        UsageResponse: {
+            /**
+             * Days
+             * @description Days with usage, oldest first.
+             */
+            days: components["schemas"]["UsageDay"][];
+            /** Key Id */
+            key_id: string;
+            limits: components["schemas"]["UsageLimits"];
+            /** Rate Tier */
+            rate_tier: string;
+            /**
+             * Since
+             * Format: date
+             * @description The first day reported (UTC).
+             */
+            since: string;
+            /** @description The sum of `days`. */
+            total: components["schemas"]["UsageCounts"];
+        };
+        /**
          * VideoInfo
          * @description An uploaded clip, stored by content hash: equal frames, equal `video_id`.
          */
@@ -1353,7 +1479,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1481,7 +1607,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1622,7 +1748,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1763,7 +1889,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1893,7 +2019,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2021,7 +2147,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2155,7 +2281,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2286,7 +2412,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2420,7 +2546,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2554,7 +2680,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2684,7 +2810,138 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `image_id` not cached (send the image again), no such video or session, or no such route */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session is propagating (video routes) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body or image too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Neither application/json nor (segment and video upload routes) multipart/form-data */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A field is invalid, or the work is over its memory or time budget; `code` says which */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over the key's rate or concurrency limit; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request line and headers over 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Inference, the key store or the rate limiter unavailable; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Inference took too long */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    usage: {
+        parameters: {
+            query?: {
+                /** @description How many UTC days, today included. */
+                days?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageResponse"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, unknown, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2830,7 +3087,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2960,7 +3217,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3093,7 +3350,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3223,7 +3480,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The credential lacks the scope */
+            /** @description The credential lacks the scope, or is a browser token where an API key is needed */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -124,6 +124,10 @@ class BaseClient:
         return self.base_url + path
 
     @staticmethod
+    def _usage_path(days: int) -> str:
+        return f"/v1/usage?days={int(days)}"
+
+    @staticmethod
     def _prompt_fields(
         points: Points | None,
         labels: Labels | None,

@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequ
 from typing import Any, Unpack
 
 import httpx
-from sam2_contract.models import ModelsResponse, TokenResponse
+from sam2_contract.models import ModelsResponse, TokenResponse, UsageResponse
 from sam2_contract.overlay import RenderFormat
 
 from sam2_sdk._base import BaseClient, fingerprint
@@ -96,6 +96,10 @@ class Sam2Client(BaseClient):
 
     def models(self) -> ModelsResponse:
         return ModelsResponse.model_validate(self._request("GET", "/v1/models", None))
+
+    def usage(self, *, days: int = 30) -> UsageResponse:
+        """This key's usage per UTC day over the last `days` (today included), and its limits."""
+        return UsageResponse.model_validate(self._request("GET", self._usage_path(days), None))
 
     def close(self) -> None:
         self._http.close()
@@ -255,6 +259,11 @@ class AsyncSam2Client(BaseClient):
 
     async def models(self) -> ModelsResponse:
         return ModelsResponse.model_validate(await self._request("GET", "/v1/models", None))
+
+    async def usage(self, *, days: int = 30) -> UsageResponse:
+        """This key's usage per UTC day over the last `days` (today included), and its limits."""
+        answer = await self._request("GET", self._usage_path(days), None)
+        return UsageResponse.model_validate(answer)
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -67,6 +67,10 @@ from sam2_contract.models import (
     Timings,
     TokenRequest,
     TokenResponse,
+    UsageCounts,
+    UsageDay,
+    UsageLimits,
+    UsageResponse,
 )
 from sam2_contract.validation import (
     BatchEnvelope,
@@ -127,6 +131,10 @@ __all__ = [
     "TokenRequest",
     "TokenResponse",
     "UnsupportedMediaTypeError",
+    "UsageCounts",
+    "UsageDay",
+    "UsageLimits",
+    "UsageResponse",
     "decode_base64",
     "decode_mask",
     "decode_rle",

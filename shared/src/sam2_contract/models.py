@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import date
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -669,3 +670,41 @@ class TokenResponse(BaseModel):
     expires_in: int = Field(description="Seconds until it expires.")
     expires_at: int = Field(description="Unix time at which it expires.")
     scope: str = Field(description="Space-separated scopes it carries.")
+
+
+class UsageCounts(BaseModel):
+    """What a key used, as metered by the gateway."""
+
+    requests: int = Field(description="Calls that ran the model (segmentation, video).")
+    images: int = Field(
+        description="Images and clips uploaded or fetched (each one's first call; the ones "
+        "that ran the image encoder)."
+    )
+    masks: int = Field(description="Masks returned (video: objects on each frame sent).")
+    gpu_ms: float = Field(
+        description="Model time in milliseconds, stopped and failed calls' included."
+    )
+
+
+class UsageDay(UsageCounts):
+    day: date = Field(description="The UTC day.")
+
+
+class UsageLimits(BaseModel):
+    """The limits of the key's rate tier."""
+
+    requests: int = Field(description="Requests allowed per window.")
+    window_s: int = Field(description="The rate window, in seconds (a moving window).")
+    concurrent: int = Field(description="Requests that may run at once.")
+    video_sessions: int = Field(description="Video sessions one inference container holds.")
+
+
+class UsageResponse(BaseModel):
+    """A key's own usage, per UTC day, with its tier's limits."""
+
+    key_id: str
+    rate_tier: str
+    limits: UsageLimits
+    since: date = Field(description="The first day reported (UTC).")
+    days: list[UsageDay] = Field(description="Days with usage, oldest first.")
+    total: UsageCounts = Field(description="The sum of `days`.")

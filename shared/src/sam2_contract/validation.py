@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
@@ -66,9 +67,17 @@ def invalid_request(
     exc: ValidationError, *, prefix: tuple[str | int, ...] = ()
 ) -> InvalidRequestError:
     """The client-facing error for a Pydantic validation failure; the first error sets `code`."""
+    return invalid_fields(exc.errors(include_url=False, include_input=False), prefix=prefix)
+
+
+def invalid_fields(
+    found: Sequence[Mapping[str, Any]], *, prefix: tuple[str | int, ...] = ()
+) -> InvalidRequestError:
+    """The client-facing error for validation errors in Pydantic's shape (a body's, or
+    FastAPI's for query parameters); the first error sets `code`."""
     errors = [
         FieldError(loc=[*prefix, *err["loc"]], msg=err["msg"], code=_code_for(err).value)
-        for err in exc.errors(include_url=False, include_input=False)
+        for err in found
     ]
     first = errors[0]
     where = ".".join(str(part) for part in first.loc) or "body"

@@ -8,14 +8,21 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.abc import AbstractResolver
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
-from sam2_contract.problems import REQUEST_ID_HEADER, install_problem_handlers, install_request_ids
+from sam2_contract.problems import (
+    REQUEST_ID_HEADER,
+    install_problem_handlers,
+    install_request_ids,
+    problem_response,
+)
+from sam2_contract.validation import invalid_fields
 from sam2_contract.wire import FORWARDED_HEADERS
 
 from sam2_gateway.api.deps import Gateway
-from sam2_gateway.api.routes import auth, health, segment, video
+from sam2_gateway.api.routes import auth, health, segment, usage, video
 from sam2_gateway.backends import HttpBackend, InferenceBackend
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.fetch import ImageFetcher
@@ -92,11 +99,12 @@ def create_app(
     )
     app.openapi = lambda: app.openapi_schema or _cache_openapi(app)  # type: ignore[method-assign]
     app.state.gateway = gateway
-    for router in (segment.router, video.router, auth.router, health.router):
+    for router in (segment.router, video.router, auth.router, usage.router, health.router):
         app.include_router(router)
     if (PLAYGROUND / "index.html").is_file():  # built by scripts/dev and scripts/test
         app.mount("/playground", StaticFiles(directory=PLAYGROUND, html=True), name="playground")
     install_problem_handlers(app)
+    app.add_exception_handler(RequestValidationError, _invalid_parameters)
     app.add_middleware(AccessLogMiddleware)
     install_request_ids(app)
     app.add_middleware(
@@ -122,3 +130,9 @@ def make_backend(settings: GatewaySettings) -> InferenceBackend:
         connect_timeout_s=settings.inference_connect_timeout_s,
         auth_headers=settings.inference_auth_headers,
     )
+
+
+async def _invalid_parameters(request: Request, exc: Exception) -> Response:
+    """A query parameter FastAPI refused, as the same 422 problem a body field gets."""
+    assert isinstance(exc, RequestValidationError)
+    return problem_response(invalid_fields(exc.errors()), request)

@@ -41,7 +41,7 @@ REQUEST_BODIES: dict[tuple[str, str], type[BaseModel]] = {
 _ERROR_STATUSES = {
     "400": "Malformed request (e.g. invalid JSON)",
     "401": "Missing, malformed, unknown, revoked or expired credentials",
-    "403": "The credential lacks the scope",
+    "403": "The credential lacks the scope, or is a browser token where an API key is needed",
     "404": "`image_id` not cached (send the image again), no such video or session, or no "
     "such route",
     "409": "The session is propagating (video routes)",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,13 @@ class KeyStore:
         except DBAPIError as exc:
             raise StoreUnavailableError(type(exc.orig).__name__) from None
 
+    async def ausage(self, key_id: str, *, since: date) -> list[UsageRow]:
+        """`usage` of one key for async callers; `StoreUnavailableError` when unreachable."""
+        try:
+            return await run_in_threadpool(partial(self.usage, key_id, since=since))
+        except DBAPIError as exc:
+            raise StoreUnavailableError(type(exc.orig).__name__) from None
+
     async def reachable(self) -> bool:
         """Whether the database answers a trivial query."""
         try:
@@ -219,10 +227,13 @@ class KeyStore:
                     update(ApiKey).where(ApiKey.key_id == delta.key_id).values(last_used_at=now)
                 )
 
-    def usage(self, key_id: str | None = None) -> list[UsageRow]:
+    def usage(self, key_id: str | None = None, *, since: date | None = None) -> list[UsageRow]:
+        """Usage per key and UTC day, oldest first: every key's, or `key_id`'s, from `since`."""
         query = select(Usage).order_by(Usage.key_id, Usage.day)
         if key_id is not None:
             query = query.where(Usage.key_id == key_id)
+        if since is not None:
+            query = query.where(Usage.day >= since)
         with self._sessions() as session:
             return [
                 UsageRow(u.key_id, u.day, u.requests, u.images, u.masks, u.gpu_ms)

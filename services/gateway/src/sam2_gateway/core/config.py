@@ -112,6 +112,11 @@ class GatewaySettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
 
+    def video_sessions(self, tier: str) -> int:
+        """Video sessions a key of `tier` may hold in one inference container (1 for a tier
+        not listed)."""
+        return self.session_tiers.get(tier, 1)
+
     @property
     def inference_auth_headers(self) -> dict[str, str]:
         """Modal's proxy-auth headers for the inference Server, when a token is set."""

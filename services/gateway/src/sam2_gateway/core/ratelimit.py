@@ -194,6 +194,10 @@ class RateLimiter:
             )
         return state
 
+    def limits(self, tier: str) -> tuple[RateLimitItem, int]:
+        """The tier's rate and how many of its requests may run at once."""
+        return self._item(tier), self._allowed(tier)
+
     @asynccontextmanager
     async def slot(self, key_id: str, tier: str) -> AsyncIterator[None]:
         """Hold one of the key's concurrent-request slots for the body of the block."""

@@ -92,7 +92,7 @@ async def create_session(
     principal.require("video")
     async with _limited(gateway, principal) as rate:
         hop = Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, video_id))
-        limit = gateway.settings.session_tiers.get(principal.rate_tier, 1)
+        limit = gateway.settings.video_sessions(principal.rate_tier)
         answer = await gateway.backend.forward(
             "POST",
             f"/v1/videos/{video_id}/sessions",
