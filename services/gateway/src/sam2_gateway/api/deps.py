@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -140,8 +142,15 @@ async def _check_key(gateway: Gateway, credential: str) -> KeyRecord:
 
 
 async def _lookup(gateway: Gateway, key_id: str) -> KeyRecord | None:
-    try:
+    with key_store_reached():
         return await gateway.store.aget(key_id)
+
+
+@contextmanager
+def key_store_reached() -> Iterator[None]:
+    """An unreachable key store, inside the block, as `503 dependency_unavailable`."""
+    try:
+        yield
     except StoreUnavailableError as exc:
         log.warning("key store unreachable (%s): answering 503", exc)
         raise dependency_down("key store") from None

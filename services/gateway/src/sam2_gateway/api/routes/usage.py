@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -10,12 +9,9 @@ from fastapi import APIRouter, Query
 from sam2_contract.errors import PermissionDeniedError
 from sam2_contract.models import UsageCounts, UsageDay, UsageLimits, UsageResponse
 
-from sam2_gateway.api.deps import CountedPrincipalDep, GatewayDep
-from sam2_gateway.backends import dependency_down
-from sam2_gateway.store import StoreUnavailableError
+from sam2_gateway.api.deps import CountedPrincipalDep, GatewayDep, key_store_reached
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"])
-log = logging.getLogger(__name__)
 
 MAX_DAYS = 366
 
@@ -34,11 +30,8 @@ async def usage(
         raise PermissionDeniedError("usage is read with the API key, not with a browser token")
     since = datetime.now(UTC).date() - timedelta(days=days - 1)
     await gateway.meter.flush()  # this process's last second too
-    try:
+    with key_store_reached():
         rows = await gateway.store.ausage(principal.key_id, since=since)
-    except StoreUnavailableError as exc:
-        log.warning("key store unreachable (%s): answering 503", exc)
-        raise dependency_down("key store") from None
     rate, concurrent = gateway.limiter.limits(principal.rate_tier)
     report = [
         UsageDay(day=r.day, requests=r.requests, images=r.images, masks=r.masks, gpu_ms=r.gpu_ms)
