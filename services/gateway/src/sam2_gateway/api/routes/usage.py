@@ -33,8 +33,15 @@ async def usage(
     with key_store_reached():
         rows = await gateway.store.ausage(principal.key_id, since=since)
     rate, concurrent = gateway.limiter.limits(principal.rate_tier)
+    # The store's float sums carry binary noise (2723.1000000000004): microseconds are plenty.
     report = [
-        UsageDay(day=r.day, requests=r.requests, images=r.images, masks=r.masks, gpu_ms=r.gpu_ms)
+        UsageDay(
+            day=r.day,
+            requests=r.requests,
+            images=r.images,
+            masks=r.masks,
+            gpu_ms=round(r.gpu_ms, 3),
+        )
         for r in rows
     ]
     return UsageResponse(
