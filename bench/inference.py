@@ -142,7 +142,7 @@ def _engine_like(engine: Sam2Engine, pipeline: Pipeline) -> Sam2Engine:
         engine.info,
         EmbeddingCache(engine.cache.max_bytes),
         max_pixels=engine.max_pixels,
-        auto_slice_ms=engine.auto_slice_ms,
+        auto_slice=engine.auto_slice,
         pipeline=pipeline,
     )
 

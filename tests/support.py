@@ -25,7 +25,7 @@ from PIL import Image
 from pydantic import SecretStr
 from sam2_contract.models import Pipeline
 from sam2_inference import EmbeddingCache, Sam2Engine
-from sam2_inference.config import DecoderPreference
+from sam2_inference.config import AutoSlice, DecoderPreference
 
 PEPPER = "test-pepper-0123456789abcdef"
 """The gateway tests' API-key pepper."""
@@ -96,7 +96,7 @@ def fresh_engine(
     *,
     cache_bytes: int = 1 << 30,
     max_request_bytes: int = 0,
-    auto_slice_ms: float | None = None,
+    auto_slice: AutoSlice | None = None,
     pipeline: Pipeline | None = None,
     image_decoder: DecoderPreference = "auto",
 ) -> Sam2Engine:
@@ -107,7 +107,7 @@ def fresh_engine(
         EmbeddingCache(cache_bytes),
         max_pixels=loaded.max_pixels,
         max_request_bytes=max_request_bytes,
-        auto_slice_ms=loaded.auto_slice_ms if auto_slice_ms is None else auto_slice_ms,
+        auto_slice=loaded.auto_slice if auto_slice is None else auto_slice,
         pipeline=pipeline or loaded.info.pipeline,
         image_decoder=image_decoder,
     )

@@ -72,8 +72,8 @@ def _decoder_batches(engine: Sam2Engine, **fields: Any) -> list[int]:
 def test_fast_auto_mode_runs_the_grid_in_one_batch_unless_a_batch_is_asked_for(
     loaded_engine: Sam2Engine,
 ) -> None:
-    fast = fresh_engine(loaded_engine, pipeline="fast", auto_slice_ms=0)
-    exact = fresh_engine(loaded_engine, pipeline="exact", auto_slice_ms=0)
+    fast = fresh_engine(loaded_engine, pipeline="fast", auto_slice=0)
+    exact = fresh_engine(loaded_engine, pipeline="exact", auto_slice=0)
     assert _decoder_batches(fast, points_per_side=9) == [81]
     assert _decoder_batches(fast, points_per_side=9, points_per_batch=64) == [64, 17]
     assert _decoder_batches(exact, points_per_side=9) == [64, 17]  # sam2's default, as published

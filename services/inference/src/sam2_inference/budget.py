@@ -20,7 +20,7 @@ import torch
 DECODER_BYTES_PER_PROMPT = 30 << 20
 MASK_BYTES_PER_PIXEL = 3 * (4 + 1)  # three candidates, float32 logits and a boolean copy
 FIXED_BYTES = 128 << 20
-BUDGET_SHARE = 0.5  # of the memory free at start-up, the rest for the cache and the process
+BUDGET_SHARE = 0.5  # of the device's memory, the rest for the model, the cache and the process
 
 
 def bytes_per_prompt(height: int, width: int) -> int:
@@ -39,9 +39,11 @@ def prompts_that_fit(budget_bytes: int, height: int, width: int) -> int:
 
 
 def default_budget(device: torch.device) -> int:
-    """Half the memory free now on the device: the GPU's, or the machine's for the CPU."""
+    """Half the device's memory: the GPU's, or the machine's for the CPU. Its total, not what
+    is free at the moment, so that automatic mode's batches (and with them its masks' last
+    bits) do not depend on what else held memory when the budget was first asked for."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
+        _, total = torch.cuda.mem_get_info(device)
     else:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return int(free * BUDGET_SHARE)
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return int(total * BUDGET_SHARE)

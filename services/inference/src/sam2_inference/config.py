@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +16,7 @@ PrecisionPreference = Literal["auto", "float32", "bfloat16"]
 GraphsPreference = Literal["auto", "on", "off"]
 CompileMode = Literal["off", "default", "max-autotune-no-cudagraphs", "aot", "aot-max-autotune"]
 DecoderPreference = Literal["auto", "pillow", "torchvision"]
+AutoSlice = Annotated[int, Field(ge=0)] | Literal["auto"]
 
 
 class InferenceSettings(BaseSettings):
@@ -84,14 +85,16 @@ class InferenceSettings(BaseSettings):
         default=0,
         ge=0,
         description="Memory one request's model work may use (automatic mode's "
-        "points_per_batch is lowered to fit); 0: half the device's memory free at start-up.",
+        "points_per_batch is lowered to fit); 0: half the device's total memory.",
     )
-    auto_slice_ms: float = Field(
-        default=50.0,
-        ge=0,
-        description="Automatic mode's decoder batches are sized to take about this long (or a "
-        "click's measured model time, if shorter), so a click waiting for the model waits no "
-        "longer; 0: points_per_batch as asked.",
+    auto_slice_prompts: AutoSlice = Field(
+        default="auto",
+        description="Prompts automatic mode runs through the mask decoder at once, at most: a "
+        "click waiting for the model waits for at most one such batch (less: the decoder steps "
+        "aside between its stages). A fixed number, never sized from measured times, so the "
+        "same request gives the same masks whatever the load (a batch's size changes the "
+        "decoder's last float32 bits). `auto`: 1 on a CPU (one prompt there already takes "
+        "about a click's time), 128 on a GPU; 0: `points_per_batch` as asked.",
     )
     max_body_bytes: int = Field(default=32 << 20, ge=1024)
     max_queued_per_tenant: int = Field(

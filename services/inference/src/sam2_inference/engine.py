@@ -72,6 +72,7 @@ from sam2_inference.aot import AOT_MODES, AotStore, checkpoint_key
 from sam2_inference.budget import default_budget, prompts_that_fit
 from sam2_inference.cache import CachedImage, EmbeddingCache
 from sam2_inference.config import (
+    AutoSlice,
     CompileMode,
     DecoderPreference,
     GraphsPreference,
@@ -79,7 +80,7 @@ from sam2_inference.config import (
     PipelinePreference,
     PrecisionPreference,
 )
-from sam2_inference.costs import Costs, auto_work
+from sam2_inference.costs import Costs, auto_work, slice_prompts
 from sam2_inference.decoding import Decoded, ImageDecoder, pick_decoder
 from sam2_inference.device import (
     compute_dtype,
@@ -215,7 +216,7 @@ class Sam2Engine:
         *,
         max_pixels: int,
         max_request_bytes: int = 0,
-        auto_slice_ms: float = 0.0,
+        auto_slice: AutoSlice = 0,
         pipeline: PipelinePreference = "exact",
         precision: PrecisionPreference = "auto",
         cuda_graphs: GraphsPreference = "auto",
@@ -237,7 +238,7 @@ class Sam2Engine:
         self.max_pixels = max_pixels
         self.decoder = self._new_decoder()
         self.max_request_bytes = max_request_bytes
-        self.auto_slice_ms = auto_slice_ms
+        self.auto_slice = auto_slice
         self.costs = Costs()
         install_preemption(model)
         self._lock = ModelLock()
@@ -267,7 +268,7 @@ class Sam2Engine:
             EmbeddingCache(settings.cache_max_bytes),
             max_pixels=settings.max_pixels,
             max_request_bytes=settings.max_request_bytes,
-            auto_slice_ms=settings.auto_slice_ms,
+            auto_slice=settings.auto_slice_prompts,
             pipeline=settings.pipeline,
             precision=settings.precision,
             cuda_graphs=settings.cuda_graphs,
@@ -336,7 +337,7 @@ class Sam2Engine:
         )
 
     def warm_up(self) -> None:
-        """One click and small automatic-mode jobs on a small image, so the first real request
+        """One click and a small automatic-mode job on a small image, so the first real request
         pays no one-off start-up cost (CUDA context, kernel selection, graph capture) and
         automatic mode's cost estimate starts from this device's times. Runs in its own
         namespace."""
@@ -344,21 +345,15 @@ class Sam2Engine:
         image = DecodedImage(pixels=pixels, format="raw", image_id=image_id_for(pixels))
         click = SegmentRequest(image_id=image.image_id, point_coords=[[32, 32]], mask_format="rle")
         self.segment(click, namespace="__warmup__", image=image)
-        # Two batch sizes, unsliced, so that a batch's fixed cost can be told from its per-
-        # prompt cost (costs.py) before the first real job is sized.
-        slicing, self.auto_slice_ms = self.auto_slice_ms, 0.0
-        try:
-            for batch in (1, 4):
-                auto = SegmentRequest(
-                    image_id=image.image_id,
-                    mode="auto",
-                    points_per_side=2,
-                    points_per_batch=batch,
-                    mask_format="rle",
-                )
-                self.segment(auto, namespace="__warmup__", image=image)
-        finally:
-            self.auto_slice_ms = slicing
+        auto = SegmentRequest(
+            image_id=image.image_id, mode="auto", points_per_side=2, mask_format="rle"
+        )
+        self.segment(auto, namespace="__warmup__", image=image)
+
+    @property
+    def slice_prompts(self) -> int:
+        """Prompts automatic mode's decoder batches hold at most here (0: as asked)."""
+        return slice_prompts(self.auto_slice, self.device.type)
 
     def health(self) -> Health:
         """What /healthz reports for a loaded engine."""
@@ -372,8 +367,8 @@ class Sam2Engine:
 
     @property
     def memory_budget(self) -> int:
-        """Bytes one request's model work may use: the setting, or half the memory free on
-        the device when first asked (never while a snapshot is taken: see serving.py)."""
+        """Bytes one request's model work may use: the setting, or half the device's memory,
+        read when first asked (never while a snapshot is taken: see serving.py)."""
         if self.max_request_bytes:
             return self.max_request_bytes
         if self._derived_budget is None:
@@ -535,8 +530,6 @@ class Sam2Engine:
                 self.costs.observe_encoder(predictor.embed_ms)
             answers = self._answers(predictor, request, objects, mask_inputs)
         model_ms = work.model_ms - before
-        if prompts == 1:  # the click time automatic mode's batches are sized against
-            self.costs.observe_click(model_ms - predictor.embed_ms)
         encode_started = perf_counter()
         per_prompt = [
             answer.prediction(
@@ -659,21 +652,18 @@ class Sam2Engine:
         asked = request.points_per_batch
         if self.info.pipeline == "fast" and "points_per_batch" not in request.model_fields_set:
             asked = FAST_POINTS_PER_BATCH
-        batch = min(asked, fits)
+        batch = min(asked, fits, self.slice_prompts or asked)
         notes = []
         if batch < asked:
-            notes.append(
-                f"points_per_batch lowered from {asked} to {batch} to fit "
-                f"the memory budget ({self.memory_budget >> 20} MiB); the masks are the same"
+            why = (
+                f"the memory budget ({self.memory_budget >> 20} MiB)"
+                if batch == fits
+                else "SAM2_AUTO_SLICE_PROMPTS, so that a click never waits for more than one batch"
             )
-        slice_ms = self.costs.slice_ms(self.auto_slice_ms)
-        sliced = self.costs.batch_for(slice_ms)
-        if sliced is not None and sliced < batch:
             notes.append(
-                f"points_per_batch lowered from {batch} to {sliced} so that a batch takes about "
-                f"{slice_ms:.0f} ms here and clicks never wait longer; the masks are the same"
+                f"points_per_batch lowered from {asked} to {batch} to fit {why}; the same "
+                "request always runs at this size here, so it always gets the same masks"
             )
-            batch = sliced
         before = work.model_ms
         with self._lock.hold(interactive=False), inference_context(self.device), work.on_model():
             work.check()
