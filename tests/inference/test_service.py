@@ -152,3 +152,19 @@ def test_crop_layers_with_no_surviving_mask_answer_zero_masks(client: TestClient
     answer = client.post("/v1/segment", json=body)
     assert answer.status_code == 200, answer.text
     assert (answer.json()["count"], answer.json()["masks"]) == (0, [])
+    assert any("no mask passed pred_iou_thresh=1" in w for w in answer.json()["warnings"])
+
+
+def test_auto_mode_at_default_thresholds_says_why_random_weights_give_no_mask(
+    client: TestClient,
+) -> None:
+    body = {"image": image_b64("landscape"), "mode": "auto", "points_per_side": 4}
+    answer = client.post("/v1/segment", json=body).json()
+    assert answer["count"] == 0
+    hint = "no mask passed pred_iou_thresh=0.8 and stability_score_thresh=0.95: random weights"
+    assert any(w.startswith(hint) and "set both to 0" in w for w in answer["warnings"])
+    kept = client.post(
+        "/v1/segment", json=body | {"pred_iou_thresh": 0, "stability_score_thresh": 0}
+    )
+    assert kept.json()["count"] > 0
+    assert not any("no mask passed" in w for w in kept.json()["warnings"])

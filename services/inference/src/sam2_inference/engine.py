@@ -681,6 +681,8 @@ class Sam2Engine:
         model_ms = work.model_ms - before  # without the time it stepped aside for clicks
         if predictor.encoder_runs:
             self.costs.observe_encoder(predictor.embed_ms / predictor.encoder_runs)
+        if not records:
+            notes.append(self._why_no_mask(request))
         encode_started = perf_counter()
         encode = None if request.mask_format == "rle" else _encoder(request)
         masks = [_auto_mask(record, encode) for record in records]
@@ -692,6 +694,15 @@ class Sam2Engine:
             image_shape=list(image.pixels.shape[:2]),
             **self._extensions(request, image, predictor, model_ms, encode_started, started, notes),
         )
+
+    def _why_no_mask(self, request: SegmentRequest) -> str:
+        why = (
+            f"no mask passed pred_iou_thresh={request.pred_iou_thresh:g} and "
+            f"stability_score_thresh={request.stability_score_thresh:g}"
+        )
+        if self.info.random_weights:
+            return f"{why}: random weights score low; set both to 0 to see their masks"
+        return f"{why}; lower them to keep less certain masks"
 
     def _check_time(self, request: SegmentRequest, image: _Image, work: Work) -> None:
         """Refuse an automatic-mode job that would not finish before the request's deadline,
