@@ -16,6 +16,8 @@ import httpx
 import pytest
 from support import PEPPER, bearer, free_port, image_b64, raw_exchange
 
+ROOT = Path(__file__).parents[2]
+
 
 def _cli(*args: str, env: dict[str, str]) -> str:
     done = subprocess.run(
@@ -111,6 +113,7 @@ def _start_stack(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
     )
 
 
@@ -139,7 +142,8 @@ def _wait_for(url: str) -> None:
 
 
 def _stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
+    """Ctrl-C in a terminal: SIGINT to the whole foreground process group."""
+    os.killpg(process.pid, signal.SIGINT)
     rest, _ = process.communicate(timeout=60)
     return rest
 
@@ -168,8 +172,9 @@ def test_the_local_stack_starts_serves_and_stops(tmp_path: Path, checkpoint: Pat
         huge = b"GET /healthz HTTP/1.1\r\nhost: t\r\nx-padding: %s\r\n\r\n" % (b"x" * (1 << 20))
         assert raw_exchange(port, huge).startswith(b"HTTP/1.1 431")
     finally:
-        _stop(stack)
+        rest = _stop(stack)
     assert stack.returncode == 0
+    assert "Traceback" not in rest, rest
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{inference_port}/healthz", timeout=1)
 
@@ -185,6 +190,37 @@ def test_the_local_stack_starts_serves_and_stops(tmp_path: Path, checkpoint: Pat
     finally:
         _stop(again)
     assert again.returncode == 0
+
+
+def test_ctrl_c_while_the_model_loads_stops_both_without_a_traceback(
+    tmp_path: Path, checkpoint: Path
+) -> None:
+    stack = _start_stack(tmp_path / "state", free_port(), free_port(), checkpoint)
+    lines = _read_until(stack, r"starting the inference service")
+    time.sleep(1.0)  # the child is importing torch or loading the model
+    [child] = _children(stack.pid)
+    rest = _stop(stack)
+    assert stack.returncode == 130
+    assert "Traceback" not in "".join(lines) + rest, rest
+    assert not Path(f"/proc/{child}").exists()
+
+
+def test_scripts_dev_help_answers_at_once_with_every_stack_flag(tmp_path: Path) -> None:
+    """Before any set-up: here there is no .venv nor scripts/bootstrap to run."""
+    (tmp_path / "scripts").mkdir()
+    dev = tmp_path / "scripts" / "dev"
+    dev.write_text((ROOT / "scripts" / "dev").read_text())
+    dev.chmod(0o755)
+    done = subprocess.run([str(dev), "--help"], capture_output=True, text=True, timeout=10)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / ".venv").exists()
+    flags = _cli("stack", "--help", env={})
+    options = re.findall(
+        r"^  (--[a-z-]+) [A-Z_]+\s+(.+)$", flags.replace("\n" + " " * 24, " "), re.M
+    )
+    assert {flag for flag, _ in options} == {"--state-dir", "--port", "--inference-port"}
+    for flag, text in options:
+        assert re.search(rf"^  {flag} \S+ +{re.escape(text)}$", done.stdout, re.M), flag
 
 
 def _children(pid: int) -> list[int]:

@@ -18,9 +18,15 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     stack = commands.add_parser("stack", help="run inference and gateway together, locally")
-    stack.add_argument("--state-dir", default=".sam2-dev", help="keys, database, secrets")
-    stack.add_argument("--port", type=int, default=8080)
-    stack.add_argument("--inference-port", type=int, default=8081)
+    stack.add_argument(
+        "--state-dir", default=".sam2-dev", help="keys, database, secrets (default .sam2-dev)"
+    )
+    stack.add_argument(
+        "--port", type=int, default=8080, help="the gateway's port, with /playground/ (8080)"
+    )
+    stack.add_argument(
+        "--inference-port", type=int, default=8081, help="the inference service's port (8081)"
+    )
 
     state_help = "manage the local stack's keys (e.g. .sam2-dev)"
     keys_parser = commands.add_parser("keys", help="API keys")
@@ -53,7 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "stack":
         from sam2_gateway.stack import run_stack
 
-        run_stack(args.state_dir, port=args.port, inference_port=args.inference_port)
+        try:
+            run_stack(args.state_dir, port=args.port, inference_port=args.inference_port)
+        except KeyboardInterrupt:  # Ctrl-C before the gateway served: the child is stopped
+            raise SystemExit(130) from None
     else:
         _keys(args)
 

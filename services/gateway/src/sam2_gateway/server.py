@@ -10,6 +10,7 @@ app is served by Modal's own web server and proxy instead, whose limits apply th
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import uvicorn
@@ -67,5 +68,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
 
 def serve(app: Any, *, host: str, port: int) -> None:
-    """Serve the gateway app until interrupted."""
-    uvicorn.run(app, host=host, port=port, http=BoundedHeadProtocol, log_level="warning")
+    """Serve the gateway app until Ctrl-C or SIGTERM, then return."""
+    # On Ctrl-C uvicorn shuts down gracefully, then raises the signal again: a KeyboardInterrupt.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run(app, host=host, port=port, http=BoundedHeadProtocol, log_level="warning")

@@ -3,7 +3,8 @@
 State (the SQLite key store and the secrets that must survive restarts: the key pepper and the
 JWT signing key) lives in one folder, `.sam2-dev/` by default, which git ignores. On the first
 start a development key is created and printed once, with a curl line that works as pasted.
-Ctrl-C stops both.
+Ctrl-C stops both, quietly: the child runs in its own process group, so the terminal's SIGINT
+reaches the stack alone, which stops the child with SIGTERM and waits for it.
 
 Supervision: ports already taken (a stale service from an earlier stack, say) are refused at
 start; a dead inference child is restarted with backoff (1 s doubling to 30 s, logged) while
@@ -145,7 +146,10 @@ def _start_inference(port: int) -> subprocess.Popen[bytes]:
     }
     log.info("starting the inference service on port %d (weights: %s)", port, env["SAM2_WEIGHTS"])
     return subprocess.Popen(
-        [sys.executable, "-m", "sam2_inference", "serve"], env=env, preexec_fn=_die_with_parent
+        [sys.executable, "-m", "sam2_inference", "serve"],
+        env=env,
+        preexec_fn=_die_with_parent,
+        process_group=0,  # out of the terminal's group: Ctrl-C is the stack's to handle
     )
 
 
@@ -202,7 +206,7 @@ def _announce(store: KeyStore, port: int, state_dir: str) -> str:
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -61,4 +62,6 @@ def _serve(args: argparse.Namespace) -> None:
         if (value := getattr(args, key)) is not None
     }
     settings = InferenceSettings(**overrides)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # On Ctrl-C uvicorn shuts down gracefully, then raises the signal again: a KeyboardInterrupt.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
