@@ -28,6 +28,9 @@ export interface TrackedObject {
 export interface TrackedFrame {
   frameIndex: number;
   objects: TrackedObject[];
+  /** False on a propagation frame that a later pass of the same propagation tracks again
+   * (`direction: "both"`: the frames between the two starts come twice; the second is kept). */
+  final: boolean;
 }
 
 export interface UploadOptions extends RequestOptions {
@@ -44,6 +47,8 @@ export interface PropagateOptions extends RequestOptions {
   direction?: "forward" | "backward" | "both";
   startFrameIndex?: number;
   maxFrames?: number;
+  /** Yield each frame once, with its final masks (skips the frames marked `final: false`). */
+  finalOnly?: boolean;
 }
 
 type LogEntry = { method: string; suffix: string; body?: object };
@@ -162,7 +167,9 @@ export class VideoSession {
   }
 
   /** Every prompted object tracked through the clip, one frame at a time as the server tracks
-   * it; leaving the loop early (or aborting `signal`) stops the tracking. */
+   * it; leaving the loop early (or aborting `signal`) stops the tracking. With `direction:
+   * "both"` the frames between the two starts come twice (`final: false` the first time), unless
+   * `finalOnly` is set. */
   async *propagate(options: PropagateOptions = {}): AsyncGenerator<TrackedFrame, void, undefined> {
     const body: Record<string, unknown> = { direction: options.direction ?? "both", mask_format: "rle" };
     if (options.startFrameIndex !== undefined) body.start_frame_index = options.startFrameIndex;
@@ -177,8 +184,8 @@ export class VideoSession {
     }
     for await (const line of lines(response)) {
       const answer = JSON.parse(line) as FrameResult | PropagationSummary;
-      if ("frame_index" in answer) yield this.tracked(answer);
-      else this.summary = answer;
+      if (!("frame_index" in answer)) this.summary = answer;
+      else if (answer.final !== false || !options.finalOnly) yield this.tracked(answer);
     }
   }
 
@@ -229,6 +236,7 @@ export class VideoSession {
         bbox: o.bbox,
         visible: o.visible,
       })),
+      final: answer.final ?? true,
     };
   }
 }

@@ -104,6 +104,21 @@ describe("video sessions", () => {
     expect(cancelled).toBe(true);
   });
 
+  it("finalOnly skips the frames a later pass of the propagation tracks again", async () => {
+    const text = [{ ...frame(0), final: false }, frame(1), frame(0), { done: true, frames: 3, object_ids: [1], model_ms: 3 }]
+      .map((l) => JSON.stringify(l))
+      .join("\n");
+    const stream = () => new Response(text, { headers: { "content-type": "application/x-ndjson" } });
+    const { client } = server([() => Response.json(session("a")), stream, stream]);
+    const tracker = new VideoSession(client, client.videos, VIDEO, await client.videos.open(VIDEO.video_id));
+    const all: Array<[number, boolean]> = [];
+    for await (const f of tracker.propagate()) all.push([f.frameIndex, f.final]);
+    expect(all).toEqual([[0, false], [1, true], [0, true]]);
+    const once: number[] = [];
+    for await (const f of tracker.propagate({ finalOnly: true })) once.push(f.frameIndex);
+    expect(once).toEqual([1, 0]);
+  });
+
   it("a propagation on a lost session recreates it first; a lost clip is uploaded again", async () => {
     const lines = [frame(0), { done: true, frames: 1, object_ids: [1], model_ms: 1 }].map((l) => JSON.stringify(l)).join("\n");
     const gone = () => new Response(JSON.stringify({ code: "video_not_found", detail: "d" }), { status: 404 });

@@ -98,10 +98,22 @@ def test_a_session_answers_as_sam2s_video_predictor(
     ours = list(session.propagate(direction="both"))  # forward from 0, backward from 2
     theirs = list(tracked([(0, False), (2, True)]))
     assert [f.frame_index for f in ours] == [0, 1, 2, 3, 2, 1, 0]
+    # The frames the backward pass tracks again are not final the first time: once each.
+    assert [f.final for f in ours] == [False, False, False, True, True, True, True]
+    assert sorted(f.frame_index for f in ours if f.final) == [0, 1, 2, 3]
     assert len(ours) == len(theirs)
     for mine, expected in zip(ours, theirs, strict=True):
         _same(mine, expected)
     assert sum(int(m.sum()) for f in ours for m in f.masks.values()) > 0  # not all empty
+    window = session.propagate(direction="both", start_frame_index=1, max_frames=1)
+    assert [(f.frame_index, f.final) for f in window] == [
+        (1, False),
+        (2, True),
+        (1, True),
+        (0, True),
+    ]
+    from_zero = session.propagate(direction="both", start_frame_index=0, max_frames=1)
+    assert [(f.frame_index, f.final) for f in from_zero] == [(0, True), (1, True)]  # no way back
 
     session.remove_object(2)
     with video_context(cpu):

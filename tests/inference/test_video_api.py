@@ -178,6 +178,7 @@ def test_prompts_and_propagation_answer_what_sam2s_video_predictor_answers(
         ]
     *frames, summary = lines
     assert [f["frame_index"] for f in frames] == [0, 1, 2, 2, 1, 0]
+    assert [f["final"] for f in frames] == [False, False, False, True, True, True]
     for mine, expected in zip(frames, theirs, strict=True):
         _same(mine, expected)
     assert sum(o["area"] for f in frames for o in f["objects"]) > 0  # not all empty

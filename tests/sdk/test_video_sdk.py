@@ -103,13 +103,20 @@ def test_the_async_client_tracks_and_streams_too(
         scopes="video",
     ) as running:
 
-        async def run() -> list[int]:
+        async def run() -> list[list[tuple[int, bool]]]:
             async with AsyncSam2Client(base_url=running.gateway_url, api_key=running.key) as client:
                 video = await client.videos.upload(frames=FRAMES)
                 session = await client.videos.session(video.video_id)
-                await session.add_mask(0, 4, np.ones((72, 96), bool))
-                frames = [f.frame_index async for f in session.propagate("forward")]
+                await session.add_mask(1, 4, np.ones((72, 96), bool))
+                runs = [
+                    [(f.frame_index, f.final) async for f in session.propagate(**options)]
+                    for options in ({"direction": "forward"}, {}, {"final_only": True})
+                ]
                 await session.delete()
-                return frames
+                return runs
 
-        assert asyncio.run(run()) == [0, 1]
+        forward, both, once = asyncio.run(run())
+        assert forward == [(1, True)]
+        # Both ways from frame 1: frame 1 comes again from the backward pass, which is kept.
+        assert both == [(1, False), (1, True), (0, True)]
+        assert once == [(1, True), (0, True)]

@@ -521,6 +521,12 @@ export interface components {
          * @description Every object's mask on one frame: a prompt's answer, and each line of a propagation.
          */
         FrameResult: {
+            /**
+             * Final
+             * @description False on a propagation line whose frame a later pass of the same propagation tracks again (`direction: both`: the frames between the forward and the backward start come twice, and the backward pass's masks are the ones kept); skip these lines to have each frame once, with its final masks.
+             * @default true
+             */
+            final?: boolean;
             /** Frame Index */
             frame_index: number;
             /** Objects */

@@ -197,14 +197,15 @@ export function useVideoTracker(client: Sam2Client): VideoTrackerState {
         const controller = new AbortController();
         running.current?.abort();
         running.current = controller;
-        const both = (options.direction ?? "both") === "both";
-        setProgress({ done: 0, total: target.video.num_frames * (both ? 2 : 1) });
+        // Frames answered with their final masks: with `both`, every frame of the clip once.
+        setProgress({ done: 0, total: target.video.num_frames });
         setPropagating(true);
         setError(undefined);
         try {
           let done = 0;
           for await (const frame of target.propagate({ ...options, signal: controller.signal })) {
             keep(frame);
+            if (!frame.final) continue; // the backward pass tracks this frame again
             done += 1;
             setProgress((p) => ({ ...p, done }));
           }

@@ -54,6 +54,9 @@ class TrackedFrame:
 
     frame_index: int
     objects: dict[int, TrackedObject]
+    final: bool = True
+    """False on a propagation frame that a later pass of the same propagation tracks again
+    (`direction="both"`: the frames between the two starts come twice; the second is kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,7 @@ def parse_frame(answer: dict[str, Any]) -> TrackedFrame:
             )
             for o in result.objects
         },
+        final=result.final,
     )
 
 
@@ -161,12 +165,13 @@ class _Log:
             body["max_frames"] = max_frames
         return body
 
-    def _line(self, raw: str) -> TrackedFrame | None:
+    def _line(self, raw: str, final_only: bool) -> TrackedFrame | None:
         answer = json.loads(raw)
         if answer.get("done"):
             self.summary = _valid(PropagationSummary, answer)
             return None
-        return parse_frame(answer)
+        frame = parse_frame(answer)
+        return None if final_only and not frame.final else frame
 
 
 class VideoSession(_Log):
@@ -220,9 +225,12 @@ class VideoSession(_Log):
         *,
         start_frame_index: int | None = None,
         max_frames: int | None = None,
+        final_only: bool = False,
     ) -> Iterator[TrackedFrame]:
         """Every prompted object tracked through the clip, one frame at a time as the server
-        tracks it; leaving the loop early stops the tracking. The summary is in `summary`."""
+        tracks it; leaving the loop early stops the tracking. The summary is in `summary`.
+        With `direction="both"` the frames between the two starts come twice (`final` False
+        the first time); `final_only=True` yields each frame once, with its final masks."""
         body = self._propagation(direction, start_frame_index, max_frames)
         lines = self._client._lines(self._path("/propagate"), body)
         try:
@@ -235,7 +243,7 @@ class VideoSession(_Log):
         try:
             raw = first
             while raw is not None:
-                frame = self._line(raw)
+                frame = self._line(raw, final_only)
                 if frame is not None:
                     yield frame
                 raw = next(lines, None)
@@ -322,6 +330,7 @@ class AsyncVideoSession(_Log):
         *,
         start_frame_index: int | None = None,
         max_frames: int | None = None,
+        final_only: bool = False,
     ) -> AsyncIterator[TrackedFrame]:
         body = self._propagation(direction, start_frame_index, max_frames)
         lines = self._client._lines(self._path("/propagate"), body)
@@ -335,7 +344,7 @@ class AsyncVideoSession(_Log):
         try:
             raw = first
             while raw is not None:
-                frame = self._line(raw)
+                frame = self._line(raw, final_only)
                 if frame is not None:
                     yield frame
                 raw = await anext(lines, None)

@@ -167,6 +167,13 @@ class FrameResult(BaseModel):
 
     frame_index: int
     objects: list[TrackedObject]
+    final: bool = Field(
+        default=True,
+        description="False on a propagation line whose frame a later pass of the same "
+        "propagation tracks again (`direction: both`: the frames between the forward and the "
+        "backward start come twice, and the backward pass's masks are the ones kept); skip "
+        "these lines to have each frame once, with its final masks.",
+    )
 
 
 class PropagationSummary(BaseModel):

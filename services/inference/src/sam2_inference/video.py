@@ -14,7 +14,7 @@ import io
 from collections import OrderedDict
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -119,6 +119,7 @@ class FrameMasks:
 
     frame_index: int
     masks: dict[int, BoolMask]
+    final: bool = True  # False: a later pass of the same propagation tracks this frame again
 
 
 class VideoSession:
@@ -173,8 +174,10 @@ class VideoSession:
         """Track every object through the clip, frame by frame: forward from
         `start_frame_index` (default: the first prompted frame), backward from it (default: the
         last prompted frame), or `both`, forward then backward, so that by default the whole
-        clip is covered. The model's context is entered for each frame only, never held across
-        a `yield`."""
+        clip is covered. With `both`, the frames between the two starts come twice: the forward
+        pass's masks marked not final, as the backward pass tracks them again (sam2 keeps that
+        pass's masks). The model's context is entered for each frame only, never held across a
+        `yield`."""
         if start_frame_index is not None:
             self._check_frame(start_frame_index)
         prompted = self.prompted_frames
@@ -184,7 +187,11 @@ class VideoSession:
                 code=ErrorCode.INVALID_REQUEST,
             )
         passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
+        back_from = prompted[-1] if start_frame_index is None else start_frame_index
+        back_to = 0 if max_frames is None else max(0, back_from - max_frames)
         for reverse in passes:
+            # Frames the backward pass tracks too (none from frame 0: sam2 skips that pass).
+            again = direction == "both" and not reverse and back_from > 0
             default = prompted[-1] if reverse else prompted[0]
             frames = self.predictor.propagate_in_video(
                 self.state,
@@ -197,7 +204,10 @@ class VideoSession:
                     step = next(frames, None)
                 if step is None:
                     break
-                yield _frame_masks(*step)
+                masks = _frame_masks(*step)
+                yield replace(
+                    masks, final=not (again and back_to <= masks.frame_index <= back_from)
+                )
 
     def clear_prompts(self, frame_index: int, object_id: int) -> FrameMasks:
         """One object's points, box and mask on one frame removed; every object's mask there."""

@@ -393,6 +393,7 @@ def _frame_result(masks: FrameMasks, mask_format: Any) -> FrameResult:
     return FrameResult(
         frame_index=masks.frame_index,
         objects=[_tracked(i, mask, mask_format) for i, mask in sorted(masks.masks.items())],
+        final=masks.final,
     )
 
 
