@@ -18,6 +18,11 @@ try {
   const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
   await page.goto(`${url}/playground/`);
   await page.getByRole("button", { name: "Video" }).click();
+  // Before any clip: what the view does, and a sample clip made in the page.
+  report.intro = await page.getByTestId("video-intro").textContent();
+  await page.getByRole("button", { name: /Try a sample clip/ }).click();
+  await page.getByTestId("video-status").filter({ hasText: "frame 1 / 12" }).waitFor({ timeout: 180_000 });
+  report.sample = await page.getByTestId("video-status").textContent();
   await page.setInputFiles('section[aria-label="video"] input[type="file"]', frames);
   const status = page.getByTestId("video-status");
   await status.filter({ hasText: `frame 1 / ${frames.length}` }).waitFor({ timeout: 180_000 });

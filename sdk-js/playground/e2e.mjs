@@ -41,7 +41,9 @@ const stageBox = async (page) => {
   const box = await page.locator(".stage").boundingBox();
   return [Math.round(box.x), Math.round(box.y), Math.round(box.width), Math.round(box.height)];
 };
-const shot = (page, name) => page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
+// Phones: the viewport only, since a full-page screenshot in Chromium's mobile emulation drops the
+// touch emulation while it is taken (the page then matches `pointer: fine` and shows key badges).
+const shot = (page, name, fullPage = true) => page.screenshot({ path: `${artifacts}/${name}.png`, fullPage });
 // A download's file, kept as <step>-<the name the page gave it>.
 const download = async (page, name, step) => {
   const waiting = page.waitForEvent("download", { timeout: 60_000 });
@@ -98,6 +100,8 @@ try {
   report.maskPixels = await pixels(page, MASK);
   report.foregroundPixels = await pixels(page, FOREGROUND);
   report.badgeAfter = await badge.textContent();
+  report.masksHelp = await page.getByTestId("masks-help").textContent();
+  report.desktopKeyBadges = await page.locator("kbd:visible").count();
   await shot(page, "2-desktop-click");
 
   // Shift+click: a background point refining the first mask, on the cached embedding.
@@ -258,6 +262,11 @@ try {
   await mobile.touchscreen.tap(first.x, first.y);
   await phoneStatus.filter({ hasText: "score" }).waitFor({ timeout: 120_000 });
   report.phoneStageY.push(Math.round((await small.boundingBox()).y));
+  // A tap is no keyboard use: no keyboard cursor, no keyboard hint, no key badges.
+  report.phoneCursorPixels = await pixels(mobile, CURSOR);
+  report.phoneHint = await mobile.locator(".activity").textContent();
+  report.phoneKeyBadges = await mobile.locator("kbd:visible").count();
+  report.phoneKeyRows = await mobile.locator(".shortcuts .keys:visible").count();
   // A long press: a background point.
   const cdp = await phone.newCDPSession(mobile);
   const at = await spot(0.25, 0.25);
@@ -277,9 +286,9 @@ try {
   report.phoneLabels = onPhone.sent.map((s) => s.point_labels);
   report.phoneOverflow = await mobile.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   report.axePhone = await axe(mobile);
-  await shot(mobile, "9-phone");
+  await shot(mobile, "9-phone", false);
   await mobile.emulateMedia({ colorScheme: "dark" });
-  await shot(mobile, "10-phone-dark");
+  await shot(mobile, "10-phone-dark", false);
   await phone.close();
 } catch (failure) {
   // What the page showed when a step failed, for whoever reads the CI artifacts.

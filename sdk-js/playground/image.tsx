@@ -27,6 +27,8 @@ function cursorStep(width: number, height: number, fast: boolean): number {
   return Math.max(1, Math.round(Math.min(width, height) * 0.02)) * (fast ? 5 : 1);
 }
 
+/** The gestures (shown everywhere), then the keys (hidden on touch screens: styles.css). */
+const GESTURES = 3;
 const SHORTCUTS: [string, string][] = [
   ["Click / tap", "add a foreground point"],
   ["Right-click, Shift+click, long press", "add a background point"],
@@ -57,7 +59,19 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
   const [cursor, setCursor] = useState<{ x: number; y: number }>();
   const [focused, setFocused] = useState(false);
   const [anchor, setAnchor] = useState<{ x: number; y: number }>();
-  const byPointer = useRef(false); // the picture got the focus from a click, not the keyboard
+  // Whether the last input was a key: the picture's focus shows the keyboard cursor only then
+  // (a tap on a phone focuses the picture after the touch has ended).
+  const byKeyboard = useRef(false);
+  useEffect(() => {
+    const key = () => (byKeyboard.current = true);
+    const pointer = () => (byKeyboard.current = false);
+    window.addEventListener("keydown", key, true);
+    window.addEventListener("pointerdown", pointer, true);
+    return () => {
+      window.removeEventListener("keydown", key, true);
+      window.removeEventListener("pointerdown", pointer, true);
+    };
+  }, []);
   const [kept, setKept] = useState<Kept[]>([]);
   const [history, setHistory] = useState<{ points: Point[]; box: Box | undefined }[]>([]);
   const [picked, setPicked] = useState<{ from: object | undefined; index: number }>();
@@ -232,7 +246,6 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
     return { x: clamp((event.clientX - rect.left) * scale, size!.width), y: clamp((event.clientY - rect.top) * scale, size!.height) };
   };
   const onPointerDown = (event: React.PointerEvent<HTMLCanvasElement>) => {
-    byPointer.current = true;
     setFocused(false); // the keyboard cursor is for keyboard users
     if (event.button !== 0 && event.button !== 2) return;
     event.currentTarget.setPointerCapture(event.pointerId);
@@ -248,7 +261,6 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
     setDraft([Math.min(held.at.x, end.x), Math.min(held.at.y, end.y), Math.max(held.at.x, end.x), Math.max(held.at.y, end.y)]);
   };
   const onPointerUp = () => {
-    byPointer.current = false; // the focus a press gives comes before its release
     const held = press.current;
     press.current = undefined;
     if (!held) return;
@@ -355,8 +367,8 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
         <details className="shortcuts">
           <summary>Shortcuts and gestures</summary>
           <dl>
-            {SHORTCUTS.map(([keys, what]) => (
-              <div key={keys}><dt>{keys}</dt><dd>{what}</dd></div>
+            {SHORTCUTS.map(([keys, what], i) => (
+              <div key={keys} className={i < GESTURES ? undefined : "keys"}><dt>{keys}</dt><dd>{what}</dd></div>
             ))}
           </dl>
         </details>
@@ -380,8 +392,7 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
                 tabIndex={0}
                 aria-label="masks and prompts: click or tap an object, drag a box; or with the keyboard, arrow keys move a cursor, Enter adds a point there, X starts and ends a box"
                 onFocus={() => {
-                  setFocused(!byPointer.current);
-                  byPointer.current = false;
+                  setFocused(byKeyboard.current);
                   setCursor((c) => c ?? { x: Math.floor(size.width / 2), y: Math.floor(size.height / 2) });
                 }}
                 onBlur={() => setFocused(false)}
@@ -390,7 +401,7 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
                 onPointerDown={onPointerDown}
                 onPointerMove={onPointerMove}
                 onPointerUp={onPointerUp}
-                onPointerCancel={() => { press.current = undefined; byPointer.current = false; setDraft(undefined); }}
+                onPointerCancel={() => { press.current = undefined; setDraft(undefined); }}
               />
             )}
           </div>
@@ -446,6 +457,15 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
               <li><button onClick={() => setSelected(-1)} aria-pressed={selected < 0}>all masks</button></li>
             )}
           </ol>
+        )}
+        {shown.length > 0 && (
+          <p className="muted help" data-testid="masks-help">
+            {isAuto
+              ? "Each mask's number is its predicted IoU: SAM2's own estimate (0 to 1) of how good the mask is. Pick one to see it alone."
+              : shown.length > 1
+                ? "A click can mean a whole object, a part of it or a smaller part: SAM2 answers with three candidate masks, each scored by its predicted IoU (its own estimate, 0 to 1, of how good the mask is). The best is selected; pick another if it fits better."
+                : "The score is SAM2's predicted IoU: its own estimate (0 to 1) of how good the mask is."}
+          </p>
         )}
         <div className="exports" role="group" aria-label="downloads">
           <button disabled={selected < 0 || !shown[selected] || !size} onClick={() => void maskPng(shown[selected]!.mask, size!.width, size!.height).then((blob) => save(blob, "mask.png"), (failure: unknown) => setPageError(describe(failure)))}>

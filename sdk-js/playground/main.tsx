@@ -6,6 +6,7 @@ import { APIConnectionError, createToken, errorFor, Sam2Client, type ModelInfo, 
 import { describe } from "./errors.js";
 import { ImageView } from "./image.js";
 import { VideoView } from "./video.js";
+import { weightsLabel } from "./weights.js";
 
 /** A token: traded for the pasted key (the SDK's createToken), else the local stack's
  * development token. The key stays in this page's memory only. Failures are the SDK's errors,
@@ -71,7 +72,7 @@ function Playground() {
             <>
               <span>{model.model_id.split("/").at(-1)}</span>
               <span>{model.device} · {model.dtype}</span>
-              <span>{model.random_weights ? "random weights: masks are meaningless" : "real weights"}</span>
+              <span>{weightsLabel(model)}</span>
               <span>{cached === undefined ? "no embedding yet" : `embedding ${cached ? "cached" : "computed"}`}</span>
             </>
           ) : (

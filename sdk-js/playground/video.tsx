@@ -92,6 +92,12 @@ export function VideoView({ client }: { client: Sam2Client }) {
     save(new Blob([JSON.stringify(coco)], { type: "application/json" }), "tracks.coco.json");
   };
 
+  const sample = async () => {
+    setIndex(0);
+    setPoints(new Map());
+    settle(tracker.load({ frames: await sampleFrames() }));
+  };
+
   const objects = session ? [...new Set([...session.info.object_ids, ...[...frames.values()].flatMap((f) => f.objects.map((o) => o.objectId))])] : [];
   return (
     <section aria-label="video">
@@ -102,6 +108,17 @@ export function VideoView({ client }: { client: Sam2Client }) {
         </label>
         <span className="muted">Click an object on any frame (right-click or Shift for background; keys 1–8 pick the object, ← → step frames).</span>
       </div>
+      {!video && (
+        <div className="intro" data-testid="video-intro">
+          <p>
+            Track objects through a clip: open an MP4 or WebM (or its frames as images), click an object on any frame, and
+            Propagate follows it through every frame, forward and back. Several objects: pick 1–8 before clicking. The masks of
+            every frame download as COCO RLE JSON.
+          </p>
+          <p className="muted">On a CPU tracking takes about 3 s a frame; a GPU tracks many frames a second. Clips of up to 300 frames.</p>
+          <button onClick={() => void sample()} disabled={loading}>Try a sample clip (12 frames, a ball rolling)</button>
+        </div>
+      )}
       {error && <p role="alert" className="alert">{describe(error)}</p>}
       {tracker.recreated > 0 && <p className="warning">⚠ The server lost this session; it was recreated and its prompts sent again: propagate again.</p>}
       {video && (
@@ -140,4 +157,28 @@ export function VideoView({ client }: { client: Sam2Client }) {
       )}
     </section>
   );
+}
+
+/** A small clip made here: a ball rolling across a gradient, 12 PNG frames of 320x240. */
+async function sampleFrames(): Promise<Blob[]> {
+  const canvas = document.createElement("canvas");
+  canvas.width = 320;
+  canvas.height = 240;
+  const context = canvas.getContext("2d")!;
+  const frames: Blob[] = [];
+  for (let i = 0; i < 12; i += 1) {
+    const sky = context.createLinearGradient(0, 0, 0, 240);
+    sky.addColorStop(0, "#9ecbff");
+    sky.addColorStop(1, "#e8f3e1");
+    context.fillStyle = sky;
+    context.fillRect(0, 0, 320, 240);
+    context.fillStyle = "#5a8f3c";
+    context.fillRect(0, 190, 320, 50);
+    context.fillStyle = "#d9412b";
+    context.beginPath();
+    context.arc(50 + i * 20, 160, 28, 0, 2 * Math.PI);
+    context.fill();
+    frames.push(await new Promise<Blob>((resolve, reject) => canvas.toBlob((b) => (b ? resolve(b) : reject(new Error("no PNG"))), "image/png")));
+  }
+  return frames;
 }

@@ -128,6 +128,9 @@ def _assert_badge_and_errors(report: dict[str, object]) -> None:
     assert "cpu" in str(report["badge"])
     assert "random weights" in str(report["badge"])
     assert "embedding computed" in str(report["badgeAfter"])
+    assert "three candidate masks" in str(report["masksHelp"])  # what mask 1/2/3 are
+    assert "predicted IoU" in str(report["masksHelp"])
+    assert cast(int, report["desktopKeyBadges"]) > 0
     # Failures in words, each saying what to do; a corrupt file is never sent.
     assert "not an image this browser can open" in str(report["corrupt"])
     assert report["corruptRequests"] == 0
@@ -185,6 +188,10 @@ def _assert_prompts(report: dict[str, object]) -> None:
     # On the phone: a tap is foreground, a long press and the Background tool are background
     # (the first tap went up with the image, so its label shows in the prompts after it).
     assert cast(list[object], report["phoneLabels"])[1:] == [[1, 0], [1, 0, 0]]
+    # A tap shows no keyboard cursor or keyboard hint, and a touch screen no key badges.
+    assert report["phoneCursorPixels"] == 0
+    assert "Arrows move the cursor" not in str(report["phoneHint"])
+    assert (report["phoneKeyBadges"], report["phoneKeyRows"]) == (0, 0)
 
 
 def _assert_downloads(report: dict[str, object]) -> None:
@@ -308,6 +315,8 @@ def test_playground_video_view_in_chromium(
         inference.stop()
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "Track objects through a clip" in report["intro"]
+    assert "frame 1 / 12" in report["sample"]  # the sample clip, made in the page, loads
     assert "objects 1" in report["clicked"]
     assert report["firstPixels"] > 0  # object 1's mask drawn over the first frame
     assert report["progress"] == [2, 2]
