@@ -115,7 +115,7 @@ export function VideoView({ client }: { client: Sam2Client }) {
             Propagate follows it through every frame, forward and back. Several objects: pick 1–8 before clicking. The masks of
             every frame download as COCO RLE JSON.
           </p>
-          <p className="muted">On a CPU tracking takes about 3 s a frame; a GPU tracks many frames a second. Clips of up to 300 frames.</p>
+          <p className="muted">On a CPU tracking takes 3 to 6 s a frame; a GPU is much faster. Clips of up to 300 frames.</p>
           <button onClick={() => void sample()} disabled={loading}>Try a sample clip (12 frames, a ball rolling)</button>
         </div>
       )}
