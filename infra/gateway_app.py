@@ -23,9 +23,12 @@ if TYPE_CHECKING:
 settings = DeploySettings()
 IMAGE_ENV = settings.as_env() | {
     "SAM2_GATEWAY_INFERENCE_TIMEOUT_S": str(settings.call_timeout_s),
-    # A cold GPU container (restore, move to the GPU, warm-up) takes seconds: wait for the
-    # connection that long rather than answer 503 at once.
-    "SAM2_GATEWAY_INFERENCE_CONNECT_TIMEOUT_S": str(settings.call_timeout_s),
+    "SAM2_GATEWAY_INFERENCE_CONNECT_TIMEOUT_S": "10",  # Modal's proxy, which accepts at once
+    # With no live GPU container Modal's proxy answers 503 at once and starts one: the gateway
+    # asks again with backoff for as long as a start may take (and the call's own time allows)
+    # instead of passing the 503 on (sam2_gateway/backends.py).
+    "SAM2_GATEWAY_INFERENCE_STARTUP_WAIT_S": str(settings.startup_timeout_s),
+    "SAM2_GATEWAY_INFERENCE_START_ESTIMATE_S": str(settings.cold_start_estimate_s),
 }
 
 PACKAGES = (

@@ -42,6 +42,12 @@ class DeploySettings(BaseSettings):
         description="A cold start: weights from the Volume (or the hub the "
         "first time), the restore, the move to the GPU and the warm-up click.",
     )
+    cold_start_estimate_s: int = Field(
+        default=60,
+        ge=1,
+        description="How long a GPU container's cold start takes, as the gateway tells clients "
+        "while one runs (/readyz's Retry-After, the playground); not measured on Modal yet.",
+    )
     call_timeout_s: int = Field(
         default=60, ge=5, description="How long the gateway waits for one inference answer."
     )

@@ -65,20 +65,31 @@ def cluster(
     proxy_token: bool = True,
     videos: Callable[[], VideoService] | None = None,
     scopes: str = "segment",
+    start_s: float | None = None,
 ) -> Iterator[Cluster]:
     """Replicas with caches (and, from `videos`, video sessions) of their own, sharing one
     loaded model, the proxy stand-in that requires a proxy token, and a gateway that has it
-    (unless `proxy_token` is False)."""
-    servers = []
-    for _ in range(replicas):
+    (unless `proxy_token` is False). With `start_s`, the proxy starts a new replica (a cold
+    start taking that long) whenever a request finds none live."""
+    servers: list[BackgroundServer] = []
+
+    def new_replica() -> str:
         app = create_inference_app(
             settings, engine=fresh_engine(engine), videos=videos() if videos else None
         )
         server = BackgroundServer(app, "127.0.0.1", free_port())
         server.start()
         servers.append(server)
-    urls = [f"http://127.0.0.1:{server.port}" for server in servers]
-    proxy = ModalProxyStandIn(urls, sticky=sticky, token=PROXY_TOKEN)
+        return f"http://127.0.0.1:{server.port}"
+
+    urls = [new_replica() for _ in range(replicas)]
+    proxy = ModalProxyStandIn(
+        urls,
+        sticky=sticky,
+        token=PROXY_TOKEN,
+        start=new_replica if start_s is not None else None,
+        start_s=start_s or 0.0,
+    )
     proxy.start()
     token = PROXY_TOKEN if proxy_token else ("", "")
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,6 +10,7 @@ import { COLOURS } from "./colours.js";
 import { describe, unreadable } from "./errors.js";
 import { cocoImage, maskPng, save } from "./exports.js";
 import { fit, markerRadius, paintBox, paintCursor, paintMasks, paintPoint, type Box, type Point } from "./paint.js";
+import { useColdStart } from "./starting.js";
 
 interface Shown { mask: Uint8Array; score: number }
 /** An object the user finished: its chosen mask, drawn and exported with the one being made. */
@@ -334,6 +335,7 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
 
   const alert = pageError ?? describe(error);
   const elapsed = asked ? Math.max(0, (now - asked.at) / 1000) : 0;
+  const startingS = useColdStart(loading);
   const timings = result?.timingsMs;
   const empty = isAuto && shown.length === 0 && asked?.kind === "auto";
   return (
@@ -414,7 +416,9 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
         <div className="activity" aria-live="polite">
           {loading ? (
             <>
-              <span data-testid="elapsed">{asked?.kind === "auto" ? "Segmenting everything" : "Segmenting"}… {elapsed.toFixed(1)} s</span>
+              <span data-testid="elapsed">
+                {startingS !== undefined ? `Starting the GPU (about ${startingS} s)` : asked?.kind === "auto" ? "Segmenting everything" : "Segmenting"}… {elapsed.toFixed(1)} s
+              </span>
               <button onClick={stop}>Cancel <kbd>Esc</kbd></button>
               <progress aria-label="working" />
             </>

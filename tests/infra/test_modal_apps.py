@@ -74,8 +74,8 @@ print(json.dumps({
     "gateway_secrets": [s._name for s in ga.api._spec_.secrets],
     "gateway_gpu": ga.api._spec_.gpus,
     "gateway_concurrency": ga.CONCURRENCY,
-    "gateway_timeouts": [ga.IMAGE_ENV[f"SAM2_GATEWAY_INFERENCE_{k}TIMEOUT_S"]
-                         for k in ("", "CONNECT_")],
+    "gateway_timeouts": [ga.IMAGE_ENV[f"SAM2_GATEWAY_INFERENCE_{k}"]
+                         for k in ("TIMEOUT_S", "CONNECT_TIMEOUT_S", "STARTUP_WAIT_S")],
     "deploy_env_warm_days": ia.IMAGE_ENV["SAM2_DEPLOY_WARM_DAYS"],
 }))
 """
@@ -112,7 +112,8 @@ def test_apps_import_without_a_token_and_have_the_default_specs() -> None:
         "max_containers": 10,
         "routing_region": "us-east",
     }
-    assert spec["gateway_timeouts"] == ["60", "60"]  # ...a call waits about a minute
+    # ...a call waits about a minute, a cold start within it
+    assert spec["gateway_timeouts"] == ["60", "10", "600"]
     assert spec["cron"] == "*/10 * * * *"
     assert spec["gateway_secrets"] == ["sam2-gateway"]
     assert spec["gateway_gpu"] is None  # the gateway runs on CPU
@@ -163,7 +164,7 @@ def test_settings_change_the_specs() -> None:
     assert spec["server_options"]["experimental_options"] == {"enable_gpu_snapshot": True}
     assert spec["server_options"]["max_containers"] == 3
     assert spec["server_options"]["target_concurrency"] == 1
-    assert spec["gateway_timeouts"] == ["30", "30"]
+    assert spec["gateway_timeouts"] == ["30", "10", "600"]
     assert spec["model"] == "small"
     assert spec["gateway_secrets"] == ["other-secret"]
     assert spec["cron"] == "*/5 * * * *"

@@ -19,8 +19,8 @@ below and one handler turns them into RFC 9457 ``application/problem+json`` (``P
     ├── RateLimitError               429: over the key's request rate or concurrency
     ├── NotFoundError                404/405: no such route or method
     ├── ModelNotLoadedError          400: the asked-for model is not served here
-    ├── ServiceUnavailableError      503/504: still loading, inference, key store or rate
-    │                                limiter down, or inference too slow
+    ├── ServiceUnavailableError      503/504: inference starting or still loading, inference,
+    │                                key store or rate limiter down, or inference too slow
     └── InternalServiceError         500: a bug; the response says nothing more
 """
 
@@ -103,6 +103,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     TOO_MANY_CONCURRENT = "too_many_concurrent"
     INFERENCE_UNAVAILABLE = "inference_unavailable"
+    INFERENCE_STARTING = "inference_starting"
     INFERENCE_TIMEOUT = "inference_timeout"
     DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
     INTERNAL_ERROR = "internal_error"
@@ -387,6 +388,11 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.INFERENCE_UNAVAILABLE: ErrorSpec(
         503, "Inference unavailable", "The model server is unreachable; retry after `Retry-After`."
+    ),
+    ErrorCode.INFERENCE_STARTING: ErrorSpec(
+        503,
+        "Inference is starting",
+        "A model container is starting (a cold start); retry after `Retry-After` seconds.",
     ),
     ErrorCode.INFERENCE_TIMEOUT: ErrorSpec(
         504,

@@ -5,11 +5,21 @@ The request travels as one JSON line plus the image file as uploaded (sam2_contr
 a sticky-routing key per (tenant, image) and, on Modal, a proxy token; the answer comes back as
 the inference service's JSON body with the mask count, model milliseconds and the headers the
 client is promised.
+
+A cold start is a wait, not an error. With no live container Modal's proxy answers 503 at once,
+with no problem body, and starts one: the gateway then asks again with backoff (0.5 s doubling
+to 4 s) until a container answers, `startup_wait_s` has passed or the request's own time is
+spent, whichever is first, and only then answers `503 inference_starting` with `Retry-After`.
+A 503 that inference itself sends (a problem body: loading, overloaded, stopped work) is never
+retried here. The health probe does not wait: it says "starting" at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -34,7 +44,11 @@ from sam2_contract.wire import (
     pack_frame,
 )
 
+log = logging.getLogger(__name__)
+
 UNAVAILABLE_RETRY_AFTER_S = 1
+STARTING_RETRY_AFTER_S = 5
+COLD_START_BACKOFF_S = (0.5, 4.0)  # first wait, longest wait
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
@@ -110,6 +124,17 @@ def unavailable(detail: str) -> ServiceUnavailableError:
     )
 
 
+def starting(detail: str, retry_after_s: int = STARTING_RETRY_AFTER_S) -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        detail, code=ErrorCode.INFERENCE_STARTING, retry_after=retry_after_s
+    )
+
+
+def _cold_start(status: int, headers: Mapping[str, str]) -> bool:
+    """Modal's proxy with no live container: a 503 that is not inference's own problem."""
+    return status == 503 and not headers.get("content-type", "").startswith(PROBLEM_CONTENT_TYPE)
+
+
 DEPENDENCY_RETRY_AFTER_S = 5
 DEADLINE_MARGIN_S = 5.0
 
@@ -154,31 +179,27 @@ class HttpBackend:
         timeout_s: float,
         connect_timeout_s: float,
         auth_headers: Mapping[str, str] | None = None,
+        startup_wait_s: float = 0.0,
+        start_estimate_s: int = 60,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._timeout_s = timeout_s
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
+        self._connect_timeout_s = connect_timeout_s
         self._auth_headers = dict(auth_headers or {})
+        self._startup_wait_s = startup_wait_s
+        self._start_estimate_s = start_estimate_s
         self._session: aiohttp.ClientSession | None = None
 
     async def segment(
         self, request_json: bytes, image_file: bytes | None, hop: Hop
     ) -> InferenceResult:
-        headers = {
-            "content-type": FRAME_CONTENT_TYPE,
-            NAMESPACE_HEADER: hop.namespace,
-            REQUEST_ID_HEADER: hop.request_id,
-            # Inference stops a little before we give up, so its answer (and the model time
-            # it used, which we meter) still reaches us.
-            DEADLINE_HEADER: str(int(work_deadline_s(self._timeout_s) * 1000)),
-        }
-        if hop.routing_key is not None:
-            headers[ROUTING_HEADER] = hop.routing_key
+        headers = self._hop_headers(hop) | {"content-type": FRAME_CONTENT_TYPE}
         status, answer_headers, answer = await self._send(
             "POST",
             "/internal/segment",
             data=pack_frame(request_json, image_file),
             headers=headers,
+            deadline=True,
         )
         if status != 200:
             raise self._error(status, answer_headers, answer)
@@ -194,7 +215,7 @@ class HttpBackend:
     async def cancel(self, hop: Hop) -> None:
         """Stop the work of `hop`'s request: its client went away. Routed like the request, so
         on Modal it reaches the container running it."""
-        await self._send("POST", "/internal/cancel", headers=self._hop_headers(hop))
+        await self._send("POST", "/internal/cancel", headers=self._hop_headers(hop), wait=False)
 
     async def forward(
         self,
@@ -222,20 +243,16 @@ class HttpBackend:
     async def stream(self, path: str, hop: Hop, body: bytes) -> AsyncIterator[AsyncIterator[bytes]]:
         headers = self._hop_headers(hop) | {"content-type": "application/json"}
         # No total limit: a stream lasts as long as the clip; each frame must come in time.
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout_s)
-        with self._translated():
-            async with self._client().post(
-                self._base_url + path, data=body, headers=headers, timeout=timeout
-            ) as response:
-                if response.status >= 400:
-                    raise self._error(response.status, response.headers, await response.read())
+        async with self._opened("POST", path, data=body, headers=headers, streaming=True) as got:
+            if got.status >= 400:
+                raise self._error(got.status, got.headers, await got.read())
 
-                async def lines() -> AsyncIterator[bytes]:
-                    with self._translated("the inference service broke off the stream"):
-                        async for line in response.content:
-                            yield line
+            async def lines() -> AsyncIterator[bytes]:
+                with self._translated("the inference service broke off the stream"):
+                    async for line in got.content:
+                        yield line
 
-                yield lines()
+            yield lines()
 
     def _hop_headers(self, hop: Hop) -> dict[str, str]:
         headers = {NAMESPACE_HEADER: hop.namespace, REQUEST_ID_HEADER: hop.request_id}
@@ -244,7 +261,13 @@ class HttpBackend:
         return headers
 
     async def health(self) -> dict[str, Any]:
-        status, _, answer = await self._send("GET", "/healthz")
+        status, headers, answer = await self._send("GET", "/healthz", wait=False)
+        if _cold_start(status, headers):
+            raise starting(
+                f"inference is starting: no model container is running yet, and one takes "
+                f"about {self._start_estimate_s} s to start",
+                retry_after_s=self._start_estimate_s,
+            )
         if status != 200:
             raise unavailable(f"inference /healthz answered {status}")
         body: dict[str, Any] = json.loads(answer)
@@ -256,15 +279,66 @@ class HttpBackend:
             self._session = None
 
     async def _send(
-        self, method: str, path: str, **kwargs: Any
+        self, method: str, path: str, *, wait: bool = True, **kwargs: Any
     ) -> tuple[int, Mapping[str, str], bytes]:
-        with self._translated():
-            async with self._client().request(method, self._base_url + path, **kwargs) as response:
+        async with self._opened(method, path, wait=wait, **kwargs) as response:
+            with self._translated():
                 return response.status, response.headers, await response.read()
+
+    @asynccontextmanager
+    async def _opened(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        deadline: bool = False,
+        streaming: bool = False,
+        wait: bool = True,
+        **kwargs: Any,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The first answer that is not a cold start's 503, asking again with backoff while one
+        is (within `startup_wait_s` and the request's own time); the answer of the last try
+        when `wait` is False or the time is spent."""
+        started = time.monotonic()
+        wait_until = started + min(self._startup_wait_s if wait else 0.0, self._timeout_s)
+        pause = COLD_START_BACKOFF_S[0]
+        while True:
+            left = max(self._timeout_s - (time.monotonic() - started), 0.001)  # 0: no limit
+            sent = dict(headers or {})
+            if deadline:
+                # Inference stops a little before we give up, so its answer (and the model
+                # time it used, which we meter) still reaches us.
+                sent[DEADLINE_HEADER] = str(int(work_deadline_s(left) * 1000))
+            timeout = aiohttp.ClientTimeout(
+                total=None if streaming else left,
+                connect=self._connect_timeout_s,
+                sock_read=self._timeout_s if streaming else None,
+            )
+            with self._translated():
+                response = await self._client().request(
+                    method, self._base_url + path, headers=sent, timeout=timeout, **kwargs
+                )
+            if not _cold_start(response.status, response.headers) or not wait:
+                try:
+                    yield response
+                finally:
+                    response.release()
+                return
+            response.release()
+            if time.monotonic() + pause > wait_until:
+                raise starting(
+                    f"inference is starting (a cold start) and did not answer within "
+                    f"{time.monotonic() - started:.0f} s"
+                )
+            if pause == COLD_START_BACKOFF_S[0]:
+                log.info("inference has no live container (a cold start): waiting for it")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, COLD_START_BACKOFF_S[1])
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # made here: a session belongs to the running event loop
-            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._auth_headers)
+            self._session = aiohttp.ClientSession(headers=self._auth_headers)
         return self._session
 
     @contextmanager

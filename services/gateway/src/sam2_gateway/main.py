@@ -129,6 +129,8 @@ def make_backend(settings: GatewaySettings) -> InferenceBackend:
         timeout_s=settings.inference_timeout_s,
         connect_timeout_s=settings.inference_connect_timeout_s,
         auth_headers=settings.inference_auth_headers,
+        startup_wait_s=settings.inference_startup_wait_s,
+        start_estimate_s=settings.inference_start_estimate_s,
     )
 
 

@@ -39,6 +39,20 @@ class GatewaySettings(BaseSettings):
     )
     inference_timeout_s: float = Field(default=120.0, gt=0)
     inference_connect_timeout_s: float = Field(default=1.0, gt=0)
+    inference_startup_wait_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="How long a request waits for inference to start when its proxy says no "
+        "container is live (Modal's 503 with no problem body), asking again with backoff; the "
+        "request's own inference_timeout_s bounds it too. 0: answer 503 inference_starting at "
+        "once.",
+    )
+    inference_start_estimate_s: int = Field(
+        default=60,
+        ge=1,
+        description="How long a cold start of inference takes, as told to clients while one "
+        "runs (/readyz's Retry-After, the playground's 'starting the GPU (about N s)').",
+    )
 
     database_url: str = Field(
         default="sqlite:///./sam2-gateway.db",
