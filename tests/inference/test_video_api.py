@@ -7,12 +7,15 @@ tiny test checkpoint with the object-score bias raised, so masks are not empty).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import shutil
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -394,3 +397,71 @@ def test_a_clip_stored_by_another_container_is_found_after_a_reload(tmp_path: Pa
     assert (found, files) == (info, FRAMES)
     with pytest.raises(NotFoundError):
         reader.get("bob", info.video_id)  # another key's clip stays another key's
+
+
+class StrictVolume:
+    """A stand-in for a Modal Volume's commit and reload (the Modal boundary), as strict as
+    Modal: either fails while any file under the mount is open in this process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.syncs = 0
+        self.refused = 0
+
+    def _sync(self) -> None:
+        for fd in Path("/proc/self/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if Path(os.readlink(fd)).is_relative_to(self.root):
+                    self.refused += 1
+                    raise RuntimeError("there are open files preventing the operation")
+        self.syncs += 1
+
+    commit = reload = _sync
+
+
+def test_clips_are_stored_and_read_at_once_without_a_volume_sync_meeting_an_open_file(
+    tmp_path: Path,
+) -> None:
+    """Two threads store clips (a commit each) while two read frames of a stored clip and two
+    look up clips not there yet (a reload each): no call fails, and no commit or reload ever
+    ran with a file of the Volume open."""
+    root = tmp_path / "clips"
+    volume = StrictVolume(root.parent)
+    store = VideoStore(root, on_stored=volume.commit, on_missing=volume.reload)
+    big = [encode(scene(240, 320, seed=k), "PNG") for k in range(6)]
+    known = store.put("alice", big, None)
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def forever(step: Callable[[int], object]) -> None:
+        count = 0
+        while not stop.is_set():
+            try:
+                step(count)
+            except NotFoundError:
+                pass
+            except BaseException as failure:  # what a request would have answered as a 500
+                failures.append(failure)
+            count += 1
+
+    def store_clips(k: int) -> object:
+        return store.put("alice", [*big[:2], encode(scene(240, 320, seed=1000 + k), "PNG")], None)
+
+    steps = [
+        store_clips,
+        store_clips,
+        lambda k: store.frame("alice", known.video_id, k % 6),
+        lambda k: store.get("alice", known.video_id),
+        lambda k: store.frame("alice", "vid_" + f"{k:032x}", 0),  # missing: a reload
+        lambda k: store.frame("alice", "vid_" + f"{k + 7:032x}", 0),
+    ]
+    threads = [threading.Thread(target=forever, args=(step,)) for step in steps]
+    for thread in threads:
+        thread.start()
+    time.sleep(3.0)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert failures == []
+    assert volume.refused == 0
+    assert volume.syncs > 20  # commits and reloads really ran alongside the reads

@@ -38,6 +38,7 @@ from sam2_contract.images import probe_image
 from sam2_contract.video import SessionInfo, VideoInfo, session_id
 
 from sam2_inference.video import VideoSession
+from sam2_inference.volume import VolumeGuard
 
 VIDEO_ID = re.compile(r"^vid_[0-9a-f]{32}$")
 
@@ -118,7 +119,7 @@ class VideoStore:
     """Clips by content hash, in a folder per tenant. On Modal the folder is a Volume that every
     container mounts: `on_stored` commits it after a clip is written (other containers then see
     it), `on_missing` reloads it before a clip is declared missing (one another container
-    stored since this one last looked)."""
+    stored since this one last looked), each with no file of it open (volume.py)."""
 
     def __init__(
         self,
@@ -130,6 +131,7 @@ class VideoStore:
         self.root = root
         self._on_stored = on_stored
         self._on_missing = on_missing
+        self._guard = VolumeGuard()
 
     def put(self, namespace: str, files: Sequence[bytes], fps: float | None) -> VideoInfo:
         digest = hashlib.blake2b(digest_size=16, person=b"sam2-video")
@@ -148,24 +150,27 @@ class VideoStore:
             video_id=video_id, num_frames=len(files), width=width, height=height, fps=fps
         )
         folder = self._folder(namespace, video_id)
-        if not (folder / "info.json").exists():
-            partial = folder.with_name(folder.name + f".{secrets.token_hex(4)}.tmp")
-            partial.mkdir(parents=True)
-            for index, data in enumerate(files):
-                (partial / f"{index:05d}").write_bytes(data)
-            (partial / "info.json").write_text(info.model_dump_json())
-            try:
-                partial.rename(folder)
-            except OSError:  # the same clip stored meanwhile: equal content
-                shutil.rmtree(partial, ignore_errors=True)
-            if self._on_stored is not None:
-                self._on_stored()
+        with self._guard.files():
+            stored = not (folder / "info.json").exists()
+            if stored:
+                partial = folder.with_name(folder.name + f".{secrets.token_hex(4)}.tmp")
+                partial.mkdir(parents=True)
+                for index, data in enumerate(files):
+                    (partial / f"{index:05d}").write_bytes(data)
+                (partial / "info.json").write_text(info.model_dump_json())
+                try:
+                    partial.rename(folder)
+                except OSError:  # the same clip stored meanwhile: equal content
+                    shutil.rmtree(partial, ignore_errors=True)
+        if stored and self._on_stored is not None:
+            self._guard.sync(self._on_stored, "commit")
         return info
 
     def get(self, namespace: str, video_id: str) -> tuple[VideoInfo, list[bytes]]:
         """A clip's description and every frame's file."""
         info, folder = self._found(namespace, video_id)
-        files = [(folder / f"{index:05d}").read_bytes() for index in range(info.num_frames)]
+        with self._guard.files():
+            files = [(folder / f"{index:05d}").read_bytes() for index in range(info.num_frames)]
         return info, files
 
     def frame(self, namespace: str, video_id: str, index: int) -> bytes:
@@ -176,17 +181,24 @@ class VideoStore:
                 f"frame_index {index} is outside the clip's {info.num_frames} frames",
                 code=ErrorCode.INVALID_PARAMETER,
             )
-        return (folder / f"{index:05d}").read_bytes()
+        with self._guard.files():
+            return (folder / f"{index:05d}").read_bytes()
 
     def _found(self, namespace: str, video_id: str) -> tuple[VideoInfo, Path]:
         folder = self._folder(namespace, video_id) if VIDEO_ID.match(video_id) else None
-        if folder is not None and not (folder / "info.json").exists() and self._on_missing:
-            self._on_missing()
-        if folder is None or not (folder / "info.json").exists():
+        if folder is not None and not self._has(folder) and self._on_missing:
+            self._guard.sync(self._on_missing, "reload")
+        if folder is None or not self._has(folder):
             raise NotFoundError(
                 f"no video {video_id!r} for this API key", code=ErrorCode.VIDEO_NOT_FOUND
             )
-        return VideoInfo.model_validate(json.loads((folder / "info.json").read_text())), folder
+        with self._guard.files():
+            info = VideoInfo.model_validate(json.loads((folder / "info.json").read_text()))
+        return info, folder
+
+    def _has(self, folder: Path) -> bool:
+        with self._guard.files():
+            return (folder / "info.json").exists()
 
     def _folder(self, namespace: str, video_id: str) -> Path:
         tenant = hashlib.blake2b(namespace.encode(), digest_size=16).hexdigest()
