@@ -11,9 +11,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import modal
+import sam2_gateway
 
 from infra.settings import DeploySettings
 
@@ -51,11 +53,23 @@ PACKAGES = (
     "modal>=1.0",
 )
 
+# The packages with every file, not only their .py ones (Modal's default): the gateway serves
+# the built playground page (sam2_gateway/playground/) and Alembic keeps its revision template
+# beside the migrations.
+SOURCES = ("sam2_contract", "sam2_gateway", "infra")
+PLAYGROUND = Path(sam2_gateway.__file__).parent / "playground"
+if modal.is_local() and not (PLAYGROUND / "index.html").is_file():
+    raise RuntimeError(
+        "infra.gateway_app: the playground page is not built, so /playground/ would be missing "
+        "from the deployment: run `cd sdk-js && npm ci && npm run build:playground` first "
+        "(scripts/test and scripts/dev do)"
+    )
+
 image = (
     modal.Image.debian_slim(python_version="3.11")
     .pip_install(*PACKAGES)
     .env(IMAGE_ENV)
-    .add_local_python_source("sam2_contract", "sam2_gateway", "infra")
+    .add_local_python_source(*SOURCES, ignore=[])
 )
 
 app = modal.App(settings.gateway_app, image=image)

@@ -92,7 +92,11 @@ with image.imports():  # type: ignore[no-untyped-call]
 # container. `snap=True` does that once, on the CPU with CUDA out of reach (a CUDA state seen
 # while snapshotting comes back with zero devices), and Modal restores later containers from the
 # snapshot; `snap=False` then moves the weights to the GPU (or refuses to start without one),
-# warms up and starts serving. Why H200 by default: the large model's encoder in bf16 is most of
+# warms up and starts serving. With `SAM2_DEPLOY_GPU_SNAPSHOT=true` (Modal's GPU snapshots, an
+# alpha feature) GPU memory is kept in the snapshot too, so the move, the warm-up and the CUDA
+# graphs it captures happen inside `snap=True`, once, and a restore only starts serving. What
+# it saves a cold start can only be measured on Modal (docs/deploy.md).
+# Why H200 by default: the large model's encoder in bf16 is most of
 # a first click; the fastest card makes it shortest (H100, A100 and L4 work too).
 # Why these concurrency numbers: the engine runs one request's model work at a time (a lock),
 # so a container takes two at once (one on the GPU, one decoding or encoding masks) before Modal
@@ -110,6 +114,9 @@ SERVER_OPTIONS: dict[str, Any] = {
     "scaledown_window": settings.scaledown_window_s,
     "max_containers": settings.max_containers,
     "routing_region": settings.routing_region,
+    # The keep-warm minimum as the schedule says at deploy time: a deploy resets the
+    # autoscaler to these options, and the next keep-warm tick may be ten minutes away.
+    "min_containers": desired_min_containers(datetime.now(UTC), settings),
 }
 
 
@@ -117,18 +124,20 @@ SERVER_OPTIONS: dict[str, Any] = {
 class Inference:
     @modal.enter(snap=True)
     def load(self) -> None:
-        """Weights from the Volume (or the hub, the first time) into CPU memory."""
+        """Weights from the Volume (or the hub, the first time) into CPU memory; with GPU
+        snapshots, onto the GPU and warmed up too."""
         self.engine = load_for_snapshot(InferenceSettings())
         if self.engine.info.weights == "huggingface":
             hf_volume.commit()  # a first download is kept even if this container dies
+        if settings.gpu_snapshot:
+            self.prepare()
 
     @modal.enter(snap=False)
     def start(self) -> None:
-        """After each restore: onto the GPU (or refuse), one warm-up click, then serve."""
-        move_to_accelerator(self.engine, require_gpu=settings.require_gpu)
-        acceleration = self.engine.acceleration
-        if acceleration is not None and acceleration.aot == "compiled":
-            hf_volume.commit()  # the compiled encoder, for every later container to load
+        """After each restore: onto the GPU (or refuse) and warmed up, unless the snapshot
+        holds that already; then serve."""
+        if not settings.gpu_snapshot:
+            self.prepare()
         served = InferenceSettings()
         # Clips on the shared Volume: committed when stored, reloaded before one is missing.
         store = VideoStore(
@@ -140,23 +149,37 @@ class Inference:
     def stop(self) -> None:
         self.server.stop()
 
+    def prepare(self) -> None:
+        """Onto the GPU (or refuse to start without one), then a warm-up that captures the
+        CUDA graphs and, with SAM2_COMPILE=aot, compiles or loads the encoder."""
+        move_to_accelerator(self.engine, require_gpu=settings.require_gpu)
+        acceleration = self.engine.acceleration
+        if acceleration is not None and acceleration.aot == "compiled":
+            hf_volume.commit()  # the compiled encoder, for every later container to load
+
 
 # ## Keep-warm
 #
 # Re-applied every few minutes (idempotent: a missed run heals at the next): `warm_containers`
-# GPU containers inside the configured days and hours, zero outside them. Each container warms
-# itself up when it starts, so nothing needs to call it.
-
+# GPU containers inside the configured days and hours, zero outside them; a deploy applies the
+# minimum of its moment (`min_containers` above). Each container warms itself up when it
+# starts, so nothing needs to call it. The function runs on a small CPU image of its own: it
+# only talks to Modal's API, and the torch image would cost it a far longer start.
 
 KEEP_WARM_SCHEDULE = modal.Cron(settings.warm_check_cron)
+keep_warm_image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .pip_install("pydantic>=2.9,<3", "pydantic-settings>=2.5", "numpy>=1.26", "pillow>=10.4")
+    .env(settings.as_env())
+    .add_local_python_source("sam2_contract", "infra")
+)
 
 
-@app.function(schedule=KEEP_WARM_SCHEDULE, timeout=120)
+@app.function(schedule=KEEP_WARM_SCHEDULE, timeout=120, image=keep_warm_image)
 def keep_warm() -> int:
     wanted = desired_min_containers(datetime.now(UTC), settings)
-    modal.Server.from_name(settings.inference_app, settings.inference_class).update_autoscaler(
-        min_containers=wanted
-    )
+    server = modal.Server.from_name(settings.inference_app, settings.inference_class)
+    server.autoscaler.update(min_containers=wanted)
     return wanted
 
 

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from sam2_contract import decode_mask
+from sam2_inference import Sam2Engine
 from sam2_inference.serving import GpuMissingError
 from support import IMAGES, RunningServer, b64, encode, free_port, run_hook
 
@@ -52,6 +54,21 @@ import json
 import modal
 import infra.inference_app as ia, infra.gateway_app as ga
 from modal._partial_function import _PartialFunctionFlags as F, _find_partial_methods_for_user_cls
+from modal._utils.async_utils import synchronizer
+from modal.mount import _Mount
+
+def mounted(image):  # the files an image's local mounts put into a container, found offline
+    found, todo, seen = [], [synchronizer._translate_in(image)], set()
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, _Mount):
+            found += [str(remote) for e in obj.entries for _, remote in e.get_files_to_upload()]
+        todo += obj._deps() if getattr(obj, "_deps", None) else []
+    return sorted(found)
+
 spec = ia.Inference._get_service_function()._spec_
 user_cls = ia.Inference._get_user_cls()
 hooks = {
@@ -77,6 +94,12 @@ print(json.dumps({
     "gateway_timeouts": [ga.IMAGE_ENV[f"SAM2_GATEWAY_INFERENCE_{k}"]
                          for k in ("TIMEOUT_S", "CONNECT_TIMEOUT_S", "STARTUP_WAIT_S")],
     "deploy_env_warm_days": ia.IMAGE_ENV["SAM2_DEPLOY_WARM_DAYS"],
+    "gateway_files": mounted(ga.image),
+    "keep_warm_on_its_own_image": (
+        ia.keep_warm._spec_.image is synchronizer._translate_in(ia.keep_warm_image)
+    ),
+    "min_containers_now": ia.desired_min_containers(ia.datetime.now(ia.UTC), ia.settings),
+    "inference_files": mounted(ia.image),
 }))
 """
 
@@ -100,7 +123,9 @@ def test_apps_import_without_a_token_and_have_the_default_specs() -> None:
     assert spec["compile"] == "off"  # until AOTInductor's gain is measured on a GPU
     assert spec["aot_dir"].startswith(spec["hf_cache"] + "/")  # kept in the weights Volume
     assert spec["listens"] == ["0.0.0.0", "8000"]
+    assert spec["keep_warm_on_its_own_image"] is True  # not the torch image
     assert spec["server_options"] == {
+        "min_containers": spec["min_containers_now"],  # a deploy applies keep-warm at once
         "gpu": "H200",
         "enable_memory_snapshot": True,
         "experimental_options": None,
@@ -119,6 +144,22 @@ def test_apps_import_without_a_token_and_have_the_default_specs() -> None:
     assert spec["gateway_gpu"] is None  # the gateway runs on CPU
     assert spec["gateway_concurrency"] == 100
     assert json.loads(spec["deploy_env_warm_days"]) == ["mon", "tue", "wed", "thu", "fri"]
+
+
+def test_the_gateway_image_ships_the_playground_and_the_alembic_template() -> None:
+    """Modal's add_local_python_source takes only .py files by default: the built page and
+    Alembic's template must be in the gateway image's mounts all the same."""
+    files = _probe(SPEC_PROBE)["gateway_files"]
+    page = "/root/sam2_gateway/playground/"
+    assert page + "index.html" in files
+    assets = [f for f in files if f.startswith(page + "assets/")]
+    assert any(f.endswith(".js") for f in assets)
+    assert any(f.endswith(".css") for f in assets)
+    built = Path(REPO) / "services" / "gateway" / "src" / "sam2_gateway" / "playground"
+    assert len(assets) == len(list((built / "assets").iterdir()))  # every asset, none left out
+    assert "/root/sam2_gateway/migrations/script.py.mako" in files
+    assert any(f.startswith("/root/sam2_gateway/migrations/versions/") for f in files)
+    assert not any("__pycache__" in f for f in files)
 
 
 @pytest.mark.parametrize(
@@ -308,6 +349,52 @@ def test_without_the_requested_gpu_the_server_refuses_to_become_ready(
         httpx.get(f"http://127.0.0.1:{deployed_env}/readyz")
 
 
+@pytest.mark.parametrize("gpu_snapshot", [False, True])
+def test_the_hooks_move_warm_and_serve_in_order(
+    deployed_env: int, monkeypatch: pytest.MonkeyPatch, gpu_snapshot: bool
+) -> None:
+    """Without GPU snapshots the model reaches the GPU and warms up (graphs captured) after
+    each restore; with them, inside the snapshot, so a restore only serves. The real functions
+    run (no GPU here: the model stays on the CPU and warms up there); only their
+    order is recorded. What GPU snapshots save a cold start is measurable on Modal only."""
+    app = infra.inference_app
+    chosen = {"gpu_snapshot": gpu_snapshot, "require_gpu": False}
+    monkeypatch.setattr(app, "settings", app.settings.model_copy(update=chosen))
+    calls: list[tuple[str, str]] = []
+    hook = ["none"]
+    for name in ("load_for_snapshot", "move_to_accelerator", "serve_engine"):
+        real = getattr(app, name)
+
+        def recorded(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls.append((hook[0], _name))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(app, name, recorded)
+    warmed: list[str] = []
+    real_warm_up = Sam2Engine.warm_up
+
+    def warm_up(engine: Sam2Engine) -> None:
+        warmed.append(hook[0])
+        real_warm_up(engine)
+
+    monkeypatch.setattr(Sam2Engine, "warm_up", warm_up)
+    container = app.Inference._get_user_cls()()
+    for name in ("load", "start"):
+        hook[0] = name
+        run_hook(container, name)
+    try:
+        prepared = "load" if gpu_snapshot else "start"
+        assert calls == [
+            ("load", "load_for_snapshot"),
+            (prepared, "move_to_accelerator"),
+            ("start", "serve_engine"),
+        ]
+        assert warmed == [prepared]  # the warm-up (graph capture on a GPU) with the move
+        assert httpx.get(f"http://127.0.0.1:{deployed_env}/readyz").status_code == 200
+    finally:
+        run_hook(container, "stop")
+
+
 def test_the_gateway_finds_the_inference_server_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     """At the Modal boundary: the gateway asks Modal for the Server's URL, unless told one."""
     import infra.gateway_app
@@ -336,31 +423,47 @@ def test_the_gateway_finds_the_inference_server_by_name(monkeypatch: pytest.Monk
     assert len(asked) == 1
 
 
-def test_keep_warm_sets_the_servers_minimum(monkeypatch: pytest.MonkeyPatch) -> None:
-    """At the Modal boundary: keep-warm sets min_containers on the deployed Server."""
+def test_keep_warm_sets_the_servers_minimum_with_current_apis_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At the Modal boundary: keep-warm sets min_containers through `Server.autoscaler.update`
+    (the stand-in has no deprecated `update_autoscaler`), with warnings as errors; and the pinned
+    client has that method with that keyword, offline."""
     updates = []
 
-    class DeployedServer:
-        def update_autoscaler(self, **changes: int) -> None:
+    class Autoscaler:
+        def update(self, **changes: int) -> None:
             updates.append(changes)
 
+    class DeployedServer:
+        autoscaler = Autoscaler()
+
+    real = inspect.signature(modal.Server.from_name("app", "Cls").autoscaler.update)
+    assert "min_containers" in real.parameters
     monkeypatch.setattr(modal.Server, "from_name", lambda *_: DeployedServer())
     before = desired_min_containers(datetime.now(UTC), infra.inference_app.settings)
-    wanted = infra.inference_app.keep_warm.local()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wanted = infra.inference_app.keep_warm.local()
     after = desired_min_containers(datetime.now(UTC), infra.inference_app.settings)
     assert wanted in (before, after)
     assert updates == [{"min_containers": wanted}]
 
 
-def test_the_cost_tables_keep_warm_column_is_the_default_windows_price() -> None:
-    """docs/deploy.md: keep-warm $ per week = warm containers x window hours x $/hour."""
+def test_the_cost_section_is_what_bench_cost_computes_from_the_measured_figures() -> None:
+    """docs/deploy.md's cost tables are bench/cost.py's output (run `bench/cost.py --write`
+    after a change to the figures, the prices or the defaults), and their keep-warm column is
+    the window's hours x a container's price."""
+    done = subprocess.run(
+        [sys.executable, "bench/cost.py"], cwd=REPO, capture_output=True, text=True, check=True
+    )
     doc = (Path(REPO) / "docs" / "deploy.md").read_text()
-    cost = doc[doc.index("## Cost") : doc.index("## Troubleshooting")]
-    rows = [line.split("|")[1:-1] for line in cost.splitlines() if line.startswith("| ")][1:]
-    defaults = DeploySettings()
-    assert warm_hours_per_week(defaults) == 60
-    assert len(rows) == 4
-    for cells in rows:
-        per_hour, per_week = float(cells[1]), float(cells[-1])
-        hours = warm_hours_per_week(defaults)
-        assert per_week == pytest.approx(defaults.warm_containers * hours * per_hour, abs=0.005)
+    begin = doc.index("<!-- cost tables: bench/cost.py -->")
+    end = doc.index("<!-- end of bench/cost.py -->")
+    assert doc[begin:end] == done.stdout[: done.stdout.index("<!-- end of bench/cost.py -->")]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
+    prices = {cells[0].strip(): cells for cells in rows if cells[0].strip() in ("H200", "L4")}
+    hours = warm_hours_per_week(DeploySettings())
+    for gpu, cells in prices.items():
+        container = float(cells[1]) + 2 * 0.0472 + 16 * 0.008  # the GPU, 2 cores, 16 GiB
+        assert float(cells[-1]) == pytest.approx(hours * container, abs=0.01), gpu
