@@ -51,6 +51,31 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeySto
     store.dispose()
 
 
+MIGRATE = """
+import sys, time
+from sam2_gateway.store import KeyStore
+store = KeyStore(sys.argv[1], "pepper")
+store._engine.connect().close()  # connected and imported: what is left is the migration
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all begin at the same moment
+store.migrate()
+"""
+
+
+def test_gateway_containers_starting_together_all_migrate_a_new_database() -> None:
+    """Every gateway container migrates as it starts: six processes at once on an empty
+    PostgreSQL database all succeed (one migrates, the others wait for its lock and find the
+    schema current). Without the lock this failed in 1 of 2 runs here (a duplicate table)."""
+    url = service_url("SAM2_TEST_POSTGRES_URL")
+    for table in ("usage", "api_keys", "alembic_version"):
+        _sql(url, f"DROP TABLE IF EXISTS {table}")
+    at = str(time.time() + 4.0)
+    command = [sys.executable, "-c", MIGRATE, url, at]
+    starts = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    errors = [process.communicate(timeout=120)[1] for process in starts]
+    assert [process.returncode for process in starts] == [0] * 6, errors
+    assert len(_sql(url, "SELECT version_num FROM alembic_version")) == 1
+
+
 def test_keys_round_trip_and_only_hashes_are_stored(any_store: KeyStore) -> None:
     expires = datetime.now(UTC) + timedelta(days=3)
     key, record = any_store.create(

@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from sam2_gateway.core.keys import ParsedKey, generate_key, hash_key
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATE_LOCK = 0x53414D32  # "SAM2": the PostgreSQL advisory lock a migration holds
 
 
 class Base(DeclarativeBase):
@@ -119,13 +120,18 @@ class KeyStore:
         self._pepper = pepper
 
     def migrate(self) -> None:
-        """Upgrade the schema to the newest Alembic revision (idempotent)."""
+        """Upgrade the schema to the newest Alembic revision (idempotent). On PostgreSQL one
+        process at a time: every gateway container migrates as it starts, and two creating the
+        same tables at once would fail one of them."""
         from alembic import command
         from alembic.config import Config
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self._engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # held until this transaction ends
+                lock = text("SELECT pg_advisory_xact_lock(:key)")
+                connection.execute(lock, {"key": MIGRATE_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
