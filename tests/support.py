@@ -195,14 +195,24 @@ def run_hook(container: object, name: str) -> None:
 
 class TcpForwarder:
     """Forwards a local port to `target` (host, port) until `stop()`, which closes the port
-    and every connection through it: a dependency's network going away, for outage drills."""
+    and every connection through it: a dependency's network going away, for outage drills.
+    `freeze()` stalls it instead: connections are still accepted and kept, but no byte moves
+    either way until `thaw()`, as with a process stopped by SIGSTOP or a black-holed network."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self._target = target
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.port = 0
+
+    def freeze(self) -> None:
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
+    def thaw(self) -> None:
+        self._loop.call_soon_threadsafe(self._flowing.set)
 
     def start(self, port: int = 0) -> int:
         """Listen (on `port`, e.g. a stopped forwarder's, or any free one) and forward."""
@@ -235,12 +245,14 @@ class TcpForwarder:
 
     async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        await self._flowing.wait()
         up_reader, up_writer = await asyncio.open_connection(*self._target)
         self._writers.add(up_writer)
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError):
                 while data := await source.read(65536):
+                    await self._flowing.wait()
                     sink.write(data)
                     await sink.drain()
             sink.close()

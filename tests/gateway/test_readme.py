@@ -100,3 +100,30 @@ def test_readme_example_runs_as_pasted(
             assert result["result"]["image_shape"] == [height, width]
     if "jq .image_id" in block:  # the click by image_id reused the first call's embedding
         assert answers[-1]["cached"] is True
+
+
+def _documented_variables() -> set[str]:
+    """Every variable the README's configuration tables name, `..._SUFFIX` shorthands expanded
+    against the row's first full name (`SAM2_GATEWAY_INFERENCE_TIMEOUT_S`, `..._CONNECT_TIMEOUT_S`
+    is also read as `SAM2_GATEWAY_INFERENCE_CONNECT_TIMEOUT_S`)."""
+    names: set[str] = set()
+    for row in README.splitlines():
+        full = re.findall(r"`(SAM2_[A-Z0-9_]+)`", row.split(" | ")[0])
+        names.update(full)
+        for suffix in re.findall(r"`\.\.\._([A-Z0-9_]+)`", row.split(" | ")[0]):
+            words = full[0].split("_")
+            names.update("_".join([*words[:k], suffix]) for k in range(2, len(words)))
+    return names
+
+
+def test_every_gateway_setting_is_in_the_readme_configuration_table() -> None:
+    """A setting added to GatewaySettings without a row is a setting no operator can find."""
+    from sam2_gateway import GatewaySettings
+
+    documented = _documented_variables()
+    missing = [
+        f"SAM2_GATEWAY_{name.upper()}"
+        for name in GatewaySettings.model_fields
+        if f"SAM2_GATEWAY_{name.upper()}" not in documented
+    ]
+    assert missing == []

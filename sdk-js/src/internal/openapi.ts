@@ -33,8 +33,9 @@ export interface paths {
         };
         /**
          * Readyz
-         * @description The key store, the rate limiter and inference are reachable and the model is loaded;
-         *     else 503 naming what is not.
+         * @description The key store, the rate limiter and inference answer and the model is loaded; else 503
+         *     naming the first that does not (or is slow). The three are asked at once, each within
+         *     `readyz_timeout_s`, so the answer comes within that too.
          */
         get: operations["readyz"];
         put?: never;

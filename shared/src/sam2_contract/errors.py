@@ -76,6 +76,7 @@ class ErrorCode(StrEnum):
     IMAGE_TOO_LARGE = "image_too_large"
     OVER_BUDGET = "over_budget"
     OVER_TIME_BUDGET = "over_time_budget"
+    ANSWER_TOO_LARGE = "answer_too_large"
     BODY_TOO_LARGE = "body_too_large"
     HEADERS_TOO_LARGE = "headers_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -104,6 +105,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_CONCURRENT = "too_many_concurrent"
     INFERENCE_UNAVAILABLE = "inference_unavailable"
     INFERENCE_STARTING = "inference_starting"
+    GATEWAY_BUSY = "gateway_busy"
     INFERENCE_TIMEOUT = "inference_timeout"
     DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
     INTERNAL_ERROR = "internal_error"
@@ -261,6 +263,12 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         "Over the memory budget",
         "Send fewer boxes, or a smaller image: even one prompt at a time would not fit.",
     ),
+    ErrorCode.ANSWER_TOO_LARGE: ErrorSpec(
+        422,
+        "Answer too large",
+        'Ask for `mask_format: "rle"` (a mask\'s outline, about 100x smaller than bool2d) or '
+        '`"png"`, fewer masks (`return_all_masks: false`, fewer boxes), or a smaller image.',
+    ),
     ErrorCode.OVER_TIME_BUDGET: ErrorSpec(
         422,
         "Over the time budget",
@@ -393,6 +401,12 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         503,
         "Inference is starting",
         "A model container is starting (a cold start); retry after `Retry-After` seconds.",
+    ),
+    ErrorCode.GATEWAY_BUSY: ErrorSpec(
+        503,
+        "Gateway busy",
+        "The gateway is sending many large answers; retry after `Retry-After` seconds, or ask "
+        'for `mask_format: "rle"`, which is small.',
     ),
     ErrorCode.INFERENCE_TIMEOUT: ErrorSpec(
         504,

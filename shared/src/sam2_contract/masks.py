@@ -65,6 +65,18 @@ def decode_mask(value: Mask | dict[str, Any]) -> BoolMask:
     return decode_bool2d(value)
 
 
+def mask_slots(answer: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """Where a segment answer holds its masks, as (container, key) pairs in answer order:
+    `mask`, `all_masks`, each prediction's, each auto mask's `segmentation`."""
+    slots: list[tuple[Any, Any]] = []
+    prompts = [answer, *(answer.get("predictions") or [])] if "mask" in answer else []
+    for prompt in prompts:
+        slots.append((prompt, "mask"))
+        slots.extend((prompt["all_masks"], i) for i in range(len(prompt.get("all_masks") or [])))
+    slots.extend((auto_mask, "segmentation") for auto_mask in answer.get("masks") or [])
+    return slots
+
+
 def render_answer(
     answer: dict[str, Any], mask_format: MaskFormat, *, tolerance: float = DEFAULT_TOLERANCE
 ) -> dict[str, Any]:
@@ -72,18 +84,11 @@ def render_answer(
     re-encoded in `mask_format`: `mask`, `all_masks`, each prediction's, each auto mask's.
     Changes `answer` in place and returns it."""
     budget = EdgeBudget()
-
-    def render(value: Any) -> Any:
-        encoded = encode_mask(decode_mask(value), mask_format, tolerance=tolerance, budget=budget)
-        return encoded.model_dump() if isinstance(encoded, PolygonMask) else encoded
-
-    prompts = [answer, *(answer.get("predictions") or [])] if "mask" in answer else []
-    for prompt in prompts:
-        prompt["mask"] = render(prompt["mask"])
-        if prompt.get("all_masks") is not None:
-            prompt["all_masks"] = [render(value) for value in prompt["all_masks"]]
-    for auto_mask in answer.get("masks") or []:
-        auto_mask["segmentation"] = render(auto_mask["segmentation"])
+    for holder, key in mask_slots(answer):
+        encoded = encode_mask(
+            decode_mask(holder[key]), mask_format, tolerance=tolerance, budget=budget
+        )
+        holder[key] = encoded.model_dump() if isinstance(encoded, PolygonMask) else encoded
     answer["mask_format"] = mask_format
     return answer
 
@@ -92,6 +97,52 @@ def encode_bool2d(mask: BoolMask) -> list[list[bool]]:
     """The original response format: one list of booleans per row."""
     rows: list[list[bool]] = np.asarray(mask, dtype=bool).tolist()
     return rows
+
+
+_TRUE = np.frombuffer(b"true,", dtype=np.uint8)
+_FALSE = np.frombuffer(b"false,", dtype=np.uint8)
+
+
+def bool2d_json_bytes(height: int, width: int) -> int:
+    """The most bytes `bool2d_json` writes for an HxW mask (all `false`): what a bool2d answer
+    costs, known before any mask is made."""
+    return 2 + height * (6 * width + 3)
+
+
+def bool2d_json(mask: BoolMask) -> bytes:
+    """`encode_bool2d(mask)` as compact JSON, byte for byte what `json.dumps(..., separators=
+    (",", ":"))` writes, without the nested lists: those hold 8 bytes of pointer a pixel (and
+    their serialisation as much again), this holds the answer's own bytes and a few rows."""
+    return b"".join(bool2d_json_chunks(mask))
+
+
+def bool2d_json_chunks(mask: BoolMask, rows_at_once: int = 256) -> list[bytes]:
+    """`bool2d_json(mask)` in pieces of `rows_at_once` rows, to be sent without joining."""
+    array = np.asarray(mask, dtype=bool)
+    height, width = array.shape
+    if height == 0:
+        return [b"[]"]
+    if width == 0:
+        return [b"[" + b",".join([b"[]"] * height) + b"]"]
+    chunks = [b"["]
+    for top in range(0, height, rows_at_once):
+        block = array[top : top + rows_at_once]
+        lengths = np.where(block, 5, 6).astype(np.int64)  # "true," / "false,"
+        starts = np.zeros(block.shape, dtype=np.int64)
+        row_bytes = lengths.sum(axis=1) + 2  # "[" ... "]" and the "," after the row
+        np.cumsum(lengths[:, :-1], axis=1, out=starts[:, 1:])
+        starts += (np.cumsum(row_bytes) - row_bytes + 1)[:, None]
+        out = np.full(int(row_bytes.sum()), ord(","), dtype=np.uint8)
+        for token, where in ((_TRUE, block), (_FALSE, ~block)):
+            at = starts[where]
+            for k in range(len(token) - 1):
+                out[at + k] = token[k]
+        row_starts = starts[:, 0] - 1
+        out[row_starts] = ord("[")
+        out[row_starts + row_bytes - 2] = ord("]")
+        chunks.append(out.tobytes())
+    chunks[-1] = chunks[-1][:-1] + b"]"
+    return chunks
 
 
 def decode_bool2d(rows: list[list[bool]]) -> BoolMask:

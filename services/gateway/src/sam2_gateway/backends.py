@@ -12,11 +12,21 @@ to 4 s) until a container answers, `startup_wait_s` has passed or the request's 
 spent, whichever is first, and only then answers `503 inference_starting` with `Retry-After`.
 A 503 that inference itself sends (a problem body: loading, overloaded, stopped work) is never
 retried here. The health probe does not wait: it says "starting" at once.
+
+A stalled inference (a frozen process, a black-holed network) accepts connections and never
+answers. The first request to run out of time gets `504 inference_timeout`, and makes the
+gateway ask inference's `/healthz` (within `STALL_PROBE_TIMEOUT_S`): if that does not answer
+either, inference is held to be stalled and every request gets `503 inference_unavailable` at
+once, without being sent, while the probe asks again every `STALL_PROBE_EVERY_S` until it
+answers. A request that is only slow (a long automatic job) leaves the probe answering, and
+nothing else changes. On Modal the probe goes through the proxy like any request, so one
+stalled container among several does not stop the others being used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -50,6 +60,8 @@ UNAVAILABLE_RETRY_AFTER_S = 1
 STARTING_RETRY_AFTER_S = 5
 COLD_START_BACKOFF_S = (0.5, 4.0)  # first wait, longest wait
 REQUEST_ID_HEADER = "X-Request-ID"
+STALL_PROBE_TIMEOUT_S = 2.0
+STALL_PROBE_EVERY_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,17 +147,7 @@ def _cold_start(status: int, headers: Mapping[str, str]) -> bool:
     return status == 503 and not headers.get("content-type", "").startswith(PROBLEM_CONTENT_TYPE)
 
 
-DEPENDENCY_RETRY_AFTER_S = 5
 DEADLINE_MARGIN_S = 5.0
-
-
-def dependency_down(name: str) -> ServiceUnavailableError:
-    """A dependency of the gateway itself (the key store, the rate limiter) is unreachable."""
-    return ServiceUnavailableError(
-        f"the {name} is unavailable",
-        code=ErrorCode.DEPENDENCY_UNAVAILABLE,
-        retry_after=DEPENDENCY_RETRY_AFTER_S,
-    )
 
 
 def work_deadline_s(timeout_s: float) -> float:
@@ -189,6 +191,13 @@ class HttpBackend:
         self._startup_wait_s = startup_wait_s
         self._start_estimate_s = start_estimate_s
         self._session: aiohttp.ClientSession | None = None
+        self._stalled = False
+        self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def stalled(self) -> bool:
+        """Inference ran a request out of time and then did not answer its health probe."""
+        return self._stalled
 
     async def segment(
         self, request_json: bytes, image_file: bytes | None, hop: Hop
@@ -215,7 +224,8 @@ class HttpBackend:
     async def cancel(self, hop: Hop) -> None:
         """Stop the work of `hop`'s request: its client went away. Routed like the request, so
         on Modal it reaches the container running it."""
-        await self._send("POST", "/internal/cancel", headers=self._hop_headers(hop), wait=False)
+        if not self._stalled:
+            await self._send("POST", "/internal/cancel", headers=self._hop_headers(hop), wait=False)
 
     async def forward(
         self,
@@ -274,6 +284,10 @@ class HttpBackend:
         return body
 
     async def aclose(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -300,6 +314,12 @@ class HttpBackend:
         """The first answer that is not a cold start's 503, asking again with backoff while one
         is (within `startup_wait_s` and the request's own time); the answer of the last try
         when `wait` is False or the time is spent."""
+        if self._stalled:
+            raise unavailable(
+                "inference is not answering (a request ran out of time and its health check "
+                "did not answer); asking it again every "
+                f"{STALL_PROBE_EVERY_S:g} s"
+            )
         started = time.monotonic()
         wait_until = started + min(self._startup_wait_s if wait else 0.0, self._timeout_s)
         pause = COLD_START_BACKOFF_S[0]
@@ -349,9 +369,37 @@ class HttpBackend:
         except aiohttp.ConnectionTimeoutError:
             raise unavailable("the inference service did not accept the connection") from None
         except TimeoutError:
+            self._suspect()
             raise timed_out(self._timeout_s) from None
         except aiohttp.ClientError:
             raise unavailable(broken) from None
+
+    def _suspect(self) -> None:
+        """A request ran out of time: find out (once at a time) whether inference is stalled."""
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.get_running_loop().create_task(self._watch_stall())
+
+    async def _watch_stall(self) -> None:
+        while not await self._answers():
+            if not self._stalled:
+                log.warning(
+                    "inference is not answering: requests get 503 until its health check does"
+                )
+                self._stalled = True
+            await asyncio.sleep(STALL_PROBE_EVERY_S)
+        if self._stalled:
+            log.warning("inference answers again")
+        self._stalled = False
+
+    async def _answers(self) -> bool:
+        """Whether inference (or Modal's proxy in front of it) answers /healthz at all."""
+        timeout = aiohttp.ClientTimeout(total=STALL_PROBE_TIMEOUT_S)
+        try:
+            async with self._client().get(self._base_url + "/healthz", timeout=timeout) as got:
+                await got.read()
+        except (TimeoutError, aiohttp.ClientError):
+            return False
+        return True
 
     @staticmethod
     def _error(status: int, headers: Mapping[str, str], body: bytes) -> Sam2ServiceError:

@@ -24,6 +24,7 @@ from sam2_contract.wire import FORWARDED_HEADERS
 from sam2_gateway.api.deps import Gateway
 from sam2_gateway.api.routes import auth, health, segment, usage, video
 from sam2_gateway.backends import HttpBackend, InferenceBackend
+from sam2_gateway.core.answers import AnswerMemory
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.fetch import ImageFetcher
 from sam2_gateway.core.logs import AccessLogMiddleware
@@ -53,7 +54,20 @@ def create_app(
     """The gateway; `backend` replaces the configured inference backend (tests, Modal) and
     `resolver` the DNS resolver `image_url` fetches use (tests)."""
     settings = settings or GatewaySettings()
-    store = KeyStore(settings.database_url, settings.key_pepper.get_secret_value())
+    store = KeyStore(
+        settings.database_url,
+        settings.key_pepper.get_secret_value(),
+        timeout_s=settings.database_timeout_s,
+        retry_s=settings.dependency_retry_s,
+    )
+    limiter = RateLimiter(
+        settings.rate_limit_storage,
+        settings.rate_tiers,
+        settings.concurrency_tiers,
+        timeout_s=settings.redis_timeout_s,
+        retry_s=settings.dependency_retry_s,
+    )
+    journal = journal_for(settings.usage_journal, settings.rate_limit_storage, limiter.guard)
     gateway = Gateway(
         settings=settings,
         store=store,
@@ -64,13 +78,10 @@ def create_app(
             audience=settings.jwt_audience,
             retired_public_keys=settings.jwt_previous_public_keys,
         ),
-        limiter=RateLimiter(
-            settings.rate_limit_storage, settings.rate_tiers, settings.concurrency_tiers
-        ),
+        limiter=limiter,
         backend=backend or make_backend(settings),
-        meter=UsageMeter(
-            store, journal=journal_for(settings.usage_journal, settings.rate_limit_storage)
-        ),
+        meter=UsageMeter(store, journal=journal),
+        answers=AnswerMemory(settings.max_answer_bytes, settings.answer_memory_bytes),
         fetcher=ImageFetcher(
             max_bytes=settings.image_url_max_bytes,
             timeout_s=settings.image_url_timeout_s,

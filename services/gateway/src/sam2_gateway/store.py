@@ -6,11 +6,13 @@ database to the latest revision. No plaintext key is ever stored: only `hash_key
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Date,
@@ -31,8 +33,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from sam2_gateway.core.guard import DependencyGuard, dependency_down
 from sam2_gateway.core.keys import ParsedKey, generate_key, hash_key
 
+T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATE_LOCK = 0x53414D32  # "SAM2": the PostgreSQL advisory lock a migration holds
 
@@ -107,17 +111,34 @@ _BY_KEY_ID = select(ApiKey.__table__).where(ApiKey.__table__.c.key_id == bindpar
 class KeyStore:
     """Key records and usage counters."""
 
-    def __init__(self, database_url: str, pepper: str) -> None:
+    def __init__(
+        self, database_url: str, pepper: str, *, timeout_s: float = 1.5, retry_s: float = 2.0
+    ) -> None:
         self.database_url = database_url
         # Pre-ping catches dropped server connections; a local SQLite file has none to drop.
         networked = not database_url.startswith("sqlite")
-        # A database across the network answers in bounded time or is reported down.
-        connect_args = {"connect_timeout": 3} if networked else {}
+        # A database across the network answers in bounded time or is reported down: the
+        # connection in whole seconds (libpq's unit), a statement waiting for a lock by the
+        # server, a checkout from a pool whose connections are all stuck by the pool, and a
+        # call to a server that stopped answering by the guard (which a driver blocked on its
+        # socket cannot be interrupted by, so the calls of async callers go through it).
+        connect_args = (
+            {
+                "connect_timeout": max(2, math.ceil(timeout_s)),
+                "options": f"-c statement_timeout={int(timeout_s * 1000)}",
+            }
+            if networked
+            else {}
+        )
+        pool = {"pool_timeout": timeout_s} if networked else {}
         self._engine: Engine = create_engine(
-            database_url, pool_pre_ping=networked, connect_args=connect_args
+            database_url, pool_pre_ping=networked, connect_args=connect_args, **pool
         )
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         self._pepper = pepper
+        self.guard = DependencyGuard(
+            "key store", timeout_s=timeout_s, open_s=retry_s, failures=(DBAPIError, TimeoutError)
+        )
 
     def migrate(self) -> None:
         """Upgrade the schema to the newest Alembic revision (idempotent). On PostgreSQL one
@@ -166,29 +187,29 @@ class KeyStore:
 
     async def aget(self, key_id: str) -> KeyRecord | None:
         """`get` for async callers: inline on SQLite (a local read of ~0.1 ms costs less than
-        a thread hop), in a worker thread for a database across the network. An unreachable
-        database is `StoreUnavailableError`."""
-        try:
-            if self._engine.dialect.name == "sqlite":
+        a thread hop), in a worker thread behind the guard for a database across the network.
+        A database that fails or does not answer in time is `503 dependency_unavailable`."""
+        if self._engine.dialect.name == "sqlite":
+            try:
                 return self.get(key_id)
-            return await run_in_threadpool(self.get, key_id)
-        except DBAPIError as exc:
-            raise StoreUnavailableError(type(exc.orig).__name__) from None
+            except DBAPIError as exc:
+                raise dependency_down("key store") from exc
+        return await self._guarded(partial(self.get, key_id))
 
     async def ausage(self, key_id: str, *, since: date) -> list[UsageRow]:
-        """`usage` of one key for async callers; `StoreUnavailableError` when unreachable."""
-        try:
-            return await run_in_threadpool(partial(self.usage, key_id, since=since))
-        except DBAPIError as exc:
-            raise StoreUnavailableError(type(exc.orig).__name__) from None
+        """`usage` of one key for async callers, behind the guard."""
+        return await self._guarded(partial(self.usage, key_id, since=since))
 
-    async def reachable(self) -> bool:
-        """Whether the database answers a trivial query."""
-        try:
-            await run_in_threadpool(self._ping)
-        except DBAPIError:
-            return False
-        return True
+    async def arecord_usage(self, deltas: list[UsageDelta]) -> None:
+        """`record_usage` for the meter's flush, behind the guard."""
+        await self._guarded(partial(self.record_usage, deltas))
+
+    async def check(self, *, timeout_s: float) -> None:
+        """Raise `dependency_down` unless the database answers a trivial query in time."""
+        await self._guarded(self._ping, timeout_s=timeout_s)
+
+    async def _guarded(self, call: Callable[[], T], *, timeout_s: float | None = None) -> T:
+        return await self.guard.call(lambda: run_in_threadpool(call), timeout_s=timeout_s)
 
     def _ping(self) -> None:
         with self._engine.connect() as connection:
@@ -248,10 +269,6 @@ class KeyStore:
 
     def dispose(self) -> None:
         self._engine.dispose()
-
-
-class StoreUnavailableError(RuntimeError):
-    """The key store's database cannot be reached."""
 
 
 def _now() -> datetime:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -12,14 +10,15 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request, Response
 from sam2_contract.errors import AuthenticationError, ErrorCode, PermissionDeniedError
 
-from sam2_gateway.backends import InferenceBackend, dependency_down
+from sam2_gateway.backends import InferenceBackend
+from sam2_gateway.core.answers import AnswerMemory
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.fetch import ImageFetcher
 from sam2_gateway.core.keys import MalformedKeyError, looks_like_key, parse_key, verify_key
 from sam2_gateway.core.metering import UsageMeter
 from sam2_gateway.core.ratelimit import RateLimiter
 from sam2_gateway.core.tokens import TokenError, TokenSigner
-from sam2_gateway.store import KeyRecord, KeyStore, StoreUnavailableError
+from sam2_gateway.store import KeyRecord, KeyStore
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +37,7 @@ class Gateway:
     backend: InferenceBackend
     meter: UsageMeter
     fetcher: ImageFetcher
+    answers: AnswerMemory
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,18 +142,7 @@ async def _check_key(gateway: Gateway, credential: str) -> KeyRecord:
 
 
 async def _lookup(gateway: Gateway, key_id: str) -> KeyRecord | None:
-    with key_store_reached():
-        return await gateway.store.aget(key_id)
-
-
-@contextmanager
-def key_store_reached() -> Iterator[None]:
-    """An unreachable key store, inside the block, as `503 dependency_unavailable`."""
-    try:
-        yield
-    except StoreUnavailableError as exc:
-        log.warning("key store unreachable (%s): answering 503", exc)
-        raise dependency_down("key store") from None
+    return await gateway.store.aget(key_id)  # unreachable or slow: 503 dependency_unavailable
 
 
 def _check_alive(record: KeyRecord) -> None:

@@ -54,6 +54,43 @@ class GatewaySettings(BaseSettings):
         "runs (/readyz's Retry-After, the playground's 'starting the GPU (about N s)').",
     )
 
+    redis_timeout_s: float = Field(
+        default=0.25,
+        gt=0,
+        description="Each Redis call (the rate count, a concurrency lease, the usage journal) "
+        "answers within this or the request gets 503 dependency_unavailable.",
+    )
+    database_timeout_s: float = Field(
+        default=1.5,
+        gt=0,
+        description="Each key-store call (a key lookup, usage) answers within this, a statement "
+        "waiting for a lock included, or the request gets 503 dependency_unavailable.",
+    )
+    dependency_retry_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="After a dependency failed or ran out of time, calls to it fail at once "
+        "(503) for this long; then one call tries it again (a circuit breaker).",
+    )
+    readyz_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="/readyz asks the key store, the rate limiter and inference at once and "
+        "answers within this, naming what did not answer.",
+    )
+    max_answer_bytes: int = Field(
+        default=256 * 2**20,
+        gt=0,
+        description="The largest answer the gateway builds (masks x height x width in the "
+        "mask_format asked; bool2d is 6 bytes a pixel): larger gets 422 answer_too_large, "
+        "with a hint to ask for rle or png.",
+    )
+    answer_memory_bytes: int = Field(
+        default=512 * 2**20,
+        gt=0,
+        description="All answers being built or sent at once hold at most this; one that does "
+        "not fit waits up to 10 s for others to be sent, then gets 503 gateway_busy.",
+    )
     database_url: str = Field(
         default="sqlite:///./sam2-gateway.db",
         validation_alias=AliasChoices("SAM2_GATEWAY_DATABASE_URL", "DATABASE_URL"),
@@ -138,6 +175,15 @@ class GatewaySettings(BaseSettings):
         if not key:
             return {}
         return {"Modal-Key": key, "Modal-Secret": self.inference_proxy_secret.get_secret_value()}
+
+    @model_validator(mode="after")
+    def _one_answer_fits(self) -> Self:
+        if self.max_answer_bytes > self.answer_memory_bytes:
+            raise ValueError(
+                "SAM2_GATEWAY_MAX_ANSWER_BYTES is larger than SAM2_GATEWAY_ANSWER_MEMORY_BYTES: "
+                "an answer that large could never be built"
+            )
+        return self
 
     @model_validator(mode="after")
     def _secrets_are_real(self) -> Self:

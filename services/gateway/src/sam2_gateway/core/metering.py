@@ -31,7 +31,8 @@ from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
-from sam2_gateway.core.ratelimit import shared_redis_url
+from sam2_gateway.core.guard import DependencyGuard
+from sam2_gateway.core.ratelimit import redis_client, redis_guard, shared_redis_url
 from sam2_gateway.store import KeyStore, UsageDelta
 
 log = logging.getLogger(__name__)
@@ -122,10 +123,11 @@ class RedisJournal:
     ALIVE_S = 60
     FIELDS = ("requests", "images", "masks", "gpu_ms")
 
-    def __init__(self, url: str, *, prefix: str = "sam2:usage") -> None:
-        import redis.asyncio
-
-        self._redis: Any = redis.asyncio.from_url(url)
+    def __init__(
+        self, url: str, *, guard: DependencyGuard | None = None, prefix: str = "sam2:usage"
+    ) -> None:
+        self._guard = guard or redis_guard()
+        self._redis: Any = redis_client(url, self._guard.timeout_s)
         self._prefix = prefix
         self.process = uuid.uuid4().hex[:16]
         self._live = f"{prefix}:live:{self.process}"
@@ -133,6 +135,11 @@ class RedisJournal:
         self._taken = f"{prefix}:taken:{self.process}"
 
     async def append(self, key_id: str, counts: Counts) -> None:
+        """On every answer's path: bounded, and skipped while Redis is held back (the meter then
+        keeps the counts in memory)."""
+        await self._guard.call(lambda: self._append(key_id, counts))
+
+    async def _append(self, key_id: str, counts: Counts) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for name in self.FIELDS:
             value = getattr(counts, name)
@@ -232,9 +239,9 @@ class UsageMeter:
             for key_id, c in counts.items()
         ]
         try:
-            await run_in_threadpool(self._store.record_usage, deltas)
+            await self._store.arecord_usage(deltas)
         except Exception:
-            log.exception("writing usage failed; keeping it for the next flush")
+            log.warning("writing usage failed; keeping it for the next flush", exc_info=True)
             return False
         return True
 
@@ -257,9 +264,12 @@ class UsageMeter:
             await self.flush()
 
 
-def journal_for(usage_journal: Path | None, rate_limit_storage: str) -> Journal | None:
-    """The journal the settings ask for: a file, else the rate limiter's Redis, else none."""
+def journal_for(
+    usage_journal: Path | None, rate_limit_storage: str, redis_guard: DependencyGuard
+) -> Journal | None:
+    """The journal the settings ask for: a file, else the rate limiter's Redis (behind the
+    same guard: one Redis), else none."""
     if usage_journal is not None:
         return FileJournal(usage_journal)
     redis_url = shared_redis_url(rate_limit_storage)
-    return RedisJournal(redis_url) if redis_url else None
+    return RedisJournal(redis_url, guard=redis_guard) if redis_url else None

@@ -5,7 +5,9 @@ In Redis a request in flight is a lease (`SharedSlots`): it lapses unless its ga
 it, so a replica that dies mid-request frees its slots within `SharedSlots.LEASE_S` instead of
 holding them for ever. When Redis is unreachable the limiter fails closed: requests get
 `503 dependency_unavailable` with Retry-After rather than running unlimited, so an outage of
-Redis never lets one tenant take the GPUs from the others (docs/security.md)."""
+Redis never lets one tenant take the GPUs from the others (docs/security.md). Every Redis call
+is bounded in time and cut off while Redis stays slow (core/guard.py): a stalled Redis costs a
+request at most `timeout_s`, and then nothing while the guard is open."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from sam2_contract.errors import ErrorCode, RateLimitError
 
-from sam2_gateway.backends import dependency_down
+from sam2_gateway.core.guard import DependencyGuard
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +115,15 @@ class SharedSlots:
     """
 
     def __init__(
-        self, url: str, *, prefix: str = "sam2:in-flight", lease_s: float = LEASE_S
+        self,
+        url: str,
+        *,
+        guard: DependencyGuard | None = None,
+        prefix: str = "sam2:in-flight",
+        lease_s: float = LEASE_S,
     ) -> None:
-        import redis.asyncio
-
-        self._redis: Any = redis.asyncio.from_url(url)
+        self._guard = guard or redis_guard()
+        self._redis: Any = redis_client(url, self._guard.timeout_s)
         self._prefix = prefix
         self._lease_s = lease_s
         self._take = self._redis.register_script(self._TAKE)
@@ -126,11 +132,9 @@ class SharedSlots:
     @asynccontextmanager
     async def hold(self, key_id: str, allowed: int) -> AsyncIterator[bool]:
         key, lease = f"{self._prefix}:{key_id}", uuid.uuid4().hex
-        try:
-            taken = await self._take(keys=[key], args=[allowed, self._lease_s, lease])
-        except Exception:
-            log.warning("rate-limit storage unreachable: failing closed", exc_info=True)
-            raise dependency_down("rate limiter") from None
+        taken = await self._guard.call(
+            lambda: self._take(keys=[key], args=[allowed, self._lease_s, lease])
+        )
         if not taken:
             yield False
             return
@@ -141,10 +145,10 @@ class SharedSlots:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
-            try:
-                await self._redis.zrem(key, lease)
+            try:  # bounded: the answer waits for this
+                await self._guard.call(lambda: self._redis.zrem(key, lease))
             except Exception:  # the lease lapses by itself
-                log.warning("could not free a concurrency slot in Redis", exc_info=True)
+                log.warning("could not free a concurrency slot in Redis (it lapses)")
 
     async def _keep(self, key: str, lease: str) -> None:
         """Renew the lease until cancelled. A failed renewal is retried, not fatal: the
@@ -162,28 +166,49 @@ class SharedSlots:
         await self._redis.aclose()
 
 
+def redis_guard(timeout_s: float = 0.25, retry_s: float = 2.0) -> DependencyGuard:
+    """The guard of the Redis that the limits (and the usage journal) live in."""
+    return DependencyGuard("rate limiter", timeout_s=timeout_s, open_s=retry_s)
+
+
+def redis_client(url: str, timeout_s: float) -> Any:
+    """redis-py's asyncio client whose every call ends within a few `timeout_s` (the guard's
+    bound comes first; this one ends the call the guard stopped waiting for)."""
+    import redis.asyncio
+
+    return redis.asyncio.from_url(url, **socket_timeouts(timeout_s))
+
+
+def socket_timeouts(timeout_s: float) -> dict[str, float]:
+    return {"socket_timeout": 4 * timeout_s, "socket_connect_timeout": 4 * timeout_s}
+
+
 class RateLimiter:
     def __init__(
-        self, storage_uri: str, tiers: dict[str, str], concurrency: dict[str, int]
+        self,
+        storage_uri: str,
+        tiers: dict[str, str],
+        concurrency: dict[str, int],
+        *,
+        timeout_s: float = 0.25,
+        retry_s: float = 2.0,
     ) -> None:
+        self.guard = redis_guard(timeout_s, retry_s)
+        redis_url = shared_redis_url(storage_uri)
         # redis-py's asyncio client rather than coredis: one Redis library for the whole project.
-        options = {"implementation": "redispy"} if "redis" in storage_uri.split("://")[0] else {}
+        options: dict[str, Any] = (
+            {"implementation": "redispy"} | socket_timeouts(timeout_s) if redis_url else {}
+        )
         self._storage = storage_from_string(storage_uri, **options)
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._tiers: dict[str, RateLimitItem] = {name: parse(rate) for name, rate in tiers.items()}
         self._concurrency = concurrency
-        redis_url = shared_redis_url(storage_uri)
-        self._slots: Slots = SharedSlots(redis_url) if redis_url else LocalSlots()
+        self._slots: Slots = SharedSlots(redis_url, guard=self.guard) if redis_url else LocalSlots()
 
     async def hit(self, key_id: str, tier: str) -> RateState:
         """Count one request; raises RateLimitError (429, Retry-After) when over the limit."""
         item = self._item(tier)
-        try:
-            allowed = await self._limiter.hit(item, key_id)
-            stats = await self._limiter.get_window_stats(item, key_id)
-        except Exception:
-            log.warning("rate-limit storage unreachable: failing closed", exc_info=True)
-            raise dependency_down("rate limiter") from None
+        allowed, stats = await self.guard.call(lambda: self._count(item, key_id))
         reset_s = max(1, math.ceil(stats.reset_time - time.time()))
         state = RateState(limit=item.amount, remaining=stats.remaining, reset_s=reset_s)
         if not allowed:
@@ -211,13 +236,20 @@ class RateLimiter:
                 )
             yield
 
-    async def reachable(self) -> bool:
-        """Whether the count's storage answers (always, in memory)."""
-        try:
+    async def _count(self, item: RateLimitItem, key_id: str) -> tuple[bool, Any]:
+        allowed = await self._limiter.hit(item, key_id)
+        return allowed, await self._limiter.get_window_stats(item, key_id)
+
+    async def check(self, *, timeout_s: float) -> None:
+        """Raise `dependency_down` unless the count's storage answers within `timeout_s`
+        (always, in memory)."""
+
+        async def ping() -> None:
             answered = self._storage.check()  # the async storages' check() is a coroutine
-            return bool(await answered if inspect.isawaitable(answered) else answered)
-        except Exception:
-            return False
+            if not (await answered if inspect.isawaitable(answered) else answered):
+                raise ConnectionError("the rate-limit storage did not answer its check")
+
+        await self.guard.call(ping, timeout_s=timeout_s)
 
     async def aclose(self) -> None:
         """Close the Redis connections, if any (limits has no public close)."""

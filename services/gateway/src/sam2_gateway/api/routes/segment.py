@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from functools import partial
-from time import perf_counter
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic_core import to_json
 from sam2_contract.errors import ErrorCode, InvalidRequestError, Sam2ServiceError
 from sam2_contract.images import decode_base64, image_id_for_file, probe_image
-from sam2_contract.masks import render_answer
 from sam2_contract.models import (
     BatchSegmentResponse,
     SegmentRequest,
@@ -35,6 +31,14 @@ from starlette.concurrency import run_in_threadpool
 
 from sam2_gateway.api.deps import Gateway, GatewayDep, Principal, PrincipalDep
 from sam2_gateway.backends import Hop, InferenceError, InferenceResult
+from sam2_gateway.core.answers import (
+    PartsResponse,
+    Rendered,
+    answer_size,
+    mask_bytes,
+    render_parts,
+    rle_answer,
+)
 from sam2_gateway.core.multipart import MULTIPART, is_multipart, read_multipart
 from sam2_gateway.core.ratelimit import RateState
 
@@ -50,9 +54,10 @@ async def segment(request: Request, principal: PrincipalDep, gateway: GatewayDep
         raw, file = await _read(request, gateway)
         parsed = parse_segment_request(_naming_file(raw, file))
         upload = await _source(gateway, parsed, file)
+        _answer_fits(gateway, parsed, upload)
         result = await _forward(gateway, principal, parsed, request, upload)
-    body = await _render(result.body, parsed)
-    return Response(body, media_type="application/json", headers=rate.headers() | result.headers)
+    rendered = await _render(gateway, result.body, parsed)
+    return PartsResponse(rendered, headers=rate.headers() | result.headers)
 
 
 @router.post("/batch", response_model=BatchSegmentResponse)
@@ -69,25 +74,47 @@ async def segment_batch(request: Request, principal: PrincipalDep, gateway: Gate
                 update={"image": None, "image_url": None, "image_id": shared.image_id}
             )
         fetched: dict[str, _Upload] = {}
-        parts = []
+        answer = Rendered([b'{"results":['])
+        releases: list[Callable[[], None]] = []
+
+        def release_all() -> None:
+            for release in releases:
+                release()
+
         forwarded: dict[str, str] = {}
-        for index, item in enumerate(batch.items()):
-            try:
-                parsed = parse_segment_request(item)
-                shares = shared is not None and parsed.image_id == shared.image_id
-                own = shared if shares else await _source(gateway, parsed, None, fetched)
-                result = await _forward(gateway, principal, parsed, request, own)
-                if own is shared and shared is not None:
-                    shared = shared.delivered()  # the embedding is there: later items send the id
-                forwarded = forwarded or result.headers
-                rendered = await _render(result.body, parsed)
-                parts.append(b'{"index":%d,"status":200,"result":%s}' % (index, rendered))
-            except Sam2ServiceError as exc:
-                problem = exc.to_problem(instance=f"#/requests/{index}")
-                error = problem.model_dump_json(exclude_none=True).encode()
-                parts.append(b'{"index":%d,"status":%d,"error":%s}' % (index, exc.status, error))
-    body = b'{"results":[%s],"count":%d}' % (b",".join(parts), len(parts))
-    return Response(body, media_type="application/json", headers=rate.headers() | forwarded)
+        try:
+            for index, item in enumerate(batch.items()):
+                comma = b"," if index else b""
+                try:
+                    parsed = parse_segment_request(item)
+                    shares = shared is not None and parsed.image_id == shared.image_id
+                    own = shared if shares else await _source(gateway, parsed, None, fetched)
+                    _answer_fits(gateway, parsed, own)
+                    result = await _forward(gateway, principal, parsed, request, own)
+                    if own is shared and shared is not None:
+                        # The embedding is there: later items send the id.
+                        shared = shared.delivered()
+                    forwarded = forwarded or result.headers
+                    # The bound is on the whole answer: an item that would pass it fails alone.
+                    rendered = await _render(gateway, result.body, parsed, already=answer.size)
+                    releases.append(rendered.release)
+                    answer.parts += [
+                        b'%s{"index":%d,"status":200,"result":' % (comma, index),
+                        *rendered.parts,
+                        b"}",
+                    ]
+                except Sam2ServiceError as exc:
+                    problem = exc.to_problem(instance=f"#/requests/{index}")
+                    error = problem.model_dump_json(exclude_none=True).encode()
+                    answer.parts.append(
+                        b'%s{"index":%d,"status":%d,"error":%s}' % (comma, index, exc.status, error)
+                    )
+            answer.parts.append(b'],"count":%d}' % len(batch.items()))
+        except BaseException:
+            release_all()
+            raise
+    answer.release = release_all
+    return PartsResponse(answer, headers=rate.headers() | forwarded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +125,7 @@ class _Upload:
     image_id: str
     file: bytes | None
     metered: bool
+    size: tuple[int, int] | None = None  # (height, width) as the file's header says
 
     def delivered(self) -> _Upload:
         return replace(self, file=None)
@@ -203,8 +231,13 @@ async def _source(
 
     def check(data: bytes | None) -> _Upload:
         data = data if data is not None else decode_base64(image or "")
-        probe_image(data, max_pixels=gateway.settings.max_pixels)
-        return _Upload(image_id=image_id_for_file(data), file=data, metered=False)
+        header = probe_image(data, max_pixels=gateway.settings.max_pixels)
+        return _Upload(
+            image_id=image_id_for_file(data),
+            file=data,
+            metered=False,
+            size=(header.height, header.width),
+        )
 
     upload = await run_in_threadpool(check, file)
     if fetched is not None and parsed.image_url is not None:
@@ -212,25 +245,41 @@ async def _source(
     return upload
 
 
-async def _render(body: bytes, parsed: SegmentRequest) -> bytes:
+def _answer_fits(gateway: Gateway, parsed: SegmentRequest, upload: _Upload | None) -> None:
+    """Refuse, before any model work, an answer the upload's size already shows to be over
+    the bound: at least one mask for each prompt set (point and box mode; automatic mode's
+    count is known only once inference answers, and is checked then)."""
+    if upload is None or upload.size is None or parsed.mode == "auto":
+        return
+    height, width = upload.size
+    per_mask = min(  # the EXIF orientation may turn the image
+        mask_bytes(parsed.mask_format, height, width), mask_bytes(parsed.mask_format, width, height)
+    )
+    masks = len(parsed.prompt_sets())
+    gateway.answers.check(per_mask * masks, parsed.mask_format, masks)
+
+
+async def _render(
+    gateway: Gateway, body: bytes, parsed: SegmentRequest, already: int = 0
+) -> Rendered:
     """The client's mask format from the hop's RLE: RLE passes through untouched; bool2d, PNG
     and polygons are rendered here, on the gateway's CPU rather than the GPU container's, and
-    that time is added to the answer's `encode_ms` and `total_ms`."""
+    that time is added to the answer's `encode_ms` and `total_ms`. The answer's size is known
+    (and bounded: core/answers.py) before any of it is built."""
     if parsed.mask_format == "rle":
-        return body
-
-    def render() -> bytes:
-        started = perf_counter()
-        answer = render_answer(
-            json.loads(body), parsed.mask_format, tolerance=parsed.polygon_tolerance
+        return Rendered([body])
+    answer = await run_in_threadpool(rle_answer, body)
+    needed, masks = answer_size(answer, len(body), parsed.mask_format)
+    gateway.answers.check(already + needed, parsed.mask_format, masks)
+    release = await gateway.answers.take(needed)
+    try:
+        parts = await run_in_threadpool(
+            render_parts, answer, parsed.mask_format, parsed.polygon_tolerance
         )
-        timings = answer["timings_ms"]
-        spent = (perf_counter() - started) * 1000
-        timings["encode_ms"] += spent
-        timings["total_ms"] += spent
-        return to_json(answer)
-
-    return await run_in_threadpool(render)
+    except BaseException:
+        release()
+        raise
+    return Rendered(parts, release)
 
 
 def _request_id(request: Request) -> str:
