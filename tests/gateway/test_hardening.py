@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -163,6 +165,44 @@ def _second_call_waits_for_the_first(first: TestClient, second: TestClient, key:
     assert (refused.status_code, refused.json()["code"]) == (429, "too_many_concurrent")
     assert refused.headers["retry-after"] == "1"
     assert second.post("/v1/segment", json=PAST_AUTH, headers=bearer(key)).status_code == 422
+
+
+def test_the_head_limit_is_32_kib_exactly_whatever_the_pieces_it_arrives_in(
+    tmp_path: Path,
+) -> None:
+    """The documented limit: a head of 32 KiB (request line, headers and the blank line) is
+    served; one byte more, or 33-35 KiB, is 431, sent whole or in odd pieces."""
+    with running_gateway(f"sqlite:///{tmp_path / 'keys.db'}", "http://127.0.0.1:9") as gateway:
+        port = int(gateway.url.rsplit(":", 1)[1])
+        for size, status in [
+            (32 << 10, b"401"),
+            ((32 << 10) + 1, b"431"),
+            (33 << 10, b"431"),
+            (35 << 10, b"431"),
+        ]:
+            head = _head_of(size)
+            assert len(head) == size
+            assert raw_exchange(port, head).startswith(b"HTTP/1.1 " + status), size
+            assert _sent_in_pieces(port, head, 1000).startswith(b"HTTP/1.1 " + status), size
+
+
+def _head_of(total: int) -> bytes:
+    """A GET whose whole head is `total` bytes."""
+    bare = len(_get(0, close=True))
+    return _get(total - bare, close=True)
+
+
+def _sent_in_pieces(port: int, data: bytes, size: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with contextlib.suppress(ConnectionError):
+            for at in range(0, len(data), size):
+                sock.sendall(data[at : at + size])
+                time.sleep(0.001)
+        answer = b""
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    return answer
 
 
 def _get(header_bytes: int, *, close: bool = False) -> bytes:

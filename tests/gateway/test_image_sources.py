@@ -364,6 +364,30 @@ def test_a_multipart_upload_answers_as_base64_and_carries_a_third_less(
         ),
         ("not an image", _multipart(CLICK, image=b"hello"), 422, "unsupported_image"),
         (
+            "two image parts",  # not the last one silently winning
+            {
+                "files": [
+                    ("request", (None, json.dumps(CLICK), "application/json")),
+                    ("image", ("a.png", PHOTO, "image/png")),
+                    ("image", ("b.png", PHOTO, "image/png")),
+                ]
+            },
+            422,
+            "invalid_request",
+        ),
+        (
+            "two request parts",
+            {
+                "files": [
+                    ("request", (None, json.dumps(CLICK), "application/json")),
+                    ("request", (None, json.dumps(CLICK), "application/json")),
+                    ("image", ("a.png", PHOTO, "image/png")),
+                ]
+            },
+            422,
+            "invalid_request",
+        ),
+        (
             "bad JSON",
             {"files": {"request": (None, "{", "application/json"), "image": ("p", PHOTO)}},
             400,

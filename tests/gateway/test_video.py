@@ -122,3 +122,36 @@ def test_video_uploads_are_bounded_and_problems_pass_through(
     big = [("frames", (f"{i}.jpg", FRAMES[0], "image/jpeg")) for i in range(8)]
     too_big = client.post("/v1/videos", files=big, headers=headers)
     assert (too_big.status_code, too_big.json()["code"]) == (413, "body_too_large")
+
+
+@pytest.mark.slow
+def test_a_key_holds_the_sessions_usage_says_and_every_video_call_is_rate_limited(
+    make_client: MakeClient, video_inference: str, new_key: Callable[..., str]
+) -> None:
+    """A dev key is told `video_sessions: 4` and holds four (inference's own cap, 2, is only
+    for calls that name no tier); the fifth is 429. Reading a clip, a frame or a session
+    counts against the key's rate like any call, and says so in its RateLimit headers."""
+    client = make_client(inference_url=video_inference, rate_tiers={"dev": "60/minute"})
+    headers = bearer(new_key("video", tier="dev"))
+    allowed = client.get("/v1/usage", headers=headers).json()["limits"]["video_sessions"]
+    assert allowed == 4
+    video_id = client.post("/v1/videos", files=_files(), headers=headers).json()["video_id"]
+    sessions = [client.post(f"/v1/videos/{video_id}/sessions", headers=headers) for _ in range(4)]
+    assert [answer.status_code for answer in sessions] == [200] * allowed
+    over = client.post(f"/v1/videos/{video_id}/sessions", headers=headers)
+    assert (over.status_code, over.json()["code"]) == (429, "too_many_sessions")
+
+    session_id = sessions[0].json()["session_id"]
+    reads = [
+        f"/v1/videos/{video_id}",
+        f"/v1/videos/{video_id}/frames/0",
+        f"/v1/sessions/{session_id}",
+    ]
+    remaining = []
+    for path in reads:
+        answer = client.get(path, headers=headers)
+        assert answer.status_code == 200, path
+        assert answer.headers["ratelimit-limit"] == "60", path
+        remaining.append(int(answer.headers["ratelimit-remaining"]))
+    assert remaining == sorted(remaining, reverse=True)
+    assert len(set(remaining)) == 3

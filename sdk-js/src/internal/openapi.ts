@@ -901,7 +901,7 @@ export interface components {
             crop_n_layers?: number;
             /**
              * Crop N Points Downscale Factor
-             * @description Auto mode: grid shrink factor per crop layer.
+             * @description Auto mode: grid shrink factor per crop layer (layer n has points_per_side / factor^n points a side: at least 1, else 422).
              * @default 1
              */
             crop_n_points_downscale_factor?: number;

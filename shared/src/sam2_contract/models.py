@@ -54,6 +54,18 @@ def _fail(code: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(code, message)
 
 
+def _crop_grids_exist(points_per_side: int, layers: int, factor: int) -> None:
+    """Crop layer n runs a grid of int(points_per_side / factor**n) points a side (sam2's
+    rule): a grid of none would be a division by zero in sam2, so it is refused, named."""
+    if layers and points_per_side // factor**layers < 1:
+        raise _fail(
+            "invalid_parameter",
+            f"crop layer {layers} would have no grid points: points_per_side={points_per_side} "
+            f"/ crop_n_points_downscale_factor={factor}^{layers} is below 1; use "
+            f"points_per_side >= {factor**layers}, fewer crop_n_layers or a smaller factor",
+        )
+
+
 def _coordinate(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail("invalid_coordinates", "coordinates must be numbers")
@@ -325,7 +337,11 @@ class SegmentRequest(_Model):
         default=512 / 1500, ge=0, lt=1, description="Auto mode: how much crops overlap."
     )
     crop_n_points_downscale_factor: int = Field(
-        default=1, ge=1, le=8, description="Auto mode: grid shrink factor per crop layer."
+        default=1,
+        ge=1,
+        le=8,
+        description="Auto mode: grid shrink factor per crop layer (layer n has "
+        "points_per_side / factor^n points a side: at least 1, else 422).",
     )
     min_mask_region_area: int = Field(
         default=0,
@@ -347,6 +363,9 @@ class SegmentRequest(_Model):
                 raise _fail("refine_not_allowed", "`refine` is for point and box mode")
             if self.objects is not None:
                 raise _fail("objects_not_allowed", "`objects` is for point and box mode")
+            _crop_grids_exist(
+                self.points_per_side, self.crop_n_layers, self.crop_n_points_downscale_factor
+            )
             return self
         if self.objects is not None:
             given = [

@@ -35,6 +35,8 @@ _VALUE_ERRORS = {
     "less_than",
     "less_than_equal",
     "int_parsing",
+    "int_parsing_size",  # more digits than Python parses (4300): a bad number all the same
+    "finite_number",
     "int_type",
     "int_from_float",
     "float_parsing",

@@ -2,9 +2,10 @@
 
 httptools (llhttp) buffers a header of any size until it is complete, and uvicorn sets no
 limit on top, so a client could make the gateway hold a 32 MB `Authorization` header in memory.
-Here every connection counts the bytes of each request's head (request line and headers) as
-they arrive and answers `431 headers_too_large` (problem+json) and closes the connection as soon
-as they pass `MAX_HEAD_BYTES`, before the parser has buffered more. On Modal the gateway's ASGI
+Here every connection counts the bytes of each request's head (request line and headers, up
+to and including the blank line that ends it) as they arrive, and answers `431
+headers_too_large` (problem+json) and closes the connection as soon as they would pass
+`MAX_HEAD_BYTES` (32 KiB exactly), before the parser is given them. On Modal the gateway's ASGI
 app is served by Modal's own web server and proxy instead, whose limits apply there.
 """
 
@@ -28,18 +29,24 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._head_bytes = 0
         self._in_head = True
+        self._tail = b""  # the head's last 3 bytes so far: its end may straddle two slices
 
     def data_received(self, data: bytes) -> None:
         view = memoryview(data)
         while view and self._in_head and not self.transport.is_closing():
-            # A head is fed in slices and counted slice by slice: the count may run one slice
-            # over where the head really ends, never more.
+            # A head is fed in slices and counted before each is parsed: where the slice holds
+            # the head's end (the first blank line), only the bytes up to it count, so a head
+            # one byte over the limit is refused whatever the slices it arrives in.
             piece, view = view[:HEAD_SLICE_BYTES], view[HEAD_SLICE_BYTES:]
+            window = self._tail + bytes(piece)
+            end = window.find(b"\r\n\r\n")
+            counted = len(piece) if end < 0 else end + 4 - len(self._tail)
+            if self._head_bytes + counted > MAX_HEAD_BYTES:
+                self._refuse()
+                return
+            self._head_bytes += counted
+            self._tail = window[-3:]
             super().data_received(bytes(piece))
-            if self._in_head:
-                self._head_bytes += len(piece)
-                if self._head_bytes > MAX_HEAD_BYTES:
-                    self._refuse()
         if view and not self.transport.is_closing():
             super().data_received(bytes(view))
 
@@ -49,7 +56,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._in_head, self._head_bytes = True, 0  # the next request on this connection
+        self._in_head, self._head_bytes, self._tail = True, 0, b""  # the next request
 
     def _refuse(self) -> None:
         problem = Sam2ServiceError(

@@ -163,7 +163,7 @@ async def new_session(
     """A session on the clip; at most the tier's sessions (the gateway's header) and this
     process's cap (`SAM2_VIDEO_SESSIONS_PER_TENANT`) per tenant."""
     given = request.headers.get(SESSION_LIMIT_HEADER, "")
-    limit = int(given) if given.isdigit() else None
+    limit = int(given) if given.isdigit() and len(given) < 6 else None
     _, files = await run_in_threadpool(videos.store.get, tenant, video_id)
 
     def start() -> VideoSession:

@@ -233,11 +233,10 @@ class SessionStore:
         tracker: Callable[[], VideoSession],
         limit: int | None = None,
     ) -> Session:
-        """A new session, unless the tenant holds `limit` (its tier's, from the gateway) or
-        this process's cap already."""
-        cap = self.limits.sessions_per_tenant
-        if limit is not None:
-            cap = min(cap, limit)
+        """A new session, unless the tenant holds `limit` already: its tier's, which the
+        gateway sends and `/v1/usage` reports, or this process's `sessions_per_tenant` for a
+        call that names none. (What all sessions may hold together is the memory budget's.)"""
+        cap = self.limits.sessions_per_tenant if limit is None else limit
         with self._lock:
             self._sweep()
             held = sum(1 for s in self._sessions.values() if s.namespace == namespace)

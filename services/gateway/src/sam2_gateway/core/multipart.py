@@ -35,7 +35,7 @@ async def read_multipart(headers: Headers, body: bytes, limit: int) -> tuple[byt
     except MultiPartException as exc:
         raise _invalid(f"the multipart body is malformed: {exc.message}") from None
     try:
-        names = list(form.keys())
+        names = [name for name, _ in form.multi_items()]
         unexpected = sorted(set(names) - set(PARTS))
         if unexpected:
             raise _invalid(

@@ -63,8 +63,10 @@ async def get_video(
     video_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
     principal.require("video")
-    hop = Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, video_id))
-    return _passed_on(await gateway.backend.forward("GET", f"/v1/videos/{video_id}", hop))
+    async with _limited(gateway, principal) as rate:
+        hop = Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, video_id))
+        answer = await gateway.backend.forward("GET", f"/v1/videos/{video_id}", hop)
+    return _passed_on(answer, rate.headers())
 
 
 @router.get(
@@ -77,11 +79,12 @@ async def get_frame(
     """One frame of an uploaded clip, as the image file it is stored as."""
     principal.require("video")
     frame_index = str(path_index(frame_index, "frame_index"))
-    hop = Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, video_id))
-    answer = await gateway.backend.forward(
-        "GET", f"/v1/videos/{video_id}/frames/{frame_index}", hop
-    )
-    return _passed_on(answer, {"cache-control": "private, max-age=3600"})
+    async with _limited(gateway, principal) as rate:
+        hop = Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, video_id))
+        answer = await gateway.backend.forward(
+            "GET", f"/v1/videos/{video_id}/frames/{frame_index}", hop
+        )
+    return _passed_on(answer, rate.headers() | {"cache-control": "private, max-age=3600"})
 
 
 @router.post("/v1/videos/{video_id}/sessions", response_model=SessionInfo)
@@ -107,15 +110,14 @@ async def create_session(
 async def get_session(
     session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
-    return _passed_on(await _call(gateway, principal, request, "GET", session_id, ""))
+    return await _call(gateway, principal, request, "GET", session_id, "")
 
 
 @router.delete("/v1/sessions/{session_id}", status_code=204)
 async def delete_session(
     session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
-    await _call(gateway, principal, request, "DELETE", session_id, "")
-    return Response(status_code=204)
+    return await _call(gateway, principal, request, "DELETE", session_id, "")
 
 
 @router.post("/v1/sessions/{session_id}/prompts", response_model=FrameResult)
@@ -138,7 +140,7 @@ async def clear_prompts(
 async def reset_session(
     session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
-    return _passed_on(await _call(gateway, principal, request, "POST", session_id, "/reset"))
+    return await _call(gateway, principal, request, "POST", session_id, "/reset")
 
 
 @router.delete("/v1/sessions/{session_id}/objects/{object_id}", response_model=SessionInfo)
@@ -147,7 +149,7 @@ async def remove_object(
 ) -> Response:
     principal.require("video")
     path = f"/objects/{path_index(object_id, 'object_id')}"
-    return _passed_on(await _call(gateway, principal, request, "DELETE", session_id, path))
+    return await _call(gateway, principal, request, "DELETE", session_id, path)
 
 
 @router.post("/v1/sessions/{session_id}/propagate", response_model=FrameResult)
@@ -221,14 +223,15 @@ async def _call(
     method: str,
     session_id: str,
     suffix: str,
-) -> Forwarded:
+) -> Response:
+    """A session call with no body: forwarded, its GPU time metered, the rate headers on."""
     principal.require("video")
-    async with _limited(gateway, principal):
+    async with _limited(gateway, principal) as rate:
         hop = _session_hop(principal, request, session_id)
         answer = await gateway.backend.forward(method, f"/v1/sessions/{session_id}{suffix}", hop)
         if answer.model_ms:
             await gateway.meter.add(principal.key_id, images=0, masks=0, gpu_ms=answer.model_ms)
-        return answer
+    return _passed_on(answer, rate.headers())
 
 
 def _session_hop(principal: Principal, request: Request, session_id: str) -> Hop:
