@@ -19,11 +19,8 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +29,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 import gateway as stack  # bench/gateway.py: starts the two processes
+from support import rss_peaks  # tests/support.py: the RSS sampler the campaign test uses too
 
 HEIGHT, WIDTH = 3468, 4624
 CLICK = {"point_coords": [[2300, 1700]], "point_labels": [1]}
@@ -96,7 +95,7 @@ def _measure(
         if only and not any(part in name for part in only):
             continue
         body = request | ({"image": photo} if "(upload)" in name else {"image_id": image_id})
-        with _peaks(gateway_pid, inference_pid) as peaks:
+        with rss_peaks({"gateway": gateway_pid, "inference": inference_pid}) as peaks:
             started = time.monotonic()
             with ThreadPoolExecutor(at_once) as pool:
                 answers = list(pool.map(lambda sent: _post(client, sent), [body] * at_once))
@@ -119,38 +118,6 @@ def _measure(
 
 def _post(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
     return client.post("/v1/segment", json=body, timeout=900)
-
-
-@contextmanager
-def _peaks(gateway_pid: int, inference_pid: int) -> Iterator[dict[str, int]]:
-    """Each process's highest RSS while the block runs, over its RSS when it began."""
-    pids = {"gateway": gateway_pid, "inference": inference_pid}
-    before = {name: _rss(pid) for name, pid in pids.items()}
-    peaks = dict(before)
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            for name, pid in pids.items():
-                peaks[name] = max(peaks[name], _rss(pid))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    over: dict[str, int] = {}
-    try:
-        yield over
-    finally:
-        done.set()
-        sampler.join()
-        over.update({name: peaks[name] - before[name] for name in pids})
-
-
-def _rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def _mib(size: int) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -280,3 +281,88 @@ def run_node_against(gateway: GatewayServer, script: Path, *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+@contextmanager
+def rss_peaks(pids: dict[str, int], every_s: float = 0.02) -> Iterator[dict[str, int]]:
+    """Each process's highest resident memory while the block runs, over what it was when the
+    block began (bytes), sampled every `every_s`; filled in when the block ends."""
+    before = {name: rss(pid) for name, pid in pids.items()}
+    peaks = dict(before)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for name, pid in pids.items():
+                peaks[name] = max(peaks[name], rss(pid))
+            done.wait(every_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    over: dict[str, int] = {}
+    try:
+        yield over
+    finally:
+        done.set()
+        sampler.join()
+        over.update({name: peaks[name] - before[name] for name in pids})
+
+
+def rss(pid: int) -> int:
+    """A process's resident memory in bytes (0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def encoded(
+    container_format: str, width: int, height: int, frames: int, *, gop: int | None = 12
+) -> bytes:
+    """A clip of `frames` flat grey frames at 10 fps: MPEG-4 with a keyframe every `gop`
+    frames (at most 600, the encoder's cap) and no other, or (`gop=None`) H.264 with its first
+    frame its only keyframe."""
+    out = io.BytesIO()
+    with av.open(out, mode="w", format=container_format) as container:
+        stream = container.add_stream("mpeg4" if gop else "libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if gop:
+            stream.codec_context.gop_size = gop
+            stream.codec_context.options = {"sc_threshold": "1000000000"}
+        else:
+            stream.codec_context.options = {
+                "x264-params": "keyint=infinite:scenecut=0",
+                "preset": "ultrafast",
+            }
+        for index in range(frames):
+            pixels = np.full((height, width, 3), (index * 7) % 256, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out.getvalue()
+
+
+def bypass_ts(side: int = 640) -> bytes:
+    """The campaign's clip: a 64x64 TS, then a side x side one, one file (`cat a.ts b.ts`)."""
+    return encoded("mpegts", 64, 64, 3) + encoded("mpegts", side, side, 3)
+
+
+def remuxed(data: bytes, container_format: str) -> bytes:
+    """The same packets in another container, timestamps renumbered (the header keeps the
+    first part's size: 64x64)."""
+    out = io.BytesIO()
+    with av.open(io.BytesIO(data)) as source, av.open(out, "w", format=container_format) as sink:
+        given = source.streams.video[0]
+        stream = sink.add_stream_from_template(given)
+        step = round(1 / (10 * given.time_base))
+        for index, packet in enumerate(p for p in source.demux(given) if p.size):
+            packet.stream = stream
+            packet.time_base = given.time_base
+            packet.pts = packet.dts = index * step
+            sink.mux(packet)
+    return out.getvalue()

@@ -14,10 +14,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sam2_contract import decode_mask
-from sam2_contract.errors import ErrorCode, ServiceUnavailableError
+from sam2_contract.errors import ErrorCode, InvalidRequestError, ServiceUnavailableError
 from sam2_contract.masks import bool2d_json, bool2d_json_bytes, encode_bool2d
+from sam2_contract.models import SegmentRequest
 from sam2_gateway.core import answers
 from sam2_gateway.core.answers import AnswerMemory
+from sam2_inference import Sam2Engine
+from sam2_inference.scheduling import Work
 from support import RunningServer, bearer, encode, scene
 
 MakeClient = Callable[..., TestClient]
@@ -91,6 +94,26 @@ def test_an_answer_over_the_bound_by_image_id_is_refused_once_inference_answers(
         assert np.array_equal(decode_mask(rle), decode_mask(png))
     gateway_state: Any = client.app.state.gateway  # type: ignore[attr-defined]
     assert gateway_state.answers.used == 0  # every answer's memory given back once sent
+
+
+def test_inference_refuses_an_answer_past_the_gateways_bound_before_any_model_work(
+    engine: Sam2Engine,
+) -> None:
+    """The gateway sends its bound with each prompt request (X-Sam2-Answer-Limit): inference,
+    which knows the image's size by `image_id`, refuses masks that could not be answered
+    before it runs the model (the campaign's 8 boxes took 1.8 GB and 8 s of it before)."""
+    photo = base64.b64decode(_photo(300, 451))
+    first = engine.segment(SegmentRequest(image=base64.b64encode(photo).decode(), **CLICK))
+    all_masks = SegmentRequest(image_id=first.image_id, return_all_masks=True, **CLICK)
+    work = Work()
+    limit = ("bool2d", 3 * bool2d_json_bytes(300, 451))  # room for 3 masks; 4 are asked for
+    with pytest.raises(InvalidRequestError, match="4 masks as bool2d") as refused:
+        engine.segment(all_masks, work=work, answer_limit=limit)
+    assert refused.value.code == ErrorCode.ANSWER_TOO_LARGE
+    assert work.model_ms == 0  # refused before the model ran
+    fits = engine.segment(all_masks, work=work, answer_limit=("bool2d", 4 * limit[1] // 3))
+    assert len(fits.all_masks or []) == 3  # the 4 the check counted: the best and 3 candidates
+    assert work.model_ms > 0
 
 
 def test_a_batch_item_past_the_bound_fails_alone(

@@ -338,7 +338,7 @@ def test_the_deadline_header_bounds_a_request(client: TestClient) -> None:
 def test_a_client_that_goes_away_stops_its_work(
     inference_server: RunningServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="sam2_inference.app")
+    caplog.set_level(logging.INFO, logger="sam2_inference.bounded")
     body = {"image": image_b64("portrait")} | LONG_AUTO
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{inference_server.url}/v1/segment", json=body, timeout=1.0)

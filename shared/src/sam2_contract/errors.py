@@ -106,6 +106,7 @@ class ErrorCode(StrEnum):
     INFERENCE_UNAVAILABLE = "inference_unavailable"
     INFERENCE_STARTING = "inference_starting"
     GATEWAY_BUSY = "gateway_busy"
+    VIDEO_BUSY = "video_busy"
     INFERENCE_TIMEOUT = "inference_timeout"
     DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
     INTERNAL_ERROR = "internal_error"
@@ -407,6 +408,13 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         "Gateway busy",
         "The gateway is sending many large answers; retry after `Retry-After` seconds, or ask "
         'for `mask_format: "rle"`, which is small.',
+    ),
+    ErrorCode.VIDEO_BUSY: ErrorSpec(
+        503,
+        "Video memory full",
+        "The sessions open here hold all of this service's video memory; retry after "
+        "`Retry-After` seconds, delete a session you no longer use, or cut the clip shorter "
+        "(`duration`, `fps`).",
     ),
     ErrorCode.INFERENCE_TIMEOUT: ErrorSpec(
         504,

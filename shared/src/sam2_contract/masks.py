@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from sam2_contract.errors import ErrorCode, InvalidRequestError
 from sam2_contract.models import Mask, MaskFormat, PolygonMask, RLEMask
 from sam2_contract.polygons import (
     DEFAULT_TOLERANCE,
@@ -107,6 +108,28 @@ def bool2d_json_bytes(height: int, width: int) -> int:
     """The most bytes `bool2d_json` writes for an HxW mask (all `false`): what a bool2d answer
     costs, known before any mask is made."""
     return 2 + height * (6 * width + 3)
+
+
+PNG_OVERHEAD_BYTES = 1024
+
+
+def answer_mask_bytes(mask_format: str, height: int, width: int) -> int:
+    """The most bytes one HxW mask takes in an answer in `mask_format` (0 for `rle` and
+    `polygon`, which are bounded otherwise: RLE by the mask's outline, polygons by their edge
+    budget)."""
+    if mask_format == "bool2d":
+        return bool2d_json_bytes(height, width)
+    if mask_format == "png":  # a 1-bit PNG never grows past its raw rows; base64 adds a third
+        return ((width + 8) // 8 * height + PNG_OVERHEAD_BYTES) * 4 // 3
+    return 0
+
+
+def answer_too_large(needed: int, limit: int, mask_format: str, masks: int) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"the answer would be {needed / 2**20:.0f} MiB ({masks} masks as {mask_format}), over "
+        f"the gateway's {limit / 2**20:.0f} MiB for one answer",
+        code=ErrorCode.ANSWER_TOO_LARGE,
+    )
 
 
 def bool2d_json(mask: BoolMask) -> bytes:

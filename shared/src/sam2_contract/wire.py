@@ -23,9 +23,13 @@ MODEL_MS_HEADER = "X-Sam2-Model-Ms"
 WEIGHTS_HEADER = "X-Sam2-Weights"
 ROUTING_HEADER = "Modal-Session-ID"
 DEADLINE_HEADER = "X-Sam2-Deadline-Ms"
-SESSION_LIMIT_HEADER = "X-Sam2-Session-Limit"
-"""The most video sessions the caller's tier may hold (inference also applies its own cap)."""
 """How long the caller will wait for the answer: the work stops when it has passed."""
+SESSION_LIMIT_HEADER = "X-Sam2-Session-Limit"
+"""The most video sessions the caller's tier may hold (inference's own cap is for calls
+without it)."""
+ANSWER_LIMIT_HEADER = "X-Sam2-Answer-Limit"
+"""`<mask_format>:<bytes>`: the largest answer the gateway will build in the client's format;
+inference refuses, before any model work, prompts whose masks alone would pass it."""
 FORWARDED_HEADERS = (WEIGHTS_HEADER,)
 """Headers of an inference answer that the gateway passes on to its client."""
 

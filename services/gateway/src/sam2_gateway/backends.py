@@ -44,6 +44,7 @@ from sam2_contract.errors import (
 )
 from sam2_contract.models import FieldError
 from sam2_contract.wire import (
+    ANSWER_LIMIT_HEADER,
     DEADLINE_HEADER,
     FORWARDED_HEADERS,
     FRAME_CONTENT_TYPE,
@@ -91,6 +92,7 @@ class Hop:
     namespace: str
     request_id: str
     routing_key: str | None = None
+    answer_limit: str | None = None  # ANSWER_LIMIT_HEADER's value, for a segment call
 
 
 class InferenceBackend(Protocol):
@@ -112,6 +114,8 @@ class InferenceBackend(Protocol):
         body: bytes | None = None,
         content_type: str = "",
         headers: Mapping[str, str] | None = None,
+        *,
+        deadline: bool = False,
     ) -> Forwarded:
         """Pass one call of the video API on as it is; raises Sam2ServiceError."""
         ...
@@ -235,11 +239,16 @@ class HttpBackend:
         body: bytes | None = None,
         content_type: str = "",
         headers: Mapping[str, str] | None = None,
+        *,
+        deadline: bool = False,
     ) -> Forwarded:
+        """`deadline`: send the request's deadline too (work inference bounds by it)."""
         sent = self._hop_headers(hop) | dict(headers or {})
         if content_type:
             sent["content-type"] = content_type
-        status, answer_headers, answer = await self._send(method, path, data=body, headers=sent)
+        status, answer_headers, answer = await self._send(
+            method, path, data=body, headers=sent, deadline=deadline
+        )
         if status >= 400:
             raise self._error(status, answer_headers, answer)
         return Forwarded(
@@ -268,6 +277,8 @@ class HttpBackend:
         headers = {NAMESPACE_HEADER: hop.namespace, REQUEST_ID_HEADER: hop.request_id}
         if hop.routing_key is not None:
             headers[ROUTING_HEADER] = hop.routing_key
+        if hop.answer_limit is not None:
+            headers[ANSWER_LIMIT_HEADER] = hop.answer_limit
         return headers
 
     async def health(self) -> dict[str, Any]:

@@ -19,9 +19,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sam2_contract.errors import (
-    ErrorCode,
-    RateLimitError,
-    Sam2ServiceError,
     ServiceUnavailableError,
 )
 from sam2_contract.models import (
@@ -40,11 +37,10 @@ from sam2_contract.problems import (
     install_problem_handlers,
     install_request_ids,
     read_body,
-    unless_abandoned,
 )
 from sam2_contract.validation import parse_batch, parse_json, parse_segment_request
 from sam2_contract.wire import (
-    DEADLINE_HEADER,
+    ANSWER_LIMIT_HEADER,
     FRAME_CONTENT_TYPE,
     MASKS_HEADER,
     MODEL_MS_HEADER,
@@ -52,8 +48,8 @@ from sam2_contract.wire import (
     WEIGHTS_HEADER,
     unpack_frame,
 )
-from starlette.concurrency import run_in_threadpool
 
+from sam2_inference.bounded import run_bounded
 from sam2_inference.config import InferenceSettings
 from sam2_inference.engine import Sam2Engine
 from sam2_inference.scheduling import Work
@@ -135,7 +131,7 @@ def create_app(
         request: Request, body: BodyDep, engine: EngineDep, namespace: NamespaceDep
     ) -> Response:
         parsed = parse_segment_request(body)
-        result = await _run(
+        result = await run_bounded(
             request, namespace, partial(engine.segment, parsed, namespace=namespace)
         )
         return _json(result, engine)
@@ -149,8 +145,15 @@ def create_app(
         body = await read_body(request, limit, content_type=FRAME_CONTENT_TYPE)
         raw_json, image_file = unpack_frame(body)
         parsed = parse_segment_request(parse_json(raw_json))
-        call = partial(engine.segment, parsed, namespace=namespace, image_file=image_file)
-        return _json(await _run(request, namespace, call), engine)
+        limit = answer_limit(request.headers.get(ANSWER_LIMIT_HEADER, ""))
+        call = partial(
+            engine.segment,
+            parsed,
+            namespace=namespace,
+            image_file=image_file,
+            answer_limit=limit,
+        )
+        return _json(await run_bounded(request, namespace, call), engine)
 
     @app.post("/internal/cancel", include_in_schema=False)
     async def cancel(request: Request, namespace: NamespaceDep) -> dict[str, int]:
@@ -169,7 +172,7 @@ def create_app(
     ) -> Response:
         batch = parse_batch(body)
         call = partial(engine.segment_batch, batch, namespace=namespace)
-        return _json(await _run(request, namespace, call), engine)
+        return _json(await run_bounded(request, namespace, call), engine)
 
     @app.get("/v1/models", response_model=ModelsResponse, tags=["models"])
     async def models() -> ModelsResponse:
@@ -196,41 +199,12 @@ def create_app(
     return app
 
 
-async def _run(request: Request, namespace: str, call: Callable[..., T]) -> T:
-    """Run model work in a worker thread under the request's deadline (X-Sam2-Deadline-Ms),
-    and stop it when the client goes away: nobody waits for its answer any more. A tenant
-    with `max_queued_per_tenant` requests already here is told to come back (429)."""
-    queued: Counter[str] = request.app.state.queued
-    allowed = request.app.state.settings.max_queued_per_tenant
-    if queued[namespace] >= allowed:
-        raise RateLimitError(
-            f"{allowed} requests of this tenant are already queued or running here",
-            code=ErrorCode.TOO_MANY_CONCURRENT,
-            retry_after=1,
-        )
-    deadline = request.headers.get(DEADLINE_HEADER, "")
-    work = Work.within(int(deadline) / 1000 if deadline.isdigit() else None)
-    running: dict[tuple[str, str], Work] = request.app.state.running
-    key = (namespace, str(getattr(request.state, "request_id", "")))
-    queued[namespace] += 1
-    running[key] = work
-
-    async def stop() -> None:
-        work.cancelled.set()
-        log.info("client went away: stopping %s", key[1])
-
-    try:
-        return await unless_abandoned(request, run_in_threadpool(call, work=work), stop)
-    except Sam2ServiceError as exc:
-        if work.model_ms:  # stopped or failed after using the model: the gateway meters it
-            exc.headers[MODEL_MS_HEADER] = f"{work.model_ms:.1f}"
-        raise
-    finally:
-        if running.get(key) is work:
-            del running[key]
-        queued[namespace] -= 1
-        if not queued[namespace]:
-            del queued[namespace]
+def answer_limit(header: str) -> tuple[str, int] | None:
+    """ANSWER_LIMIT_HEADER's `<mask_format>:<bytes>` (None: absent or not understood)."""
+    fmt, _, size = header.partition(":")
+    if fmt not in ("bool2d", "png") or not size.isdigit() or len(size) > 15:
+        return None
+    return fmt, int(size)
 
 
 def _load_and_warm_up(settings: InferenceSettings) -> Sam2Engine:

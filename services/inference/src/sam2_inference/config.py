@@ -113,7 +113,24 @@ class InferenceSettings(BaseSettings):
     video_max_frame_pixels: int = Field(
         default=1920 * 1088, ge=1, description="Pixels one frame may have (1080p by default)."
     )
+    video_max_decoded_frames: int = Field(
+        default=3000,
+        ge=1,
+        description="Frames one clip upload may decode, skipped ones included (after seeking "
+        "to `start`'s keyframe); more is 422 video_too_large.",
+    )
+    video_decode_cpu_s: float = Field(
+        default=60, gt=0, description="CPU seconds one clip upload may spend decoding."
+    )
     video_max_objects: int = Field(default=8, ge=1, description="Objects one session tracks.")
+    video_memory_bytes: int | None = Field(
+        default=None,
+        ge=1 << 20,
+        description="Memory all video sessions of this process may hold together, every key's "
+        "(frames x the model's 1024x1024 float input, and each object's memory on each frame); "
+        "a session that does not fit is 503 video_busy. Unset: half the GPU's memory, or a "
+        "quarter of the host's on a CPU.",
+    )
     video_sessions_per_tenant: int = Field(
         default=2, ge=1, description="Sessions one tenant may hold here at once (429 beyond)."
     )

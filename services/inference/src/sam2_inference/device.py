@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -50,3 +51,13 @@ def inference_context(device: torch.device) -> Iterator[None]:
                 yield
         else:
             yield
+
+
+def default_video_memory(preference: DevicePreference) -> int:
+    """What all video sessions may hold by default: half of the GPU's memory (frames and
+    memories live there), or a quarter of the host's memory on a CPU (the rest is the image
+    model's, its embedding cache's and the other processes')."""
+    device = pick_device(preference)
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory) // 2
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4

@@ -40,6 +40,8 @@ from sam2_contract.images import (
 )
 from sam2_contract.masks import (
     BoolMask,
+    answer_mask_bytes,
+    answer_too_large,
     decode_mask,
     encode_mask,
     mask_from_counts,
@@ -387,14 +389,17 @@ class Sam2Engine:
         image: DecodedImage | None = None,
         image_file: bytes | None = None,
         work: Work | None = None,
+        answer_limit: tuple[str, int] | None = None,
     ) -> SegmentResponse:
         """Run one request; raises Sam2ServiceError subclasses for anything the client got wrong.
 
         `image`, when given, is the request's image already decoded (a batch's shared upload):
         it is not decoded again. `image_file` is the image file the gateway forwarded for a
         request that names it by `image_id`: decoded here, unless its embedding is cached.
+        `answer_limit` (a mask format and bytes: the gateway's bound on the answer it will
+        build) refuses prompts whose masks alone would pass it, before any model work.
         """
-        return self._segment(request, namespace, image, image_file, work)
+        return self._segment(request, namespace, image, image_file, work, answer_limit)
 
     def _segment(
         self,
@@ -403,6 +408,7 @@ class Sam2Engine:
         image: DecodedImage | Decoded | None,
         image_file: bytes | None,
         work: Work | None,
+        answer_limit: tuple[str, int] | None = None,
     ) -> SegmentResponse:
         started = perf_counter()
         if request.model is not None and request.model != self.info.name:
@@ -414,6 +420,8 @@ class Sam2Engine:
         work = work or Work()
         if request.mode == "auto":
             return self._auto(request, namespace, resolved, started, work)
+        if answer_limit is not None:
+            _check_answer(request, resolved.pixels.shape[0], resolved.pixels.shape[1], answer_limit)
         return self._prompt(request, namespace, resolved, started, work)
 
     def segment_batch(
@@ -744,6 +752,11 @@ class Sam2Engine:
             code=ErrorCode.OVER_TIME_BUDGET,
         )
 
+    def let_clicks_pass(self) -> None:
+        """For CPU work beside the model (a clip being decoded): wait while a click waits for
+        the model or runs, so that the click is not slowed by it."""
+        self._lock.let_clicks_pass()
+
     def _between_batches(self, work: Work) -> None:
         work.check()
         with work.aside():
@@ -908,6 +921,17 @@ def _largest_first(records: list[dict[str, Any]]) -> list[BoolMask]:
 def _size(image: _Image) -> str:
     height, width = image.pixels.shape[:2]
     return f"{width}x{height}"
+
+
+def _check_answer(request: SegmentRequest, height: int, width: int, limit: tuple[str, int]) -> None:
+    """The masks a prompt request will answer (each prompt set's best, and with
+    `return_all_masks` its candidates too), in the client's format, within the gateway's bound."""
+    mask_format, most = limit
+    per_set = 1 + (3 if request.multimask_output else 1) * request.return_all_masks
+    masks = len(request.prompt_sets()) * per_set
+    needed = masks * answer_mask_bytes(mask_format, height, width)
+    if needed > most:
+        raise answer_too_large(needed, most, mask_format, masks)
 
 
 def _check_bounds(request: SegmentRequest, height: int, width: int) -> None:

@@ -88,6 +88,7 @@ class ModelLock:
         self._changed = threading.Condition()
         self._held = False
         self._clicks_waiting = 0
+        self._click_running = False
 
     @contextmanager
     def hold(self, *, interactive: bool) -> Iterator[None]:
@@ -99,12 +100,20 @@ class ModelLock:
             finally:
                 self._clicks_waiting -= interactive
             self._held = True
+            self._click_running = interactive
         try:
             yield
         finally:
             with self._changed:
-                self._held = False
+                self._held = self._click_running = False
                 self._changed.notify_all()
+
+    def let_clicks_pass(self) -> None:
+        """For work beside the model (a clip being decoded): wait while a click waits for the
+        model or runs on it, so that it has the CPU to itself."""
+        with self._changed:
+            while self._clicks_waiting or self._click_running:
+                self._changed.wait()
 
     def step_aside(self) -> None:
         """For a holder between two units of work: let every waiting click run first."""

@@ -14,6 +14,7 @@ import io
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
@@ -43,6 +44,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from sam2_inference.bounded import run_bounded
 from sam2_inference.config import InferenceSettings
 from sam2_inference.device import pick_device
 from sam2_inference.video import FrameMasks, VideoSession, load_video_model
@@ -74,14 +76,7 @@ class VideoService:
         store: VideoStore | None = None,
     ) -> None:
         self.settings = settings
-        self.limits = VideoLimits(
-            max_frames=settings.video_max_frames,
-            max_frame_pixels=settings.video_max_frame_pixels,
-            max_objects=settings.video_max_objects,
-            sessions_per_tenant=settings.video_sessions_per_tenant,
-            idle_s=settings.video_session_idle_s,
-            lifetime_s=settings.video_session_lifetime_s,
-        )
+        self.limits = VideoLimits.from_settings(settings)
         self.store = store or VideoStore(settings.video_dir)
         self.sessions = SessionStore(self.limits, clock)
         self._predictor = predictor
@@ -134,7 +129,10 @@ async def upload(request: Request, tenant: Tenant, videos: Videos) -> VideoInfo:
     body = await read_body(request, videos.settings.video_max_bytes, content_type=MULTIPART)
     files, clip, cut = await _parse_upload(request, body)
     if clip is not None:
-        frames, fps = await run_in_threadpool(decode_clip, clip, cut, videos.limits)
+        engine = request.app.state.holder.engine
+        pause = engine.let_clicks_pass if engine is not None else None
+        call = partial(decode_clip, clip, cut, videos.limits, pause=pause)
+        frames, fps = await run_bounded(request, tenant, call)
     else:
         check_frames(files, videos.limits)
         frames, fps = files, cut.fps
@@ -164,7 +162,7 @@ async def new_session(
     process's cap (`SAM2_VIDEO_SESSIONS_PER_TENANT`) per tenant."""
     given = request.headers.get(SESSION_LIMIT_HEADER, "")
     limit = int(given) if given.isdigit() and len(given) < 6 else None
-    _, files = await run_in_threadpool(videos.store.get, tenant, video_id)
+    clip, files = await run_in_threadpool(videos.store.get, tenant, video_id)
 
     def start() -> VideoSession:
         frames = frames_of(files)
@@ -172,7 +170,7 @@ async def new_session(
         session, _ = videos.timed(lambda: VideoSession(predictor, frames))
         return session
 
-    session = await run_in_threadpool(videos.sessions.create, tenant, video_id, start, limit)
+    session = await run_in_threadpool(videos.sessions.create, tenant, video_id, start, limit, clip)
     return videos.sessions.info(session)
 
 

@@ -1,7 +1,8 @@
 """Clips and tracking sessions at the inference service (issue 14, second slice).
 
 - `decode_clip`: an MP4 or WebM clip decoded with PyAV, cut by `start` and `duration` and
-  thinned to `fps`, the limits (frames, pixels per frame) checked before each frame is decoded.
+  thinned to `fps`; bounded by what it decodes (every frame's pixels, frames decoded, CPU
+  seconds, the request's deadline), seeking to `start` rather than decoding up to it.
 - `VideoStore`: clips stored by content hash in a folder per tenant, as their frames' image files
   (uploaded JPEG/PNG as sent, decoded clips as PNG, lossless): a session reads them back as
   sam2's own loader would read a folder of them.
@@ -15,6 +16,7 @@ process does not hold is `session_not_found`, and the SDKs recreate it and repla
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -37,6 +39,9 @@ from sam2_contract.errors import ErrorCode, InvalidRequestError, NotFoundError, 
 from sam2_contract.images import probe_image
 from sam2_contract.video import SessionInfo, VideoInfo, session_id
 
+from sam2_inference.config import InferenceSettings
+from sam2_inference.device import default_video_memory
+from sam2_inference.scheduling import Work
 from sam2_inference.video import VideoSession
 from sam2_inference.volume import VolumeGuard
 
@@ -47,10 +52,28 @@ VIDEO_ID = re.compile(r"^vid_[0-9a-f]{32}$")
 class VideoLimits:
     max_frames: int
     max_frame_pixels: int
+    max_decoded_frames: int
+    decode_cpu_s: float
     max_objects: int
     sessions_per_tenant: int
     idle_s: float
     lifetime_s: float
+    memory_bytes: int = 1 << 62  # every session of this process together (see SessionMemory)
+    image_size: int = 1024  # the model's square input: what one frame holds
+
+    @classmethod
+    def from_settings(cls, settings: InferenceSettings) -> VideoLimits:
+        return cls(
+            max_frames=settings.video_max_frames,
+            max_frame_pixels=settings.video_max_frame_pixels,
+            max_decoded_frames=settings.video_max_decoded_frames,
+            decode_cpu_s=settings.video_decode_cpu_s,
+            max_objects=settings.video_max_objects,
+            sessions_per_tenant=settings.video_sessions_per_tenant,
+            idle_s=settings.video_session_idle_s,
+            lifetime_s=settings.video_session_lifetime_s,
+            memory_bytes=settings.video_memory_bytes or default_video_memory(settings.device),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +85,27 @@ class Cut:
     fps: float | None = None
 
 
-def decode_clip(data: bytes, cut: Cut, limits: VideoLimits) -> tuple[list[bytes], float | None]:
-    """The kept frames of an MP4/WebM clip as PNG files, and their frame rate."""
+# PyAV's demuxer names for the documented containers (MP4 and WebM; MOV and Matroska share
+# their demuxers) and the video codecs they carry.
+CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2": "MP4", "matroska,webm": "WebM"}
+CODECS = frozenset({"h264", "hevc", "av1", "vp8", "vp9", "mpeg4"})
+
+
+def decode_clip(
+    data: bytes,
+    cut: Cut,
+    limits: VideoLimits,
+    work: Work | None = None,
+    pause: Callable[[], None] | None = None,
+) -> tuple[list[bytes], float | None]:
+    """The kept frames of an MP4/WebM clip as PNG files, and their frame rate.
+
+    Bounded by what is decoded, not by what the header says: the container and codec must be
+    documented ones; every decoded frame is checked against the pixel limit and the first
+    frame's size; the decoder seeks to the keyframe before `start` (decoding, not reading,
+    is what costs) and stops past `max_decoded_frames` frames or `decode_cpu_s` of CPU; it
+    runs on one thread, checks the request's `work` (deadline, client gone) before each
+    frame, and calls `pause` there (waiting while a click runs: clicks keep their time)."""
     import av  # PyAV: imported here, so that the image service starts without it loaded
 
     try:
@@ -71,23 +113,51 @@ def decode_clip(data: bytes, cut: Cut, limits: VideoLimits) -> tuple[list[bytes]
     except (av.error.FFmpegError, ValueError) as exc:
         raise _invalid(f"the clip could not be opened: {exc}") from None
     with container:
+        kind = CONTAINERS.get(container.format.name)
+        if kind is None:
+            raise _invalid(f"the clip is {container.format.name}; clips are MP4 or WebM files")
         if not container.streams.video:
             raise _invalid("the clip has no video stream")
         stream = container.streams.video[0]
+        codec = stream.codec_context.name
+        if codec not in CODECS:
+            raise _invalid(
+                f"the {kind} clip's video is {codec}; accepted: {', '.join(sorted(CODECS))}"
+            )
+        stream.codec_context.thread_count = 1  # one core: the other serves clicks
+        stream.codec_context.thread_type = "NONE"
         width, height = stream.codec_context.width, stream.codec_context.height
         _check_pixels(width, height, limits)
         rate = float(stream.average_rate) if stream.average_rate else None
         step = 1 / cut.fps if cut.fps else 0.0
         end = None if cut.duration is None else cut.start + cut.duration
         frames: list[bytes] = []
+        kept_size: tuple[int, int] | None = None
         next_time = cut.start
+        if cut.start > 0 and stream.time_base:
+            with contextlib.suppress(av.error.FFmpegError):  # unseekable: decoded from 0
+                container.seek(int(cut.start / stream.time_base), stream=stream, backward=True)
+        cpu_started = time.thread_time()
         try:
-            for frame in container.decode(stream):
-                seconds = _seconds(frame.pts, stream.time_base, len(frames), rate)
+            for decoded, frame in enumerate(container.decode(stream)):
+                _within(decoded, cpu_started, limits, work, pause)
+                if frame.width * frame.height > limits.max_frame_pixels:
+                    raise _too_large(
+                        f"frame {decoded} decodes to {frame.width}x{frame.height}, more than "
+                        f"{limits.max_frame_pixels} pixels (the clip's header said "
+                        f"{width}x{height})"
+                    )
+                seconds = _seconds(frame.pts, stream.time_base, decoded, rate)
                 if seconds < next_time - 1e-6:
                     continue
                 if end is not None and seconds >= end:
                     break
+                if kept_size is not None and (frame.width, frame.height) != kept_size:
+                    raise _invalid(
+                        f"a frame at {seconds:.2f} s is {frame.width}x{frame.height}, the first "
+                        f"kept is {kept_size[0]}x{kept_size[1]}: a clip's frames share one size"
+                    )
+                kept_size = (frame.width, frame.height)
                 if len(frames) == limits.max_frames:
                     raise _too_large(
                         f"the part of the clip asked for has more than {limits.max_frames} frames"
@@ -100,6 +170,32 @@ def decode_clip(data: bytes, cut: Cut, limits: VideoLimits) -> tuple[list[bytes]
         raise _invalid("no frame of the clip falls inside `start` and `duration`")
     kept_rate = cut.fps if cut.fps and (rate is None or cut.fps < rate) else rate
     return frames, kept_rate
+
+
+def _within(
+    decoded: int,
+    cpu_started: float,
+    limits: VideoLimits,
+    work: Work | None,
+    pause: Callable[[], None] | None,
+) -> None:
+    """Before decoding one more frame: the request still wanted, the decoding bounds kept."""
+    if work is not None:
+        work.check()
+    if pause is not None:
+        pause()
+    if decoded >= limits.max_decoded_frames:
+        raise _too_large(
+            f"reaching the part asked for takes more than {limits.max_decoded_frames} decoded "
+            "frames (the clip has few keyframes, or `start` is far in); cut the clip first, or "
+            "re-encode it with a keyframe every few seconds"
+        )
+    spent = time.thread_time() - cpu_started
+    if spent > limits.decode_cpu_s:
+        raise _too_large(
+            f"decoding the clip took more than {limits.decode_cpu_s:.0f} s of CPU; send a "
+            "shorter or smaller clip, or its frames"
+        )
 
 
 def check_frames(files: Sequence[bytes], limits: VideoLimits) -> None:
@@ -205,6 +301,66 @@ class VideoStore:
         return self.root / tenant / video_id
 
 
+# What a session holds (sam2 1.1.0's inference state, measured in tests/inference/test_videos.py):
+# every frame as the model's float32 input (3 x S x S), then for each object on each tracked
+# frame its memory features (64 channels at S/16, bfloat16), its low-resolution mask (S/4,
+# float32) and object pointer; one frame's image features are cached (FEATURE_BYTES).
+MEMORY_CHANNELS = 64
+FEATURE_BYTES = 104 << 20  # one frame's image features and positional encodings, float32
+
+
+def frame_bytes(image_size: int) -> int:
+    return 3 * image_size * image_size * 4
+
+
+def object_frame_bytes(image_size: int) -> int:
+    memory = MEMORY_CHANNELS * (image_size // 16) ** 2 * 2
+    return memory + (image_size // 4) ** 2 * 4 + 256 * 4
+
+
+def session_bytes(frames: int, objects: int, image_size: int) -> int:
+    """The most a session of `frames` frames tracking `objects` objects holds."""
+    per_frame = frame_bytes(image_size) + objects * object_frame_bytes(image_size)
+    return FEATURE_BYTES + frames * per_frame
+
+
+class SessionMemory:
+    """Bytes all sessions of this process may hold together, shared by every tenant. A
+    session takes its share before it is made (its frames, one object, and its decoded
+    frames while it is being made) and more before each further object; a share that does
+    not fit is refused (`503 video_busy`), one that never could is `422 video_too_large`."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, needed: int, what: str) -> None:
+        with self._lock:
+            if needed > self.total:
+                raise _too_large(
+                    f"{what} needs {_gib(needed)} of memory, more than the {_gib(self.total)} "
+                    "this service holds for all video sessions; cut the clip shorter "
+                    "(`duration`, `fps`) or smaller"
+                )
+            if self.used + needed > self.total:
+                raise Sam2ServiceError(
+                    f"{what} needs {_gib(needed)}; the sessions open here hold "
+                    f"{_gib(self.used)} of {_gib(self.total)}",
+                    code=ErrorCode.VIDEO_BUSY,
+                    retry_after=30,
+                )
+            self.used += needed
+
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB"
+
+
 @dataclass(eq=False)
 class Session:
     session_id: str
@@ -214,6 +370,8 @@ class Session:
     created: float
     last_used: float
     busy: threading.Lock = field(default_factory=threading.Lock)
+    reserved: int = 0  # bytes of SessionMemory it holds
+    objects_reserved: int = 1
 
 
 class SessionStore:
@@ -225,6 +383,7 @@ class SessionStore:
         self._sessions: dict[str, Session] = {}
         self._starting: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self.memory = SessionMemory(limits.memory_bytes)
 
     def create(
         self,
@@ -232,6 +391,7 @@ class SessionStore:
         video_id: str,
         tracker: Callable[[], VideoSession],
         limit: int | None = None,
+        clip: VideoInfo | None = None,
     ) -> Session:
         """A new session, unless the tenant holds `limit` already: its tier's, which the
         gateway sends and `/v1/usage` reports, or this process's `sessions_per_tenant` for a
@@ -249,9 +409,18 @@ class SessionStore:
                 )
             self._starting[namespace] += 1  # a session being made counts against the cap
         try:
-            started = tracker()  # the clip's first frame encoded: outside the store's lock
+            kept, making = self._shares(clip)
+            self.memory.take(kept + making, "a session of this clip")
+            try:
+                started = tracker()  # the clip's first frame encoded: outside the store's lock
+            except BaseException:
+                self.memory.give_back(kept + making)
+                raise
+            self.memory.give_back(making)
             now = self.clock()
-            session = Session(session_id(video_id), namespace, video_id, started, now, now)
+            session = Session(
+                session_id(video_id), namespace, video_id, started, now, now, reserved=kept
+            )
             with self._lock:
                 self._sessions[session.session_id] = session
             return session
@@ -260,6 +429,13 @@ class SessionStore:
                 self._starting[namespace] -= 1
                 if not self._starting[namespace]:
                     del self._starting[namespace]
+
+    def _shares(self, clip: VideoInfo | None) -> tuple[int, int]:
+        """A session's bytes once made (one object), and the decoded frames while making it."""
+        if clip is None:
+            return 0, 0
+        kept = session_bytes(clip.num_frames, 1, self.limits.image_size)
+        return kept, clip.num_frames * clip.width * clip.height * 3
 
     def get(self, namespace: str, session_id: str) -> Session:
         with self._lock:
@@ -276,7 +452,12 @@ class SessionStore:
     def delete(self, namespace: str, session_id: str) -> None:
         session = self.get(namespace, session_id)
         with self._lock:
-            self._sessions.pop(session.session_id, None)
+            if self._sessions.pop(session.session_id, None) is not None:
+                self._release(session)
+
+    def _release(self, session: Session) -> None:
+        self.memory.give_back(session.reserved)
+        session.reserved = 0
 
     @contextmanager
     def exclusive(self, session: Session) -> Iterator[None]:
@@ -316,12 +497,21 @@ class SessionStore:
         )
 
     def check_objects(self, session: Session, object_id: int) -> None:
+        """Before a prompt: a new object within the session's cap, and its memory taken."""
         ids = session.tracker.object_ids
-        if object_id not in ids and len(ids) >= self.limits.max_objects:
+        if object_id in ids:
+            return
+        if len(ids) >= self.limits.max_objects:
             raise InvalidRequestError(
                 f"this session tracks {len(ids)} objects, the most one session may track",
                 code=ErrorCode.TOO_MANY_OBJECTS,
             )
+        if len(ids) + 1 > session.objects_reserved and session.reserved:
+            more = session.tracker.num_frames * object_frame_bytes(self.limits.image_size)
+            self.memory.take(more, f"object {object_id} over this clip")
+            with self._lock:
+                session.reserved += more
+                session.objects_reserved += 1
 
     def _sweep(self) -> None:
         """Forget expired sessions (idle too long, or past their lifetime), unless busy."""
@@ -331,6 +521,7 @@ class SessionStore:
             old = now - session.created > self.limits.lifetime_s
             if (idle or old) and not session.busy.locked():
                 del self._sessions[key]
+                self._release(session)
 
 
 def frames_of(files: Sequence[bytes]) -> list[np.ndarray]:

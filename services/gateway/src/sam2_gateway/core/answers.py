@@ -7,8 +7,9 @@ mask is 91 MB of JSON, and eight boxes with all their candidate masks on a 16 MP
 built, and:
 
 - an answer over `max_answer_bytes` is refused, `422 answer_too_large`, with a hint to ask for
-  `rle` or `png` (before the request is sent to inference when an upload's size already shows
-  it, else as soon as inference answers);
+  `rle` or `png`: before the request is sent to inference when an upload's size already shows
+  it; by inference, before any model work, for prompts by `image_id` (the bound travels as
+  ANSWER_LIMIT_HEADER); and on inference's answer (automatic mode's count is known only then);
 - all answers being built or sent at once hold at most `answer_memory_bytes`; an answer that
   does not fit waits for others to be sent (up to `ANSWER_WAIT_S`), then gets `503
   gateway_busy` with `Retry-After`;
@@ -31,9 +32,10 @@ from time import perf_counter
 from typing import Any
 
 from pydantic_core import to_json
-from sam2_contract.errors import ErrorCode, InvalidRequestError, ServiceUnavailableError
+from sam2_contract.errors import ErrorCode, ServiceUnavailableError
 from sam2_contract.masks import (
-    bool2d_json_bytes,
+    answer_mask_bytes,
+    answer_too_large,
     bool2d_json_chunks,
     decode_mask,
     mask_slots,
@@ -46,24 +48,11 @@ from starlette.types import Receive, Scope, Send
 ANSWER_WAIT_S = 10.0
 ANSWER_POLL_S = 0.05
 BUSY_RETRY_AFTER_S = 1
-PNG_OVERHEAD_BYTES = 1024
 
 
 def mask_bytes(mask_format: MaskFormat, height: int, width: int) -> int:
-    """The most bytes one HxW mask takes in `mask_format` in the answer (RLE: as it came)."""
-    if mask_format == "bool2d":
-        return bool2d_json_bytes(height, width)
-    if mask_format == "png":  # a 1-bit PNG never grows past its raw rows; base64 adds a third
-        return ((width + 8) // 8 * height + PNG_OVERHEAD_BYTES) * 4 // 3
-    return 0  # rle is what arrived; polygons are capped by their edge budget
-
-
-def too_large(needed: int, limit: int, mask_format: MaskFormat, masks: int) -> InvalidRequestError:
-    return InvalidRequestError(
-        f"the answer would be {needed / 2**20:.0f} MiB ({masks} masks as {mask_format}), over "
-        f"this gateway's {limit / 2**20:.0f} MiB for one answer",
-        code=ErrorCode.ANSWER_TOO_LARGE,
-    )
+    """The most bytes one HxW mask takes in the answer (RLE: as it came)."""
+    return answer_mask_bytes(mask_format, height, width)
 
 
 class AnswerMemory:
@@ -80,7 +69,7 @@ class AnswerMemory:
 
     def check(self, needed: int, mask_format: MaskFormat, masks: int) -> None:
         if needed > self.per_answer:
-            raise too_large(needed, self.per_answer, mask_format, masks)
+            raise answer_too_large(needed, self.per_answer, mask_format, masks)
 
     async def take(self, needed: int) -> Callable[[], None]:
         """Hold `needed` bytes (waiting for other answers to be sent); the call that frees them.

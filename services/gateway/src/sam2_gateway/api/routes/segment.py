@@ -159,7 +159,10 @@ async def _forward(
     forwarded = request.model_copy(
         update={"image": None, "image_url": None, "image_id": image_id, "mask_format": "rle"}
     )
-    hop = Hop(principal.key_id, _request_id(client), routing_key(principal.key_id, image_id))
+    limit = None  # bool2d and PNG answers are sized by their pixels: inference checks first
+    if request.mode != "auto" and request.mask_format in ("bool2d", "png"):
+        limit = f"{request.mask_format}:{gateway.answers.per_answer}"
+    hop = Hop(principal.key_id, _request_id(client), routing_key(principal.key_id, image_id), limit)
     call = gateway.backend.segment(
         forwarded.model_dump_json(exclude_none=True, exclude_unset=True).encode(),
         upload.file if upload is not None else None,
@@ -248,7 +251,8 @@ async def _source(
 def _answer_fits(gateway: Gateway, parsed: SegmentRequest, upload: _Upload | None) -> None:
     """Refuse, before any model work, an answer the upload's size already shows to be over
     the bound: at least one mask for each prompt set (point and box mode; automatic mode's
-    count is known only once inference answers, and is checked then)."""
+    count is known only once inference answers, and is checked then; by `image_id` inference
+    checks it, from ANSWER_LIMIT_HEADER)."""
     if upload is None or upload.size is None or parsed.mode == "auto":
         return
     height, width = upload.size

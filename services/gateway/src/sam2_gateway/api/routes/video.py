@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from sam2_contract.errors import ErrorCode, NotFoundError
-from sam2_contract.problems import StreamWithCleanup, read_body
+from sam2_contract.problems import StreamWithCleanup, read_body, unless_abandoned
 from sam2_contract.validation import parse_json, parse_model
 from sam2_contract.video import (
     NDJSON,
@@ -36,7 +37,7 @@ from sam2_contract.video import (
 from sam2_contract.wire import SESSION_LIMIT_HEADER, routing_key
 
 from sam2_gateway.api.deps import Gateway, GatewayDep, Principal, PrincipalDep
-from sam2_gateway.api.routes.segment import _limited, _request_id
+from sam2_gateway.api.routes.segment import _cancel, _limited, _request_id
 from sam2_gateway.backends import Forwarded, Hop
 from sam2_gateway.core.multipart import MULTIPART
 
@@ -51,9 +52,10 @@ async def upload_video(request: Request, principal: PrincipalDep, gateway: Gatew
     async with _limited(gateway, principal) as rate:
         body = await read_body(request, gateway.settings.video_max_bytes, content_type=MULTIPART)
         hop = Hop(principal.key_id, _request_id(request))
-        answer = await gateway.backend.forward(
-            "POST", "/v1/videos", hop, body, request.headers["content-type"]
-        )
+        call = gateway.backend.forward(
+            "POST", "/v1/videos", hop, body, request.headers["content-type"], deadline=True
+        )  # a clip is decoded within the request's deadline, and stopped if its client goes
+        answer = await unless_abandoned(request, call, partial(_cancel, gateway, hop))
         await gateway.meter.add(principal.key_id, images=1, masks=0, gpu_ms=answer.model_ms)
     return _passed_on(answer, rate.headers())
 
