@@ -41,6 +41,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rows", type=Path, help="append the row to this markdown file")
     parser.add_argument(
+        "--offload",
+        default="none",
+        choices=["none", "video", "state", "both"],
+        help="sam2's offload_video_to_cpu / offload_state_to_cpu (SAM2_VIDEO_OFFLOAD)",
+    )
+    parser.add_argument(
         "--random-dir", type=Path, help="keep the raised-bias random checkpoint here, for reuse"
     )
     args = parser.parse_args()
@@ -61,7 +67,7 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
-    session = VideoSession(predictor, frames)
+    session = VideoSession(predictor, frames, offload=args.offload)
     _sync(device)
     start_ms = (time.perf_counter() - started) * 1000
     started = time.perf_counter()
@@ -77,8 +83,10 @@ def main() -> None:
     if device.type == "cuda":
         peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}"
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    offload = "" if args.offload == "none" else f", offload {args.offload}"
     row = (
-        f"| {card} | {args.model} | {args.frames} x {args.width}x{args.height} | {args.objects} "
+        f"| {card}{offload} | {args.model} | {args.frames} x {args.width}x{args.height} "
+        f"| {args.objects} "
         f"| {start_ms:.0f} | {prompt_ms:.0f} | {fps:.1f} | {peak} |\n"
     )
     print(row, end="", flush=True)

@@ -121,3 +121,21 @@ def test_a_session_answers_as_sam2s_video_predictor(
     assert session.object_ids == [1, 3]
     for mine, expected in zip(session.propagate(), tracked([(0, False)]), strict=True):
         _same(mine, expected)
+
+
+@pytest.mark.slow
+def test_offloading_to_host_memory_keeps_the_masks(video_model: SAM2VideoPredictor) -> None:
+    """`SAM2_VIDEO_OFFLOAD=both` (sam2's offload_video_to_cpu and offload_state_to_cpu) keeps
+    the frames and the object memories in host memory: on a GPU that is the memory it saves
+    (bench/video.py --offload, measured only where a GPU is lent); the masks are the same."""
+    plain = VideoSession(video_model, decode_frames(FRAMES))
+    offloaded = VideoSession(video_model, decode_frames(FRAMES), offload="both")
+    assert offloaded.state["offload_video_to_cpu"]
+    assert offloaded.state["offload_state_to_cpu"]
+    assert offloaded.state["images"].device.type == "cpu"
+    for session in (plain, offloaded):
+        session.add_prompt(0, 1, points=[[40, 30]], labels=[1])
+    ours = list(offloaded.propagate(direction="forward"))
+    for mine, expected in zip(ours, plain.propagate(direction="forward"), strict=True):
+        _same(mine, expected)
+    assert sum(int(m.sum()) for f in ours for m in f.masks.values()) > 0

@@ -123,6 +123,12 @@ class InferenceSettings(BaseSettings):
         default=60, gt=0, description="CPU seconds one clip upload may spend decoding."
     )
     video_max_objects: int = Field(default=8, ge=1, description="Objects one session tracks.")
+    video_offload: Literal["none", "video", "state", "both"] = Field(
+        default="none",
+        description="sam2's offload_video_to_cpu (`video`: frames in host memory, moved to the "
+        "GPU when used) and offload_state_to_cpu (`state`: object memories in host memory), or "
+        "`both`: less GPU memory for the same masks; no effect on a CPU.",
+    )
     video_memory_bytes: int | None = Field(
         default=None,
         ge=1 << 20,

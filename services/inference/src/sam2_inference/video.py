@@ -29,6 +29,7 @@ from sam2_contract.models import ModelName
 from sam2_inference.weights import Checkpoint, config_name
 
 Direction = Literal["forward", "backward", "both"]
+VideoOffload = Literal["none", "video", "state", "both"]
 Frame = npt.NDArray[np.uint8]
 BoolMask = npt.NDArray[np.bool_]
 IMG_MEAN = (0.485, 0.456, 0.406)
@@ -125,12 +126,23 @@ class FrameMasks:
 class VideoSession:
     """One interactive tracking session over one clip (sam2's inference state)."""
 
-    def __init__(self, predictor: SAM2VideoPredictor, frames: Sequence[Frame]) -> None:
+    def __init__(
+        self,
+        predictor: SAM2VideoPredictor,
+        frames: Sequence[Frame],
+        *,
+        offload: VideoOffload = "none",
+    ) -> None:
+        """`offload`: sam2's own `offload_video_to_cpu` ("video": the frames stay in host
+        memory, each moved to the GPU when used) and `offload_state_to_cpu` ("state": the
+        per-object memories kept in host memory); "both"; the masks are the same either way."""
         self.predictor = predictor
         height, width = frames[0].shape[:2]
-        images = frames_tensor(frames, predictor.image_size).to(predictor.device)
+        images = frames_tensor(frames, predictor.image_size)
+        if offload not in ("video", "both"):
+            images = images.to(predictor.device)
         with video_context(predictor.device):
-            self.state = _init_state(predictor, images, height, width)
+            self.state = _init_state(predictor, images, height, width, offload)
         self.num_frames = len(frames)
 
     def add_prompt(
@@ -257,19 +269,24 @@ def _frame_masks(frame: int, ids: Sequence[int], logits: torch.Tensor) -> FrameM
 
 
 def _init_state(
-    predictor: SAM2VideoPredictor, images: torch.Tensor, height: int, width: int
+    predictor: SAM2VideoPredictor,
+    images: torch.Tensor,
+    height: int,
+    width: int,
+    offload: VideoOffload = "none",
 ) -> dict[str, Any]:
     """`SAM2VideoPredictor.init_state` (sam2 1.1.0) with our frames instead of its loader's."""
     device = predictor.device
+    state_on_cpu = offload in ("state", "both")
     state: dict[str, Any] = {
         "images": images,
         "num_frames": len(images),
-        "offload_video_to_cpu": False,
-        "offload_state_to_cpu": False,
+        "offload_video_to_cpu": offload in ("video", "both"),
+        "offload_state_to_cpu": state_on_cpu,
         "video_height": height,
         "video_width": width,
         "device": device,
-        "storage_device": device,
+        "storage_device": torch.device("cpu") if state_on_cpu else device,
         "point_inputs_per_obj": {},
         "mask_inputs_per_obj": {},
         "cached_features": {},

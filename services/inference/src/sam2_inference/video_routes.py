@@ -47,6 +47,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from sam2_inference.bounded import run_bounded
 from sam2_inference.config import InferenceSettings
 from sam2_inference.device import pick_device
+from sam2_inference.memory import give_back_freed_memory
 from sam2_inference.video import FrameMasks, VideoSession, load_video_model
 from sam2_inference.videos import (
     Cut,
@@ -167,7 +168,10 @@ async def new_session(
     def start() -> VideoSession:
         frames = frames_of(files)
         predictor = videos.predictor
-        session, _ = videos.timed(lambda: VideoSession(predictor, frames))
+        offload = videos.settings.video_offload
+        session, _ = videos.timed(lambda: VideoSession(predictor, frames, offload=offload))
+        frames.clear()  # the decoded frames: no longer needed once the session holds its input
+        give_back_freed_memory()  # the decoded frames (GiBs for a long clip): see memory.py
         return session
 
     session = await run_in_threadpool(videos.sessions.create, tenant, video_id, start, limit, clip)
