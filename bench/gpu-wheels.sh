@@ -10,7 +10,7 @@ grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/ex
 pip=(python3 -m pip --disable-pip-version-check -q)
 # Source-only on PyPI: built into wheels here.
 SAM2_BUILD_CUDA=0 "${pip[@]}" wheel --no-deps -w .whl \
-  sam2==1.1.0 antlr4-python3-runtime==4.9.3 iopath==0.1.10
+  "$(grep -E '^sam2==' constraints.txt)" antlr4-python3-runtime==4.9.3 iopath==0.1.10
 "${pip[@]}" download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d .whl pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \

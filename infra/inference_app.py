@@ -19,6 +19,7 @@ from typing import Any
 import modal
 
 from infra.keepwarm import desired_min_containers
+from infra.pins import CONSTRAINTS, REMOTE_CONSTRAINTS, pins
 from infra.settings import DeploySettings
 
 settings = DeploySettings()
@@ -28,7 +29,7 @@ settings = DeploySettings()
 HF_CACHE = "/cache/hf"
 CLIPS = "/clips"
 PORT = 8000
-TORCH = ("torch==2.14.1", "torchvision==0.29.1")  # the versions CI tests against
+TORCH = pins("torch", "torchvision")  # the versions CI tests against (constraints.txt)
 IMAGE_ENV = settings.as_env() | {
     "HF_HUB_CACHE": HF_CACHE,
     "SAM2_VIDEO_DIR": CLIPS,
@@ -50,7 +51,7 @@ IMAGE_ENV = settings.as_env() | {
 PACKAGES = (
     # services/inference/pyproject.toml's dependencies besides torch (tests/infra checks none
     # is missing)...
-    "sam2==1.1.0",
+    *pins("sam2"),
     "huggingface_hub>=0.26",
     "opencv-python-headless>=4.9",
     "fastapi>=0.115",
@@ -72,6 +73,7 @@ image = (
     .pip_install(*PACKAGES)
     .env(IMAGE_ENV)
     .add_local_python_source("sam2_contract", "sam2_inference", "infra")
+    .add_local_file(CONSTRAINTS, REMOTE_CONSTRAINTS)  # infra.pins reads it in the container too
 )
 
 app = modal.App(settings.inference_app, image=image)
@@ -172,6 +174,7 @@ keep_warm_image = (
     .pip_install("pydantic>=2.9,<3", "pydantic-settings>=2.5", "numpy>=1.26", "pillow>=10.4")
     .env(settings.as_env())
     .add_local_python_source("sam2_contract", "infra")
+    .add_local_file(CONSTRAINTS, REMOTE_CONSTRAINTS)  # this module reads it on import
 )
 
 
