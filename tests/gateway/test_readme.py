@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,20 @@ def test_every_gateway_setting_is_in_the_readme_configuration_table() -> None:
         if f"SAM2_GATEWAY_{name.upper()}" not in documented
     ]
     assert missing == []
+
+
+def test_the_route_table_is_generated_from_the_openapi_document() -> None:
+    """Every route the gateway serves is in the README, as scripts/routes.py writes it from the
+    committed openapi.json (which test_openapi.py holds to what the gateway serves)."""
+    root = Path(__file__).parents[2]
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "routes.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    spec = json.loads((root / "openapi.json").read_text())
+    readme = (root / "README.md").read_text()
+    for path, operations in spec["paths"].items():
+        for method in operations:
+            assert f"`{method.upper()} {path}`" in readme

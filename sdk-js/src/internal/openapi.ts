@@ -134,11 +134,17 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get Session */
+        /**
+         * Get Session
+         * @description A session's objects, prompted frames, whether it is propagating, and when it expires.
+         */
         get: operations["get_session"];
         put?: never;
         post?: never;
-        /** Delete Session */
+        /**
+         * Delete Session
+         * @description End a session now: its memory is given back.
+         */
         delete: operations["delete_session"];
         options?: never;
         head?: never;
@@ -175,7 +181,10 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Remove Object */
+        /**
+         * Remove Object
+         * @description One object and its prompts and masks removed from the session.
+         */
         delete: operations["remove_object"];
         options?: never;
         head?: never;
@@ -232,7 +241,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Reset Session */
+        /**
+         * Reset Session
+         * @description Every prompt and result of the session dropped; the clip stays.
+         */
         post: operations["reset_session"];
         delete?: never;
         options?: never;
@@ -289,7 +301,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get Video */
+        /**
+         * Get Video
+         * @description An uploaded clip's description: frames, size and frame rate.
+         */
         get: operations["get_video"];
         put?: never;
         post?: never;

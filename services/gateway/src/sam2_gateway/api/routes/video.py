@@ -64,6 +64,7 @@ async def upload_video(request: Request, principal: PrincipalDep, gateway: Gatew
 async def get_video(
     video_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
+    """An uploaded clip's description: frames, size and frame rate."""
     principal.require("video")
     async with _limited(gateway, principal) as rate:
         hop = Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, video_id))
@@ -112,6 +113,7 @@ async def create_session(
 async def get_session(
     session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
+    """A session's objects, prompted frames, whether it is propagating, and when it expires."""
     return await _call(gateway, principal, request, "GET", session_id, "")
 
 
@@ -119,6 +121,7 @@ async def get_session(
 async def delete_session(
     session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
+    """End a session now: its memory is given back."""
     return await _call(gateway, principal, request, "DELETE", session_id, "")
 
 
@@ -142,6 +145,7 @@ async def clear_prompts(
 async def reset_session(
     session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
+    """Every prompt and result of the session dropped; the clip stays."""
     return await _call(gateway, principal, request, "POST", session_id, "/reset")
 
 
@@ -149,6 +153,7 @@ async def reset_session(
 async def remove_object(
     session_id: str, object_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
+    """One object and its prompts and masks removed from the session."""
     principal.require("video")
     path = f"/objects/{path_index(object_id, 'object_id')}"
     return await _call(gateway, principal, request, "DELETE", session_id, path)
