@@ -171,7 +171,13 @@ def test_a_click_does_not_wait_for_a_whole_decoder_pass_of_an_auto_job(
         (5, "attn", (1, 64, 64, 384), 1 + 3 + 2),
         # 2,048 windows of 8x8: input projection in 4 steps, attention in 2, output in 2.
         (0, "attn", (2048, 8, 8, 96), 3 + 1 + 1 + 2),
-        (0, "mlp.layers.0", (1, 256, 256, 96), 2),  # 96->384 over 65,536 tokens: 3 steps
+        (0, "mlp.layers.0", (1, 256, 256, 96), 3),  # 96->384 over 65,536 tokens: 4 steps
+        # 192->768 over 16,384 tokens in 4 steps of 4,096 (and the stage point of the second);
+        # 3072->768 over 1,024 tokens in one call (only its stage point). On an Intel Xeon,
+        # steps of other sizes (7,281 rows; 256 or 455) gave other last bits than one call.
+        (2, "mlp.layers.0", (1, 128, 128, 192), 3),
+        (2, "mlp.layers.1", (1, 128, 128, 768), 3 + 1),
+        (11, "mlp.layers.1", (1, 32, 32, 3072), 1),
     ],
 )
 def test_long_encoder_calls_step_aside_and_compute_the_same(

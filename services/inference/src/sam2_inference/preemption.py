@@ -8,7 +8,8 @@ wrote it. A suspended forward pass keeps its activations in its own frame, so a 
 the model meanwhile. On the CPU, calls too long to be one stage run in steps with a preemption
 point between steps: hiera's global attention (hundreds of ms for one call) in steps of query
 rows, its linear layers over the 65,536 tokens of its first stage in steps of tokens. Each row
-is computed as before, so the result is the same (tests/inference/test_scheduling.py).
+is computed as before, in power-of-two blocks of rows, so the result is the same
+(tests/inference/test_scheduling.py, tests/inference/test_parity.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ over hiera's 64x64 tokens, about 55 ms on a CPU core pair."""
 LINEAR_STEP = 1 << 30
 """Multiply-adds one linear-layer step computes: about 30 ms on a CPU core pair (a whole
 96->384 layer over hiera's first-stage tokens is 2.4e9, about 60 ms)."""
+
+MIN_ROWS = 1024
+"""Linear steps hold a power of two rows, at least this many. The CPU's matrix kernels (MKL)
+can give a row other last bits in a block of another size: 7,281-row steps of a 192->768 layer
+over 65,536 rows, and 256- or 455-row steps of a 3072->768 layer over 1,024, differed from the
+whole call on an Intel Xeon (not on an AMD EPYC), enough to flip a pixel of automatic mode.
+Power-of-two steps of 1,024 rows or more matched on every layer shape of hiera there."""
 
 _local = threading.local()
 
@@ -163,7 +171,8 @@ def _linear_in_steps(
     job can step aside, on the CPU, for a call longer than LINEAR_STEP."""
     point = _point()
     rows = x.numel() // linear.in_features
-    n = max(1, LINEAR_STEP // (linear.in_features * linear.out_features))
+    fits = max(1, LINEAR_STEP // (linear.in_features * linear.out_features))
+    n = max(MIN_ROWS, 1 << (fits.bit_length() - 1))  # hiera's token counts are powers of two
     if point is None or x.device.type != "cpu" or rows <= n:
         return whole(x)
     flat = x.reshape(rows, linear.in_features)
