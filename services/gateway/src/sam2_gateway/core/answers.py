@@ -50,11 +50,6 @@ ANSWER_POLL_S = 0.05
 BUSY_RETRY_AFTER_S = 1
 
 
-def mask_bytes(mask_format: MaskFormat, height: int, width: int) -> int:
-    """The most bytes one HxW mask takes in the answer (RLE: as it came)."""
-    return answer_mask_bytes(mask_format, height, width)
-
-
 class AnswerMemory:
     """A pool of bytes answers are built and sent in (`answer_memory_bytes`)."""
 
@@ -116,7 +111,7 @@ def answer_size(
     needed = body_bytes
     for holder, key in slots:
         height, width = holder[key]["size"]
-        needed += mask_bytes(mask_format, int(height), int(width))
+        needed += answer_mask_bytes(mask_format, int(height), int(width))
     return needed, len(slots)
 
 

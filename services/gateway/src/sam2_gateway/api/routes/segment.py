@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sam2_contract.errors import ErrorCode, InvalidRequestError, Sam2ServiceError
 from sam2_contract.images import decode_base64, image_id_for_file, probe_image
+from sam2_contract.masks import answer_mask_bytes
 from sam2_contract.models import (
     BatchSegmentResponse,
     SegmentRequest,
@@ -35,7 +36,6 @@ from sam2_gateway.core.answers import (
     PartsResponse,
     Rendered,
     answer_size,
-    mask_bytes,
     render_parts,
     rle_answer,
 )
@@ -257,7 +257,8 @@ def _answer_fits(gateway: Gateway, parsed: SegmentRequest, upload: _Upload | Non
         return
     height, width = upload.size
     per_mask = min(  # the EXIF orientation may turn the image
-        mask_bytes(parsed.mask_format, height, width), mask_bytes(parsed.mask_format, width, height)
+        answer_mask_bytes(parsed.mask_format, height, width),
+        answer_mask_bytes(parsed.mask_format, width, height),
     )
     masks = len(parsed.prompt_sets())
     gateway.answers.check(per_mask * masks, parsed.mask_format, masks)
