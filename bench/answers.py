@@ -13,8 +13,6 @@ got, its answer size, and each process's peak RSS during it over its RSS before 
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 import os
 import signal
 import sys
@@ -25,13 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 import gateway as stack  # bench/gateway.py: starts the two processes
-from support import rss_peaks  # tests/support.py: the RSS sampler the campaign test uses too
+from support import large_photo_b64, rss_peaks  # tests/support.py, as the campaign test
 
 HEIGHT, WIDTH = 3468, 4624
 CLICK = {"point_coords": [[2300, 1700]], "point_labels": [1]}
@@ -79,7 +75,7 @@ def _measure(
     client = httpx.Client(
         base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}
     )
-    photo = _photo()
+    photo = large_photo_b64(HEIGHT, WIDTH)
     first = client.post(
         "/v1/segment", json={"image": photo, "mask_format": "rle"} | CLICK, timeout=600
     )
@@ -122,16 +118,6 @@ def _post(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
 
 def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
-
-
-def _photo() -> str:
-    """A 16 MP JPEG: a smooth picture (the file stays a few MB; the masks are what is large)."""
-    yy, xx = np.mgrid[0:HEIGHT:8, 0:WIDTH:8]
-    small = np.stack([(xx * 255 // WIDTH), (yy * 255 // HEIGHT), (xx + yy) % 256], axis=-1)
-    image = Image.fromarray(small.astype(np.uint8)).resize((WIDTH, HEIGHT))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=80)
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 if __name__ == "__main__":

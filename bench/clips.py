@@ -14,20 +14,22 @@ the model, as before): the ratio of the two is what `let_clicks_pass` saves a cl
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import av
 import numpy as np
 from sam2_contract import SegmentRequest
 from sam2_contract.images import DecodedImage, image_id_for
 from sam2_inference import InferenceSettings, Sam2Engine
-from sam2_inference.videos import Cut, VideoLimits, decode_clip
+from sam2_inference.video.clips import Cut, VideoLimits, decode_clip
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from support import encoded  # tests/support.py: the clip encoder the tests use
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 30
 
@@ -103,28 +105,13 @@ def main() -> None:
 
 def _clip(frames: int, *, gop: int | None) -> bytes:
     """A 1080p clip of a moving gradient: a keyframe every `gop` frames and no other."""
-    out = io.BytesIO()
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
-    with av.open(out, mode="w", format="mp4") as container:
-        # MPEG-4 caps its keyframe interval at 600 frames: one keyframe in all is H.264's
-        stream = container.add_stream("mpeg4" if gop else "libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        if gop:
-            stream.codec_context.gop_size = gop
-            stream.codec_context.options = {"sc_threshold": "1000000000"}
-        else:
-            stream.codec_context.options = {
-                "x264-params": "keyint=infinite:scenecut=0",
-                "preset": "ultrafast",
-            }
-        for index in range(frames):
-            value = ((xx + yy + 4 * index) % 256).astype(np.uint8)
-            rgb = np.stack([value, value, value], axis=-1)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return out.getvalue()
+
+    def gradient(index: int) -> np.ndarray:
+        value = ((xx + yy + 4 * index) % 256).astype(np.uint8)
+        return np.stack([value, value, value], axis=-1)
+
+    return encoded("mp4", WIDTH, HEIGHT, frames, gop=gop, fps=FPS, picture=gradient)
 
 
 def _ms(call: Callable[[], object]) -> float:

@@ -28,7 +28,7 @@ from sam2_contract import SegmentRequest
 from sam2_contract.images import DecodedImage, image_id_for
 from sam2_inference import InferenceSettings, Sam2Engine
 from sam2_inference.config import AutoSlice
-from sam2_inference.costs import auto_work
+from sam2_inference.scheduling.costs import auto_work
 
 
 def main() -> None:

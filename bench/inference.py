@@ -39,7 +39,7 @@ from sam2_contract import (
 from sam2_contract.images import image_id_for_file
 from sam2_contract.models import Pipeline
 from sam2_inference import EmbeddingCache, InferenceSettings, Sam2Engine
-from sam2_inference.device import inference_context
+from sam2_inference.runtime.device import inference_context
 
 WIDTH, HEIGHT = 1024, 768
 

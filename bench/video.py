@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from PIL import Image
 from sam2_contract.models import ModelName
-from sam2_inference.device import pick_device
-from sam2_inference.video import VideoSession, decode_frames, load_video_model
-from sam2_inference.weights import Checkpoint, build_random_checkpoint
+from sam2_inference.runtime.device import pick_device
+from sam2_inference.runtime.weights import Checkpoint, build_random_checkpoint
+from sam2_inference.video.tracker import VideoSession, decode_frames, load_video_model
 
 
 def main() -> None:

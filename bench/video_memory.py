@@ -25,10 +25,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sam2_contract.wire import NAMESPACE_HEADER
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
-from sam2_inference.video_routes import VideoService
+from sam2_inference.video.service import VideoService
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from support import rss, rss_peaks  # tests/support.py: the RSS sampler
+from support import post_segment, rss, rss_peaks  # tests/support.py: RSS sampler, the hop
 
 WIDTH, HEIGHT = 1920, 1080
 
@@ -67,7 +67,7 @@ def _run(client: TestClient, videos: VideoService, args: argparse.Namespace) -> 
     image = _click_image()
     click = {"image": image, "point_coords": [[300, 200]], "mask_format": "rle"}
     clicker = {NAMESPACE_HEADER: "clicker"}
-    image_id = client.post("/v1/segment", json=click, headers=clicker).json()["image_id"]
+    image_id = post_segment(client, click, headers=clicker).json()["image_id"]
     by_id = {"image_id": image_id, "point_coords": [[300, 200]], "mask_format": "rle"}
     print(
         f"# {args.keys} keys x {args.sessions} sessions of a {WIDTH}x{HEIGHT} clip of "
@@ -98,7 +98,7 @@ def _run(client: TestClient, videos: VideoService, args: argparse.Namespace) -> 
                 else (f"{answer.status_code} {answer.json()['code']}")
             )
             clicked = time.perf_counter()
-            status = client.post("/v1/segment", json=by_id, headers=clicker).status_code
+            status = post_segment(client, by_id, headers=clicker).status_code
             click_ms = (time.perf_counter() - clicked) * 1000
             print(
                 f"| {attempt} | {name} | {seen} | {seconds:.1f} | {memory.used / 2**30:.2f} GiB "

@@ -83,9 +83,9 @@ clips_volume = modal.Volume.from_name(settings.clips_volume, create_if_missing=T
 
 with image.imports():  # type: ignore[no-untyped-call]
     from sam2_inference import InferenceSettings
-    from sam2_inference.serving import load_for_snapshot, move_to_accelerator, serve_engine
-    from sam2_inference.video_routes import VideoService
-    from sam2_inference.videos import VideoStore
+    from sam2_inference.api.serving import load_for_snapshot, move_to_accelerator, serve_engine
+    from sam2_inference.video.service import VideoService
+    from sam2_inference.video.store import VideoStore
 
 
 # ## The inference Server

@@ -15,8 +15,8 @@ from modal_proxy import ModalProxyStandIn
 from pydantic import SecretStr
 from sam2_inference import InferenceSettings, Sam2Engine
 from sam2_inference import create_app as create_inference_app
-from sam2_inference.serving import BackgroundServer
-from sam2_inference.video_routes import VideoService
+from sam2_inference.api.serving import BackgroundServer
+from sam2_inference.video.service import VideoService
 from sam2_sdk import Sam2Client
 from support import encode, free_port, fresh_engine, running_gateway, scene
 

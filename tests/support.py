@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import contextlib
+import importlib.util
 import io
+import json
 import os
 import socket
 import struct
 import subprocess
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,9 @@ import pytest
 import torch
 from PIL import Image
 from pydantic import SecretStr
+from sam2_contract.images import image_id_for_file
 from sam2_contract.models import Pipeline
+from sam2_contract.wire import FRAME_CONTENT_TYPE, pack_frame
 from sam2_inference import EmbeddingCache, Sam2Engine
 from sam2_inference.config import AutoSlice, DecoderPreference
 
@@ -146,6 +151,54 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def load_script(name: str) -> Any:
+    """A script of scripts/ as a module (they are files, not an installed package)."""
+    path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def post_segment(
+    client: Any,
+    body: Any,
+    *,
+    base_url: str = "",
+    headers: dict[str, str] | None = None,
+    **options: Any,
+) -> Any:
+    """A call of inference's one model route, as the gateway makes it: the request JSON on one
+    line, then the image file (a valid base64 `image` travels as the file it encodes, the JSON
+    naming its `image_id`; any other stays in the JSON, where the engine refuses it as it
+    would). `body` is the request as a dict, or its raw JSON bytes; `client` a test client, an
+    httpx client, or httpx itself with `base_url`."""
+    image_file = None
+    if isinstance(body, dict) and isinstance(body.get("image"), str) and "image_id" not in body:
+        with contextlib.suppress(binascii.Error, ValueError):
+            image_file = base64.b64decode(body["image"], validate=True) or None
+            rest = {key: value for key, value in body.items() if key != "image"}
+            body = rest | {"image_id": image_id_for_file(image_file)} if image_file else body
+    line = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+    return client.post(
+        f"{base_url}/internal/segment",
+        content=pack_frame(line, image_file),
+        headers={"content-type": FRAME_CONTENT_TYPE} | (headers or {}),
+        **options,
+    )
+
+
+def large_photo_b64(height: int = 3468, width: int = 4624) -> str:
+    """A 16 MP JPEG by default (the largest image accepted), base64: a smooth picture, so the
+    file stays a few MB while its masks are what is large."""
+    yy, xx = np.mgrid[0:height:8, 0:width:8]
+    small = np.stack([(xx * 255 // width), (yy * 255 // height), (xx + yy) % 256], axis=-1)
+    image = Image.fromarray(small.astype(np.uint8)).resize((width, height))
+    return b64(encode(image, "JPEG", quality=80))
+
+
 def image_b64(name: str, fmt: str = "PNG") -> str:
     return b64(encode(IMAGES[name], fmt))
 
@@ -166,7 +219,7 @@ def running_gateway(
     from sam2_gateway import GatewaySettings, KeyStore, create_app
     from sam2_gateway.core.tokens import generate_private_key_pem
     from sam2_gateway.server import BoundedHeadProtocol
-    from sam2_inference.serving import BackgroundServer
+    from sam2_inference.api.serving import BackgroundServer
 
     settings = GatewaySettings(
         database_url=database_url,
@@ -321,14 +374,21 @@ def rss(pid: int) -> int:
 
 
 def encoded(
-    container_format: str, width: int, height: int, frames: int, *, gop: int | None = 12
+    container_format: str,
+    width: int,
+    height: int,
+    frames: int,
+    *,
+    gop: int | None = 12,
+    fps: int = 10,
+    picture: Callable[[int], np.ndarray] | None = None,
 ) -> bytes:
-    """A clip of `frames` flat grey frames at 10 fps: MPEG-4 with a keyframe every `gop`
-    frames (at most 600, the encoder's cap) and no other, or (`gop=None`) H.264 with its first
-    frame its only keyframe."""
+    """A clip of `frames` frames (`picture(index)`, height x width x 3 uint8; flat grey ones by
+    default) at `fps`: MPEG-4 with a keyframe every `gop` frames (at most 600, the encoder's cap)
+    and no other, or (`gop=None`) H.264 with its first frame its only keyframe."""
     out = io.BytesIO()
     with av.open(out, mode="w", format=container_format) as container:
-        stream = container.add_stream("mpeg4" if gop else "libx264", rate=10)
+        stream = container.add_stream("mpeg4" if gop else "libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if gop:
             stream.codec_context.gop_size = gop
@@ -339,7 +399,11 @@ def encoded(
                 "preset": "ultrafast",
             }
         for index in range(frames):
-            pixels = np.full((height, width, 3), (index * 7) % 256, np.uint8)
+            pixels = (
+                picture(index)
+                if picture is not None
+                else np.full((height, width, 3), (index * 7) % 256, np.uint8)
+            )
             for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():

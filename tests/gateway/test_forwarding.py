@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sam2_contract import decode_mask, polygons
-from sam2_gateway.store import KeyStore
-from support import RunningServer, bearer, image_b64
+from sam2_gateway.core.store import KeyStore
+from support import RunningServer, bearer, image_b64, post_segment
 
 ORIGINAL = {
     "point": {"mode": "point", "point_coords": [[100, 50]], "point_labels": [1]},
@@ -36,7 +36,7 @@ def test_original_request_through_the_gateway_matches_inference_direct(
     body = {"image": image_b64("landscape")} | ORIGINAL[mode]
     via_gateway = e2e.post("/v1/segment", json=body, headers=bearer(new_key()))
     assert via_gateway.status_code == 200, via_gateway.text
-    direct = httpx.post(f"{inference_server.url}/v1/segment", json=body, timeout=120).json()
+    direct = post_segment(httpx, body, base_url=inference_server.url, timeout=120).json()
     got = via_gateway.json()
     if mode == "auto":
         assert set(got) >= {"masks", "count", "image_shape"}

@@ -29,8 +29,8 @@ from sam2_contract import decode_mask
 from sam2_contract.overlay import decode_overlay
 from sam2_gateway import GatewaySettings, create_app
 from sam2_gateway.core.fetch import is_public
-from sam2_gateway.store import KeyStore
-from support import IMAGES, PEPPER, RunningServer, b64, bearer, encode
+from sam2_gateway.core.store import KeyStore
+from support import IMAGES, PEPPER, RunningServer, b64, bearer, encode, post_segment
 
 PHOTO = encode(IMAGES["landscape"])
 CLICK = {"point_coords": [[100, 50]], "mask_format": "rle"}
@@ -430,9 +430,10 @@ def test_other_content_types_are_refused_with_both_accepted_ones_named(
 
 
 def test_the_inference_service_reads_no_urls(inference_server: RunningServer) -> None:
-    response = httpx.post(
-        f"{inference_server.url}/v1/segment",
-        json={"image_url": "http://169.254.169.254/latest/meta-data/"} | CLICK,
+    response = post_segment(
+        httpx,
+        {"image_url": "http://169.254.169.254/latest/meta-data/"} | CLICK,
+        base_url=inference_server.url,
     )
     _problem(response, 422, "invalid_image_url")
 

@@ -17,8 +17,8 @@ from sam2.sam2_image_predictor import SAM2ImagePredictor
 from sam2_contract import SegmentRequest, decode_mask
 from sam2_contract.images import DecodedImage, image_id_for
 from sam2_inference import EmbeddingCache, Sam2Engine
-from sam2_inference.accel import Graphed, accelerate, cast_weights, release
-from sam2_inference.device import inference_context
+from sam2_inference.runtime.accel import Graphed, accelerate, cast_weights, release
+from sam2_inference.runtime.device import inference_context
 from support import IMAGES, fresh_engine
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -19,7 +19,7 @@ import torch
 from sam2_contract import SegmentRequest, decode_mask
 from sam2_contract.images import DecodedImage, image_id_for
 from sam2_inference import InferenceSettings, Sam2Engine
-from sam2_inference.aot import AotStore, checkpoint_key
+from sam2_inference.runtime.aot import AotStore, checkpoint_key
 from support import IMAGES, fresh_engine
 
 CLICK = {"point_coords": [[60, 40], [150, 90]], "point_labels": [1, 0], "mask_format": "rle"}

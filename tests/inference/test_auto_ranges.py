@@ -17,7 +17,7 @@ from sam2_contract.errors import InvalidRequestError
 from sam2_contract.models import SegmentRequest
 from sam2_contract.validation import parse_segment_request
 from sam2_contract.wire import DEADLINE_HEADER
-from support import b64, encode, scene
+from support import b64, encode, post_segment, scene
 
 IMAGE = b64(encode(scene(40, 60)))
 FIELDS = SegmentRequest.model_fields
@@ -122,7 +122,7 @@ def test_automatic_mode_over_its_documented_ranges_never_answers_5xx(
         "use_m2m": knobs["m2m"],
         "mask_format": "rle",
     }
-    answer = client.post("/v1/segment", json=request, headers={DEADLINE_HEADER: "30000"})
+    answer = post_segment(client, request, headers={DEADLINE_HEADER: "30000"})
     assert answer.status_code < 500, (request | {"image": "..."}, answer.text)
     if answer.status_code != 200:
         assert answer.json()["code"], answer.text

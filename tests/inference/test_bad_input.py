@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
-from support import b64, encode, image_b64, png_header, scene
+from support import b64, encode, image_b64, png_header, post_segment, scene
 
 GOOD_PNG = encode(scene(40, 60))
 IMAGE = b64(GOOD_PNG)
@@ -233,28 +233,24 @@ def test_bad_request_gets_its_problem(
     bad_client: TestClient, name: str, body: Any, status: int, code: str
 ) -> None:
     if isinstance(body, bytes):
-        response = bad_client.post(
-            "/v1/segment", content=body, headers={"content-type": "application/json"}
-        )
+        response = post_segment(bad_client, body)
     else:
-        response = bad_client.post("/v1/segment", json=body)
+        response = post_segment(bad_client, body)
     _assert_problem(response, status, code)
 
 
 def test_field_errors_point_at_the_field(bad_client: TestClient) -> None:
-    response = bad_client.post("/v1/segment", json=POINT | {"point_labels": [7]})
+    response = post_segment(bad_client, POINT | {"point_labels": [7]})
     problem = _assert_problem(response, 422, "invalid_point_label")
     assert problem["errors"][0]["loc"] == ["point_labels"]
     bad_object = {"image": IMAGE, "objects": [*OBJECTS, {"point_coords": [[1, -2]]}]}
-    problem = _assert_problem(
-        bad_client.post("/v1/segment", json=bad_object), 422, "invalid_coordinates"
-    )
+    problem = _assert_problem(post_segment(bad_client, bad_object), 422, "invalid_coordinates")
     assert problem["errors"][0]["loc"] == ["objects", 2, "point_coords"]
 
 
 def test_wrong_content_type(bad_client: TestClient) -> None:
     response = bad_client.post(
-        "/v1/segment",
+        "/internal/segment",
         content=b"image=abc",
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
@@ -263,17 +259,9 @@ def test_wrong_content_type(bad_client: TestClient) -> None:
 
 def test_unknown_path_and_method(bad_client: TestClient) -> None:
     _assert_problem(bad_client.get("/v2/segment"), 404, "not_found")
-    not_allowed = bad_client.get("/v1/segment")
+    not_allowed = bad_client.get("/internal/segment")
     _assert_problem(not_allowed, 405, "method_not_allowed")
     assert not_allowed.headers["allow"] == "POST"
-
-
-@pytest.mark.parametrize(
-    "body",
-    [{}, {"requests": []}, {"requests": [{}] * 17}, {"requests": "x"}, [1], "requests"],
-)
-def test_malformed_batches(bad_client: TestClient, body: Any) -> None:
-    _assert_problem(bad_client.post("/v1/segment/batch", json=body), 422, "invalid_batch")
 
 
 def test_a_given_request_id_is_echoed_and_a_hostile_one_replaced(bad_client: TestClient) -> None:
@@ -286,14 +274,12 @@ def test_a_given_request_id_is_echoed_and_a_hostile_one_replaced(bad_client: Tes
 def test_the_service_still_serves_after_every_bad_request(bad_client: TestClient) -> None:
     for _, body, _, _ in CASES:
         if isinstance(body, bytes):
-            bad_client.post(
-                "/v1/segment", content=body, headers={"content-type": "application/json"}
-            )
+            post_segment(bad_client, body)
         else:
-            bad_client.post("/v1/segment", json=body)
+            post_segment(bad_client, body)
     assert bad_client.get("/healthz").json()["state"] == "ready"
-    response = bad_client.post(
-        "/v1/segment",
-        json={"image": image_b64("landscape"), "point_coords": [[5, 5]], "mask_format": "rle"},
+    response = post_segment(
+        bad_client,
+        {"image": image_b64("landscape"), "point_coords": [[5, 5]], "mask_format": "rle"},
     )
     assert response.status_code == 200

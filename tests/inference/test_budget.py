@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
-from sam2_inference.budget import request_bytes
-from support import fresh_engine, image_b64
+from sam2_inference.scheduling.budget import request_bytes
+from support import fresh_engine, image_b64, post_segment
 
 AUTO = {
     "mode": "auto",
@@ -79,9 +79,9 @@ def test_points_per_batch_is_lowered_to_fit_and_the_masks_stay_the_same(
     last bits by its batch's size, so that is the batch to compare with)."""
     body = {"image": image_b64("landscape"), "points_per_batch": 1024} | AUTO
     with _client(loaded_engine, settings, request_bytes(4, 120, 200)) as tight:
-        capped = tight.post("/v1/segment", json=body)
+        capped = post_segment(tight, body)
     with _client(loaded_engine, settings, 0) as roomy:
-        free = roomy.post("/v1/segment", json=body | {"points_per_batch": 4})
+        free = post_segment(roomy, body | {"points_per_batch": 4})
     assert capped.status_code == 200, capped.text
     assert any("points_per_batch lowered from 1024 to 4" in w for w in capped.json()["warnings"])
     assert not any("points_per_batch" in w for w in free.json()["warnings"])
@@ -93,11 +93,11 @@ def test_what_cannot_fit_is_refused_before_any_work(
     loaded_engine: Sam2Engine, settings: InferenceSettings
 ) -> None:
     with _client(loaded_engine, settings, request_bytes(1, 120, 200) - 1) as none_fit:
-        auto = none_fit.post("/v1/segment", json={"image": image_b64("landscape")} | AUTO)
+        auto = post_segment(none_fit, {"image": image_b64("landscape")} | AUTO)
     with _client(loaded_engine, settings, request_bytes(2, 120, 200)) as two_fit:
-        boxes = two_fit.post(
-            "/v1/segment",
-            json={
+        boxes = post_segment(
+            two_fit,
+            {
                 "image": image_b64("landscape"),
                 "mode": "box",
                 "box_coords": [[1, 1, 50, 50], [5, 5, 60, 60], [9, 9, 90, 90]],

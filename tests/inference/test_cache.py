@@ -10,8 +10,8 @@ import torch
 from fastapi.testclient import TestClient
 from sam2_contract import decode_mask
 from sam2_inference import CachedImage, EmbeddingCache, InferenceSettings, Sam2Engine, create_app
-from sam2_inference.cache import MASKS_PER_IMAGE
-from support import IMAGES, EncoderCounter, fresh_engine, image_b64
+from sam2_inference.image.cache import MASKS_PER_IMAGE
+from support import IMAGES, EncoderCounter, fresh_engine, image_b64, post_segment
 
 CLICK = {"mode": "point", "point_coords": [[60, 40]], "point_labels": [1], "mask_format": "rle"}
 NAMESPACE = "X-Sam2-Namespace"
@@ -20,12 +20,12 @@ NAMESPACE = "X-Sam2-Namespace"
 def test_repeat_by_image_and_by_image_id_skip_the_encoder(
     client: TestClient, encoder_calls: EncoderCounter
 ) -> None:
-    first = client.post("/v1/segment", json={"image": image_b64("landscape")} | CLICK).json()
+    first = post_segment(client, {"image": image_b64("landscape")} | CLICK).json()
     assert (encoder_calls.calls, first["cached"]) == (1, False)
     assert first["timings_ms"]["embed_ms"] > 0
 
-    again = client.post("/v1/segment", json={"image": image_b64("landscape")} | CLICK).json()
-    by_id = client.post("/v1/segment", json={"image_id": first["image_id"]} | CLICK).json()
+    again = post_segment(client, {"image": image_b64("landscape")} | CLICK).json()
+    by_id = post_segment(client, {"image_id": first["image_id"]} | CLICK).json()
     assert encoder_calls.calls == 1
     for repeat in (again, by_id):
         assert repeat["cached"] is True
@@ -38,35 +38,35 @@ def test_repeat_by_image_and_by_image_id_skip_the_encoder(
 def test_auto_mode_reuses_the_embedding_of_an_earlier_click(
     client: TestClient, encoder_calls: EncoderCounter
 ) -> None:
-    first = client.post("/v1/segment", json={"image": image_b64("portrait")} | CLICK).json()
+    first = post_segment(client, {"image": image_b64("portrait")} | CLICK).json()
     auto = {
         "mode": "auto",
         "points_per_side": 2,
         "mask_format": "rle",
         "image_id": first["image_id"],
     }
-    response = client.post("/v1/segment", json=auto).json()
+    response = post_segment(client, auto).json()
     assert encoder_calls.calls == 1
     assert response["cached"] is True
 
 
 def test_unknown_image_id_asks_for_the_image_again(client: TestClient) -> None:
-    response = client.post("/v1/segment", json={"image_id": "img_" + "0" * 32} | CLICK)
+    response = post_segment(client, {"image_id": "img_" + "0" * 32} | CLICK)
     assert response.status_code == 404
     assert response.json()["code"] == "image_not_cached"
 
 
 def test_namespaces_never_share_entries(client: TestClient, encoder_calls: EncoderCounter) -> None:
-    first = client.post(
-        "/v1/segment", json={"image": image_b64("landscape")} | CLICK, headers={NAMESPACE: "alice"}
+    first = post_segment(
+        client, {"image": image_b64("landscape")} | CLICK, headers={NAMESPACE: "alice"}
     ).json()
-    stolen = client.post(
-        "/v1/segment", json={"image_id": first["image_id"]} | CLICK, headers={NAMESPACE: "bob"}
+    stolen = post_segment(
+        client, {"image_id": first["image_id"]} | CLICK, headers={NAMESPACE: "bob"}
     )
     assert stolen.status_code == 404
     assert stolen.json()["code"] == "image_not_cached"
-    own = client.post(
-        "/v1/segment", json={"image": image_b64("landscape")} | CLICK, headers={NAMESPACE: "bob"}
+    own = post_segment(
+        client, {"image": image_b64("landscape")} | CLICK, headers={NAMESPACE: "bob"}
     ).json()
     assert own["cached"] is False
     assert encoder_calls.calls == 2
@@ -77,26 +77,20 @@ def test_eviction_keeps_the_cache_inside_its_byte_budget(
 ) -> None:
     probe = fresh_engine(loaded_engine)
     with TestClient(create_app(settings, engine=probe)) as client:
-        client.post("/v1/segment", json={"image": image_b64("landscape")} | CLICK)
+        post_segment(client, {"image": image_b64("landscape")} | CLICK)
     entry_bytes = probe.cache.stats().bytes
     assert entry_bytes > 1_000_000  # SAM2 features are megabytes; a wrong size would hide here
 
     engine = fresh_engine(loaded_engine, cache_bytes=int(entry_bytes * 1.5))
     with TestClient(create_app(settings, engine=engine)) as client:
-        one = client.post("/v1/segment", json={"image": image_b64("landscape")} | CLICK).json()
-        two = client.post("/v1/segment", json={"image": image_b64("portrait")} | CLICK).json()
+        one = post_segment(client, {"image": image_b64("landscape")} | CLICK).json()
+        two = post_segment(client, {"image": image_b64("portrait")} | CLICK).json()
         stats = engine.cache.stats()
         assert stats.entries == 1
         assert stats.evictions == 1
         assert stats.bytes <= stats.max_bytes
-        assert (
-            client.post("/v1/segment", json={"image_id": one["image_id"]} | CLICK).status_code
-            == 404
-        )
-        assert (
-            client.post("/v1/segment", json={"image_id": two["image_id"]} | CLICK).status_code
-            == 200
-        )
+        assert post_segment(client, {"image_id": one["image_id"]} | CLICK).status_code == 404
+        assert post_segment(client, {"image_id": two["image_id"]} | CLICK).status_code == 200
 
 
 def _entry(nbytes_of_features: int) -> CachedImage:
@@ -171,9 +165,7 @@ def test_concurrent_requests_get_their_own_answers(client: TestClient) -> None:
         return {"X-Sam2-Namespace": f"tenant-{index}"}
 
     def run(index: int) -> None:
-        results[index] = client.post(
-            "/v1/segment", json=bodies[index], headers=tenant(index)
-        ).json()
+        results[index] = post_segment(client, bodies[index], headers=tenant(index)).json()
 
     # Concurrent first, on an empty cache, so encoder runs and predictions interleave.
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bodies))]
@@ -181,9 +173,7 @@ def test_concurrent_requests_get_their_own_answers(client: TestClient) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    sequential = [
-        client.post("/v1/segment", json=b, headers=tenant(i)).json() for i, b in enumerate(bodies)
-    ]
+    sequential = [post_segment(client, b, headers=tenant(i)).json() for i, b in enumerate(bodies)]
     for index, expected in enumerate(sequential):
         assert results[index]["image_id"] == expected["image_id"]
         assert np.array_equal(decode_mask(results[index]["mask"]), decode_mask(expected["mask"]))

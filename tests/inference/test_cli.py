@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
-from support import free_port, image_b64
+from support import free_port, image_b64, post_segment
 
 
 def test_serve_answers_and_stops_on_sigint(checkpoint: Path) -> None:
@@ -47,7 +47,7 @@ def test_serve_answers_and_stops_on_sigint(checkpoint: Path) -> None:
             "point_coords": [[100, 50]],
             "point_labels": [1],
         }
-        response = httpx.post(f"{base}/v1/segment", json=original, timeout=60)
+        response = post_segment(httpx, base_url=base, body=original, timeout=60)
         assert response.status_code == 200
         body = response.json()
         assert len(body["mask"]) == 120

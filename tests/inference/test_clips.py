@@ -23,9 +23,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sam2_contract.wire import DEADLINE_HEADER, NAMESPACE_HEADER
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
-from sam2_inference.scheduling import Work, WorkStopped
-from sam2_inference.video_routes import VideoService
-from sam2_inference.videos import Cut, VideoLimits, decode_clip
+from sam2_inference.scheduling.lock import Work, WorkStopped
+from sam2_inference.video.clips import Cut, VideoLimits, decode_clip
+from sam2_inference.video.service import VideoService
 from support import bypass_ts, encoded, fresh_engine, remuxed
 
 ALICE = {NAMESPACE_HEADER: "alice"}

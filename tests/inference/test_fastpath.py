@@ -18,7 +18,7 @@ from sam2_contract import SegmentRequest, decode_mask
 from sam2_contract.images import DecodedImage, image_id_for
 from sam2_contract.masks import rle_from_counts
 from sam2_inference import Sam2Engine
-from sam2_inference.fastpath import DeviceTransforms, rle_counts
+from sam2_inference.runtime.fastpath import DeviceTransforms, rle_counts
 from support import IMAGES, fresh_engine, scene
 
 

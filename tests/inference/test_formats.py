@@ -13,7 +13,7 @@ from pycocotools import mask as coco
 from sam2.utils.amg import mask_to_rle_pytorch
 from sam2_contract import decode_mask, polygons, rle_from_counts
 from sam2_contract.overlay import decode_overlay, render_overlay
-from support import IMAGES, EncoderCounter, b64, encode
+from support import IMAGES, EncoderCounter, b64, encode, post_segment
 
 LOSSLESS = [("PNG", {}), ("WEBP", {"lossless": True}), ("BMP", {}), ("TIFF", {}), ("GIF", {})]
 CLICK = {"point_coords": [[50, 50]], "point_labels": [1], "mask_format": "rle"}
@@ -26,16 +26,16 @@ def test_every_format_is_served_and_the_same_file_reuses_its_embedding(
     answers = []
     for fmt, params in LOSSLESS:
         body = {"image": b64(encode(pixels, fmt, **params))} | CLICK
-        response = client.post("/v1/segment", json=body)
+        response = post_segment(client, body)
         assert response.status_code == 200, (fmt, response.text)
         answers.append(response.json())
     assert len({a["image_id"] for a in answers}) == len(LOSSLESS)  # one id per file
     assert all(a["mask"] == answers[0]["mask"] for a in answers)  # the same pixels
     assert encoder_calls.calls == len(LOSSLESS)
 
-    again = client.post("/v1/segment", json={"image": b64(encode(pixels))} | CLICK).json()
+    again = post_segment(client, {"image": b64(encode(pixels))} | CLICK).json()
     assert (again["image_id"], again["cached"]) == (answers[0]["image_id"], True)
-    jpeg = client.post("/v1/segment", json={"image": b64(encode(pixels, "JPEG"))} | CLICK).json()
+    jpeg = post_segment(client, {"image": b64(encode(pixels, "JPEG"))} | CLICK).json()
     assert jpeg["image_shape"] == [200, 120]
     assert encoder_calls.calls == len(LOSSLESS) + 1
 
@@ -50,9 +50,7 @@ def test_every_mode_answers_in_every_mask_format(client: TestClient, mode: str) 
     image = {"image": b64(encode(IMAGES["portrait"])), "polygon_tolerance": 0}
     answers = {}
     for fmt in ("bool2d", "rle", "png", "polygon"):
-        response = client.post(
-            "/v1/segment", json=image | prompt | {"mode": mode, "mask_format": fmt}
-        )
+        response = post_segment(client, image | prompt | {"mode": mode, "mask_format": fmt})
         assert response.status_code == 200, response.text
         answers[fmt] = response.json()
         assert answers[fmt]["mask_format"] == fmt
@@ -75,12 +73,12 @@ def test_polygons_of_too_many_edges_are_refused_with_a_hint(
 ) -> None:
     monkeypatch.setattr(polygons, "MAX_EDGES", 50)  # random weights' masks have thousands
     body = {"image": b64(encode(IMAGES["portrait"])), "point_coords": [[50, 50]]}
-    response = client.post("/v1/segment", json=body | {"mask_format": "polygon"})
+    response = post_segment(client, body | {"mask_format": "polygon"})
     assert response.status_code == 422, response.text
     problem = response.json()
     assert problem["code"] == "too_complex_for_polygons"
     assert "rle" in problem["hint"]
-    assert client.post("/v1/segment", json=body | {"mask_format": "rle"}).status_code == 200
+    assert post_segment(client, body | {"mask_format": "rle"}).status_code == 200
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools
@@ -102,7 +100,7 @@ def test_render_draws_the_answers_masks_and_prompts_on_the_image(client: TestCli
     pixels = IMAGES["landscape"]
     objects = [{"point_coords": [[60, 40]]}, {"box_coords": [120, 20, 190, 100]}]
     body = {"image": b64(encode(pixels)), "objects": objects, "render": "png", "mask_format": "rle"}
-    got = client.post("/v1/segment", json=body).json()
+    got = post_segment(client, body).json()
     masks = [decode_mask(p["mask"]) for p in got["predictions"]]
     assert got["overlay"] == render_overlay(
         pixels, masks, points=[[60, 40]], labels=[1], boxes=[[120, 20, 190, 100]]
@@ -113,7 +111,7 @@ def test_render_draws_the_answers_masks_and_prompts_on_the_image(client: TestCli
     changed = np.any(drawn != pixels, axis=2)
     assert changed[inside].mean() > 0.95  # the first object's mask is drawn
     assert changed[~masks[0] & ~masks[1]].mean() < 0.1  # elsewhere: the image (and the box)
-    plain = client.post("/v1/segment", json=body | {"render": None}).json()
+    plain = post_segment(client, body | {"render": None}).json()
     assert plain.get("overlay") is None  # nothing rendered unless asked
 
     auto = {
@@ -124,7 +122,7 @@ def test_render_draws_the_answers_masks_and_prompts_on_the_image(client: TestCli
         "stability_score_thresh": 0.0,
         "box_nms_thresh": 1.0,
     }
-    answer = client.post("/v1/segment", json=auto | {"render": "jpeg"}).json()
+    answer = post_segment(client, auto | {"render": "jpeg"}).json()
     assert answer["count"] > 1
     largest_first = sorted(answer["masks"], key=lambda m: -m["area"])
     expected = render_overlay(

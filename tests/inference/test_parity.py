@@ -12,7 +12,7 @@ from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 from sam2_contract import decode_mask
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
-from support import IMAGES, fresh_engine, image_b64
+from support import IMAGES, fresh_engine, image_b64, post_segment
 
 PROMPTS: dict[str, dict[str, Any]] = {
     "one_point": {"mode": "point", "point_coords": [[60, 40]], "point_labels": [1]},
@@ -67,7 +67,7 @@ def test_prompt_modes_match_sam2_image_predictor(
     client: TestClient, reference: dict[str, SAM2ImagePredictor], image: str, prompt: str
 ) -> None:
     body = {"image": image_b64(image), "mask_format": "rle", "return_all_masks": True}
-    response = client.post("/v1/segment", json=body | PROMPTS[prompt])
+    response = post_segment(client, body | PROMPTS[prompt])
     assert response.status_code == 200, response.text
     got = response.json()
     masks, scores = _direct(reference[image], PROMPTS[prompt])
@@ -86,7 +86,7 @@ def test_several_boxes_give_one_mask_each(
     client: TestClient, reference: dict[str, SAM2ImagePredictor], image: str
 ) -> None:
     body = {"image": image_b64(image), "mode": "box", "box_coords": BOXES, "mask_format": "png"}
-    got = client.post("/v1/segment", json=body).json()
+    got = post_segment(client, body).json()
     masks, scores = _direct(reference[image], {"box_coords": BOXES})
     assert masks.shape[:2] == (len(BOXES), 3)
     assert len(got["predictions"]) == len(BOXES)
@@ -128,7 +128,7 @@ def test_several_objects_give_sam2s_mask_for_each_decoded_together(
         "return_all_masks": True,
     }
     try:
-        got = client.post("/v1/segment", json=body).json()
+        got = post_segment(client, body).json()
     finally:
         hook.remove()
     assert len(got["predictions"]) == len(OBJECTS)
@@ -153,7 +153,7 @@ def test_original_request_gives_the_original_response_shape(
         "point_coords": [[100, 150]],
         "point_labels": [1],
     }
-    got = client.post("/v1/segment", json=body).json()
+    got = post_segment(client, body).json()
     masks, scores = _direct(reference["portrait"], body)
     mask = got["mask"]
     assert isinstance(mask, list)
@@ -198,7 +198,7 @@ def test_auto_mode_matches_sam2_automatic_mask_generator(
 ) -> None:
     client, batch = auto_client
     body = {"image": image_b64(image), "mode": "auto", "mask_format": "rle"} | AUTO
-    got = client.post("/v1/segment", json=body).json()
+    got = post_segment(client, body).json()
     knobs = AUTO | {"points_per_batch": batch}
     expected = SAM2AutomaticMaskGenerator(reference_model, **knobs).generate(IMAGES[image].copy())
     assert got["count"] == len(expected) == len(got["masks"])
@@ -275,13 +275,13 @@ def test_refine_matches_sam2_with_the_previous_logits_as_mask_input(
     client: TestClient, reference: dict[str, SAM2ImagePredictor], image: str, correction: str
 ) -> None:
     click = {"point_coords": [[60, 40]], "point_labels": [1], "mask_format": "rle"}
-    first = client.post("/v1/segment", json={"image": image_b64(image)} | click).json()
+    first = post_segment(client, {"image": image_b64(image)} | click).json()
     assert first["mask_id"].startswith("msk_")
     second = REFINES[correction] | {"mask_format": "rle", "return_all_masks": True}
-    refined = client.post(
-        "/v1/segment", json={"image_id": first["image_id"], "refine": first["mask_id"]} | second
+    refined = post_segment(
+        client, {"image_id": first["image_id"], "refine": first["mask_id"]} | second
     ).json()
-    fresh = client.post("/v1/segment", json={"image_id": first["image_id"]} | second).json()
+    fresh = post_segment(client, {"image_id": first["image_id"]} | second).json()
 
     predictor = reference[image]
     _, scores, logits = predictor.predict(
@@ -307,9 +307,9 @@ def test_objects_refine_each_their_own_mask(
     """Two objects, each corrected with its own earlier mask, and a new one, in one call."""
     predictor = reference["landscape"]
     clicks = [[[60, 40]], [[150, 90]]]
-    first = client.post(
-        "/v1/segment",
-        json={"image": image_b64("landscape"), "objects": [{"point_coords": c} for c in clicks]},
+    first = post_segment(
+        client,
+        {"image": image_b64("landscape"), "objects": [{"point_coords": c} for c in clicks]},
     ).json()
     corrections = [[[100, 80]], [[170, 60]]]
     objects = [
@@ -320,9 +320,9 @@ def test_objects_refine_each_their_own_mask(
         }
         for click, extra, previous in zip(clicks, corrections, first["predictions"], strict=True)
     ] + [{"point_coords": [[30, 90]]}]
-    got = client.post(
-        "/v1/segment",
-        json={"image_id": first["image_id"], "objects": objects, "mask_format": "rle"},
+    got = post_segment(
+        client,
+        {"image_id": first["image_id"], "objects": objects, "mask_format": "rle"},
     ).json()
     for prediction, prompt in zip(got["predictions"][:2], objects[:2], strict=True):
         _, scores, logits = predictor.predict(

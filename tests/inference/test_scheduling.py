@@ -19,11 +19,11 @@ from pydantic import ValidationError
 from sam2_contract.errors import OverBudgetError
 from sam2_contract.models import SegmentRequest
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
-from sam2_inference.costs import slice_prompts
-from sam2_inference.preemption import preemptible
-from sam2_inference.scheduling import ModelLock, Work, WorkStopped
-from sam2_inference.serving import BackgroundServer
-from support import EncoderCounter, RunningServer, free_port, fresh_engine, image_b64
+from sam2_inference.api.serving import BackgroundServer
+from sam2_inference.scheduling.costs import slice_prompts
+from sam2_inference.scheduling.lock import ModelLock, Work, WorkStopped
+from sam2_inference.scheduling.preemption import preemptible
+from support import EncoderCounter, RunningServer, free_port, fresh_engine, image_b64, post_segment
 
 LONG_AUTO = {
     "mode": "auto",
@@ -330,12 +330,12 @@ def test_a_passed_deadline_stops_the_work(engine: Sam2Engine) -> None:
 
 def test_the_deadline_header_bounds_a_request(client: TestClient) -> None:
     body = {"image": image_b64("landscape")} | LONG_AUTO
-    answer = client.post("/v1/segment", json=body, headers={"X-Sam2-Deadline-Ms": "200"})
+    answer = post_segment(client, body, headers={"X-Sam2-Deadline-Ms": "200"})
     assert (answer.status_code, answer.json()["code"]) == (504, "inference_timeout")
     assert float(answer.headers["x-sam2-model-ms"]) > 0  # the gateway meters stopped work
     assert (
-        client.post(
-            "/v1/segment", json={"image": image_b64("landscape"), "point_coords": [[9, 9]]}
+        post_segment(
+            client, {"image": image_b64("landscape"), "point_coords": [[9, 9]]}
         ).status_code
         == 200
     )
@@ -344,16 +344,16 @@ def test_the_deadline_header_bounds_a_request(client: TestClient) -> None:
 def test_a_client_that_goes_away_stops_its_work(
     inference_server: RunningServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="sam2_inference.bounded")
+    caplog.set_level(logging.INFO, logger="sam2_inference.api.bounded")
     body = {"image": image_b64("portrait")} | LONG_AUTO
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{inference_server.url}/v1/segment", json=body, timeout=1.0)
+        post_segment(httpx, base_url=inference_server.url, body=body, timeout=1.0)
     deadline = time.monotonic() + 30
     while "client went away" not in caplog.text and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "client went away" in caplog.text
     click = {"image": image_b64("portrait"), "point_coords": [[9, 9]], "mask_format": "rle"}
-    assert httpx.post(f"{inference_server.url}/v1/segment", json=click, timeout=60).is_success
+    assert post_segment(httpx, base_url=inference_server.url, body=click, timeout=60).is_success
 
 
 def test_a_tenant_with_too_many_requests_here_gets_429_and_others_do_not(
@@ -364,20 +364,25 @@ def test_a_tenant_with_too_many_requests_here_gets_429_and_others_do_not(
     one_each = settings.model_copy(update={"max_queued_per_tenant": 1})
     server = BackgroundServer(create_app(one_each, engine=engine), "127.0.0.1", port)
     server.start()
-    url = f"http://127.0.0.1:{port}/v1/segment"
+    url = f"http://127.0.0.1:{port}"
     click = {"image": image_b64("portrait"), "point_coords": [[9, 9]], "mask_format": "rle"}
     try:
         long_job = _in_thread(
-            lambda: httpx.post(
-                url,
-                json={"image": image_b64("portrait")} | LONG_AUTO,
+            lambda: post_segment(
+                httpx,
+                {"image": image_b64("portrait")} | LONG_AUTO,
+                base_url=url,
                 headers={"X-Sam2-Namespace": "alice", "X-Sam2-Deadline-Ms": "5000"},
                 timeout=60,
             )
         )
         time.sleep(0.5)
-        again = httpx.post(url, json=click, headers={"X-Sam2-Namespace": "alice"}, timeout=60)
-        other = httpx.post(url, json=click, headers={"X-Sam2-Namespace": "bob"}, timeout=60)
+        again = post_segment(
+            httpx, base_url=url, body=click, headers={"X-Sam2-Namespace": "alice"}, timeout=60
+        )
+        other = post_segment(
+            httpx, base_url=url, body=click, headers={"X-Sam2-Namespace": "bob"}, timeout=60
+        )
         long_job.join(timeout=60)
     finally:
         server.stop()

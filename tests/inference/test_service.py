@@ -1,4 +1,4 @@
-"""The HTTP surface besides /v1/segment: batches, models, health, readiness, random-weight flags."""
+"""The HTTP surface besides segmenting: models, health, readiness, random-weight flags, the hop."""
 
 from __future__ import annotations
 
@@ -7,64 +7,13 @@ import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from sam2_contract import RANDOM_WEIGHTS_WARNING, decode_mask
+from sam2_contract import RANDOM_WEIGHTS_WARNING
 from sam2_contract.images import image_id_for_file
 from sam2_contract.wire import FRAME_CONTENT_TYPE, pack_frame
 from sam2_inference import InferenceSettings, create_app
-from support import IMAGES, EncoderCounter, encode, image_b64
+from support import IMAGES, encode, image_b64, post_segment
 
 CLICK = {"point_coords": [[60, 40]], "point_labels": [1], "mask_format": "rle"}
-
-
-def test_batch_runs_in_order_with_one_upload_and_isolated_failures(
-    client: TestClient, encoder_calls: EncoderCounter
-) -> None:
-    first = {"image": image_b64("landscape")} | CLICK
-    response = client.post("/v1/segment/batch", json={"requests": [first]})
-    image_id = response.json()["results"][0]["result"]["image_id"]
-    items = [
-        {"image_id": image_id} | CLICK,
-        {"image_id": image_id, "mode": "box", "box_coords": [10, 10, 90, 90], "mask_format": "rle"},
-        {"image_id": image_id, "mode": "lasso"},
-        {"image": image_b64("portrait")} | CLICK,
-    ]
-    batch = client.post("/v1/segment/batch", json={"requests": items}).json()
-    assert batch["count"] == 4
-    statuses = [r["status"] for r in batch["results"]]
-    assert statuses == [200, 200, 422, 200]
-    assert batch["results"][2]["error"]["code"] == "invalid_mode"
-    assert batch["results"][2]["error"]["instance"] == "#/requests/2"
-    assert [r["index"] for r in batch["results"]] == [0, 1, 2, 3]
-    assert encoder_calls.calls == 2  # landscape once, portrait once
-    single = client.post("/v1/segment", json={"image_id": image_id} | CLICK).json()
-    assert (
-        decode_mask(single["mask"]).tolist()
-        == decode_mask(batch["results"][0]["result"]["mask"]).tolist()
-    )
-
-
-def test_batch_shares_one_uploaded_image_across_prompt_sets(
-    client: TestClient, encoder_calls: EncoderCounter
-) -> None:
-    items = [
-        CLICK,
-        {"mode": "box", "box_coords": [10, 10, 90, 90], "mask_format": "rle"},
-        {"image": image_b64("portrait")} | CLICK,  # an item may still bring its own image
-    ]
-    batch = client.post(
-        "/v1/segment/batch", json={"image": image_b64("landscape"), "requests": items}
-    ).json()
-    assert [r["status"] for r in batch["results"]] == [200, 200, 200]
-    shapes = [r["result"]["image_shape"] for r in batch["results"]]
-    assert shapes == [[120, 200], [120, 200], [200, 120]]
-    assert [r["result"]["cached"] for r in batch["results"]] == [False, True, False]
-    assert encoder_calls.calls == 2
-
-
-def test_a_bad_shared_image_fails_the_whole_batch(client: TestClient) -> None:
-    response = client.post("/v1/segment/batch", json={"image": "%%%", "requests": [CLICK]})
-    assert response.status_code == 422
-    assert response.json()["code"] == "invalid_base64"
 
 
 def test_random_weights_are_flagged_everywhere(client: TestClient) -> None:
@@ -74,7 +23,7 @@ def test_random_weights_are_flagged_everywhere(client: TestClient) -> None:
     assert RANDOM_WEIGHTS_WARNING in health["warnings"]
     assert health["model"]["device"] == "cpu"
     assert health["model"]["dtype"] == "float32"
-    response = client.post("/v1/segment", json={"image": image_b64("portrait")} | CLICK)
+    response = post_segment(client, {"image": image_b64("portrait")} | CLICK)
     assert response.headers["x-sam2-weights"] == "random"
     body = response.json()
     assert body["model"]["random_weights"] is True
@@ -101,7 +50,7 @@ def test_readyz_and_segment_say_not_ready_when_the_model_cannot_load(tmp_path: P
         assert client.get("/healthz").json()["state"] == "failed"
         for response in (
             client.get("/readyz"),
-            client.post("/v1/segment", json={"image": image_b64("portrait")} | CLICK),
+            post_segment(client, {"image": image_b64("portrait")} | CLICK),
         ):
             assert response.status_code == 503
             assert response.json()["code"] == "not_ready"
@@ -112,7 +61,7 @@ def test_readyz_and_segment_say_not_ready_when_the_model_cannot_load(tmp_path: P
 def test_the_gateway_frame_carries_the_image_file_and_gives_the_same_answer(
     client: TestClient,
 ) -> None:
-    by_json = client.post("/v1/segment", json={"image": image_b64("portrait")} | CLICK)
+    by_json = post_segment(client, {"image": image_b64("portrait")} | CLICK)
     image_file = encode(IMAGES["portrait"])
     request = json.dumps({"image_id": image_id_for_file(image_file)} | CLICK, separators=(",", ":"))
     for image in (image_file, None):  # the upload, then a click by id on the cached embedding
@@ -149,7 +98,7 @@ def test_crop_layers_with_no_surviving_mask_answer_zero_masks(client: TestClient
         "pred_iou_thresh": 1.0,
         "mask_format": "rle",
     }
-    answer = client.post("/v1/segment", json=body)
+    answer = post_segment(client, body)
     assert answer.status_code == 200, answer.text
     assert (answer.json()["count"], answer.json()["masks"]) == (0, [])
     assert any("no mask passed pred_iou_thresh=1" in w for w in answer.json()["warnings"])
@@ -159,12 +108,10 @@ def test_auto_mode_at_default_thresholds_says_why_random_weights_give_no_mask(
     client: TestClient,
 ) -> None:
     body = {"image": image_b64("landscape"), "mode": "auto", "points_per_side": 4}
-    answer = client.post("/v1/segment", json=body).json()
+    answer = post_segment(client, body).json()
     assert answer["count"] == 0
     hint = "no mask passed pred_iou_thresh=0.8 and stability_score_thresh=0.95: random weights"
     assert any(w.startswith(hint) and "set both to 0" in w for w in answer["warnings"])
-    kept = client.post(
-        "/v1/segment", json=body | {"pred_iou_thresh": 0, "stability_score_thresh": 0}
-    )
+    kept = post_segment(client, body | {"pred_iou_thresh": 0, "stability_score_thresh": 0})
     assert kept.json()["count"] > 0
     assert not any("no mask passed" in w for w in kept.json()["warnings"])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from sam2.sam2_video_predictor import SAM2VideoPredictor
-from sam2_inference.video import (
+from sam2_inference.video.tracker import (
     FrameMasks,
     VideoSession,
     decode_frames,

@@ -31,10 +31,10 @@ from sam2_contract.errors import NotFoundError
 from sam2_contract.masks import encode_png, encode_rle
 from sam2_contract.wire import NAMESPACE_HEADER
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
-from sam2_inference.serving import BackgroundServer
-from sam2_inference.video import video_context
-from sam2_inference.video_routes import VideoService
-from sam2_inference.videos import VideoStore
+from sam2_inference.api.serving import BackgroundServer
+from sam2_inference.video.service import VideoService
+from sam2_inference.video.store import VideoStore
+from sam2_inference.video.tracker import video_context
 from support import encode, free_port, fresh_engine, scene
 
 FRAMES = [encode(scene(72, 96, seed=60 + k), "JPEG", quality=92) for k in range(3)]

@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from sam2.sam2_video_predictor import SAM2VideoPredictor
 from sam2_contract.wire import NAMESPACE_HEADER
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
-from sam2_inference.video import VideoSession, decode_frames
-from sam2_inference.video_routes import VideoService
-from sam2_inference.videos import FEATURE_BYTES, object_frame_bytes, session_bytes
-from support import encode, fresh_engine, image_b64, scene
+from sam2_inference.video.service import VideoService
+from sam2_inference.video.sessions import FEATURE_BYTES, object_frame_bytes, session_bytes
+from sam2_inference.video.tracker import VideoSession, decode_frames
+from support import encode, fresh_engine, image_b64, post_segment, scene
 
 FRAMES = [encode(scene(72, 96, seed=90 + k), "JPEG", quality=92) for k in range(4)]
 KEYS = [{NAMESPACE_HEADER: name} for name in ("alice", "bob", "carol")]
@@ -103,7 +103,7 @@ def test_three_keys_two_sessions_each_never_pass_the_budget_and_clicks_go_on(
         held = sum(held_bytes(s.tracker.state) for s in videos.sessions._sessions.values())
         assert videos.sessions.memory.used <= budget
         assert held <= budget  # what the sessions really hold, never past the budget
-        click = client.post("/v1/segment", json={"image": image} | CLICK, headers=key)
+        click = post_segment(client, {"image": image} | CLICK, headers=key)
         assert click.status_code == 200  # clicks are answered throughout
     assert [(status, code) for status, code, _ in outcomes] == [
         (200, None),

@@ -24,8 +24,8 @@ import torch
 from fastapi.testclient import TestClient
 from sam2_contract import decode_mask
 from sam2_inference import Sam2Engine
-from sam2_inference.serving import GpuMissingError
-from support import IMAGES, RunningServer, b64, encode, free_port, run_hook
+from sam2_inference.api.serving import GpuMissingError
+from support import IMAGES, RunningServer, b64, encode, free_port, post_segment, run_hook
 
 import infra.inference_app
 from infra.keepwarm import desired_min_containers, warm_hours_per_week
@@ -280,8 +280,9 @@ def test_the_modal_server_answers_like_the_inference_service(
     service: same masks, the weights header, ready."""
     pixels = IMAGES["portrait"]
     click = {"image": b64(encode(pixels)), "point_coords": [[50, 80]], "mask_format": "rle"}
-    service = client.post("/v1/segment", json=click).json()
-    answer = httpx.post(f"{modal_server.url}/v1/segment", json=click, timeout=60)
+    service = post_segment(client, click).json()
+    with httpx.Client(base_url=modal_server.url, timeout=60) as server:
+        answer = post_segment(server, click)
     assert answer.status_code == 200
     assert answer.headers["x-sam2-weights"] == "random"
     body = answer.json()

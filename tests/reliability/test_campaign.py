@@ -6,8 +6,6 @@ refused with its documented 4xx, and the gateway must stay under its stated boun
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import socket
 import subprocess
@@ -19,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image
 from reliability.report import Report
-from support import bypass_ts, encoded, free_port, remuxed, rss_peaks
+from support import bypass_ts, encoded, free_port, large_photo_b64, remuxed, rss_peaks
 
 GATEWAY = [sys.executable, "-m", "sam2_gateway"]
 GATEWAY_BOUND = 1 << 30
@@ -90,15 +86,6 @@ def _stack(checkpoint: Path, state: Path) -> Iterator[tuple[str, str, dict[str, 
                 process.wait()
 
 
-def _photo() -> str:
-    yy, xx = np.mgrid[0:HEIGHT:8, 0:WIDTH:8]
-    small = np.stack([(xx * 255 // WIDTH), (yy * 255 // HEIGHT), (xx + yy) % 256], axis=-1)
-    image = Image.fromarray(small.astype(np.uint8)).resize((WIDTH, HEIGHT))
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=80)
-    return base64.b64encode(out.getvalue()).decode()
-
-
 def _head(port: int, size: int) -> bytes:
     base = b"GET /v1/models HTTP/1.1\r\nhost: t\r\nx-padding: \r\nconnection: close\r\n\r\n"
     head = base.replace(b"x-padding: ", b"x-padding: " + b"x" * (size - len(base)))
@@ -113,7 +100,7 @@ def test_the_campaign_cases_are_refused_and_the_gateway_stays_bounded(
 ) -> None:
     with _stack(checkpoint, tmp_path) as (url, key, pids):
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=600)
-        photo = _photo()
+        photo = large_photo_b64(HEIGHT, WIDTH)
         first = client.post(
             "/v1/segment",
             json={"image": photo, "point_coords": [[2300, 1700]], "mask_format": "rle"},

@@ -16,7 +16,7 @@ from sam2_sdk import (
     SegmentObject,
     segment_image,
 )
-from support import IMAGES, GatewayServer, RunningServer, b64, encode, scene
+from support import IMAGES, GatewayServer, RunningServer, b64, encode, post_segment, scene
 
 
 def test_sdk_masks_equal_the_inference_service_direct(
@@ -26,9 +26,10 @@ def test_sdk_masks_equal_the_inference_service_direct(
     with Sam2Client(api_key=gateway_server.key, base_url=gateway_server.url) as client:
         result = client.segment(pixels, points=[[100, 50]], labels=[1])
         boxes = client.segment(pixels, boxes=[[10, 10, 90, 90], [100, 20, 190, 110]])
-    direct = httpx.post(
-        f"{inference_server.url}/v1/segment",
-        json={
+    direct = post_segment(
+        httpx,
+        base_url=inference_server.url,
+        body={
             "image": b64(encode(pixels)),
             "point_coords": [[100, 50]],
             "point_labels": [1],
@@ -55,9 +56,11 @@ def test_refine_corrects_the_previous_mask_as_the_service_does(
     assert first.mask_id is not None
     assert refined.mask_id not in (None, first.mask_id)
     assert all(p.mask_id for p in boxes.predictions)
-    url = f"{inference_server.url}/v1/segment"
+    url = inference_server.url
     click = {"point_coords": [[50, 50]], "point_labels": [1], "mask_format": "rle"}
-    direct = httpx.post(url, json={"image": b64(encode(pixels))} | click, timeout=60).json()
+    direct = post_segment(
+        httpx, base_url=url, body={"image": b64(encode(pixels))} | click, timeout=60
+    ).json()
     body = {
         "image_id": direct["image_id"],
         "refine": direct["mask_id"],
@@ -65,7 +68,7 @@ def test_refine_corrects_the_previous_mask_as_the_service_does(
         "point_labels": correction["labels"],
         "mask_format": "rle",
     }
-    again = httpx.post(url, json=body, timeout=60).json()
+    again = post_segment(httpx, base_url=url, body=body, timeout=60).json()
     assert np.array_equal(refined.mask, decode_mask(again["mask"]))
     assert refined.all_scores == again["all_scores"]
     # Polygons for labelling tools, computed from the mask: exact at tolerance 0.

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         _serve(args)
     else:
-        from sam2_inference.weights import build_random_checkpoint
+        from sam2_inference.runtime.weights import build_random_checkpoint
 
         path = build_random_checkpoint(args.model, args.out, seed=args.seed)
         print(f"wrote RANDOM-weight {args.model} checkpoint to {path}")
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from sam2_inference.app import create_app
+    from sam2_inference.api.app import create_app
 
     overrides: dict[str, Any] = {
         key: value

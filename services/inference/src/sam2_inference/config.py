@@ -24,127 +24,264 @@ class InferenceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SAM2_", extra="ignore", populate_by_name=True)
 
-    model: ModelName = Field(default="tiny", description="Which SAM 2.1 model to serve.")
+    model: ModelName = Field(
+        default="tiny",
+        description=(
+            "Which SAM 2.1 model to serve: `tiny`, `small`, `base-plus` or `large` "
+            "(`facebook/sam2.1-hiera-*` on the Hugging Face hub)."
+        ),
+    )
     weights: str = Field(
         default="huggingface",
-        description="`huggingface` (the hub, cached), `random` (seeded random weights, offline), "
-        "`auto` (the hub, falling back to random weights when unreachable), or a checkpoint path.",
+        description=(
+            "`huggingface` (the hub, cached in `hf_cache_dir`), `random` (a seeded random-weight "
+            "checkpoint built from the official config: offline, masks meaningless, said in every "
+            "answer), `auto` (the hub, falling back to random weights when it is unreachable; "
+            "what `scripts/dev` uses), or a checkpoint path."
+        ),
     )
-    device: DevicePreference = "auto"
+    device: DevicePreference = Field(
+        default="auto",
+        description=("`auto` (CUDA, then Apple MPS, then the CPU), `cuda`, `mps` or `cpu`."),
+    )
     pipeline: PipelinePreference = Field(
         default="auto",
-        description="`exact` runs SAM2's predictor code as published; `fast` keeps the work "
-        "after the model on the device (see fastpath.py); `auto`: fast on CUDA, else exact.",
+        description=(
+            "`exact` runs SAM2's predictor code as published; `fast` does the work after the "
+            "model on the device: a click's best mask is chosen from the low-resolution logits "
+            "and only it is upsampled, thresholding and RLE run there, the image is resized "
+            "there, and automatic mode upsamples only candidates above `pred_iou_thresh` "
+            "(runtime/fastpath.py; on the CPU both give the same masks, bit for bit). `auto`: "
+            "`fast` on CUDA, `exact` elsewhere. Health and every answer's `model.pipeline` say "
+            "which runs."
+        ),
     )
     precision: PrecisionPreference = Field(
         default="auto",
-        description="Weights of the image encoder and mask decoder in the fast pipeline on CUDA "
-        "(see accel.py); `auto`: bfloat16 there. The exact pipeline and other devices keep "
-        "float32 weights.",
+        description=(
+            "Weights of the image encoder and mask decoder in the `fast` pipeline on CUDA: "
+            "`auto`/`bfloat16`, or `float32` (the prompt encoder, positional encodings and the "
+            "`exact` pipeline always keep float32; runtime/accel.py)."
+        ),
     )
     cuda_graphs: GraphsPreference = Field(
         default="auto",
-        description="Replay the image encoder and the mask decoder from CUDA graphs in the fast "
-        "pipeline on CUDA; `auto`: on there.",
+        description=(
+            "`fast` pipeline on CUDA: the image encoder and the mask decoder (batches of up to 16 "
+            "prompts) replay CUDA graphs captured at warm-up or on a new input shape; `off`: "
+            "eager; `auto`: on there."
+        ),
     )
     compile: CompileMode = Field(
         default="off",
-        description="torch.compile the image encoder (fast pipeline on CUDA) with this mode at "
-        "start-up; `off` by default: it costs start-up time. `aot`: AOTInductor, compiled once "
-        "into a package in `aot_dir` that later starts load (fast pipeline; see aot.py); "
-        "`aot-max-autotune`: the same with Inductor's kernel autotuning (a longer compile, once).",
+        description=(
+            "`default` or `max-autotune-no-cudagraphs`: `torch.compile` the image encoder at "
+            "start-up (`fast` pipeline on CUDA; costs start-up time; not measured yet). `aot`: "
+            "AOTInductor compiles the encoder once (`fast` pipeline, any device) into a `.pt2` "
+            "package in `aot_dir`, one per torch version, device, model, checkpoint and dtype, "
+            "which later starts load instead of compiling; a damaged package is compiled again "
+            "(runtime/aot.py; on the CPU about 70 s for tiny, answers within 1e-4 of eager; GPU "
+            "gain not measured). `aot-max-autotune`: the same package with Inductor's kernel "
+            'autotuning, as `torch.compile(mode="max-autotune")` does (a longer compile, about 3 '
+            "minutes for tiny on the CPU, paid once; its own file, `-autotuned.pt2`)."
+        ),
     )
     aot_dir: Path = Field(
         default=Path.home() / ".cache" / "sam2-service" / "aot",
-        description="Where `compile=aot` keeps the compiled encoder, one file per torch "
-        "version, device, model, checkpoint, dtype and autotuning. Loaded as native code: "
-        "writable by this service only.",
+        description=(
+            "Where `compile=aot` (or `aot-max-autotune`) keeps its packages, one file per torch "
+            "version, device, model, checkpoint, dtype and autotuning: native code the service "
+            "loads, so writable by it alone (on Modal: the weights Volume)."
+        ),
     )
     image_decoder: DecoderPreference = Field(
         default="auto",
-        description="What decodes uploaded images: `pillow`, or `torchvision` (JPEG on the model's "
-        "device: nvjpeg on CUDA; other files still Pillow; see decoding.py); `auto`: torchvision "
-        "in the fast pipeline on CUDA, else Pillow.",
+        description=(
+            "What decodes uploads: `pillow`, or `torchvision` (a JPEG is decoded on the model's "
+            "device, by nvjpeg on CUDA, and its pixels stay there for the encoder; other formats "
+            "and EXIF-rotated, CMYK or damaged JPEGs still go to Pillow, so errors keep their "
+            "codes; image/decoding.py). `auto`: `torchvision` in the `fast` pipeline on CUDA, "
+            "`pillow` elsewhere."
+        ),
     )
-    random_seed: int = 0
+    random_seed: int = Field(
+        default=0,
+        description=(
+            "The seed of random-weight checkpoints: the same seed builds the same weights, so "
+            "answers are reproducible across machines."
+        ),
+    )
     random_dir: Path = Field(
         default=Path.home() / ".cache" / "sam2-service",
-        description="Where random-weight checkpoints are built and kept.",
+        description=(
+            "Where random-weight checkpoints are built and kept (one file per model and seed)."
+        ),
     )
     hf_cache_dir: Path | None = Field(
-        default=None, validation_alias=AliasChoices("SAM2_HF_CACHE_DIR", "HF_HUB_CACHE")
+        default=None,
+        validation_alias=AliasChoices("SAM2_HF_CACHE_DIR", "HF_HUB_CACHE"),
+        description=(
+            "The Hugging Face cache that `weights=huggingface` downloads to and reads from; "
+            "unset: the hub's own default (`~/.cache/huggingface/hub`)."
+        ),
     )
     hf_offline: bool = Field(
-        default=False, validation_alias=AliasChoices("SAM2_HF_OFFLINE", "HF_HUB_OFFLINE")
+        default=False,
+        validation_alias=AliasChoices("SAM2_HF_OFFLINE", "HF_HUB_OFFLINE"),
+        description=(
+            "Never ask the hub: use only what `hf_cache_dir` already holds (weights that are not "
+            "there fail to load, or fall back to random ones with `weights=auto`)."
+        ),
     )
     cache_max_bytes: int = Field(
-        default=1 << 30, ge=0, description="Byte budget of the image-embedding cache (LRU)."
+        default=1 << 30,
+        ge=0,
+        description=(
+            "Byte budget of the image-embedding cache, least recently used first out (about 16 MB "
+            "of float32 features per image, plus its pixels)."
+        ),
     )
-    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
+    max_pixels: int = Field(
+        default=DEFAULT_MAX_PIXELS,
+        ge=1,
+        description=(
+            "Larger images get `413 image_too_large`, checked from the file's header before "
+            "decoding."
+        ),
+    )
     max_request_bytes: int = Field(
         default=0,
         ge=0,
-        description="Memory one request's model work may use (automatic mode's "
-        "points_per_batch is lowered to fit); 0: half the device's total memory.",
+        description=(
+            "Memory one request's model work may use: automatic mode's `points_per_batch` is "
+            "lowered to fit (said in `warnings`), what cannot fit gets `422 over_budget`; 0: half "
+            "the device's memory."
+        ),
     )
     auto_slice_prompts: AutoSlice = Field(
         default="auto",
-        description="Prompts automatic mode runs through the mask decoder at once, at most: a "
-        "click waiting for the model waits for at most one such batch (less: the decoder steps "
-        "aside between its stages). A fixed number, never sized from measured times, so the "
-        "same request gives the same masks whatever the load (a batch's size changes the "
-        "decoder's last float32 bits). `auto`: 1 on a CPU (one prompt there already takes "
-        "about a click's time), 128 on a GPU; 0: `points_per_batch` as asked.",
+        description=(
+            "The most prompts automatic mode runs through the mask decoder at once, so a waiting "
+            "click waits for at most one such batch (less: the decoder steps aside between its "
+            "stages). `auto`: 1 on a CPU (one prompt there takes about a click's time), 128 on a "
+            "GPU (where a batch's fixed cost of kernel launches would make small batches slow). A "
+            "fixed number, never sized from measured times: sam2's decoder rounds a prompt's last "
+            "float32 bits by its batch's size, so a size read off a clock would make the same "
+            "request give other masks under other loads; here the same request always gets the "
+            "same masks, equal to sam2's `SAM2AutomaticMaskGenerator` with `points_per_batch` at "
+            "that size (the answer's `warnings` say when it was lowered). `0`: `points_per_batch` "
+            "as asked (in the `fast` pipeline a request that names no `points_per_batch` asks for "
+            "1024)."
+        ),
     )
-    max_body_bytes: int = Field(default=32 << 20, ge=1024)
+    max_body_bytes: int = Field(
+        default=32 << 20,
+        ge=1024,
+        description=("Larger bodies get `413 body_too_large`, enforced while reading."),
+    )
     max_queued_per_tenant: int = Field(
         default=32,
         ge=1,
-        description="Requests of one tenant queued or running here at once; more get 429. "
-        "The gateway's per-key limits (2, 8, 32 by tier) bind first; this one holds when "
-        "several gateway processes share one inference service.",
+        description=(
+            "Requests of one tenant queued or running at inference at once; more get `429 "
+            "too_many_concurrent`. The gateway's per-key limits bind first; this one holds at "
+            "each inference container whatever the gateways share."
+        ),
     )
     video_dir: Path = Field(
         default=Path.home() / ".cache" / "sam2-service" / "videos",
-        description="Where uploaded clips are kept, by content hash, in a folder per tenant.",
+        description=(
+            "Uploaded clips, by content hash, in a folder per API key (on Modal: the clips Volume)."
+        ),
     )
-    video_max_bytes: int = Field(default=256 << 20, ge=1024, description="Largest clip upload.")
-    video_max_frames: int = Field(default=300, ge=1, description="Frames one clip may keep.")
+    video_max_bytes: int = Field(
+        default=256 << 20,
+        ge=1024,
+        description=(
+            "The largest clip (or set of frames) one upload may send (`413 body_too_large`)."
+        ),
+    )
+    video_max_frames: int = Field(
+        default=300,
+        ge=1,
+        description=("Frames one clip may keep (`422 video_too_large`)."),
+    )
     video_max_frame_pixels: int = Field(
-        default=1920 * 1088, ge=1, description="Pixels one frame may have (1080p by default)."
+        default=1920 * 1088,
+        ge=1,
+        description=(
+            "Pixels one frame may have (1080p by default), checked on every decoded frame, not "
+            "the header (`422 video_too_large`)."
+        ),
     )
     video_max_decoded_frames: int = Field(
         default=3000,
         ge=1,
-        description="Frames one clip upload may decode, skipped ones included (after seeking "
-        "to `start`'s keyframe); more is 422 video_too_large.",
+        description=(
+            "Frames decoding one clip upload may decode, skipped ones included, after seeking to "
+            "the keyframe before `start` (`422 video_too_large` beyond). Decoding also stops at "
+            "the request's deadline and when its client goes, and waits while a click runs."
+        ),
     )
     video_decode_cpu_s: float = Field(
-        default=60, gt=0, description="CPU seconds one clip upload may spend decoding."
+        default=60,
+        gt=0,
+        description=(
+            "CPU seconds decoding one clip upload may spend (`422 video_too_large` beyond)."
+        ),
     )
-    video_max_objects: int = Field(default=8, ge=1, description="Objects one session tracks.")
+    video_max_objects: int = Field(
+        default=8,
+        ge=1,
+        description=("Objects one session may track (`422 too_many_objects`)."),
+    )
     video_offload: Literal["none", "video", "state", "both"] = Field(
         default="none",
-        description="sam2's offload_video_to_cpu (`video`: frames in host memory, moved to the "
-        "GPU when used) and offload_state_to_cpu (`state`: object memories in host memory), or "
-        "`both`: less GPU memory for the same masks; no effect on a CPU.",
+        description=(
+            "sam2's `offload_video_to_cpu` (`video`: a session's frames in host memory, each "
+            "moved to the GPU when used), `offload_state_to_cpu` (`state`: its object memories in "
+            "host memory), or `both`: the same masks with less GPU memory (what it saves on a "
+            "GPU: not measured; no effect on a CPU). The memory budget counts a session's bytes "
+            "wherever they are held."
+        ),
     )
     video_memory_bytes: int | None = Field(
         default=None,
         ge=1 << 20,
-        description="Memory all video sessions of this process may hold together, every key's "
-        "(frames x the model's 1024x1024 float input, and each object's memory on each frame); "
-        "a session that does not fit is 503 video_busy. Unset: half the GPU's memory, or a "
-        "quarter of the host's on a CPU.",
+        description=(
+            "What all video sessions of one inference process hold together, every key's: a "
+            "session takes frames x 12 MiB (the model's 1024x1024 float input) + 0.75 MiB per "
+            "object per frame + 104 MiB before it is made; one that does not fit is `503 "
+            "video_busy` (Retry-After), one larger than the whole is `422 video_too_large`. "
+            "Unset: half the GPU's memory, or a quarter of the host's on a CPU."
+        ),
     )
     video_sessions_per_tenant: int = Field(
-        default=2, ge=1, description="Sessions one tenant may hold here at once (429 beyond)."
+        default=2,
+        ge=1,
+        description=(
+            "Sessions one key holds in one inference process when the call names no tier (through "
+            "the gateway, the key's tier decides: `SAM2_GATEWAY_SESSION_TIERS`, what `/v1/usage` "
+            "reports); `429 too_many_sessions` beyond."
+        ),
     )
     video_session_idle_s: float = Field(
-        default=600, gt=0, description="A session unused this long ends."
+        default=600,
+        gt=0,
+        description=("A session unused this long ends."),
     )
     video_session_lifetime_s: float = Field(
-        default=3600, gt=0, description="A session ends this long after it began, used or not."
+        default=3600,
+        gt=0,
+        description=("A session ends this long after it began, used or not."),
     )
-    host: str = "127.0.0.1"
-    port: int = 8081
+    host: str = Field(
+        default="127.0.0.1",
+        description=(
+            "The address `sam2-inference serve` listens on (`0.0.0.0` for every interface)."
+        ),
+    )
+    port: int = Field(
+        default=8081,
+        description=("The port `sam2-inference serve` listens on."),
+    )

@@ -16,6 +16,7 @@ from sam2_contract.errors import ErrorCode, InvalidRequestError, Sam2ServiceErro
 from sam2_contract.images import decode_base64, image_id_for_file, probe_image
 from sam2_contract.masks import answer_mask_bytes
 from sam2_contract.models import (
+    BatchSegmentRequest,
     BatchSegmentResponse,
     SegmentRequest,
     SegmentResponse,
@@ -31,6 +32,7 @@ from sam2_contract.wire import routing_key
 from starlette.concurrency import run_in_threadpool
 
 from sam2_gateway.api.deps import Gateway, GatewayDep, Principal, PrincipalDep
+from sam2_gateway.api.openapi import request_body
 from sam2_gateway.backends import Hop, InferenceError, InferenceResult
 from sam2_gateway.core.answers import (
     PartsResponse,
@@ -46,7 +48,9 @@ router = APIRouter(prefix="/v1/segment", tags=["segment"])
 log = logging.getLogger(__name__)
 
 
-@router.post("", response_model=SegmentResponse)
+@router.post(
+    "", response_model=SegmentResponse, openapi_extra=request_body(SegmentRequest, multipart=True)
+)
 async def segment(request: Request, principal: PrincipalDep, gateway: GatewayDep) -> Response:
     """Segment one image (base64 `image`, a multipart file, `image_url` or `image_id`) with
     points, boxes, or everything."""
@@ -60,7 +64,11 @@ async def segment(request: Request, principal: PrincipalDep, gateway: GatewayDep
     return PartsResponse(rendered, headers=rate.headers() | result.headers)
 
 
-@router.post("/batch", response_model=BatchSegmentResponse)
+@router.post(
+    "/batch",
+    response_model=BatchSegmentResponse,
+    openapi_extra=request_body(BatchSegmentRequest, multipart=True),
+)
 async def segment_batch(request: Request, principal: PrincipalDep, gateway: GatewayDep) -> Response:
     """Up to 16 requests in order, sharing one uploaded image; each succeeds or fails alone."""
     async with _limited(gateway, principal) as rate:
@@ -196,7 +204,7 @@ async def _read(request: Request, gateway: Gateway) -> tuple[Any, bytes | None]:
     if not is_multipart(request.headers.get("content-type", "")):
         return parse_json(await read_body(request, limit)), None
     body = await read_body(request, limit, content_type=MULTIPART)
-    fields, file = await read_multipart(request.headers, body, limit)
+    fields, file = await read_multipart(request.headers, body)
     return parse_json(fields), file
 
 

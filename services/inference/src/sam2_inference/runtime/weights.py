@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 import torch
 from sam2.build_sam import HF_MODEL_ID_TO_FILENAMES, build_sam2
 from sam2.modeling.sam2_base import SAM2Base
-from sam2_contract.models import MODEL_IDS, ModelName, WeightsSource
+from sam2_contract.models import MODEL_IDS, ModelInfo, ModelName, WeightsSource
 
 from sam2_inference.config import InferenceSettings
+from sam2_inference.runtime.device import compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,18 @@ def resolve_checkpoint(settings: InferenceSettings) -> Checkpoint:
     if not path.is_file():
         raise WeightsUnavailableError(f"no checkpoint file at {path}")
     return Checkpoint(path=path, source="local", random_weights=is_random_checkpoint(path))
+
+
+def served_info(model: ModelName, checkpoint: Checkpoint, device: torch.device) -> ModelInfo:
+    """What answers and /healthz say of the model served from `checkpoint` on `device`."""
+    return ModelInfo(
+        name=model,
+        model_id=MODEL_IDS[model],
+        weights=checkpoint.source,
+        random_weights=checkpoint.random_weights,
+        device=device.type,
+        dtype=str(compute_dtype(device)).removeprefix("torch."),
+    )
 
 
 def load_model(model: ModelName, checkpoint: Checkpoint, device: torch.device) -> SAM2Base:

@@ -14,7 +14,7 @@ from sam2_contract.problems import unless_abandoned
 from sam2_contract.wire import DEADLINE_HEADER, MODEL_MS_HEADER
 from starlette.concurrency import run_in_threadpool
 
-from sam2_inference.scheduling import Work
+from sam2_inference.scheduling.lock import Work
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -4,7 +4,7 @@
 copies all of them to the host and leaves thresholding and RLE to NumPy. Here, on the device:
 
 - the image is sent as uint8 (3 bytes a pixel, not 12 after the CPU resize), or not sent at all
-  when it was decoded there (`Uploaded`, decoding.py), and resized and normalised there
+  when it was decoded there (`Uploaded`, image/decoding.py), and resized and normalised there
   (`DeviceTransforms`, the same operations as sam2's transforms);
 - a click's best candidate is picked by its predicted IoU from the 256x256 logits and only it is
   upsampled (bilinear upsampling treats each mask alone, so the chosen mask is the same);
@@ -61,7 +61,7 @@ class DeviceTransforms(SAM2Transforms):  # type: ignore[misc]
 
 class Uploaded:
     """A predictor's transforms, told that one host image's pixels are already on the device
-    (decoded there: decoding.py), so `set_image` on that image uploads nothing. Everything
+    (decoded there: image/decoding.py), so `set_image` on that image uploads nothing. Everything
     else is the wrapped DeviceTransforms'."""
 
     def __init__(

@@ -13,8 +13,9 @@ A package is native code the process loads: `SAM2_AOT_DIR` must be writable by t
 only (on Modal it is this app's own Volume).
 
 The compiled encoder is one opaque call: automatic-mode jobs do not step aside inside it
-(preemption.py), only between crops and decoder batches. Its numerics are Inductor's: on the
-CPU the encoder's outputs differ from eager ones by about 4e-6 (tests/inference/test_aot.py).
+(scheduling/preemption.py), only between crops and decoder batches. Its numerics are
+Inductor's: on the CPU the encoder's outputs differ from eager ones by about 4e-6
+(tests/inference/test_aot.py).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any, Literal
 import torch
 from sam2.modeling.sam2_base import SAM2Base
 
-from sam2_inference.device import inference_context
+from sam2_inference.runtime.device import inference_context
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from sam2.sam2_video_predictor import SAM2VideoPredictor
 from sam2_contract.errors import ErrorCode, InvalidImageError, InvalidRequestError
 from sam2_contract.models import ModelName
 
-from sam2_inference.weights import Checkpoint, config_name
+from sam2_inference.runtime.weights import Checkpoint, config_name
 
 Direction = Literal["forward", "backward", "both"]
 VideoOffload = Literal["none", "video", "state", "both"]

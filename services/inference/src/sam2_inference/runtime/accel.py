@@ -26,15 +26,15 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from sam2.modeling.sam2_base import SAM2Base
 from torch.utils._pytree import tree_flatten, tree_map_only, tree_unflatten
 
-from sam2_inference.aot import AotOutcome, AotStore, compiled_encoder
-from sam2_inference.preemption import paused
+from sam2_inference.runtime.aot import AOT_MODES, AotOutcome, AotStore, compiled_encoder
+from sam2_inference.scheduling.preemption import paused
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,34 @@ def cast_weights(model: SAM2Base) -> None:
     random-Fourier positional encoding) and the memory modules stay float32."""
     model.image_encoder.to(torch.bfloat16)
     model.sam_mask_decoder.to(torch.bfloat16)
+
+
+def for_pipeline(
+    model: SAM2Base,
+    device: torch.device,
+    *,
+    fast: bool,
+    precision: str,
+    graphs: str,
+    compile_mode: str,
+    aot_store: AotStore | None,
+) -> Acceleration | None:
+    """bfloat16 weights and CUDA graphs for the fast pipeline on CUDA, and the AOTInductor
+    encoder (aot.py) where asked, as the settings say; elsewhere (None) the model runs as sam2
+    builds it."""
+    cuda = device.type == "cuda"
+    aot = None
+    if compile_mode in AOT_MODES and aot_store is not None:
+        aot = replace(aot_store, autotune=AOT_MODES[compile_mode])
+    if not fast or not (cuda or aot):
+        return None
+    return accelerate(
+        model,
+        bf16=cuda and precision != "float32",
+        graphs=cuda and graphs != "off",
+        compile_mode=None if compile_mode == "off" or aot else compile_mode,
+        aot=aot,
+    )
 
 
 def accelerate(

@@ -21,10 +21,10 @@ import torch
 import uvicorn
 from starlette.types import ASGIApp
 
-from sam2_inference.app import create_app
+from sam2_inference.api.app import create_app
 from sam2_inference.config import InferenceSettings
-from sam2_inference.engine import Sam2Engine
-from sam2_inference.video_routes import VideoService
+from sam2_inference.image.engine import Sam2Engine
+from sam2_inference.video.service import VideoService
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""HTTP only: the app, its dependencies, the gateway's hop, health and the video routes."""

@@ -1,0 +1,1 @@
+"""The routers the app includes."""
