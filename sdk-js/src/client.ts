@@ -1,11 +1,17 @@
 // Sam2Client: a small fetch-based client with the Python SDK's retry rules and error names.
 // After the first call on an image it sends only the image's `image_id`, and sends the image
-// again by itself when the service answers `image_not_cached`.
+// again by itself when the service answers `image_not_cached`. Its public request primitives
+// (`request`, `stream`, `download`: one loop, `send`) are what resources such as `videos` call.
 
 import { APIConnectionError, APITimeoutError, APIUserAbortError, ImageNotCachedError, Sam2Error, errorFor } from "./core/errors.js";
 import { decodeRle } from "./core/masks.js";
+import type { ImageInput, RequestOptions } from "./core/types.js";
+import { RETRY_STATUSES, requestInit, retryDelay } from "./internal/http.js";
 import type { components } from "./internal/openapi.js";
 import { Videos } from "./video.js";
+
+export type { ImageInput, RequestOptions } from "./core/types.js";
+export { RETRY_STATUSES, retryDelay } from "./internal/http.js";
 
 type Schemas = components["schemas"];
 export type SegmentRequest = Schemas["SegmentRequest"];
@@ -20,13 +26,9 @@ export type Timings = Schemas["Timings"];
 export type TokenResponse = Schemas["TokenResponse"];
 /** A key's usage per UTC day and its tier's limits (`client.usage()`). */
 export type UsageResponse = Schemas["UsageResponse"];
-export type ImageInput = Blob | ArrayBuffer | Uint8Array;
 /** The automatic-mode knobs (points_per_side, pred_iou_thresh, ...), as the API names them. */
 export type AutoOptions = Omit<Partial<SegmentRequest>, "image" | "image_id" | "mode" | "mask_format">;
 
-export const RETRY_STATUSES = new Set([408, 409, 429, 500, 502, 503, 504]);
-const INITIAL_RETRY_DELAY_MS = 500;
-const MAX_RETRY_DELAY_MS = 8000;
 const TOKEN_REFRESH_MARGIN_S = 30;
 const MAX_RESENDS = 2;
 
@@ -92,11 +94,6 @@ export interface ClientOptions {
   /** Per attempt; a cold GPU container can take a minute. */
   timeoutMs?: number;
   sleep?: (ms: number) => Promise<void>;
-}
-
-export interface RequestOptions {
-  /** Abort the call: the connection closes, and the service stops the request's work. */
-  signal?: AbortSignal;
 }
 
 /** One object of several segmented in one call: its own points and/or one box. */
@@ -237,22 +234,45 @@ export class Sam2Client {
 
   /** One call with retries; `body` is sent as JSON, or as it is when it is `FormData`. */
   async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    return this.send(method, path, body, signal, async (response) => {
+      if (response.status === 204) return undefined as T; // nothing to read (a deletion)
+      return (await response.json()) as T; // the JSON the OpenAPI types describe
+    });
+  }
+
+  /** POST `body` and answer the response once it is known to succeed, its body unread (a
+   * stream: the timeout covers the wait for its first byte, not the stream). */
+  async stream(path: string, body: unknown, signal?: AbortSignal): Promise<Response> {
+    return this.send("POST", path, body, signal, async (response) => response, true);
+  }
+
+  /** GET a file (an image the service stores). */
+  async download(path: string, signal?: AbortSignal): Promise<Blob> {
+    return this.send("GET", path, undefined, signal, (response) => response.blob());
+  }
+
+  /** The one request loop of the three primitives: retries (RETRY_STATUSES, transport errors),
+   * a timeout per attempt, the caller's abort, and errors as the Python SDK names them. */
+  private async send<T>(
+    method: string,
+    path: string,
+    body: unknown,
+    signal: AbortSignal | undefined,
+    read: (response: Response) => Promise<T>,
+    streaming = false,
+  ): Promise<T> {
     for (let attempt = 0; ; attempt += 1) {
       const last = attempt >= this.maxRetries;
       if (signal?.aborted) throw new APIUserAbortError("the request was aborted");
+      const timeout = new AbortController();
+      const timer = setTimeout(() => timeout.abort(new DOMException("the call took too long", "TimeoutError")), this.timeoutMs);
       let response: Response;
       try {
-        const timeout = AbortSignal.timeout(this.timeoutMs);
-        const form = body instanceof FormData; // fetch writes its multipart content type
-        const authorization = `Bearer ${await this.credential()}`;
-        const init: RequestInit = {
-          method,
-          headers: form ? { authorization } : { "content-type": "application/json", authorization },
-          signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-        };
-        if (body !== undefined) init.body = form ? body : JSON.stringify(body);
+        const init = requestInit(method, `Bearer ${await this.credential()}`, body);
+        init.signal = signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal;
         response = await this.fetchImpl(this.baseUrl + path, init);
       } catch (error) {
+        clearTimeout(timer);
         if (signal?.aborted) throw new APIUserAbortError("the request was aborted");
         const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
         if (!last) {
@@ -261,54 +281,19 @@ export class Sam2Client {
         }
         throw timedOut ? new APITimeoutError("the service did not answer in time") : new APIConnectionError(`cannot reach ${this.baseUrl}: ${String(error)}`);
       }
-      if (response.status === 204) return undefined as T; // nothing to read (a deletion)
-      if (response.ok) return (await response.json()) as T; // the JSON the OpenAPI types describe
-      if (RETRY_STATUSES.has(response.status) && !last) {
-        await this.sleep(retryDelay(attempt, response.headers.get("retry-after")));
-        continue;
+      if (streaming) clearTimeout(timer);
+      try {
+        if (response.ok) return await read(response);
+        if (RETRY_STATUSES.has(response.status) && !last) {
+          await response.body?.cancel().catch(() => undefined);
+          await this.sleep(retryDelay(attempt, response.headers.get("retry-after")));
+          continue;
+        }
+        const problem = await response.json().catch(() => ({}));
+        throw errorFor(response.status, problem, response.headers.get("x-request-id") ?? undefined);
+      } finally {
+        clearTimeout(timer);
       }
-      const problem = await response.json().catch(() => ({}));
-      throw errorFor(response.status, problem, response.headers.get("x-request-id") ?? undefined);
-    }
-  }
-
-  /** POST `body` and answer the response once it is known to succeed, its body unread (a
-   * stream). No retries: a stream's lines cannot be replayed. */
-  async stream(path: string, body: unknown, signal?: AbortSignal): Promise<Response> {
-    let response: Response;
-    try {
-      response = await this.fetchImpl(this.baseUrl + path, {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${await this.credential()}` },
-        body: JSON.stringify(body),
-        ...(signal ? { signal } : {}),
-      });
-    } catch (error) {
-      if (signal?.aborted) throw new APIUserAbortError("the request was aborted");
-      throw new APIConnectionError(`cannot reach ${this.baseUrl}: ${String(error)}`);
-    }
-    if (response.ok) return response;
-    const problem = await response.json().catch(() => ({}));
-    throw errorFor(response.status, problem, response.headers.get("x-request-id") ?? undefined);
-  }
-
-  /** GET a file (an image the service stores), with the same retries. */
-  async download(path: string, signal?: AbortSignal): Promise<Blob> {
-    for (let attempt = 0; ; attempt += 1) {
-      const response = await this.fetchImpl(this.baseUrl + path, {
-        headers: { authorization: `Bearer ${await this.credential()}` },
-        ...(signal ? { signal } : {}),
-      }).catch((error: unknown) => {
-        if (signal?.aborted) throw new APIUserAbortError("the request was aborted");
-        throw new APIConnectionError(`cannot reach ${this.baseUrl}: ${String(error)}`);
-      });
-      if (response.ok) return response.blob();
-      if (RETRY_STATUSES.has(response.status) && attempt < this.maxRetries) {
-        await this.sleep(retryDelay(attempt, response.headers.get("retry-after")));
-        continue;
-      }
-      const problem = await response.json().catch(() => ({}));
-      throw errorFor(response.status, problem, response.headers.get("x-request-id") ?? undefined);
     }
   }
 
@@ -415,12 +400,6 @@ export async function createToken(
   if (options.scopes) body.scopes = options.scopes;
   if (options.ttlS) body.ttl_s = options.ttlS;
   return client.request<TokenResponse>("POST", "/v1/auth/token", body);
-}
-
-export function retryDelay(attempt: number, retryAfter: string | null): number {
-  if (retryAfter !== null && !Number.isNaN(Number(retryAfter))) return Math.min(Math.max(Number(retryAfter), 0), 60) * 1000;
-  const delay = Math.min(INITIAL_RETRY_DELAY_MS * 2 ** attempt, MAX_RETRY_DELAY_MS);
-  return delay * (1 - 0.25 * Math.random());
 }
 
 async function toBytes(image: ImageInput): Promise<Uint8Array> {

@@ -1,5 +1,6 @@
 export * from "./core/errors.js";
-export { Sam2Client, createToken, retryDelay, RETRY_STATUSES } from "./client.js";
+export { Sam2Client, createToken } from "./client.js";
+export { retryDelay, RETRY_STATUSES } from "./internal/http.js";
 export type {
   AutoOptions,
   AutoSegmentation,
@@ -8,13 +9,11 @@ export type {
   BatchResult,
   BatchSegmentResponse,
   ClientOptions,
-  ImageInput,
   ModelInfo,
   ModelsResponse,
   PolygonMask,
   PromptOptions,
   PromptSegmentResponse,
-  RequestOptions,
   SegmentObject,
   Segmentation,
   SegmentRequest,
@@ -22,6 +21,8 @@ export type {
   TokenResponse,
   UsageResponse,
 } from "./client.js";
+export type { ImageInput, RequestOptions } from "./core/types.js";
+export { APIResource, type Requester } from "./core/resource.js";
 export { decodeRle, encodeRle, maskToImageData, maskToRgba, type RleMask } from "./core/masks.js";
 export { Videos, VideoSession } from "./video.js";
 export type { PropagateOptions, PropagationSummary, SessionInfo, TrackedFrame, TrackedObject, UploadOptions, VideoInfo } from "./video.js";

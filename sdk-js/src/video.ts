@@ -4,9 +4,11 @@
 // clip (uploading the clip again if the server lost it too), sends its prompts again in order,
 // retries the call, and reports it through `onRecreated`: propagate again.
 
-import type { ImageInput, RequestOptions, Sam2Client } from "./client.js";
 import { SessionNotFoundError, VideoNotFoundError } from "./core/errors.js";
 import { decodeRle, encodeRle, type RleMask } from "./core/masks.js";
+import { APIResource, type Requester } from "./core/resource.js";
+import type { ImageInput, RequestOptions } from "./core/types.js";
+import { lines } from "./internal/http.js";
 import type { components } from "./internal/openapi.js";
 
 type Schemas = components["schemas"];
@@ -54,10 +56,8 @@ export interface PropagateOptions extends RequestOptions {
 type LogEntry = { method: string; suffix: string; body?: object };
 
 /** `client.videos`: clips and sessions. */
-export class Videos {
+export class Videos extends APIResource {
   private readonly sources = new Map<string, FormData>();
-
-  constructor(private readonly client: Sam2Client) {}
 
   /** A clip (or its frames) uploaded, cut by `start` and `duration` (seconds) and `fps`. */
   async upload(options: UploadOptions): Promise<VideoInfo> {
@@ -119,7 +119,7 @@ export class VideoSession {
   private readonly log: LogEntry[] = [];
 
   constructor(
-    private readonly client: Sam2Client,
+    private readonly client: Requester,
     private readonly videos: Videos,
     public video: VideoInfo,
     public info: SessionInfo,
@@ -243,32 +243,6 @@ export class VideoSession {
 
 function prompt(frameIndex: number, objectId: number, fields: Partial<VideoPrompt>): VideoPrompt {
   return { frame_index: frameIndex, object_id: objectId, mask_format: "rle", ...fields };
-}
-
-/** A response body's lines, as they come; the reader is cancelled (the connection closed) when
- * the consumer stops early. */
-async function* lines(response: Response): AsyncGenerator<string, void, undefined> {
-  if (!response.body) return;
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffered = "";
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      buffered += decoder.decode(value, { stream: true });
-      let end = buffered.indexOf("\n");
-      while (end >= 0) {
-        const line = buffered.slice(0, end).trim();
-        buffered = buffered.slice(end + 1);
-        if (line) yield line;
-        end = buffered.indexOf("\n");
-      }
-    }
-    if (buffered.trim()) yield buffered.trim();
-  } finally {
-    await reader.cancel().catch(() => undefined);
-  }
 }
 
 async function blob(input: ImageInput): Promise<Blob> {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  APITimeoutError,
   AuthenticationError,
   ImageNotCachedError,
   PermissionDeniedError,
@@ -8,16 +9,8 @@ import {
   UnprocessableEntityError,
   type TokenResponse,
 } from "../src/index.js";
+import { ANSWER } from "./answers.js";
 
-const ANSWER = {
-  mask: { size: [2, 2], counts: "22" },
-  score: 0.9,
-  all_scores: [0.9],
-  image_shape: [2, 2],
-  image_id: "img_" + "a".repeat(32),
-  cached: false,
-  timings_ms: { total_ms: 1 },
-};
 const IMAGE = new Uint8Array([1, 2, 3]);
 
 function problem(status: number, code: string, headers: Record<string, string> = {}): Response {
@@ -215,5 +208,25 @@ describe("Sam2Client", () => {
     expect(second).toEqual({ status: 422, code: "missing_points", detail: "no points", hint: "add points" });
     await client.segmentBatch(IMAGE, [{ point_coords: [[2, 2]] }]);
     expect(bodies.map((b) => ("image" in b ? "image" : "image_id"))).toEqual(["image", "image_id"]);
+  });
+
+  it("gives request, stream and download one retry, timeout and error path", async () => {
+    const sleeps: number[] = [];
+    const lines = () => new Response('{"frame_index":0}\n{"done":true}\n');
+    const client = (answers: (() => Response)[], timeoutMs = 300_000) =>
+      new Sam2Client({ apiKey: "k", fetch: scripted(answers), timeoutMs, sleep: async (ms) => void sleeps.push(ms) });
+    const unavailable = () => problem(503, "inference_unavailable", { "retry-after": "0" });
+    expect(await client([unavailable, () => Response.json({ ok: 1 })]).request("GET", "/v1/models")).toEqual({ ok: 1 });
+    const streamed = await client([unavailable, lines]).stream("/p", {});
+    expect(await streamed.text()).toContain('"done":true');
+    const file = await client([unavailable, () => new Response(new Uint8Array([137, 80]))]).download("/f");
+    expect(new Uint8Array(await file.arrayBuffer())).toEqual(new Uint8Array([137, 80]));
+    expect(sleeps).toEqual([0, 0, 0]);
+    await expect(client([() => problem(404, "video_not_found")]).download("/f")).rejects.toMatchObject({ status: 404, code: "video_not_found" });
+    const never = (async (_url: unknown, init?: RequestInit) =>
+      new Promise<Response>((_resolve, reject) => init?.signal?.addEventListener("abort", () => reject(init.signal?.reason)))) as typeof fetch;
+    const slow = new Sam2Client({ apiKey: "k", fetch: never, timeoutMs: 20, maxRetries: 0 });
+    await expect(slow.download("/f")).rejects.toBeInstanceOf(APITimeoutError);
+    await expect(slow.stream("/p", {})).rejects.toBeInstanceOf(APITimeoutError);
   });
 });

@@ -4,18 +4,10 @@ import { createRoot } from "react-dom/client";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Sam2Client, encodeRle } from "../src/index.js";
 import { MaskOverlay, useSegmenter, useVideoTracker, type SegmenterState, type VideoTrackerState } from "../src/react/index.js";
+import { ANSWER } from "./answers.js";
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
-const ANSWER = {
-  mask: { size: [2, 2], counts: "22" },
-  score: 0.9,
-  all_scores: [0.9],
-  image_shape: [2, 2],
-  image_id: "img_" + "a".repeat(32),
-  cached: false,
-  timings_ms: { total_ms: 1 },
-};
 
 let container: HTMLDivElement;
 beforeEach(() => {

@@ -12,14 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sam2_gateway import GatewaySettings, create_app
-from sam2_gateway.core.tokens import generate_private_key_pem
-from sam2_gateway.store import KeyStore
+from sam2_gateway.core.store import KeyStore
 from support import PEPPER, RunningServer, free_port
-
-
-@pytest.fixture(scope="session")
-def signing_key() -> str:
-    return generate_private_key_pem()
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from sam2_gateway import GatewaySettings
 from sam2_gateway.core import keys as keys_module
 from sam2_gateway.core.keys import generate_key
+from sam2_gateway.core.store import KeyStore
 from sam2_gateway.core.tokens import generate_private_key_pem
-from sam2_gateway.store import KeyStore
 from support import bearer
 
 # A body that passes authentication and then fails validation: reaching 422 `missing_image`
@@ -244,3 +244,9 @@ def test_the_database_holds_no_plaintext_key(
 def test_production_refuses_placeholder_secrets(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="SAM2_GATEWAY_KEY_PEPPER"):
         GatewaySettings(environment="production", key_pepper="change-me", jwt_private_key="x" * 10)
+
+
+def test_dev_tokens_only_in_development(gateway: TestClient) -> None:
+    """Outside development the credential-free token route does not exist."""
+    response = gateway.post("/v1/auth/dev-token")
+    assert (response.status_code, response.json()["code"]) == (404, "not_found")

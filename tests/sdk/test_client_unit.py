@@ -451,3 +451,70 @@ def test_a_file_is_uploaded_as_it_is_then_named_by_its_id(make: Make, tmp_path: 
     assert requests[1].headers["content-type"] == "application/json"
     assert second["image_id"] == ANSWER["image_id"]
     assert "image" not in second
+
+
+def _once_unavailable(
+    ok: Callable[[], httpx.Response],
+) -> Callable[[httpx.Request], httpx.Response]:
+    """503 with Retry-After: 0 on the first call, `ok()` after."""
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            return _problem(503, "inference_unavailable", {"retry-after": "0"})
+        return ok()
+
+    return handler
+
+
+def test_every_request_primitive_shares_one_retry_and_error_path() -> None:
+    """JSON, a video upload, the NDJSON stream and a binary download each retry a 503 after its
+    Retry-After, and a 404 is the typed error, in the sync client and the async one."""
+
+    def lines() -> httpx.Response:
+        return httpx.Response(200, content=b'{"frame_index":0}\n\n{"done":true}\n')
+
+    def png() -> httpx.Response:
+        return httpx.Response(200, content=b"\x89PNG...", headers={"content-type": "image/png"})
+
+    sleeps: list[float] = []
+    sync = _client(_once_unavailable(lambda: httpx.Response(200, json={"ok": 1})), sleeps)
+    assert sync.request("GET", "/v1/models") == {"ok": 1}
+    upload = _client(_once_unavailable(lambda: httpx.Response(200, json={"video_id": "v"})), sleeps)
+    assert upload.request("POST", "/v1/videos", files=[("frames", b"x")], fields={"fps": "2"})
+    assert list(_client(_once_unavailable(lines), sleeps).stream("/p", {})) == [
+        '{"frame_index":0}',
+        '{"done":true}',
+    ]
+    assert _client(_once_unavailable(png), sleeps).download("/f") == b"\x89PNG..."
+    assert sleeps == [0.0, 0.0, 0.0, 0.0]
+    missing = _client(lambda r: _problem(404, "video_not_found"), sleeps)
+    with pytest.raises(sam2_sdk.VideoNotFoundError):
+        missing.download("/f")
+    with pytest.raises(sam2_sdk.VideoNotFoundError):
+        list(missing.stream("/p", {}))
+
+    async def run_async() -> tuple[list[str], bytes]:
+        waits: list[float] = []
+
+        async def record(delay: float) -> None:
+            waits.append(delay)
+
+        def client(handler: Callable[[httpx.Request], httpx.Response]) -> Any:
+            transport = httpx.MockTransport(handler)
+            return sam2_sdk.AsyncSam2Client(
+                api_key="sam2_k",
+                base_url="http://sam2.test",
+                http_client=httpx.AsyncClient(transport=transport),
+                sleep=record,
+            )
+
+        streamed = [line async for line in client(_once_unavailable(lines)).stream("/p", {})]
+        downloaded = await client(_once_unavailable(png)).download("/f")
+        assert waits == [0.0, 0.0]
+        with pytest.raises(sam2_sdk.VideoNotFoundError):
+            await client(lambda r: _problem(404, "video_not_found")).download("/f")
+        return streamed, downloaded
+
+    assert asyncio.run(run_async()) == (['{"frame_index":0}', '{"done":true}'], b"\x89PNG...")

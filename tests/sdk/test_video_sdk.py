@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sam2.sam2_video_predictor import SAM2VideoPredictor
 from sam2_inference import InferenceSettings, Sam2Engine
-from sam2_inference.video_routes import VideoService
+from sam2_inference.video.service import VideoService
 from sam2_sdk import (
     AsyncSam2Client,
     Sam2Client,
@@ -57,6 +57,7 @@ def test_a_session_survives_its_replica_stopping_by_replaying_its_prompts(
     ):
         video = client.videos.upload(frames=FRAMES)
         assert video.num_frames == 2
+        assert client.videos.frame(video.video_id, 1) == FRAMES[1]  # stored as uploaded
         session = client.videos.session(video)
         first = session.add_points(0, 1, [[40, 30]])
         assert first.objects[1].visible
@@ -83,7 +84,7 @@ def test_a_session_survives_its_replica_stopping_by_replaying_its_prompts(
             _same(mine, expected)
         session.delete()
         with pytest.raises(SessionNotFoundError):
-            client._call("GET", f"/v1/sessions/{session.session_id}")
+            client.request("GET", f"/v1/sessions/{session.session_id}")
 
 
 @pytest.mark.slow

@@ -33,13 +33,8 @@ from sam2_sdk._types import (
     Segmentation,
     SegmentObject,
 )
-from sam2_sdk._video import (
-    AsyncVideoSession,
-    SessionRecreatedWarning,
-    TrackedFrame,
-    TrackedObject,
-    VideoSession,
-)
+from sam2_sdk._video_log import SessionRecreatedWarning, TrackedFrame, TrackedObject
+from sam2_sdk._videos import AsyncVideos, AsyncVideoSession, Videos, VideoSession
 
 __all__ = [
     "APIConnectionError",
@@ -49,6 +44,7 @@ __all__ = [
     "APITimeoutError",
     "AsyncSam2Client",
     "AsyncVideoSession",
+    "AsyncVideos",
     "AuthenticationError",
     "AutoMaskResult",
     "AutoOptions",
@@ -76,5 +72,6 @@ __all__ = [
     "UnprocessableEntityError",
     "VideoNotFoundError",
     "VideoSession",
+    "Videos",
     "segment_image",
 ]

@@ -1,6 +1,7 @@
 """Every decision the two clients share, with no I/O: request bodies, which image_id an image
 has, when to send the image again, when and how long to wait before a retry, what error the
-caller gets. Sam2Client and AsyncSam2Client add one request loop each (openai-python's split).
+caller gets (_http.py). Sam2Client and AsyncSam2Client add one request loop each
+(openai-python's split).
 
 Embedding reuse without thinking: the client remembers which `image_id` the service gave each
 image (by a hash of its bytes or pixels); later calls on the same image send only that id, and
@@ -12,29 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
-import random
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import Any, get_type_hints
 
 import httpx
 import numpy as np
 from PIL import Image
 
-from sam2_sdk._constants import (
-    DEFAULT_BASE_URL,
-    INITIAL_RETRY_DELAY_S,
-    MAX_RETRY_DELAY_S,
-    RETRY_STATUSES,
-)
-from sam2_sdk._exceptions import APIConnectionError, APITimeoutError, Sam2Error, error_for
-
-if TYPE_CHECKING:
-    from sam2_sdk._video import Clip
-
+from sam2_sdk._constants import DEFAULT_BASE_URL
+from sam2_sdk._exceptions import Sam2Error
+from sam2_sdk._http import retry_or_raise
 from sam2_sdk._types import (
     OBJECT_KEYS,
     AutoOptions,
@@ -113,9 +104,6 @@ class BaseClient:
         self.base_url = url.rstrip("/")
         self.max_retries = max_retries
         self._image_ids: OrderedDict[str, str] = OrderedDict()
-        self._clips: OrderedDict[str, Clip] = OrderedDict()  # uploaded clips, to resend
-
-    # Requests
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
@@ -170,36 +158,11 @@ class BaseClient:
     def _token_fields(scopes: list[str] | None, ttl_s: int | None) -> dict[str, Any]:
         return {k: v for k, v in {"scopes": scopes, "ttl_s": ttl_s}.items() if v is not None}
 
-    # Retries
-
     def _retry_or_raise(
         self, attempt: int, outcome: httpx.Response | httpx.TransportError
     ) -> float:
         """How long to wait before attempt `attempt + 1`, or the error the caller gets."""
-        last = attempt >= self.max_retries
-        if isinstance(outcome, httpx.TimeoutException):
-            if last:
-                raise APITimeoutError(
-                    "the service did not answer in time", request=outcome.request
-                ) from outcome
-        elif isinstance(outcome, httpx.TransportError):
-            if last:
-                raise APIConnectionError(f"cannot reach {self.base_url}: {outcome}") from outcome
-        elif last or outcome.status_code not in RETRY_STATUSES:
-            raise error_for(outcome)
-        return self._retry_delay(attempt, outcome if isinstance(outcome, httpx.Response) else None)
-
-    @staticmethod
-    def _retry_delay(attempt: int, response: httpx.Response | None) -> float:
-        """Retry-After when the service gives one, else exponential backoff with jitter."""
-        retry_after = response.headers.get("retry-after") if response is not None else None
-        if retry_after is not None:
-            try:
-                return min(max(float(retry_after), 0.0), 60.0)
-            except ValueError:
-                pass
-        delay: float = min(INITIAL_RETRY_DELAY_S * 2**attempt, MAX_RETRY_DELAY_S)
-        return delay * (1 - 0.25 * random.random())  # noqa: S311 (jitter, not a secret)
+        return retry_or_raise(attempt, outcome, max_retries=self.max_retries, url=self.base_url)
 
     # Which image_id an image has
 
@@ -212,20 +175,6 @@ class BaseClient:
     def _file(image: ImageInput) -> bytes:
         """The image as a file to upload (a path's bytes as they are; arrays as PNG)."""
         return image_bytes(image)
-
-    @staticmethod
-    def _body(fields: dict[str, Any] | None, file: bytes | None) -> dict[str, Any]:
-        """httpx's arguments for a body: JSON, or with an image file `multipart/form-data`
-        (an `image` file part and a `request` JSON part: the file as it is, no base64)."""
-        if file is None:
-            return {"json": fields}
-        request = json.dumps(fields or {}).encode()
-        return {
-            "files": {
-                "image": ("image", file, "application/octet-stream"),
-                "request": (None, request, "application/json"),
-            }
-        }
 
     def _answered(self, key: str, sent: dict[str, Any], answer: dict[str, Any]) -> bool:
         """Keep the image_id an answer carries; False when a call by image_id found the

@@ -1,5 +1,6 @@
-"""Sam2Client and AsyncSam2Client: the shared rules live in BaseClient (_base.py); each client
-is its public methods (one line each) and one request loop."""
+"""Sam2Client and AsyncSam2Client: the shared rules live in BaseClient (_base.py) and _http.py;
+each client is its public methods (one line each), its public request primitives (`request`,
+`stream`, `download`, which resources such as `videos` call) and one request loop (`_send`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from sam2_contract.overlay import RenderFormat
 
 from sam2_sdk._base import BaseClient, fingerprint
 from sam2_sdk._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
-from sam2_sdk._exceptions import ImageNotCachedError, error_for
+from sam2_sdk._exceptions import ImageNotCachedError
+from sam2_sdk._http import Call, answer_json
 from sam2_sdk._types import (
     AutoOptions,
     AutoSegmentation,
@@ -30,7 +32,7 @@ from sam2_sdk._types import (
     parse_batch,
     parse_prompt,
 )
-from sam2_sdk._video import AsyncVideos, Videos
+from sam2_sdk._videos import AsyncVideos, Videos
 
 
 class Sam2Client(BaseClient):
@@ -91,15 +93,15 @@ class Sam2Client(BaseClient):
         self, *, scopes: list[str] | None = None, ttl_s: int | None = None
     ) -> TokenResponse:
         """A short-lived token for a browser (call this on your server, with the API key)."""
-        answer = self._request("POST", "/v1/auth/token", self._token_fields(scopes, ttl_s))
+        answer = self.request("POST", "/v1/auth/token", body=self._token_fields(scopes, ttl_s))
         return TokenResponse.model_validate(answer)
 
     def models(self) -> ModelsResponse:
-        return ModelsResponse.model_validate(self._request("GET", "/v1/models", None))
+        return ModelsResponse.model_validate(self.request("GET", "/v1/models"))
 
     def usage(self, *, days: int = 30) -> UsageResponse:
         """This key's usage per UTC day over the last `days` (today included), and its limits."""
-        return UsageResponse.model_validate(self._request("GET", self._usage_path(days), None))
+        return UsageResponse.model_validate(self.request("GET", self._usage_path(days)))
 
     def close(self) -> None:
         self._http.close()
@@ -117,7 +119,7 @@ class Sam2Client(BaseClient):
         body = self._by_id(key, fields)
         if body is not None:
             try:
-                answer = self._request("POST", path, body)
+                answer = self.request("POST", path, body=body)
                 if self._answered(key, body, answer):
                     return answer
             except ImageNotCachedError:
@@ -125,7 +127,7 @@ class Sam2Client(BaseClient):
         with self._upload_lock(key):
             if self._by_id(key, fields) is not None:  # another thread's upload finished
                 return self._on_image(image, fields, path=path)
-            answer = self._request("POST", path, fields, file=self._file(image))
+            answer = self.request("POST", path, body=fields, image=self._file(image))
             self._answered(key, fields, answer)
             return answer
 
@@ -135,62 +137,51 @@ class Sam2Client(BaseClient):
         with self._uploads_lock:
             return self._upload_locks.setdefault(key, threading.Lock())
 
-    def _request(
-        self, method: str, path: str, body: dict[str, Any] | None, *, file: bytes | None = None
-    ) -> dict[str, Any]:
-        attempt = 0
-        while True:
-            try:
-                response = self._http.request(
-                    method, self._url(path), headers=self._headers(), **self._body(body, file)
-                )
-            except httpx.TransportError as exc:
-                self._sleep(self._retry_or_raise(attempt, exc))
-            else:
-                if response.is_success:
-                    answer: dict[str, Any] = response.json()
-                    return answer
-                self._sleep(self._retry_or_raise(attempt, response))
-            attempt += 1
-
-    def _call(
+    def request(
         self,
         method: str,
         path: str,
-        body: dict[str, Any] | None = None,
         *,
+        body: dict[str, Any] | None = None,
+        image: bytes | None = None,
         files: list[tuple[str, bytes]] | None = None,
-        data: dict[str, str] | None = None,
+        fields: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """One call of the video API, with the same retries; `{}` for an empty answer."""
+        """One API call with this client's retries, timeout and errors; its JSON answer (`{}`
+        when empty). `image`: a segment upload; `files` and `fields`: a video upload."""
+        return answer_json(self._send(Call(method, path, body, image, files, fields)))
+
+    def stream(self, path: str, body: dict[str, Any]) -> Generator[str, None, None]:
+        """POST `body` and the answer's lines as they come (NDJSON); closing the iterator
+        closes the connection, which stops the work."""
+        response = self._send(Call("POST", path, body), stream=True)
+        try:
+            yield from (line for line in response.iter_lines() if line)
+        finally:
+            response.close()
+
+    def download(self, path: str) -> bytes:
+        """GET a binary answer (an image file)."""
+        return self._send(Call("GET", path)).content
+
+    def _send(self, call: Call, *, stream: bool = False) -> httpx.Response:
+        """The one request loop: send, and retry what may be retried (_http.py)."""
         attempt = 0
         while True:
+            request = self._http.build_request(
+                call.method, self._url(call.path), headers=self._headers(), **call.content()
+            )
             try:
-                response = self._http.request(
-                    method, self._url(path), headers=self._headers(), **_content(body, files, data)
-                )
+                response = self._http.send(request, stream=stream)
             except httpx.TransportError as exc:
                 self._sleep(self._retry_or_raise(attempt, exc))
             else:
                 if response.is_success:
-                    return _json(response)
+                    return response
+                response.read()
+                response.close()
                 self._sleep(self._retry_or_raise(attempt, response))
             attempt += 1
-
-    def _lines(self, path: str, body: dict[str, Any]) -> Generator[str, None, None]:
-        """POST `body` and the answer's lines as they come (NDJSON); closing the iterator
-        closes the connection, which stops the work."""
-        request = self._http.build_request(
-            "POST", self._url(path), headers=self._headers(), json=body
-        )
-        response = self._http.send(request, stream=True)
-        try:
-            if not response.is_success:
-                response.read()
-                raise error_for(response)
-            yield from (line for line in response.iter_lines() if line)
-        finally:
-            response.close()
 
 
 class AsyncSam2Client(BaseClient):
@@ -254,15 +245,17 @@ class AsyncSam2Client(BaseClient):
         self, *, scopes: list[str] | None = None, ttl_s: int | None = None
     ) -> TokenResponse:
         """A short-lived token for a browser (call this on your server, with the API key)."""
-        answer = await self._request("POST", "/v1/auth/token", self._token_fields(scopes, ttl_s))
+        answer = await self.request(
+            "POST", "/v1/auth/token", body=self._token_fields(scopes, ttl_s)
+        )
         return TokenResponse.model_validate(answer)
 
     async def models(self) -> ModelsResponse:
-        return ModelsResponse.model_validate(await self._request("GET", "/v1/models", None))
+        return ModelsResponse.model_validate(await self.request("GET", "/v1/models"))
 
     async def usage(self, *, days: int = 30) -> UsageResponse:
         """This key's usage per UTC day over the last `days` (today included), and its limits."""
-        answer = await self._request("GET", self._usage_path(days), None)
+        answer = await self.request("GET", self._usage_path(days))
         return UsageResponse.model_validate(answer)
 
     async def close(self) -> None:
@@ -281,7 +274,7 @@ class AsyncSam2Client(BaseClient):
         body = self._by_id(key, fields)
         if body is not None:
             try:
-                answer = await self._request("POST", path, body)
+                answer = await self.request("POST", path, body=body)
                 if self._answered(key, body, answer):
                     return answer
             except ImageNotCachedError:
@@ -289,84 +282,51 @@ class AsyncSam2Client(BaseClient):
         async with self._async_upload_locks.setdefault(key, asyncio.Lock()):
             if self._by_id(key, fields) is not None:  # another task's upload finished
                 return await self._on_image(image, fields, path=path)
-            answer = await self._request("POST", path, fields, file=self._file(image))
+            answer = await self.request("POST", path, body=fields, image=self._file(image))
             self._answered(key, fields, answer)
             return answer
 
-    async def _request(
-        self, method: str, path: str, body: dict[str, Any] | None, *, file: bytes | None = None
-    ) -> dict[str, Any]:
-        attempt = 0
-        while True:
-            try:
-                response = await self._http.request(
-                    method, self._url(path), headers=self._headers(), **self._body(body, file)
-                )
-            except httpx.TransportError as exc:
-                await self._sleep(self._retry_or_raise(attempt, exc))
-            else:
-                if response.is_success:
-                    answer: dict[str, Any] = response.json()
-                    return answer
-                await self._sleep(self._retry_or_raise(attempt, response))
-            attempt += 1
-
-    async def _call(
+    async def request(
         self,
         method: str,
         path: str,
-        body: dict[str, Any] | None = None,
         *,
+        body: dict[str, Any] | None = None,
+        image: bytes | None = None,
         files: list[tuple[str, bytes]] | None = None,
-        data: dict[str, str] | None = None,
+        fields: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        attempt = 0
-        while True:
-            try:
-                response = await self._http.request(
-                    method, self._url(path), headers=self._headers(), **_content(body, files, data)
-                )
-            except httpx.TransportError as exc:
-                await self._sleep(self._retry_or_raise(attempt, exc))
-            else:
-                if response.is_success:
-                    return _json(response)
-                await self._sleep(self._retry_or_raise(attempt, response))
-            attempt += 1
+        """One API call with this client's retries, timeout and errors (see Sam2Client)."""
+        return answer_json(await self._send(Call(method, path, body, image, files, fields)))
 
-    async def _lines(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:
-        request = self._http.build_request(
-            "POST", self._url(path), headers=self._headers(), json=body
-        )
-        response = await self._http.send(request, stream=True)
+    async def stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:
+        """POST `body` and the answer's lines as they come (NDJSON)."""
+        response = await self._send(Call("POST", path, body), stream=True)
         try:
-            if not response.is_success:
-                await response.aread()
-                raise error_for(response)
             async for line in response.aiter_lines():
                 if line:
                     yield line
         finally:
             await response.aclose()
 
+    async def download(self, path: str) -> bytes:
+        """GET a binary answer (an image file)."""
+        return (await self._send(Call("GET", path))).content
 
-def _content(
-    body: dict[str, Any] | None,
-    files: list[tuple[str, bytes]] | None,
-    data: dict[str, str] | None,
-) -> dict[str, Any]:
-    """httpx's arguments: JSON, or files (and fields) as `multipart/form-data`."""
-    if files is None:
-        return {} if body is None else {"json": body}
-    parts = [
-        (name, (f"{name}-{i}", content, "application/octet-stream"))
-        for i, (name, content) in enumerate(files)
-    ]
-    return {"files": parts, "data": data or {}}
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    if response.status_code == 204 or not response.content:
-        return {}
-    answer: dict[str, Any] = response.json()
-    return answer
+    async def _send(self, call: Call, *, stream: bool = False) -> httpx.Response:
+        attempt = 0
+        while True:
+            request = self._http.build_request(
+                call.method, self._url(call.path), headers=self._headers(), **call.content()
+            )
+            try:
+                response = await self._http.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                await self._sleep(self._retry_or_raise(attempt, exc))
+            else:
+                if response.is_success:
+                    return response
+                await response.aread()
+                await response.aclose()
+                await self._sleep(self._retry_or_raise(attempt, response))
+            attempt += 1

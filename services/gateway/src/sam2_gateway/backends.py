@@ -43,6 +43,7 @@ from sam2_contract.errors import (
     ServiceUnavailableError,
 )
 from sam2_contract.models import FieldError
+from sam2_contract.problems import REQUEST_ID_HEADER
 from sam2_contract.wire import (
     ANSWER_LIMIT_HEADER,
     DEADLINE_HEADER,
@@ -60,7 +61,6 @@ log = logging.getLogger(__name__)
 UNAVAILABLE_RETRY_AFTER_S = 1
 STARTING_RETRY_AFTER_S = 5
 COLD_START_BACKOFF_S = (0.5, 4.0)  # first wait, longest wait
-REQUEST_ID_HEADER = "X-Request-ID"
 STALL_PROBE_TIMEOUT_S = 2.0
 STALL_PROBE_EVERY_S = 0.5
 

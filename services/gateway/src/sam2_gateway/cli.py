@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sam2_gateway.api.deps import SCOPES
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.logs import configure_json_logging
-from sam2_gateway.store import KeyRecord, KeyStore
+from sam2_gateway.core.store import KeyRecord, KeyStore
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     stack.add_argument(
         "--inference-port", type=int, default=8081, help="the inference service's port (8081)"
     )
+
+    schema = commands.add_parser("openapi", help="print the OpenAPI document (openapi.json)")
+    schema.add_argument("--out", help="write it to this file instead")
 
     state_help = "manage the local stack's keys (e.g. .sam2-dev)"
     keys_parser = commands.add_parser("keys", help="API keys")
@@ -53,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     usage.add_argument("key_id", nargs="?")
 
     args = parser.parse_args(argv)
+    if args.command == "openapi":
+        _openapi(args.out)
+        return
     configure_json_logging()
     if args.command == "serve":
         _serve(args)
@@ -65,6 +74,18 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(130) from None
     else:
         _keys(args)
+
+
+def _openapi(out: str | None) -> None:
+    """The document the gateway serves at /openapi.json, as committed in the repository."""
+    from sam2_gateway.main import create_app
+
+    app = create_app(GatewaySettings(environment="development"))
+    text = json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        Path(out).write_text(text)
 
 
 def _days(value: str) -> int:

@@ -32,8 +32,8 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from sam2_gateway.core.config import GatewaySettings
+from sam2_gateway.core.store import KeyStore
 from sam2_gateway.core.tokens import generate_private_key_pem
-from sam2_gateway.store import KeyStore
 
 log = logging.getLogger(__name__)
 

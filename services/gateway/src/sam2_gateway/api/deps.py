@@ -17,8 +17,8 @@ from sam2_gateway.core.fetch import ImageFetcher
 from sam2_gateway.core.keys import MalformedKeyError, looks_like_key, parse_key, verify_key
 from sam2_gateway.core.metering import UsageMeter
 from sam2_gateway.core.ratelimit import RateLimiter
+from sam2_gateway.core.store import KeyRecord, KeyStore
 from sam2_gateway.core.tokens import TokenError, TokenSigner
-from sam2_gateway.store import KeyRecord, KeyStore
 
 log = logging.getLogger(__name__)
 

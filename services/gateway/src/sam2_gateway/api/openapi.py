@@ -1,43 +1,28 @@
-"""The gateway's OpenAPI document, as clients need it, and its export to `openapi.json`.
+"""The gateway's OpenAPI document, as clients need it.
 
 FastAPI alone would describe these routes without request bodies (they read the body
 themselves, to enforce the byte limit and give precise error codes) and with no error
-responses. This adds the shared models' schemas, the request bodies, and every error as
-`application/problem+json` with the Problem model.
-
-    python -m sam2_gateway.openapi > openapi.json
+responses. Each route declares its body with `request_body()` (or `VIDEO_UPLOAD`) as its
+`openapi_extra`; this adds the declared models' schemas and every error as
+`application/problem+json` with the Problem model. `sam2-gateway openapi` writes it out.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from sam2_contract.errors import PROBLEM_CONTENT_TYPE
-from sam2_contract.models import BatchSegmentRequest, Problem, SegmentRequest, TokenRequest
-from sam2_contract.video import (
-    NDJSON,
-    ClearPromptsRequest,
-    PropagateRequest,
-    PropagationSummary,
-    VideoPrompt,
-)
-
-from sam2_gateway.core.multipart import MULTIPART
+from sam2_contract.forms import MULTIPART
+from sam2_contract.models import Problem
+from sam2_contract.video import NDJSON, PropagationSummary
+from starlette.responses import JSONResponse
 
 REF = "#/components/schemas/{model}"
-REQUEST_BODIES: dict[tuple[str, str], type[BaseModel]] = {
-    ("/v1/segment", "post"): SegmentRequest,
-    ("/v1/segment/batch", "post"): BatchSegmentRequest,
-    ("/v1/auth/token", "post"): TokenRequest,
-    ("/v1/sessions/{session_id}/prompts", "post"): VideoPrompt,
-    ("/v1/sessions/{session_id}/clear", "post"): ClearPromptsRequest,
-    ("/v1/sessions/{session_id}/propagate", "post"): PropagateRequest,
-}
+BODY_MODELS: dict[str, type[BaseModel]] = {}
+"""The models routes declared as their bodies (filled as the route modules are imported)."""
 _ERROR_STATUSES = {
     "400": "Malformed request (e.g. invalid JSON)",
     "401": "Missing, malformed, unknown, revoked or expired credentials",
@@ -63,24 +48,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
     )
     components: dict[str, Any] = schema.setdefault("components", {}).setdefault("schemas", {})
-    models: list[type[BaseModel]] = [*REQUEST_BODIES.values(), Problem, PropagationSummary]
+    models: list[type[BaseModel]] = [*BODY_MODELS.values(), Problem, PropagationSummary]
     for model in models:
         _add_schema(components, model)
-    for (path, method), model in REQUEST_BODIES.items():
-        operation = schema["paths"][path][method]
-        ref = {"$ref": REF.format(model=model.__name__)}
-        content: dict[str, Any] = {"application/json": {"schema": ref}}
-        if path.startswith("/v1/segment"):
-            content[MULTIPART] = _multipart(ref)
-        operation["requestBody"] = {"required": model is not TokenRequest, "content": content}
-    schema["paths"]["/v1/videos"]["post"]["requestBody"] = _video_upload()
-    stream = schema["paths"]["/v1/sessions/{session_id}/propagate"]["post"]["responses"]["200"]
-    stream["content"] = {
-        NDJSON: {
-            "schema": {"$ref": REF.format(model="FrameResult")},
-            "x-last-line": {"$ref": REF.format(model="PropagationSummary")},
-        }
-    }
     for path, item in schema["paths"].items():
         for operation in item.values():
             operation["responses"].pop("422", None)  # FastAPI's own validation shape: unused
@@ -105,6 +75,36 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+def request_body(
+    model: type[BaseModel], *, multipart: bool = False, required: bool = True
+) -> dict[str, Any]:
+    """A route's `openapi_extra`: its JSON body is `model` (and, with `multipart`, the same
+    fields beside an image file)."""
+    BODY_MODELS[model.__name__] = model
+    ref = {"$ref": REF.format(model=model.__name__)}
+    content: dict[str, Any] = {"application/json": {"schema": ref}}
+    if multipart:
+        content[MULTIPART] = _multipart(ref)
+    return {"requestBody": {"required": required, "content": content}}
+
+
+class NdjsonStream(JSONResponse):
+    """For the docs only, as a route's `response_class`: a stream of JSON lines, each one the
+    route's `response_model` (FastAPI documents a JSON response class's model under its
+    media type; the route itself returns its stream). `LAST_LINE` names the summary line."""
+
+    media_type = NDJSON
+
+
+LAST_LINE = {
+    "responses": {
+        "200": {
+            "content": {NDJSON: {"x-last-line": {"$ref": REF.format(model="PropagationSummary")}}}
+        }
+    }
+}
+
+
 def _multipart(request: dict[str, str]) -> dict[str, Any]:
     """The upload form of a segment body: the image file as it is, the other fields as JSON."""
     return {
@@ -125,50 +125,43 @@ def _multipart(request: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _video_upload() -> dict[str, Any]:
-    """A clip, or its frames, as files; where to cut it as fields."""
-    number = {"type": "number", "minimum": 0}
-    return {
-        "required": True,
-        "content": {
-            MULTIPART: {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "video": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "One MP4 or WebM clip (instead of `frames`).",
-                        },
-                        "frames": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "JPEG or PNG frames of one size, in order.",
-                        },
-                        "start": number | {"description": "Seconds into the clip to begin."},
-                        "duration": number | {"description": "Seconds of the clip to keep."},
-                        "fps": number | {"description": "At most this many frames a second."},
-                    },
-                }
-            }
-        },
-    }
-
-
 def _add_schema(components: dict[str, Any], model: type[BaseModel]) -> None:
     model_schema = model.model_json_schema(ref_template=REF, mode="validation")
     components.update(model_schema.pop("$defs", {}))
     components[model.__name__] = model_schema
 
 
-def main() -> None:
-    from sam2_gateway.core.config import GatewaySettings
-    from sam2_gateway.main import create_app
+def _video_upload() -> dict[str, Any]:
+    """A clip, or its frames, as files; where to cut it as fields."""
+    number = {"type": "number", "minimum": 0}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                MULTIPART: {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "video": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "One MP4 or WebM clip (instead of `frames`).",
+                            },
+                            "frames": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                                "description": "JPEG or PNG frames of one size, in order.",
+                            },
+                            "start": number | {"description": "Seconds into the clip to begin."},
+                            "duration": number | {"description": "Seconds of the clip to keep."},
+                            "fps": number | {"description": "At most this many frames a second."},
+                        },
+                    }
+                }
+            },
+        }
+    }
 
-    app = create_app(GatewaySettings(environment="development"))
-    json.dump(app.openapi(), sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
 
-
-if __name__ == "__main__":
-    main()
+VIDEO_UPLOAD = _video_upload()
+"""The upload route's `openapi_extra`: a clip, or its frames, as files; where to cut it."""

@@ -25,143 +25,276 @@ class GatewaySettings(BaseSettings):
         env_prefix="SAM2_GATEWAY_", extra="ignore", populate_by_name=True
     )
 
-    environment: Literal["development", "production"] = "production"
+    environment: Literal["development", "production"] = Field(
+        default="production",
+        description=(
+            "`development` makes throwaway secrets when none are set (and serves the local "
+            "playground its development token); `production` refuses to start without real ones."
+        ),
+    )
     inference_url: str = Field(
         default="http://127.0.0.1:8081",
-        description="The inference service: the local one, or the deployed Modal Server's URL.",
+        description=(
+            "The inference service: the local one, or the deployed Modal Server's URL (on Modal, "
+            "looked up by name when unset)."
+        ),
     )
     inference_proxy_key: SecretStr = Field(
         default=SecretStr(""),
-        description="Modal proxy token id (wk-...) sent as Modal-Key; empty: none sent.",
+        description=(
+            "Modal proxy token id (`wk-...`) sent as `Modal-Key` to the inference Server; empty: "
+            "none sent."
+        ),
     )
     inference_proxy_secret: SecretStr = Field(
-        default=SecretStr(""), description="Modal proxy token secret (ws-...), as Modal-Secret."
+        default=SecretStr(""),
+        description=("Modal proxy token secret (`ws-...`), sent as `Modal-Secret`."),
     )
-    inference_timeout_s: float = Field(default=120.0, gt=0)
-    inference_connect_timeout_s: float = Field(default=1.0, gt=0)
+    inference_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description=(
+            "Slower inference gets `504 inference_timeout`. Inference's deadline is this minus 5 "
+            "s (at most a quarter of it), so its answer, and the model time to meter, still "
+            "arrives; automatic mode that would not finish by then gets `422 over_time_budget` "
+            "before it starts."
+        ),
+    )
+    inference_connect_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "Inference unreachable this long gets `503 inference_unavailable` with `Retry-After: "
+            "1`."
+        ),
+    )
     inference_startup_wait_s: float = Field(
         default=600.0,
         ge=0,
-        description="How long a request waits for inference to start when its proxy says no "
-        "container is live (Modal's 503 with no problem body), asking again with backoff; the "
-        "request's own inference_timeout_s bounds it too. 0: answer 503 inference_starting at "
-        "once.",
+        description=(
+            "A cold start (Modal's proxy answering 503 with no container live) is waited for, "
+            "asking again with backoff, this long at most and within the request's own time, then "
+            "`503 inference_starting` with `Retry-After: 5`; `0`: answer that at once."
+        ),
     )
     inference_start_estimate_s: int = Field(
         default=60,
         ge=1,
-        description="How long a cold start of inference takes, as told to clients while one "
-        "runs (/readyz's Retry-After, the playground's 'starting the GPU (about N s)').",
+        description=(
+            "What `/readyz` (`Retry-After`) and the playground tell clients a cold start of "
+            "inference takes."
+        ),
     )
 
     redis_timeout_s: float = Field(
         default=0.25,
         gt=0,
-        description="Each Redis call (the rate count, a concurrency lease, the usage journal) "
-        "answers within this or the request gets 503 dependency_unavailable.",
+        description=(
+            "Every Redis call (rate count, concurrency lease, usage journal) answers within this, "
+            "or the request gets `503 dependency_unavailable` with `Retry-After: 5` "
+            "([reliability.md](reliability.md#stalled-dependencies))."
+        ),
     )
     database_timeout_s: float = Field(
         default=1.5,
         gt=0,
-        description="Each key-store call (a key lookup, usage) answers within this, a statement "
-        "waiting for a lock included, or the request gets 503 dependency_unavailable.",
+        description=(
+            "Every key-store call (key lookup, usage; connect, pool wait and PostgreSQL "
+            "`statement_timeout` included) answers within this, or the request gets `503 "
+            "dependency_unavailable` with `Retry-After: 5`."
+        ),
     )
     dependency_retry_s: float = Field(
         default=2.0,
         gt=0,
-        description="After a dependency failed or ran out of time, calls to it fail at once "
-        "(503) for this long; then one call tries it again (a circuit breaker).",
+        description=(
+            "After a dependency failed or ran out of time, calls to it fail at once for this "
+            "long, then one call tries it again (a circuit breaker: a stall costs one timeout per "
+            "interval, not one per request)."
+        ),
     )
     readyz_timeout_s: float = Field(
         default=2.0,
         gt=0,
-        description="/readyz asks the key store, the rate limiter and inference at once and "
-        "answers within this, naming what did not answer.",
+        description=(
+            "`/readyz` asks the key store, the rate limiter and inference at once and answers "
+            "within this, naming what did not answer."
+        ),
     )
     max_answer_bytes: int = Field(
         default=256 * 2**20,
         gt=0,
-        description="The largest answer the gateway builds (masks x height x width in the "
-        "mask_format asked; bool2d is 6 bytes a pixel): larger gets 422 answer_too_large, "
-        "with a hint to ask for rle or png.",
+        description=(
+            "The largest answer the gateway builds (masks x height x width in the `mask_format` "
+            "asked; bool2d is 6 bytes a pixel, one 16 MP mask 91 MB): larger gets `422 "
+            "answer_too_large` with a hint to ask for `rle` or `png` "
+            "([api.md](api.md#mask-formats))."
+        ),
     )
     answer_memory_bytes: int = Field(
         default=512 * 2**20,
         gt=0,
-        description="All answers being built or sent at once hold at most this; one that does "
-        "not fit waits up to 10 s for others to be sent, then gets 503 gateway_busy.",
+        description=(
+            "All answers being built or sent at once hold at most this; one that does not fit "
+            "waits up to 10 s for others to be sent, then gets `503 gateway_busy`."
+        ),
     )
     database_url: str = Field(
         default="sqlite:///./sam2-gateway.db",
         validation_alias=AliasChoices("SAM2_GATEWAY_DATABASE_URL", "DATABASE_URL"),
-        description="SQLAlchemy URL: SQLite by default, postgresql+psycopg://... for PostgreSQL.",
+        description=(
+            "The key store (SQLAlchemy URL): SQLite by default, "
+            "`postgresql+psycopg://user:pass@host/db` for PostgreSQL."
+        ),
     )
     usage_journal: Path | None = Field(
         default=None,
-        description="A file each request's usage is appended to before its answer leaves, so a "
-        "crashed gateway loses none (one gateway process per file); unset: the rate limiter's "
-        "Redis when it uses one, else memory (written every second).",
+        description=(
+            "A file each request's usage is appended to before its answer leaves, so a crashed "
+            "gateway loses no metering (one gateway process per file; `scripts/dev` uses "
+            "`.sam2-dev/usage.journal`); unset: the rate limiter's Redis when it uses one "
+            "(replicas take over what a crashed one left), else memory (a crash loses up to the "
+            "last second)."
+        ),
     )
     key_pepper: SecretStr = Field(
-        default=SecretStr(""), description="HMAC key for API-key hashes; a long random string."
+        default=SecretStr(""),
+        description=(
+            "Required outside development: the HMAC key under which API keys are hashed; long and "
+            "random."
+        ),
     )
     jwt_private_key: SecretStr = Field(
-        default=SecretStr(""), description="PEM of the Ed25519 key that signs browser tokens."
+        default=SecretStr(""),
+        description=(
+            "Required outside development: the Ed25519 private key (PEM) that signs browser tokens."
+        ),
     )
-    jwt_key_id: str = "k1"
+    jwt_key_id: str = Field(
+        default="k1",
+        description=("The signing key's `kid`, in every token's header."),
+    )
     jwt_previous_public_keys: dict[str, str] = Field(
         default_factory=dict,
-        description="kid -> PEM of retired public keys still accepted (key rotation).",
+        description=("Retired public keys still accepted (JSON `{kid: PEM}`), for rotation."),
     )
-    jwt_issuer: str = "sam2-gateway"
-    jwt_audience: str = "sam2-api"
-    token_ttl_s: int = Field(default=600, gt=0, le=MAX_TOKEN_TTL_S)
+    jwt_issuer: str = Field(
+        default="sam2-gateway",
+        description=("The `iss` of browser tokens, checked on every token."),
+    )
+    jwt_audience: str = Field(
+        default="sam2-api",
+        description=("The `aud` of browser tokens, checked on every token."),
+    )
+    token_ttl_s: int = Field(
+        default=600,
+        gt=0,
+        le=MAX_TOKEN_TTL_S,
+        description=("Browser token lifetime in seconds, at most 900."),
+    )
     dev_token_key_id: str | None = Field(
         default=None,
-        description="Development only: POST /v1/auth/dev-token hands out tokens of this key "
-        "without credentials, so the local playground needs no pasted key.",
+        description=(
+            "Development only (set by `scripts/dev`): `POST /v1/auth/dev-token` hands out tokens "
+            "of this key without credentials, so the local playground needs no pasted key."
+        ),
     )
 
     rate_limit_storage: str = Field(
-        default="async+memory://", description="async+memory:// or async+redis://host:6379"
+        default="async+memory://",
+        description=(
+            "`async+redis://host:6379` shares each key's request rate and requests in flight "
+            "across gateway replicas (in flight: leases renewed while the request runs, so a "
+            "replica that dies frees its slots within 30 s); `async+memory://`: this process "
+            "only."
+        ),
     )
     rate_tiers: dict[str, str] = Field(
         default_factory=lambda: {
             "free": "60/minute",
             "standard": "600/minute",
             "dev": "6000/minute",
-        }
+        },
+        description=(
+            "Requests per key and tier (JSON `{tier: limit}`, limits in the `limits` library's "
+            "notation); `429 rate_limited` beyond, with `Retry-After`."
+        ),
     )
     concurrency_tiers: dict[str, int] = Field(
-        default_factory=lambda: {"free": 2, "standard": 8, "dev": 32}
+        default_factory=lambda: {"free": 2, "standard": 8, "dev": 32},
+        description=(
+            "Requests of one key in flight at once, per tier (JSON); `429 too_many_concurrent` "
+            "beyond."
+        ),
     )
     session_tiers: dict[str, int] = Field(
         default_factory=lambda: {"free": 1, "standard": 2, "dev": 4},
-        description="Video sessions one key of each tier may hold in one inference container.",
+        description=(
+            "Video sessions one key of each rate tier may hold in one inference container (`429 "
+            "too_many_sessions`), as `/v1/usage` reports; together they are bounded by "
+            "inference's video memory."
+        ),
     )
 
-    cors_origins: list[str] = Field(default_factory=list)
-    max_body_bytes: int = Field(default=32 << 20, ge=1024)
-    video_max_bytes: int = Field(
-        default=256 << 20, ge=1024, description="The largest clip (or set of frames) uploaded."
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Origins allowed to call from a browser (JSON list, e.g. "
+            '`["https://app.example.com"]`); empty: none.'
+        ),
     )
-    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
+    max_body_bytes: int = Field(
+        default=32 << 20,
+        ge=1024,
+        description=("Larger bodies get `413 body_too_large`, enforced while reading."),
+    )
+    video_max_bytes: int = Field(
+        default=256 << 20,
+        ge=1024,
+        description=(
+            "The largest clip (or set of frames) uploaded to `POST /v1/videos` (`413 "
+            "body_too_large`)."
+        ),
+    )
+    max_pixels: int = Field(
+        default=DEFAULT_MAX_PIXELS,
+        ge=1,
+        description=(
+            "Larger images get `413 image_too_large`, checked from the file's header at the "
+            "gateway."
+        ),
+    )
     image_url_max_bytes: int = Field(
-        default=32 << 20, ge=1024, description="`image_url`: the largest file fetched."
+        default=32 << 20,
+        ge=1024,
+        description=("`image_url`: the largest file fetched."),
     )
     image_url_timeout_s: float = Field(
-        default=10.0, gt=0, le=120, description="`image_url`: the whole fetch, redirects included."
+        default=10.0,
+        gt=0,
+        le=120,
+        description=("`image_url`: the time for the whole fetch, redirects included."),
     )
     image_url_allow_http: bool = Field(
-        default=False, description="`image_url`: also fetch plain http URLs (https only if false)."
+        default=False,
+        description=("`image_url`: also fetch plain http URLs (https only if false)."),
     )
     image_url_allowed_networks: list[str] = Field(
         default_factory=list,
-        description="`image_url`: non-public networks (CIDR) the gateway may fetch from, e.g. an "
-        "internal image store; every other private, loopback or link-local address is refused.",
+        description=(
+            "`image_url`: non-public networks (JSON list of CIDRs, e.g. an internal image store) "
+            "the gateway may fetch from. Every other private, loopback, link-local or metadata "
+            "address is refused ([api.md](api.md#images-by-url))."
+        ),
     )
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = Field(
+        default="127.0.0.1",
+        description=("The address `sam2-gateway serve` listens on."),
+    )
+    port: int = Field(
+        default=8080,
+        description=("The port `sam2-gateway serve` listens on."),
+    )
 
     def video_sessions(self, tier: str) -> int:
         """Video sessions a key of `tier` may hold in one inference container (1 for a tier

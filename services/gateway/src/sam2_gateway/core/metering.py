@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sam2_gateway.core.guard import DependencyGuard
 from sam2_gateway.core.ratelimit import redis_client, redis_guard, shared_redis_url
-from sam2_gateway.store import KeyStore, UsageDelta
+from sam2_gateway.core.store import KeyStore, UsageDelta
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """API keys and usage in SQL (SQLAlchemy 2): SQLite by default, PostgreSQL via DATABASE_URL.
 
-The schema is owned by the Alembic migrations in `migrations/`; `KeyStore.migrate()` brings a
-database to the latest revision. No plaintext key is ever stored: only `hash_key(key)`.
+The schema is owned by the Alembic migrations in the package's `migrations/`;
+`KeyStore.migrate()` brings a database to the latest revision. No plaintext key is ever
+stored: only `hash_key(key)`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from sam2_gateway.core.guard import DependencyGuard, dependency_down
 from sam2_gateway.core.keys import ParsedKey, generate_key, hash_key
 
 T = TypeVar("T")
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = Path(__file__).parents[1] / "migrations"
 MIGRATE_LOCK = 0x53414D32  # "SAM2": the PostgreSQL advisory lock a migration holds
 
 

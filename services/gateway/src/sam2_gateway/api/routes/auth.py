@@ -10,11 +10,16 @@ from sam2_contract.problems import read_body
 from sam2_contract.validation import invalid_request, parse_json
 
 from sam2_gateway.api.deps import CountedPrincipalDep, GatewayDep
+from sam2_gateway.api.openapi import request_body
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
-@router.post("/token", response_model=TokenResponse)
+@router.post(
+    "/token",
+    response_model=TokenResponse,
+    openapi_extra=request_body(TokenRequest, required=False),
+)
 async def create_token(
     request: Request, principal: CountedPrincipalDep, gateway: GatewayDep
 ) -> TokenResponse:

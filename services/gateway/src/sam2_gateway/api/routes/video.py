@@ -37,6 +37,7 @@ from sam2_contract.video import (
 from sam2_contract.wire import SESSION_LIMIT_HEADER, routing_key
 
 from sam2_gateway.api.deps import Gateway, GatewayDep, Principal, PrincipalDep
+from sam2_gateway.api.openapi import LAST_LINE, VIDEO_UPLOAD, NdjsonStream, request_body
 from sam2_gateway.api.routes.segment import _cancel, _limited, _request_id
 from sam2_gateway.backends import Forwarded, Hop
 from sam2_gateway.core.multipart import MULTIPART
@@ -44,7 +45,7 @@ from sam2_gateway.core.multipart import MULTIPART
 router = APIRouter(tags=["video"])
 
 
-@router.post("/v1/videos", response_model=VideoInfo)
+@router.post("/v1/videos", response_model=VideoInfo, openapi_extra=VIDEO_UPLOAD)
 async def upload_video(request: Request, principal: PrincipalDep, gateway: GatewayDep) -> Response:
     """A clip (`video`: MP4 or WebM) or its frames (`frames`: JPEG/PNG files, in order) as
     `multipart/form-data`, with optional `start`, `duration` (seconds) and `fps`."""
@@ -125,7 +126,11 @@ async def delete_session(
     return await _call(gateway, principal, request, "DELETE", session_id, "")
 
 
-@router.post("/v1/sessions/{session_id}/prompts", response_model=FrameResult)
+@router.post(
+    "/v1/sessions/{session_id}/prompts",
+    response_model=FrameResult,
+    openapi_extra=request_body(VideoPrompt),
+)
 async def add_prompt(
     session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
@@ -133,7 +138,11 @@ async def add_prompt(
     return await _model_call(gateway, principal, request, session_id, "/prompts", VideoPrompt)
 
 
-@router.post("/v1/sessions/{session_id}/clear", response_model=FrameResult)
+@router.post(
+    "/v1/sessions/{session_id}/clear",
+    response_model=FrameResult,
+    openapi_extra=request_body(ClearPromptsRequest),
+)
 async def clear_prompts(
     session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
@@ -159,7 +168,12 @@ async def remove_object(
     return await _call(gateway, principal, request, "DELETE", session_id, path)
 
 
-@router.post("/v1/sessions/{session_id}/propagate", response_model=FrameResult)
+@router.post(
+    "/v1/sessions/{session_id}/propagate",
+    response_model=FrameResult,
+    response_class=NdjsonStream,
+    openapi_extra=request_body(PropagateRequest) | LAST_LINE,
+)
 async def propagate(
     session_id: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> StreamingResponse:
