@@ -17,81 +17,173 @@ WORKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 
 
 class DeploySettings(BaseSettings):
+    """What `modal deploy` builds: the apps, the GPU, the model, scaling and keep-warm."""
+
     model_config = SettingsConfigDict(env_prefix="SAM2_DEPLOY_", extra="ignore")
 
-    inference_app: str = "sam2-inference"
-    gateway_app: str = "sam2-gateway"
-    inference_class: str = "Inference"
+    inference_app: str = Field(
+        default="sam2-inference",
+        description=("The Modal app name of the inference Server."),
+    )
+    gateway_app: str = Field(
+        default="sam2-gateway",
+        description=("The Modal app name of the gateway."),
+    )
+    inference_class: str = Field(
+        default="Inference",
+        description=("The inference Server's class name, which the gateway looks up by name."),
+    )
 
-    gpu: GpuType = Field(default="H200", description="H200 by default; H100, A100, L4 work too.")
-    model: ModelName = "large"
-    weights: str = "huggingface"
-    hf_volume: str = Field(default="sam2-hf-cache", description="Volume that caches hub weights.")
+    gpu: GpuType = Field(
+        default="H200",
+        description=("`H200`, `H100`, `A100-80GB`, `A100`, `L40S` or `L4`."),
+    )
+    model: ModelName = Field(
+        default="large",
+        description=("The containers' SAM 2.1 model: `tiny`, `small`, `base-plus` or `large`."),
+    )
+    weights: str = Field(
+        default="huggingface",
+        description=(
+            "The containers' `SAM2_WEIGHTS`: `huggingface` (downloaded once into the weights "
+            "Volume) or a checkpoint path inside it."
+        ),
+    )
+    hf_volume: str = Field(
+        default="sam2-hf-cache",
+        description=("The Volume that caches hub weights (and compiled encoders)."),
+    )
     clips_volume: str = Field(
         default="sam2-clips",
-        description="Volume that holds uploaded video clips (every container).",
+        description=("The Volume that holds uploaded video clips, mounted by every container."),
     )
     require_gpu: bool = Field(
-        default=True, description="A container that finds no GPU refuses to start."
+        default=True,
+        description=(
+            "A container that finds no GPU after the restore refuses to start (never serves on "
+            "the CPU)."
+        ),
     )
-    scaledown_window_s: int = Field(default=300, ge=2, le=3600)
-    max_containers: int = Field(default=10, ge=1)
+    scaledown_window_s: int = Field(
+        default=300,
+        ge=2,
+        le=3600,
+        description=("Idle seconds before a GPU container stops."),
+    )
+    max_containers: int = Field(
+        default=10,
+        ge=1,
+        description=("GPU containers at most."),
+    )
     startup_timeout_s: int = Field(
         default=600,
         ge=30,
-        description="A cold start: weights from the Volume (or the hub the "
-        "first time), the restore, the move to the GPU and the warm-up click.",
+        description=(
+            "A cold start: weights from the Volume (or the hub the first time), the restore, the "
+            "move to the GPU and the warm-up click."
+        ),
     )
     cold_start_estimate_s: int = Field(
         default=60,
         ge=1,
-        description="How long a GPU container's cold start takes, as the gateway tells clients "
-        "while one runs (/readyz's Retry-After, the playground); not measured on Modal yet.",
+        description=(
+            "What clients are told a cold start takes (`/readyz`'s `Retry-After`, the "
+            "playground); not measured on Modal."
+        ),
     )
     call_timeout_s: int = Field(
-        default=60, ge=5, description="How long the gateway waits for one inference answer."
+        default=60,
+        ge=5,
+        description=(
+            "The gateway's wait for one inference answer (then `504`), a cold start's wait "
+            "included."
+        ),
     )
     target_concurrency: int = Field(
         default=2,
         ge=1,
-        description="Requests per GPU container before Modal adds one: the "
-        "model runs one request at a time, a second overlaps its decode and mask encoding.",
+        description=(
+            "Requests per GPU container before Modal adds one: the model runs one request at a "
+            "time, a second overlaps its decode and mask encoding."
+        ),
     )
     max_concurrency: int = Field(
         default=8,
         ge=1,
-        description="Requests per GPU container at most; Modal answers 429 "
-        "beyond (the gateway says 503 with Retry-After).",
+        description=(
+            "Requests per GPU container at most: Modal answers 429 beyond (the gateway says `503` "
+            "with `Retry-After`)."
+        ),
     )
-    routing_region: str = Field(default="us-east", description="Where requests enter Modal.")
+    routing_region: str = Field(
+        default="us-east",
+        description=("Where requests enter Modal."),
+    )
     gpu_snapshot: bool = Field(
-        default=False, description="Also snapshot GPU memory (Modal alpha feature)."
+        default=False,
+        description=(
+            "Also snapshot GPU memory (Modal alpha): the move to the GPU, the warm-up and its "
+            "CUDA graphs then happen before the snapshot, once, and a restore only starts "
+            "serving."
+        ),
     )
-    cache_max_bytes: int = Field(default=16 << 30, description="Embedding cache per container.")
+    cache_max_bytes: int = Field(
+        default=16 << 30,
+        description=("The embedding cache of each container."),
+    )
     compile: CompileMode = Field(
         default="off",
-        description="SAM2_COMPILE of the inference containers: `aot` compiles the image "
-        "encoder once with AOTInductor, keeps it in the weights Volume and loads it in every "
-        "later container (`aot-max-autotune`: with Inductor's kernel autotuning, a longer first "
-        "compile); off until its gain is measured on a GPU (bench/README.md).",
+        description=(
+            "The containers' `SAM2_COMPILE`: `aot` compiles the image encoder with AOTInductor in "
+            "the first container that starts on a new torch, GPU, model or checkpoint (minutes, "
+            "inside `startup_timeout_s`), keeps it in the weights Volume (`/cache/hf/sam2-aot`, "
+            "committed after the compile) and every later container loads it; `aot-max-autotune` "
+            "does the same with Inductor's kernel autotuning (a longer first compile: raise "
+            "`startup_timeout_s` for it); off until its gain is measured on a GPU."
+        ),
     )
 
     gateway_max_inputs: int = Field(
-        default=100, ge=1, description="Concurrent requests per gateway."
+        default=100,
+        ge=1,
+        description=("Concurrent requests per gateway container."),
     )
     gateway_secret: str = Field(
         default="sam2-gateway",
-        description="modal.Secret with SAM2_GATEWAY_KEY_PEPPER, SAM2_GATEWAY_JWT_PRIVATE_KEY, "
-        "DATABASE_URL and optionally SAM2_GATEWAY_RATE_LIMIT_STORAGE (Redis).",
+        description=(
+            "The modal.Secret with `SAM2_GATEWAY_KEY_PEPPER`, `SAM2_GATEWAY_JWT_PRIVATE_KEY`, "
+            "`DATABASE_URL` and optionally `SAM2_GATEWAY_RATE_LIMIT_STORAGE` (Redis)."
+        ),
     )
 
-    warm_days: list[Weekday] = Field(default_factory=lambda: list(WORKDAYS))
-    warm_start_hour: int = Field(default=8, ge=0, le=23)
-    warm_end_hour: int = Field(default=20, ge=1, le=24)
-    warm_timezone: str = "UTC"
-    warm_containers: int = Field(default=1, ge=0)
+    warm_days: list[Weekday] = Field(
+        default_factory=lambda: list(WORKDAYS),
+        description=('Keep-warm days (JSON list, e.g. `["mon","tue"]`).'),
+    )
+    warm_start_hour: int = Field(
+        default=8,
+        ge=0,
+        le=23,
+        description=("Keep-warm window start (hour, in `warm_timezone`)."),
+    )
+    warm_end_hour: int = Field(
+        default=20,
+        ge=1,
+        le=24,
+        description=("Keep-warm window end (hour, exclusive)."),
+    )
+    warm_timezone: str = Field(
+        default="UTC",
+        description=("The keep-warm window's time zone (IANA name, e.g. `Europe/Berlin`)."),
+    )
+    warm_containers: int = Field(
+        default=1,
+        ge=0,
+        description=("`min_containers` inside the keep-warm window (0 outside it)."),
+    )
     warm_check_cron: str = Field(
-        default="*/10 * * * *", description="How often keep-warm re-applies the schedule."
+        default="*/10 * * * *",
+        description=("How often keep-warm re-applies the window (cron)."),
     )
 
     def as_env(self) -> dict[str, str]:

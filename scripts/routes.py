@@ -1,7 +1,7 @@
-"""The README's route table, generated from the committed openapi.json.
+"""docs/api.md's route table, generated from the committed openapi.json.
 
-    .venv/bin/python scripts/routes.py          # rewrite the table in README.md
-    .venv/bin/python scripts/routes.py --check  # exit 1 if stale (tests/gateway/test_readme.py)
+    .venv/bin/python scripts/routes.py          # rewrite the table in docs/api.md
+    .venv/bin/python scripts/routes.py --check  # exit 1 if stale (tests/shared/test_docs.py)
 
 Each row is an operation's method and path, and the first sentence of its description (the
 route function's docstring): change the docstring, regenerate openapi.json, then this table.
@@ -45,21 +45,21 @@ def _first_sentence(text: str) -> str:
     return paragraph.replace("|", "\\|")
 
 
-def rendered(readme: str, openapi: dict[str, object]) -> str:
-    start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
-    return readme[:start] + "\n" + route_table(openapi) + "\n" + readme[end:]
+def rendered(page: str, openapi: dict[str, object]) -> str:
+    start, end = page.index(BEGIN) + len(BEGIN), page.index(END)
+    return page[:start] + "\n" + route_table(openapi) + "\n" + page[end:]
 
 
 def main() -> None:
-    readme_path = ROOT / "README.md"
-    readme = readme_path.read_text()
+    page_path = ROOT / "docs" / "api.md"
+    page = page_path.read_text()
     openapi = json.loads((ROOT / "openapi.json").read_text())
-    fresh = rendered(readme, openapi)
+    fresh = rendered(page, openapi)
     if "--check" in sys.argv:
-        if fresh != readme:
-            sys.exit("README.md's route table is stale: .venv/bin/python scripts/routes.py")
+        if fresh != page:
+            sys.exit("docs/api.md's route table is stale: .venv/bin/python scripts/routes.py")
         return
-    readme_path.write_text(fresh)
+    page_path.write_text(fresh)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import torch
 from fastapi.testclient import TestClient
 from sam2.build_sam import build_sam2
 from sam2.sam2_image_predictor import SAM2ImagePredictor
+from sam2_gateway.core.tokens import generate_private_key_pem
 from sam2_inference import (
     InferenceSettings,
     Sam2Engine,
@@ -22,10 +23,19 @@ from sam2_inference import (
     config_name,
     create_app,
 )
-from sam2_inference.serving import BackgroundServer
-from sam2_inference.video import load_video_model
-from sam2_inference.weights import Checkpoint
-from support import IMAGES, EncoderCounter, RunningServer, free_port, fresh_engine, run_hook
+from sam2_inference.api.serving import BackgroundServer
+from sam2_inference.runtime.weights import Checkpoint
+from sam2_inference.video.tracker import load_video_model
+from support import (
+    IMAGES,
+    EncoderCounter,
+    GatewayServer,
+    RunningServer,
+    free_port,
+    fresh_engine,
+    run_hook,
+    running_gateway,
+)
 
 
 @pytest.fixture(scope="session")
@@ -136,3 +146,20 @@ def modal_server(checkpoint: Path) -> Iterator[RunningServer]:
                 os.environ[name] = value
     yield RunningServer(url=f"http://127.0.0.1:{port}", engine=container.engine)
     run_hook(container, "stop")
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> str:
+    """An Ed25519 key (PEM) for the gateways the suites start."""
+    return generate_private_key_pem()
+
+
+@pytest.fixture(scope="session")
+def gateway_server(
+    tmp_path_factory: pytest.TempPathFactory, inference_server: RunningServer
+) -> Iterator[GatewayServer]:
+    """A real gateway on a real socket, with a key, in front of the real inference service
+    (the SDKs' tests and the docs' examples call it as a user would)."""
+    database = f"sqlite:///{tmp_path_factory.mktemp('gateway') / 'gw.db'}"
+    with running_gateway(database, inference_server.url) as gateway:
+        yield gateway

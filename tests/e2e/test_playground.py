@@ -25,8 +25,8 @@ from sam2_gateway import GatewaySettings, KeyStore, create_app
 from sam2_gateway.main import PLAYGROUND
 from sam2_inference import InferenceSettings, Sam2Engine
 from sam2_inference import create_app as create_inference_app
-from sam2_inference.serving import BackgroundServer
-from sam2_inference.video_routes import VideoService
+from sam2_inference.api.serving import BackgroundServer
+from sam2_inference.video.service import VideoService
 from support import PEPPER, RunningServer, encode, free_port, fresh_engine, scene
 
 ROOT = Path(__file__).parents[2]
@@ -266,14 +266,6 @@ def _assert_layout_and_access(report: dict[str, object]) -> None:
         "9-phone.png",
         "10-phone-dark.png",
     }
-
-
-def test_dev_tokens_only_in_development(make_client: object, gateway: object) -> None:
-    from fastapi.testclient import TestClient
-
-    assert isinstance(gateway, TestClient)
-    response = gateway.post("/v1/auth/dev-token")
-    assert (response.status_code, response.json()["code"]) == (404, "not_found")
 
 
 @pytest.mark.slow

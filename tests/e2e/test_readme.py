@@ -1,7 +1,7 @@
-"""The README's curl examples work as pasted: each bash block runs in a real shell (bash, curl,
-base64, jq) against a real gateway on a real socket, with an API key, in front of the real
-inference service, on ordinary photo sizes (451x300 and 600x400 JPEGs standing in for
-photo.jpg). Only `localhost:8080` is changed, to the test gateway's address."""
+"""The curl examples of the README and docs/examples.md work as pasted: each bash block runs in a
+real shell (bash, curl, base64, jq) against a real gateway on a real socket, with an API key, in
+front of the real inference service, on ordinary photo sizes (451x300 and 600x400 JPEGs standing
+in for photo.jpg). Only `localhost:8080` is changed, to the test gateway's address."""
 
 from __future__ import annotations
 
@@ -10,34 +10,24 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import GatewayServer, RunningServer, encode, running_gateway, scene
+from support import GatewayServer, encode, scene
 
-README = (Path(__file__).parents[2] / "README.md").read_text()
+ROOT = Path(__file__).parents[2]
+PAGES = [(ROOT / name).read_text() for name in ("README.md", "docs/examples.md")]
 BLOCKS = [
     block
-    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.DOTALL)
+    for page in PAGES
+    for block in re.findall(r"```bash\n(.*?)```", page, flags=re.DOTALL)
     if "localhost:8080" in block
 ]
 OFFLINE = [block for block in BLOCKS if "image_url" not in block]
 """The image_url example fetches a public https address, which this machine cannot reach
 (tests/gateway/test_image_sources.py covers fetching)."""
 SIZES = {"451x300": (300, 451), "600x400": (400, 600)}
-
-
-@pytest.fixture(scope="module")
-def readme_gateway(
-    tmp_path_factory: pytest.TempPathFactory, inference_server: RunningServer
-) -> Iterator[GatewayServer]:
-    """One gateway and one key for all examples, as for a user trying them in turn."""
-    database = f"sqlite:///{tmp_path_factory.mktemp('readme') / 'gw.db'}"
-    with running_gateway(database, inference_server.url) as gateway:
-        yield gateway
 
 
 def _answers(output: str) -> list[dict[str, Any]]:
@@ -78,15 +68,15 @@ def jq() -> None:
 @pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("block", OFFLINE, ids=[f"example{i}" for i in range(len(OFFLINE))])
 def test_readme_example_runs_as_pasted(
-    readme_gateway: GatewayServer, tmp_path: Path, block: str, size: str
+    gateway_server: GatewayServer, tmp_path: Path, block: str, size: str
 ) -> None:
     height, width = SIZES[size]
     (tmp_path / "photo.jpg").write_bytes(encode(scene(height, width, seed=5), "JPEG"))
-    script = block.replace("localhost:8080", readme_gateway.url.removeprefix("http://"))
+    script = block.replace("localhost:8080", gateway_server.url.removeprefix("http://"))
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "SAM2_API_KEY": readme_gateway.key},
+        env={"PATH": "/usr/bin:/bin", "SAM2_API_KEY": gateway_server.key},
         capture_output=True,
         text=True,
         timeout=300,
@@ -101,47 +91,3 @@ def test_readme_example_runs_as_pasted(
             assert result["result"]["image_shape"] == [height, width]
     if "jq .image_id" in block:  # the click by image_id reused the first call's embedding
         assert answers[-1]["cached"] is True
-
-
-def _documented_variables() -> set[str]:
-    """Every variable the README's configuration tables name, `..._SUFFIX` shorthands expanded
-    against the row's first full name (`SAM2_GATEWAY_INFERENCE_TIMEOUT_S`, `..._CONNECT_TIMEOUT_S`
-    is also read as `SAM2_GATEWAY_INFERENCE_CONNECT_TIMEOUT_S`)."""
-    names: set[str] = set()
-    for row in README.splitlines():
-        full = re.findall(r"`(SAM2_[A-Z0-9_]+)`", row.split(" | ")[0])
-        names.update(full)
-        for suffix in re.findall(r"`\.\.\._([A-Z0-9_]+)`", row.split(" | ")[0]):
-            words = full[0].split("_")
-            names.update("_".join([*words[:k], suffix]) for k in range(2, len(words)))
-    return names
-
-
-def test_every_gateway_setting_is_in_the_readme_configuration_table() -> None:
-    """A setting added to GatewaySettings without a row is a setting no operator can find."""
-    from sam2_gateway import GatewaySettings
-
-    documented = _documented_variables()
-    missing = [
-        f"SAM2_GATEWAY_{name.upper()}"
-        for name in GatewaySettings.model_fields
-        if f"SAM2_GATEWAY_{name.upper()}" not in documented
-    ]
-    assert missing == []
-
-
-def test_the_route_table_is_generated_from_the_openapi_document() -> None:
-    """Every route the gateway serves is in the README, as scripts/routes.py writes it from the
-    committed openapi.json (which test_openapi.py holds to what the gateway serves)."""
-    root = Path(__file__).parents[2]
-    done = subprocess.run(
-        [sys.executable, str(root / "scripts" / "routes.py"), "--check"],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    spec = json.loads((root / "openapi.json").read_text())
-    readme = (root / "README.md").read_text()
-    for path, operations in spec["paths"].items():
-        for method in operations:
-            assert f"`{method.upper()} {path}`" in readme

@@ -20,7 +20,7 @@ from sam2_contract.models import SegmentRequest
 from sam2_gateway.core import answers
 from sam2_gateway.core.answers import AnswerMemory
 from sam2_inference import Sam2Engine
-from sam2_inference.scheduling import Work
+from sam2_inference.scheduling.lock import Work
 from support import RunningServer, bearer, encode, scene
 
 MakeClient = Callable[..., TestClient]

@@ -24,7 +24,7 @@ from sam2_gateway.core.metering import (
     RedisJournal,
     UsageMeter,
 )
-from sam2_gateway.store import UsageDelta
+from sam2_gateway.core.store import UsageDelta
 from support import (
     PEPPER,
     RunningServer,

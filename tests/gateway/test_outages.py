@@ -7,7 +7,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from fastapi.testclient import TestClient
-from sam2_gateway.store import KeyStore
+from sam2_gateway.core.store import KeyStore
 from support import PEPPER, TcpForwarder, bearer, free_port, service_url
 
 PAST_AUTH = {"mode": "point", "point_coords": [[1, 1]]}  # 422 once authenticated

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sam2_contract import RateLimitError, Sam2ServiceError
 from sam2_gateway.core.keys import parse_key, verify_key
 from sam2_gateway.core.ratelimit import RateLimiter, SharedSlots
-from sam2_gateway.store import KeyStore, UsageDelta
+from sam2_gateway.core.store import KeyStore, UsageDelta
 from support import TcpForwarder, service_url
 
 PEPPER = "store-test-pepper"
@@ -53,7 +53,7 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeySto
 
 MIGRATE = """
 import sys, time
-from sam2_gateway.store import KeyStore
+from sam2_gateway.core.store import KeyStore
 store = KeyStore(sys.argv[1], "pepper")
 store._engine.connect().close()  # connected and imported: what is left is the migration
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all begin at the same moment

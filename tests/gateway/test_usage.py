@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sam2_gateway import GatewaySettings
-from sam2_gateway.store import KeyStore, Usage
+from sam2_gateway.core.store import KeyStore, Usage
 from support import RunningServer, bearer, image_b64
 
 

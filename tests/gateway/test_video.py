@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sam2.sam2_video_predictor import SAM2VideoPredictor
-from sam2_gateway.store import KeyStore
+from sam2_gateway.core.store import KeyStore
 from sam2_inference import InferenceSettings, Sam2Engine, create_app
-from sam2_inference.serving import BackgroundServer
-from sam2_inference.video_routes import VideoService
+from sam2_inference.api.serving import BackgroundServer
+from sam2_inference.video.service import VideoService
 from support import bearer, encode, free_port, fresh_engine, scene
 
 MakeClient = Callable[..., TestClient]
