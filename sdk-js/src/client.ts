@@ -4,83 +4,51 @@
 // (`request`, `stream`, `download`: one loop, `send`) are what resources such as `videos` call.
 
 import { APIConnectionError, APITimeoutError, APIUserAbortError, ImageNotCachedError, Sam2Error, errorFor } from "./core/errors.js";
-import { decodeRle } from "./core/masks.js";
-import type { ImageInput, RequestOptions } from "./core/types.js";
+import type {
+  AutoOptions,
+  AutoSegmentation,
+  AutoSegmentResponse,
+  BatchResult,
+  BatchSegmentResponse,
+  ModelsResponse,
+  PromptSegmentResponse,
+  Segmentation,
+  SegmentRequest,
+  TokenResponse,
+  UsageResponse,
+  ImageInput,
+  RequestOptions,
+} from "./core/types.js";
 import { RETRY_STATUSES, requestInit, retryDelay } from "./internal/http.js";
 import type { components } from "./internal/openapi.js";
+import { autoResult, promptResult } from "./internal/results.js";
 import { Videos } from "./video.js";
 
-export type { ImageInput, RequestOptions } from "./core/types.js";
+export type {
+  ImageInput,
+  RequestOptions,
+  SegmentRequest,
+  PromptSegmentResponse,
+  AutoSegmentResponse,
+  BatchSegmentResponse,
+  ModelsResponse,
+  ModelInfo,
+  PolygonMask,
+  Timings,
+  TokenResponse,
+  UsageResponse,
+  AutoOptions,
+  Segmentation,
+  AutoSegmentation,
+  BatchItemError,
+  BatchResult,
+} from "./core/types.js";
 export { RETRY_STATUSES, retryDelay } from "./internal/http.js";
 
 type Schemas = components["schemas"];
-export type SegmentRequest = Schemas["SegmentRequest"];
-export type PromptSegmentResponse = Schemas["PromptSegmentResponse"];
-export type AutoSegmentResponse = Schemas["AutoSegmentResponse"];
-export type BatchSegmentResponse = Schemas["BatchSegmentResponse"];
-export type ModelsResponse = Schemas["ModelsResponse"];
-export type ModelInfo = Schemas["ModelInfo"];
-/** A mask in the API's `polygon` format (`mask_format: "polygon"` over plain REST; this client asks for RLE and decodes it). */
-export type PolygonMask = Schemas["PolygonMask"];
-export type Timings = Schemas["Timings"];
-export type TokenResponse = Schemas["TokenResponse"];
-/** A key's usage per UTC day and its tier's limits (`client.usage()`). */
-export type UsageResponse = Schemas["UsageResponse"];
-/** The automatic-mode knobs (points_per_side, pred_iou_thresh, ...), as the API names them. */
-export type AutoOptions = Omit<Partial<SegmentRequest>, "image" | "image_id" | "mode" | "mask_format">;
 
 const TOKEN_REFRESH_MARGIN_S = 30;
 const MAX_RESENDS = 2;
-
-export interface Segmentation {
-  mask: Uint8Array;
-  width: number;
-  height: number;
-  score: number;
-  allScores: number[];
-  imageId: string;
-  cached: boolean;
-  timingsMs: Timings;
-  /** The model that answered, and whether it runs random weights. */
-  model: ModelInfo;
-  /** Every box's or object's best mask, in order, for a box list or `objects`. */
-  masks: Uint8Array[];
-  /** Every box's or object's scores, for a box list or `objects`. */
-  boxScores: number[][];
-  /** Every candidate mask, in `allScores` order, when asked for with `returnAllMasks`. */
-  allMasks: Uint8Array[];
-  /** What the server warns about, e.g. that it runs random weights. */
-  warnings: string[];
-  /** Pass as `refine` with corrected points to improve this mask; null if it could not be kept. */
-  maskId: string | null;
-  /** Every box's or object's `maskId`, for a box list or `objects`: refine each with its own. */
-  boxMaskIds: (string | null)[];
-  /** With `render`: base64 PNG/JPEG of the image with the masks drawn (`data:image/png;base64,` + it). */
-  overlay: string | null;
-}
-
-export interface AutoSegmentation {
-  masks: { mask: Uint8Array; area: number; bbox: number[]; predictedIou: number; stabilityScore: number }[];
-  width: number;
-  height: number;
-  imageId: string;
-  cached: boolean;
-  timingsMs: Timings;
-  model: ModelInfo;
-  warnings: string[];
-  /** With `render` (in the knobs): base64 PNG/JPEG of the image with the masks drawn. */
-  overlay: string | null;
-}
-
-/** One batch item that failed; the others still ran. */
-export interface BatchItemError {
-  status: number;
-  code: string;
-  detail: string;
-  hint: string | undefined;
-}
-
-export type BatchResult = Segmentation | AutoSegmentation | BatchItemError;
 
 export interface ClientOptions {
   /** An API key (servers only; in Node, SAM2_API_KEY when not given), or... */
@@ -323,55 +291,6 @@ function objectFields(object: SegmentObject): Schemas["ObjectPrompt"] {
   if (object.box) fields.box_coords = object.box;
   if (object.refine) fields.refine = object.refine;
   return fields;
-}
-
-function promptResult(answer: PromptSegmentResponse): Segmentation {
-  const [height = 0, width = 0] = answer.image_shape;
-  return {
-    mask: decodeWire(answer.mask),
-    width,
-    height,
-    score: answer.score,
-    allScores: answer.all_scores,
-    imageId: answer.image_id,
-    cached: answer.cached,
-    timingsMs: answer.timings_ms,
-    model: answer.model,
-    masks: (answer.predictions ?? []).map((p) => decodeWire(p.mask)),
-    boxScores: (answer.predictions ?? []).map((p) => p.all_scores),
-    allMasks: (answer.all_masks ?? []).map(decodeWire),
-    warnings: answer.warnings ?? [],
-    maskId: answer.mask_id ?? null,
-    boxMaskIds: (answer.predictions ?? []).map((p) => p.mask_id ?? null),
-    overlay: answer.overlay ?? null,
-  };
-}
-
-function autoResult(answer: AutoSegmentResponse): AutoSegmentation {
-  const [height = 0, width = 0] = answer.image_shape;
-  return {
-    masks: answer.masks.map((m) => ({
-      mask: decodeWire(m.segmentation),
-      area: m.area,
-      bbox: m.bbox,
-      predictedIou: m.predicted_iou,
-      stabilityScore: m.stability_score,
-    })),
-    width,
-    height,
-    imageId: answer.image_id,
-    cached: answer.cached,
-    timingsMs: answer.timings_ms,
-    model: answer.model,
-    warnings: answer.warnings ?? [],
-    overlay: answer.overlay ?? null,
-  };
-}
-
-/** A mask as the client asks for it (RLE); the other formats are for other clients. */
-function decodeWire(mask: PromptSegmentResponse["mask"]): Uint8Array {
-  if (typeof mask === "object" && !Array.isArray(mask) && "counts" in mask) return decodeRle(mask);
-  throw new Sam2Error("expected an RLE mask: this client asks for mask_format rle");
 }
 
 function idOf(answer: Answer): string | undefined {

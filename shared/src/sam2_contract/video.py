@@ -13,9 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from sam2_contract.errors import ErrorCode, InvalidRequestError
-from sam2_contract.models import (
-    Mask,
-    MaskFormat,
+from sam2_contract.models import Mask, MaskFormat
+from sam2_contract.models.fields import (
     _check_box,
     _check_labels,
     _check_points,

@@ -31,16 +31,14 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import aiohttp
 from sam2_contract.errors import (
     PROBLEM_CONTENT_TYPE,
     ErrorCode,
     Sam2ServiceError,
-    ServiceUnavailableError,
 )
 from sam2_contract.models import FieldError
 from sam2_contract.problems import REQUEST_ID_HEADER
@@ -56,120 +54,22 @@ from sam2_contract.wire import (
     pack_frame,
 )
 
+from sam2_gateway.hop import (
+    COLD_START_BACKOFF_S,
+    STALL_PROBE_EVERY_S,
+    STALL_PROBE_TIMEOUT_S,
+    Forwarded,
+    Hop,
+    InferenceError,
+    InferenceResult,
+    cold_start,
+    starting,
+    timed_out,
+    unavailable,
+    work_deadline_s,
+)
+
 log = logging.getLogger(__name__)
-
-UNAVAILABLE_RETRY_AFTER_S = 1
-STARTING_RETRY_AFTER_S = 5
-COLD_START_BACKOFF_S = (0.5, 4.0)  # first wait, longest wait
-STALL_PROBE_TIMEOUT_S = 2.0
-STALL_PROBE_EVERY_S = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class InferenceResult:
-    """An inference answer as bytes, with what the gateway meters and passes on."""
-
-    body: bytes
-    masks: int
-    model_ms: float
-    headers: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class Forwarded:
-    """A video API answer passed on as it is."""
-
-    status: int
-    body: bytes
-    content_type: str
-    model_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class Hop:
-    """Who a forwarded request is for, and where Modal should route it."""
-
-    namespace: str
-    request_id: str
-    routing_key: str | None = None
-    answer_limit: str | None = None  # ANSWER_LIMIT_HEADER's value, for a segment call
-
-
-class InferenceBackend(Protocol):
-    async def segment(
-        self, request_json: bytes, image_file: bytes | None, hop: Hop
-    ) -> InferenceResult:
-        """Run one request; raises Sam2ServiceError with the inference service's code."""
-        ...
-
-    async def cancel(self, hop: Hop) -> None:
-        """Stop the work of `hop`'s request (its client went away)."""
-        ...
-
-    async def forward(
-        self,
-        method: str,
-        path: str,
-        hop: Hop,
-        body: bytes | None = None,
-        content_type: str = "",
-        headers: Mapping[str, str] | None = None,
-        *,
-        deadline: bool = False,
-    ) -> Forwarded:
-        """Pass one call of the video API on as it is; raises Sam2ServiceError."""
-        ...
-
-    def stream(
-        self, path: str, hop: Hop, body: bytes
-    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
-        """POST `body` and read the answer as it comes (NDJSON); leaving the context closes
-        the connection, which stops the work."""
-        ...
-
-    async def health(self) -> dict[str, Any]:
-        """The inference service's /healthz body; raises ServiceUnavailableError."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
-def unavailable(detail: str) -> ServiceUnavailableError:
-    return ServiceUnavailableError(
-        detail, code=ErrorCode.INFERENCE_UNAVAILABLE, retry_after=UNAVAILABLE_RETRY_AFTER_S
-    )
-
-
-def starting(detail: str, retry_after_s: int = STARTING_RETRY_AFTER_S) -> ServiceUnavailableError:
-    return ServiceUnavailableError(
-        detail, code=ErrorCode.INFERENCE_STARTING, retry_after=retry_after_s
-    )
-
-
-def _cold_start(status: int, headers: Mapping[str, str]) -> bool:
-    """Modal's proxy with no live container: a 503 that is not inference's own problem."""
-    return status == 503 and not headers.get("content-type", "").startswith(PROBLEM_CONTENT_TYPE)
-
-
-DEADLINE_MARGIN_S = 5.0
-
-
-def work_deadline_s(timeout_s: float) -> float:
-    """The deadline the gateway gives inference for a call it waits `timeout_s` for."""
-    return timeout_s - min(DEADLINE_MARGIN_S, timeout_s / 4)
-
-
-def timed_out(limit_s: float) -> ServiceUnavailableError:
-    return ServiceUnavailableError(
-        f"inference took longer than {limit_s:g} s", code=ErrorCode.INFERENCE_TIMEOUT
-    )
-
-
-class InferenceError(Sam2ServiceError):
-    """A problem the inference service answered, with the model time the request used before
-    it failed or was stopped (metered like a success's)."""
-
-    model_ms: float = 0.0
 
 
 class HttpBackend:
@@ -283,7 +183,7 @@ class HttpBackend:
 
     async def health(self) -> dict[str, Any]:
         status, headers, answer = await self._send("GET", "/healthz", wait=False)
-        if _cold_start(status, headers):
+        if cold_start(status, headers):
             raise starting(
                 f"inference is starting: no model container is running yet, and one takes "
                 f"about {self._start_estimate_s} s to start",
@@ -350,7 +250,7 @@ class HttpBackend:
                 response = await self._client().request(
                     method, self._base_url + path, headers=sent, timeout=timeout, **kwargs
                 )
-            if not _cold_start(response.status, response.headers) or not wait:
+            if not cold_start(response.status, response.headers) or not wait:
                 try:
                     yield response
                 finally:

@@ -24,7 +24,7 @@ from sam2_contract.wire import FORWARDED_HEADERS
 from sam2_gateway.api.deps import Gateway
 from sam2_gateway.api.openapi import build_openapi
 from sam2_gateway.api.routes import auth, health, segment, usage, video
-from sam2_gateway.backends import HttpBackend, InferenceBackend
+from sam2_gateway.backends import HttpBackend
 from sam2_gateway.core.answers import AnswerMemory
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.fetch import ImageFetcher
@@ -33,6 +33,7 @@ from sam2_gateway.core.metering import UsageMeter, journal_for
 from sam2_gateway.core.ratelimit import RateLimiter
 from sam2_gateway.core.store import KeyStore
 from sam2_gateway.core.tokens import TokenSigner
+from sam2_gateway.hop import InferenceBackend
 
 PLAYGROUND = Path(__file__).parent / "playground"
 EXPOSED_HEADERS = [

@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request, Response
 from sam2_contract.errors import AuthenticationError, ErrorCode, PermissionDeniedError
 
-from sam2_gateway.backends import InferenceBackend
 from sam2_gateway.core.answers import AnswerMemory
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.fetch import ImageFetcher
@@ -19,6 +18,7 @@ from sam2_gateway.core.metering import UsageMeter
 from sam2_gateway.core.ratelimit import RateLimiter
 from sam2_gateway.core.store import KeyRecord, KeyStore
 from sam2_gateway.core.tokens import TokenError, TokenSigner
+from sam2_gateway.hop import InferenceBackend
 
 log = logging.getLogger(__name__)
 

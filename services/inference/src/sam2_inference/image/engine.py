@@ -14,14 +14,12 @@ from __future__ import annotations
 import logging
 from functools import partial
 from time import perf_counter
-from typing import Any
 
 import numpy as np
 import torch
 from sam2.modeling.sam2_base import SAM2Base
 from sam2_contract.errors import ModelNotLoadedError, OverBudgetError
 from sam2_contract.images import DecodedImage, image_id_for
-from sam2_contract.masks import decode_mask
 from sam2_contract.models import (
     RANDOM_WEIGHTS_WARNING,
     AutoSegmentResponse,
@@ -42,10 +40,8 @@ from sam2_inference.config import (
     PrecisionPreference,
 )
 from sam2_inference.image.auto import (
-    auto_mask,
     check_time,
     decoder_batch,
-    largest_first,
     new_generator,
     why_no_mask,
 )
@@ -53,8 +49,8 @@ from sam2_inference.image.cache import CachedImage, EmbeddingCache
 from sam2_inference.image.decoding import ImageDecoder, pick_decoder
 from sam2_inference.image.inputs import ResolvedImage, check_bounds, resolve_image
 from sam2_inference.image.predictor import CachingPredictor, Predictors
-from sam2_inference.image.prompts import answer_prompts, check_answer, kept_logits, mask_encoder
-from sam2_inference.image.response import extensions, overlay
+from sam2_inference.image.prompts import answer_prompts, check_answer, kept_logits
+from sam2_inference.image.response import Ran, auto_response, prompt_response
 from sam2_inference.runtime import accel
 from sam2_inference.runtime.accel import Acceleration
 from sam2_inference.runtime.aot import AOT_MODES, AotStore, checkpoint_key
@@ -317,30 +313,9 @@ class Sam2Engine:
             if predictor.encoder_runs:
                 self.costs.observe_encoder(predictor.embed_ms)
             answers = answer_prompts(predictor, request, objects, mask_inputs, fast=self.fast)
-        model_ms = work.model_ms - before
-        encode_started = perf_counter()
-        per_prompt = [
-            answer.prediction(
-                request, self.cache.put_mask(namespace, image.image_id, answer.logits)
-            )
-            for answer in answers
-        ]
-        first = per_prompt[0]
-        preview = (
-            overlay(request, image, [decode_mask(p.mask) for p in per_prompt])
-            if request.render
-            else None
-        )
-        return PromptSegmentResponse(
-            mask=first.mask,
-            score=first.score,
-            all_scores=first.all_scores,
-            all_masks=first.all_masks,
-            mask_id=first.mask_id,
-            image_shape=list(image.pixels.shape[:2]),
-            predictions=per_prompt if request.answers_per_object else None,
-            overlay=preview,
-            **self._extensions(request, image, predictor, model_ms, encode_started, started),
+        ran = self._ran(request, image, predictor, work, before, started)
+        return prompt_response(
+            ran, answers, partial(self.cache.put_mask, namespace, image.image_id)
         )
 
     def _auto(
@@ -380,22 +355,12 @@ class Sam2Engine:
             generator.predictor = predictor
             with preemptible(generator.between_batches):
                 records = generator.generate(image.pixels)
-        model_ms = work.model_ms - before  # without the time it stepped aside for clicks
         if predictor.encoder_runs:
             self.costs.observe_encoder(predictor.embed_ms / predictor.encoder_runs)
         if not records:
             notes.append(why_no_mask(request, random_weights=self.info.random_weights))
-        encode_started = perf_counter()
-        encode = None if request.mask_format == "rle" else mask_encoder(request)
-        masks = [auto_mask(record, encode) for record in records]
-        preview = overlay(request, image, largest_first(records)) if request.render else None
-        return AutoSegmentResponse(
-            masks=masks,
-            count=len(masks),
-            overlay=preview,
-            image_shape=list(image.pixels.shape[:2]),
-            **self._extensions(request, image, predictor, model_ms, encode_started, started, notes),
-        )
+        ran = self._ran(request, image, predictor, work, before, started, notes)
+        return auto_response(ran, records)
 
     def let_clicks_pass(self) -> None:
         """For CPU work beside the model (a clip being decoded): wait while a click waits for
@@ -411,23 +376,17 @@ class Sam2Engine:
         height, width = image.pixels.shape[:2]
         return prompts_that_fit(self.memory_budget, height, width)
 
-    def _extensions(
+    def _ran(
         self,
         request: SegmentRequest,
         image: ResolvedImage,
         predictor: CachingPredictor,
-        model_ms: float,
-        encode_started: float,
+        work: Work,
+        model_ms_before: float,
         started: float,
         notes: list[str] | None = None,
-    ) -> dict[str, Any]:
-        return extensions(
-            request,
-            image,
-            predictor,
-            model=self.info,
-            warnings=self.warnings + (notes or []),
-            model_ms=model_ms,
-            encode_started=encode_started,
-            started=started,
-        )
+    ) -> Ran:
+        """The work done, for its answer: its model time without the time it stepped aside."""
+        model_ms = work.model_ms - model_ms_before
+        warnings = self.warnings + (notes or [])
+        return Ran(request, image, predictor, self.info, model_ms, started, warnings)

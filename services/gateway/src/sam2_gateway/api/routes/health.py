@@ -10,7 +10,7 @@ from sam2_contract.errors import ServiceUnavailableError
 from sam2_contract.models import MODEL_IDS, Health, ModelEntry, ModelInfo, ModelsResponse
 
 from sam2_gateway.api.deps import CountedPrincipalDep, Gateway, GatewayDep
-from sam2_gateway.backends import unavailable
+from sam2_gateway.hop import unavailable
 
 router = APIRouter(tags=["health"])
 

@@ -33,7 +33,6 @@ from starlette.concurrency import run_in_threadpool
 
 from sam2_gateway.api.deps import Gateway, GatewayDep, Principal, PrincipalDep
 from sam2_gateway.api.openapi import request_body
-from sam2_gateway.backends import Hop, InferenceError, InferenceResult
 from sam2_gateway.core.answers import (
     PartsResponse,
     Rendered,
@@ -43,6 +42,7 @@ from sam2_gateway.core.answers import (
 )
 from sam2_gateway.core.multipart import MULTIPART, is_multipart, read_multipart
 from sam2_gateway.core.ratelimit import RateState
+from sam2_gateway.hop import Hop, InferenceError, InferenceResult
 
 router = APIRouter(prefix="/v1/segment", tags=["segment"])
 log = logging.getLogger(__name__)

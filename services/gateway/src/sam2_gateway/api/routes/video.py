@@ -39,8 +39,8 @@ from sam2_contract.wire import SESSION_LIMIT_HEADER, routing_key
 from sam2_gateway.api.deps import Gateway, GatewayDep, Principal, PrincipalDep
 from sam2_gateway.api.openapi import LAST_LINE, VIDEO_UPLOAD, NdjsonStream, request_body
 from sam2_gateway.api.routes.segment import _cancel, _limited, _request_id
-from sam2_gateway.backends import Forwarded, Hop
 from sam2_gateway.core.multipart import MULTIPART
+from sam2_gateway.hop import Forwarded, Hop
 
 router = APIRouter(tags=["video"])
 
