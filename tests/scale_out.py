@@ -1,5 +1,5 @@
 """Scale-out, simulated: three inference replicas behind the stand-in for Modal's proxy, the real
-gateway in front, driven by the Python SDK (used by tests/gateway/test_routing.py and
+gateway in front, driven by the Python SDK (used by tests/e2e/test_scale_out.py and
 bench/routing.py)."""
 
 from __future__ import annotations
