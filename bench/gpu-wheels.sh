@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fills .whl/ (git-ignored) with what bench/gpu.sh needs on a GPU machine that has Python and
 # torch but no network: sam2 (built here without its CUDA extension, as the service runs it) and
-# the pure-Python and cp312 packages its image lacks, and what tests/inference/test_accel.py needs
-# there (uvicorn, pytest with pytest-asyncio). About 7 MB; carried with the tree.
+# the pure-Python and cp312 packages its image lacks, and what
+# tests/inference/runtime/test_accel.py needs there (uvicorn, pytest with pytest-asyncio). About 7 MB; carried with the tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .whl

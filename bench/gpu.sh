@@ -55,12 +55,12 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version -
 
 # The GPU tests of accel.py (CUDA graphs equal to eager; the accelerated engine near exact).
 if [ "${1:-}" != "--small" ] && [ -z "${GPU_BENCH_STAGES:-}" ]; then
-  echo "== tests/inference/test_accel.py (at most 120 s)" | tee -a "$log"
+  echo "== tests/inference/runtime/test_accel.py (at most 120 s)" | tee -a "$log"
   # The carried pytest without the image's own plugins (built for its own pytest); warnings
   # of that machine's newer torch are not this test's failures.
   PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 timeout -k 5 120 "$py" -m pytest -q -p no:cacheprovider \
     -p pytest_asyncio.plugin -W ignore::UserWarning -W ignore::FutureWarning \
-    -W ignore::DeprecationWarning tests/inference/test_accel.py >"$out/accel-tests.txt" 2>&1
+    -W ignore::DeprecationWarning tests/inference/runtime/test_accel.py >"$out/accel-tests.txt" 2>&1
   echo "accel tests: rc=$?" | tee -a "$log"
   tail -3 "$out/accel-tests.txt"
 fi

@@ -73,7 +73,7 @@ def test_the_bad_input_corpus_gets_its_problems_through_the_gateway(
     codes = ", ".join(f"{code} x{n}" for code, n in sorted(seen.items()))
     report.add(
         "bad-input corpus",
-        f"{total} hostile or malformed requests (tests/inference/test_bad_input.py's corpus, "
+        f"{total} hostile or malformed requests (tests/inference/api/test_bad_input.py's corpus, "
         "deep JSON, huge numbers, loose types, bad credentials, a 32 MB header)",
         f"each its documented problem: {codes}; no 5xx, no traceback; served on afterwards",
     )

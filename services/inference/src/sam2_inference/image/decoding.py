@@ -12,7 +12,7 @@ pixel limit: nothing is decompressed before that), and still decodes what the GP
 not take: other formats, JPEGs that EXIF says to rotate (torchvision applies EXIF orientation
 on the CPU only), CMYK and other modes, multi-picture files, and any file the decoder refuses,
 so a damaged upload gets Pillow's precise error code. On the CPU torchvision's decoder is the
-same libjpeg-turbo as Pillow's and gives the same pixels (tests/inference/test_decoding.py);
+same libjpeg-turbo as Pillow's and gives the same pixels (tests/inference/image/test_decoding.py);
 nvjpeg's may differ in the last bit of some pixels, which `bench/quality.py` measures with the
 rest of the fast pipeline.
 

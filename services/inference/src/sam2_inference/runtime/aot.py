@@ -15,7 +15,7 @@ only (on Modal it is this app's own Volume).
 The compiled encoder is one opaque call: automatic-mode jobs do not step aside inside it
 (scheduling/preemption.py), only between crops and decoder batches. Its numerics are
 Inductor's: on the CPU the encoder's outputs differ from eager ones by about 4e-6
-(tests/inference/test_aot.py).
+(tests/inference/runtime/test_aot.py).
 """
 
 from __future__ import annotations

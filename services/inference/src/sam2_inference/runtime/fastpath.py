@@ -13,8 +13,8 @@ copies all of them to the host and leaves thresholding and RLE to NumPy. Here, o
 - automatic mode drops the candidates below `pred_iou_thresh` before upsampling any
   (`process_batch`), where sam2 upsamples all of them first.
 
-On the CPU each step computes what sam2 computes, bit for bit (tests/inference/test_fastpath.py);
-what differs on a GPU is only where the work runs.
+On the CPU each step computes what sam2 computes, bit for bit
+(tests/inference/runtime/test_fastpath.py); what differs on a GPU is only where the work runs.
 """
 
 from __future__ import annotations

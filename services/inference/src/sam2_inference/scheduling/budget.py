@@ -3,7 +3,7 @@
 One prompt through SAM2's mask decoder holds copies of the image embedding and the high-
 resolution features (256x64x64 + 32x256x256 + 64x128x128 floats) and its attention
 activations: about 27 MiB per prompt measured on the CPU in float32, 30 MiB counted
-(tests/inference/test_budget.py checks the estimate against measured peaks), the same for
+(tests/inference/scheduling/test_budget.py checks the estimate against measured peaks), the same for
 every model size since they share the decoder. Each prompt's three candidate masks are then
 upsampled to the image's size (float logits, then booleans). Automatic mode runs
 `points_per_batch` prompts at once, so its peak is that many prompts: `points_per_batch` is

@@ -9,7 +9,7 @@ the model meanwhile. On the CPU, calls too long to be one stage run in steps wit
 point between steps: hiera's global attention (hundreds of ms for one call) in steps of query
 rows, its linear layers over the 65,536 tokens of its first stage in steps of tokens. Each row
 is computed as before, in power-of-two blocks of rows, so the result is the same
-(tests/inference/test_scheduling.py, tests/inference/test_parity.py).
+(tests/inference/scheduling/test_scheduling.py, tests/inference/image/test_parity.py).
 """
 
 from __future__ import annotations

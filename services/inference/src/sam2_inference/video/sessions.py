@@ -22,7 +22,7 @@ from sam2_contract.video import SessionInfo, VideoInfo, session_id
 from sam2_inference.video.clips import VideoLimits, video_too_large
 from sam2_inference.video.tracker import VideoSession
 
-# What a session holds (sam2 1.1.0's state; tests/inference/test_video_memory.py checks it):
+# What a session holds (sam2 1.1.0's state; tests/inference/video/test_video_memory.py checks it):
 # every frame as the model's float32 input (3 x S x S), then for each object on each tracked
 # frame its memory features (64 channels at S/16, bfloat16), its low-resolution mask (S/4,
 # float32) and object pointer; one frame's image features are cached (FEATURE_BYTES).

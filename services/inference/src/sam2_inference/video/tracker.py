@@ -4,7 +4,7 @@ A clip is a list of frames (JPEG or PNG files, in order) decoded once and kept a
 session turns them into the model's input exactly as sam2's own frame loader does for a folder
 of JPEGs (PIL resize to the model's square, /255, ImageNet mean and std), so a session answers
 what `SAM2VideoPredictor.init_state(<folder of the same files>)` would
-(tests/inference/test_video.py). Prompts and propagation are sam2's own calls; masks come back
+(tests/inference/video/test_video.py). Prompts and propagation are sam2's own calls; masks come back
 as boolean arrays at the clip's size, per object id.
 """
 

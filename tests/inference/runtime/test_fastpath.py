@@ -1,6 +1,6 @@
 """The fast pipeline's pieces compute what sam2 and pycocotools compute, on CPU tensors.
 
-tests/inference/test_parity.py runs every prompt and output format through both pipelines
+tests/inference/image/test_parity.py runs every prompt and output format through both pipelines
 against SAM2ImagePredictor; these tests pin each piece alone, with the edge cases.
 """
 
