@@ -1,0 +1,111 @@
+"""The exported decoder (image/onnx.py) run by onnxruntime gives what `SAM2ImagePredictor` gives
+called directly on the same checkpoint and image: the low-resolution logits and the scores of
+clicks, boxes, points with a box, and refinement, multimask and single-mask (issue 29)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812 (sam2's spelling)
+from sam2.sam2_image_predictor import SAM2ImagePredictor
+from sam2_inference.image.onnx import INPUT_NAMES, export_decoder
+
+ort = pytest.importorskip("onnxruntime")
+
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("one click", {"points": [[60, 40]], "labels": [1]}),
+    ("clicks", {"points": [[60, 40], [150, 90], [20, 100]], "labels": [1, 0, 1]}),
+    ("box", {"box": [10, 10, 120, 100]}),
+    ("points and box", {"box": [30, 20, 180, 110], "points": [[100, 60]], "labels": [0]}),
+]
+
+
+@pytest.fixture(scope="module")
+def session(reference_model: Any) -> Any:
+    return ort.InferenceSession(export_decoder(reference_model))
+
+
+def _feed(
+    predictor: SAM2ImagePredictor, prompt: dict[str, Any], mask: Any = None
+) -> dict[str, Any]:
+    """The inputs a client sends: sam2's prompt layout (box corners first, labels 2 and 3, then
+    the points, then the padding point sam2 appends), in pixels of the original image."""
+    coords: list[list[float]] = []
+    labels: list[float] = []
+    if "box" in prompt:
+        x0, y0, x1, y1 = prompt["box"]
+        coords += [[x0, y0], [x1, y1]]
+        labels += [2, 3]
+    coords += prompt.get("points", [])
+    labels += prompt.get("labels", [])
+    coords.append([0.0, 0.0])
+    labels.append(-1)
+    features = predictor._features
+    height, width = predictor._orig_hw[0]
+    values = [
+        features["image_embed"].numpy(),
+        features["high_res_feats"][0].numpy(),
+        features["high_res_feats"][1].numpy(),
+        np.asarray([coords], np.float32),
+        np.asarray([labels], np.float32),
+        np.zeros((1, 1, 256, 256), np.float32) if mask is None else mask[None].astype(np.float32),
+        np.asarray([0.0 if mask is None else 1.0], np.float32),
+        np.asarray([height, width], np.float32),
+    ]
+    return dict(zip(INPUT_NAMES, values, strict=True))
+
+
+def _sam2(
+    predictor: SAM2ImagePredictor, prompt: dict[str, Any], multimask: bool, mask: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    masks, scores, low_res = predictor.predict(
+        point_coords=np.asarray(prompt["points"], np.float32) if "points" in prompt else None,
+        point_labels=np.asarray(prompt["labels"]) if "labels" in prompt else None,
+        box=np.asarray(prompt["box"], np.float32) if "box" in prompt else None,
+        mask_input=mask,
+        multimask_output=multimask,
+    )
+    return masks, scores, low_res
+
+
+@pytest.mark.parametrize(("name", "prompt"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("image", ["landscape", "portrait"])
+def test_onnx_decoder_answers_what_sam2_answers(
+    session: Any, reference: dict[str, SAM2ImagePredictor], image: str, name: str, prompt: Any
+) -> None:
+    predictor = reference[image]
+    multi_masks, multi_scores, single_mask, single_score = session.run(
+        None, _feed(predictor, prompt)
+    )
+    for multimask, ours, our_scores in (
+        (True, multi_masks, multi_scores),
+        (False, single_mask, single_score),
+    ):
+        masks, scores, low_res = _sam2(predictor, prompt, multimask)
+        assert np.abs(np.clip(ours[0], -32, 32) - low_res).max() < 1e-3
+        assert np.abs(our_scores[0] - scores).max() < 1e-4
+        # The client's masks: upsampled and thresholded as sam2 does (torch here, as a check).
+        height, width = predictor._orig_hw[0]
+        up = F.interpolate(torch.from_numpy(ours), (height, width), mode="bilinear")
+        theirs = masks > 0
+        mine = up[0].numpy() > 0
+        inter = np.logical_and(mine, theirs).sum(axis=(1, 2))
+        union = np.logical_or(mine, theirs).sum(axis=(1, 2))
+        assert (inter / np.maximum(union, 1)).min() >= 0.999
+
+
+def test_refinement_feeds_the_previous_logits(
+    session: Any, reference: dict[str, SAM2ImagePredictor]
+) -> None:
+    predictor = reference["landscape"]
+    first = {"points": [[60, 40]], "labels": [1]}
+    _, scores, low_res = _sam2(predictor, first, True)
+    best = low_res[int(np.argmax(scores))][None]  # 1 x 256 x 256, as `refine` keeps it
+    again = {"points": [[60, 40], [150, 90]], "labels": [1, 0]}
+    _, their_scores, their_low = _sam2(predictor, again, False, mask=best)
+    _, _, ours, our_scores = session.run(None, _feed(predictor, again, mask=best))
+    assert np.abs(np.clip(ours[0], -32, 32) - their_low).max() < 1e-3
+    assert np.abs(our_scores[0] - their_scores).max() < 1e-4
