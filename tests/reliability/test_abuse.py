@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from inference.test_bad_input import CASES
+from inference.api.test_bad_input import CASES
 from reliability.report import Report
 from support import GatewayServer, bearer, image_b64, raw_exchange
 
