@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812 (sam2's spelling)
 from sam2.sam2_image_predictor import SAM2ImagePredictor
+from sam2_contract.embedding import decode_embedding, encode_embedding
 from sam2_inference.image.onnx import INPUT_NAMES, export_decoder
 
 ort = pytest.importorskip("onnxruntime")
@@ -109,3 +110,38 @@ def test_refinement_feeds_the_previous_logits(
     _, _, ours, our_scores = session.run(None, _feed(predictor, again, mask=best))
     assert np.abs(np.clip(ours[0], -32, 32) - their_low).max() < 1e-3
     assert np.abs(our_scores[0] - their_scores).max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("dtype", "mean_iou", "worst_iou"), [("float16", 0.99, 0.97), ("int8", 0.99, 0.97)]
+)
+def test_a_smaller_embedding_keeps_the_masks(
+    session: Any,
+    reference: dict[str, SAM2ImagePredictor],
+    dtype: str,
+    mean_iou: float,
+    worst_iou: float,
+) -> None:
+    """The embedding downloaded as float16 or int8 (sam2_contract.embedding) decodes to masks
+    within the issue's bounds of those from float32, over every case on both images."""
+    ious = []
+    for image in ("landscape", "portrait"):
+        predictor = reference[image]
+        features = predictor._features
+        tensors = {
+            "image_embed": features["image_embed"].numpy(),
+            "high_res_feats_0": features["high_res_feats"][0].numpy(),
+            "high_res_feats_1": features["high_res_feats"][1].numpy(),
+        }
+        back, _ = decode_embedding(encode_embedding(tensors, dtype, {}))  # type: ignore[arg-type]
+        for _, prompt in CASES:
+            full = _feed(predictor, prompt)
+            small = full | back
+            for ours, theirs in zip(
+                session.run(None, small)[:1], session.run(None, full)[:1], strict=True
+            ):
+                inter = np.logical_and(ours > 0, theirs > 0).sum(axis=(2, 3))
+                union = np.logical_or(ours > 0, theirs > 0).sum(axis=(2, 3))
+                ious += list((inter / np.maximum(union, 1)).ravel())
+    assert np.mean(ious) >= mean_iou
+    assert np.percentile(ious, 1) >= worst_iou
