@@ -41,6 +41,9 @@ MAX_HEADER_BYTES = 1 << 16
 FloatArray = npt.NDArray[np.float32]
 
 
+DTYPES: dict[str, EmbeddingDtype] = {"float32": "float32", "float16": "float16", "int8": "int8"}
+
+
 def encode_embedding(
     tensors: dict[str, FloatArray], dtype: EmbeddingDtype, metadata: dict[str, str]
 ) -> bytes:

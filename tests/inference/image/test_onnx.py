@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (sam2's spelling)
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 from sam2_contract.embedding import decode_embedding, encode_embedding
-from sam2_inference.image.onnx import INPUT_NAMES, export_decoder
+from sam2_inference.image.onnx import export_decoder
+from support import decoder_feed
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -32,31 +33,13 @@ def session(reference_model: Any) -> Any:
 def _feed(
     predictor: SAM2ImagePredictor, prompt: dict[str, Any], mask: Any = None
 ) -> dict[str, Any]:
-    """The inputs a client sends: sam2's prompt layout (box corners first, labels 2 and 3, then
-    the points, then the padding point sam2 appends), in pixels of the original image."""
-    coords: list[list[float]] = []
-    labels: list[float] = []
-    if "box" in prompt:
-        x0, y0, x1, y1 = prompt["box"]
-        coords += [[x0, y0], [x1, y1]]
-        labels += [2, 3]
-    coords += prompt.get("points", [])
-    labels += prompt.get("labels", [])
-    coords.append([0.0, 0.0])
-    labels.append(-1)
     features = predictor._features
-    height, width = predictor._orig_hw[0]
-    values = [
-        features["image_embed"].numpy(),
-        features["high_res_feats"][0].numpy(),
-        features["high_res_feats"][1].numpy(),
-        np.asarray([coords], np.float32),
-        np.asarray([labels], np.float32),
-        np.zeros((1, 1, 256, 256), np.float32) if mask is None else mask[None].astype(np.float32),
-        np.asarray([0.0 if mask is None else 1.0], np.float32),
-        np.asarray([height, width], np.float32),
-    ]
-    return dict(zip(INPUT_NAMES, values, strict=True))
+    tensors = {
+        "image_embed": features["image_embed"].numpy(),
+        "high_res_feats_0": features["high_res_feats"][0].numpy(),
+        "high_res_feats_1": features["high_res_feats"][1].numpy(),
+    }
+    return decoder_feed(tensors, prompt, predictor._orig_hw[0], mask)
 
 
 def _sam2(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from sam2_contract.wire import FORWARDED_HEADERS
 
 from sam2_gateway.api.deps import Gateway
 from sam2_gateway.api.openapi import build_openapi
-from sam2_gateway.api.routes import auth, health, segment, usage, video
+from sam2_gateway.api.routes import auth, client_decode, health, segment, usage, video
 from sam2_gateway.backends import HttpBackend
 from sam2_gateway.core.answers import AnswerMemory
 from sam2_gateway.core.config import GatewaySettings
@@ -111,7 +112,10 @@ def create_app(
     )
     app.openapi = lambda: app.openapi_schema or _cache_openapi(app)  # type: ignore[method-assign]
     app.state.gateway = gateway
-    for router in (segment.router, video.router, auth.router, usage.router, health.router):
+    app.state.decoders = {}  # model name -> (ONNX bytes, ETag), fetched from inference once
+    app.state.decoders_lock = asyncio.Lock()
+    routers = (segment, video, client_decode, auth, usage, health)
+    for router in (module.router for module in routers):
         app.include_router(router)
     if (PLAYGROUND / "index.html").is_file():  # built by scripts/dev and scripts/test
         app.mount("/playground", StaticFiles(directory=PLAYGROUND, html=True), name="playground")

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from sam2_contract.problems import install_problem_handlers, install_request_ids
 
 from sam2_inference.api.deps import EngineHolder
-from sam2_inference.api.routes import health, segment
+from sam2_inference.api.routes import client_decode, health, segment
 from sam2_inference.api.routes import videos as video_routes
 from sam2_inference.config import InferenceSettings
 from sam2_inference.image.engine import Sam2Engine
@@ -61,7 +61,7 @@ def create_app(
     app.state.videos = videos or VideoService(settings)
     install_problem_handlers(app)
     install_request_ids(app)
-    for routes in (segment, health, video_routes):
+    for routes in (segment, health, video_routes, client_decode):
         app.include_router(routes.router)
     return app
 

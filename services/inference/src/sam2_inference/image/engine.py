@@ -46,6 +46,7 @@ from sam2_inference.image.auto import (
     why_no_mask,
 )
 from sam2_inference.image.cache import CachedImage, EmbeddingCache
+from sam2_inference.image.client_decode import DecoderExport
 from sam2_inference.image.decoding import ImageDecoder, pick_decoder
 from sam2_inference.image.inputs import ResolvedImage, check_bounds, resolve_image
 from sam2_inference.image.predictor import CachingPredictor, Predictors
@@ -110,6 +111,7 @@ class Sam2Engine:
         install_preemption(model)
         self._lock = ModelLock()
         self._predictors = Predictors(model, self.device, fast=self.fast)
+        self.decoder_export = DecoderExport(model)
         self._derived_budget: int | None = None
         self._accelerate()
 

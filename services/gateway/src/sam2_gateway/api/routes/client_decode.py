@@ -1,0 +1,77 @@
+"""Decoding clicks on the client (issue 29): the embedding of an image this key uploaded, and
+the served model's decoder as ONNX, downloaded once (ETag) and cached by the browser."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sam2_contract.embedding import DTYPES
+from sam2_contract.errors import ErrorCode, InvalidRequestError
+from sam2_contract.wire import routing_key
+
+from sam2_gateway.api.deps import GatewayDep, PrincipalDep
+from sam2_gateway.api.routes.segment import _limited, _request_id
+from sam2_gateway.hop import Hop
+
+router = APIRouter(tags=["client decoding"])
+EMBEDDING_MEDIA_TYPE = "application/vnd.sam2.embedding+safetensors"
+ONNX_MEDIA_TYPE = "application/onnx"
+
+
+@router.get(
+    "/v1/images/{image_id}/embedding",
+    responses={200: {"content": {EMBEDDING_MEDIA_TYPE: {}}}},
+)
+async def get_embedding(
+    image_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    gateway: GatewayDep,
+    dtype: str = "float16",
+) -> Response:
+    """An uploaded image's embedding (safetensors: float32, float16 or int8), for decoding
+    clicks on the client; another key's image is not cached for this one."""
+    principal.require("segment")
+    if dtype not in DTYPES:
+        raise InvalidRequestError(
+            f"`dtype` is {dtype!r}; it is float32, float16 or int8",
+            code=ErrorCode.INVALID_PARAMETER,
+        )
+    async with _limited(gateway, principal) as rate:
+        hop = Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, image_id))
+        answer = await gateway.backend.forward(
+            "GET", f"/v1/images/{image_id}/embedding?dtype={dtype}", hop
+        )
+        await gateway.meter.add(principal.key_id, images=0, masks=0, gpu_ms=0.0)
+    headers = rate.headers() | {"cache-control": "private, max-age=3600"}
+    return Response(answer.body, media_type=EMBEDDING_MEDIA_TYPE, headers=headers)
+
+
+@router.get(
+    "/v1/models/{name}/decoder.onnx",
+    responses={200: {"content": {ONNX_MEDIA_TYPE: {}}}, 304: {"description": "Not modified"}},
+)
+async def get_decoder(
+    name: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
+) -> Response:
+    """The served model's prompt encoder and mask decoder as ONNX, with an ETag of its bytes:
+    a browser downloads it once."""
+    principal.require("segment")
+    async with _limited(gateway, principal) as rate:
+        decoders: dict[str, tuple[bytes, str]] = request.app.state.decoders
+        lock: asyncio.Lock = request.app.state.decoders_lock
+        async with lock:
+            if name not in decoders:
+                hop = Hop(principal.key_id, _request_id(request))
+                answer = await gateway.backend.forward(
+                    "GET", f"/v1/models/{name}/decoder.onnx", hop
+                )
+                decoders[name] = (answer.body, f'"{hashlib.sha256(answer.body).hexdigest()[:32]}"')
+        onnx, etag = decoders[name]
+    headers = rate.headers() | {"etag": etag, "cache-control": "private, max-age=86400"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(onnx, media_type=ONNX_MEDIA_TYPE, headers=headers)

@@ -1,0 +1,54 @@
+"""Decoding on the client (issue 29): an image's embedding and the exported decoder, for the
+gateway to pass on."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from sam2_contract.embedding import DTYPES
+from sam2_contract.errors import (
+    ErrorCode,
+    ImageNotCachedError,
+    InvalidRequestError,
+    ModelNotLoadedError,
+)
+from starlette.concurrency import run_in_threadpool
+
+from sam2_inference.api.deps import EngineDep, NamespaceDep
+from sam2_inference.image.client_decode import embedding_file
+
+router = APIRouter(tags=["client decoding"])
+EMBEDDING_MEDIA_TYPE = "application/vnd.sam2.embedding+safetensors"
+ONNX_MEDIA_TYPE = "application/onnx"
+
+
+@router.get("/v1/images/{image_id}/embedding")
+async def embedding(
+    image_id: str, engine: EngineDep, namespace: NamespaceDep, dtype: str = "float16"
+) -> Response:
+    """A cached image's embedding, for this tenant only (another's is not cached here)."""
+    stored = DTYPES.get(dtype)
+    if stored is None:
+        raise InvalidRequestError(
+            f"`dtype` is {dtype!r}; it is float32, float16 or int8",
+            code=ErrorCode.INVALID_PARAMETER,
+        )
+    entry = engine.cache.get(namespace, image_id)
+    if entry is None:
+        raise ImageNotCachedError(f"no cached embedding for {image_id}")
+    data = await run_in_threadpool(
+        embedding_file,
+        entry,
+        image_id=image_id,
+        dtype=stored,
+        model=engine.info.name,
+    )
+    return Response(data, media_type=EMBEDDING_MEDIA_TYPE)
+
+
+@router.get("/v1/models/{name}/decoder.onnx")
+async def decoder(name: str, engine: EngineDep) -> Response:
+    """The served model's prompt encoder and mask decoder as ONNX (image/onnx.py)."""
+    if name != engine.info.name:
+        raise ModelNotLoadedError(f"this server serves {engine.info.name!r}, not {name!r}")
+    return Response(await run_in_threadpool(engine.decoder_export.get), media_type=ONNX_MEDIA_TYPE)

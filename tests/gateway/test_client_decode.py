@@ -1,0 +1,94 @@
+"""Decoding clicks on the client, through the gateway (issue 29): the embedding of an uploaded
+image and the decoder, downloaded, give the server's masks and scores; another key's image,
+a bad dtype, an unknown model and a missing scope are refused as clicks are."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812 (sam2's spelling)
+from fastapi.testclient import TestClient
+from sam2_contract import decode_mask
+from sam2_contract.embedding import decode_embedding
+from support import RunningServer, bearer, decoder_feed, image_b64
+
+ort = pytest.importorskip("onnxruntime")
+CLICK = {"point_coords": [[60, 40], [100, 90]], "point_labels": [1, 0], "mask_format": "rle"}
+
+
+@pytest.fixture
+def local(make_client: Callable[..., TestClient], inference_server: RunningServer) -> TestClient:
+    return make_client(inference_url=inference_server.url)
+
+
+def test_a_click_decoded_on_the_client_is_the_servers_answer(
+    local: TestClient, new_key: Callable[..., str]
+) -> None:
+    auth = bearer(new_key())
+    served = local.post("/v1/segment", json={"image": image_b64("landscape")} | CLICK, headers=auth)
+    answer = served.json()
+    embedding = local.get(f"/v1/images/{answer['image_id']}/embedding?dtype=float32", headers=auth)
+    assert embedding.status_code == 200, embedding.text
+    assert embedding.headers["content-type"] == "application/vnd.sam2.embedding+safetensors"
+    tensors, metadata = decode_embedding(embedding.content)
+    assert (metadata["image_id"], metadata["height"], metadata["width"]) == (
+        answer["image_id"],
+        "120",
+        "200",
+    )
+    decoder = local.get("/v1/models/tiny/decoder.onnx", headers=auth)
+    assert decoder.status_code == 200
+    etag = decoder.headers["etag"]
+    again = local.get("/v1/models/tiny/decoder.onnx", headers=auth | {"if-none-match": etag})
+    assert (again.status_code, again.content) == (304, b"")
+    session = ort.InferenceSession(decoder.content)
+    prompt = {"points": CLICK["point_coords"], "labels": CLICK["point_labels"]}
+    masks, scores, _, _ = session.run(None, decoder_feed(tensors, prompt, (120, 200)))
+    best = int(np.argmax(scores[0]))
+    assert abs(float(scores[0][best]) - answer["score"]) < 1e-4
+    up = F.interpolate(torch.from_numpy(masks), (120, 200), mode="bilinear")[0, best].numpy() > 0
+    theirs = decode_mask(answer["mask"])
+    iou = np.logical_and(up, theirs).sum() / max(np.logical_or(up, theirs).sum(), 1)
+    assert iou >= 0.999
+
+
+def test_another_keys_image_is_not_cached_for_this_one(
+    local: TestClient, new_key: Callable[..., str]
+) -> None:
+    alice, bob = bearer(new_key()), bearer(new_key())
+    image_id = local.post(
+        "/v1/segment", json={"image": image_b64("portrait")} | CLICK, headers=alice
+    ).json()["image_id"]
+    refused = local.get(f"/v1/images/{image_id}/embedding", headers=bob)
+    assert (refused.status_code, refused.json()["code"]) == (404, "image_not_cached")
+    assert local.get(f"/v1/images/{image_id}/embedding", headers=alice).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/v1/images/img_" + "0" * 32 + "/embedding?dtype=float64", 422, "invalid_parameter"),
+        ("/v1/images/img_" + "0" * 32 + "/embedding", 404, "image_not_cached"),
+        ("/v1/models/large/decoder.onnx", 400, "model_not_loaded"),
+    ],
+)
+def test_bad_requests_get_their_problem(
+    local: TestClient, new_key: Callable[..., str], path: str, status: int, code: str
+) -> None:
+    answer = local.get(path, headers=bearer(new_key()))
+    problem: dict[str, Any] = answer.json()
+    assert (answer.status_code, problem["code"]) == (status, code)
+    assert problem["hint"]
+
+
+def test_a_key_without_the_segment_scope_is_refused(
+    local: TestClient, new_key: Callable[..., str]
+) -> None:
+    video_only = bearer(new_key("video"))
+    for path in ("/v1/images/img_" + "0" * 32 + "/embedding", "/v1/models/tiny/decoder.onnx"):
+        answer = local.get(path, headers=video_only)
+        assert (answer.status_code, answer.json()["code"]) == (403, "insufficient_scope")
