@@ -157,31 +157,10 @@ def decoder_feed(
     orig_hw: tuple[int, int],
     mask: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """The exported decoder's inputs a client sends (image/onnx.py): sam2's prompt layout (box
-    corners first, labels 2 and 3, then the points, then the padding point sam2 appends), in
-    pixels of the original image; `mask`, 1 x 256 x 256 logits to refine."""
-    coords: list[list[float]] = []
-    labels: list[float] = []
-    if "box" in prompt:
-        x0, y0, x1, y1 = prompt["box"]
-        coords += [[x0, y0], [x1, y1]]
-        labels += [2, 3]
-    coords += prompt.get("points", [])
-    labels += prompt.get("labels", [1] * len(prompt.get("points", [])))
-    coords.append([0.0, 0.0])
-    labels.append(-1)
-    return {
-        **tensors,
-        "point_coords": np.asarray([coords], np.float32),
-        "point_labels": np.asarray([labels], np.float32),
-        "mask_input": (
-            np.zeros((1, 1, 256, 256), np.float32)
-            if mask is None
-            else mask[None].astype(np.float32)
-        ),
-        "has_mask_input": np.asarray([0.0 if mask is None else 1.0], np.float32),
-        "orig_im_size": np.asarray(orig_hw, np.float32),
-    }
+    """The exported decoder's inputs as the Python SDK's local decoder sends them."""
+    from sam2_sdk._local import decoder_inputs
+
+    return {**tensors, **decoder_inputs(prompt, orig_hw, mask)}
 
 
 def load_script(name: str) -> Any:

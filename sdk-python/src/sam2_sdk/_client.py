@@ -5,19 +5,22 @@ each client is its public methods (one line each), its public request primitives
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
 from typing import Any, Unpack
 
 import httpx
-from sam2_contract.models import ModelsResponse, TokenResponse, UsageResponse
+from sam2_contract.embedding import EmbeddingDtype
+from sam2_contract.models import ModelInfo, ModelsResponse, TokenResponse, UsageResponse
 from sam2_contract.overlay import RenderFormat
 
 from sam2_sdk._base import BaseClient, fingerprint
 from sam2_sdk._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
-from sam2_sdk._exceptions import ImageNotCachedError
+from sam2_sdk._exceptions import ImageNotCachedError, Sam2Error
 from sam2_sdk._http import Call, answer_json
+from sam2_sdk._local import LocalSession, decoder_cache
 from sam2_sdk._types import (
     AutoOptions,
     AutoSegmentation,
@@ -103,6 +106,43 @@ class Sam2Client(BaseClient):
         """This key's usage per UTC day over the last `days` (today included), and its limits."""
         return UsageResponse.model_validate(self.request("GET", self._usage_path(days)))
 
+    def local(
+        self,
+        image: ImageInput,
+        *,
+        dtype: EmbeddingDtype = "float16",
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> LocalSession:
+        """A session that decodes clicks on `image` in this process (`sam2-sdk[local]`): the
+        image is uploaded once (or named by its image_id), its embedding downloaded as
+        `dtype`, and the decoder downloaded once per model, kept in `cache_dir` by its ETag."""
+        for _ in range(2):
+            answer = self._on_image(image, {"point_coords": [[0, 0]], "mask_format": "rle"})
+            try:
+                embedding = self.download(
+                    f"/v1/images/{answer['image_id']}/embedding?dtype={dtype}"
+                )
+                break
+            except ImageNotCachedError:
+                self._forget(fingerprint(image), answer["image_id"])
+        else:
+            raise Sam2Error("the service kept losing this image's embedding; try again")
+        model = ModelInfo.model_validate(answer["model"])
+        return LocalSession(embedding, self._decoder(model.name, cache_dir), model)
+
+    def _decoder(self, name: str, cache_dir: str | os.PathLike[str] | None) -> bytes:
+        folder = decoder_cache(cache_dir)
+        tag_file, onnx_file = folder / f"{name}.etag", folder / f"{name}.onnx"
+        known = tag_file.read_text() if tag_file.exists() and onnx_file.exists() else None
+        response = self._send(
+            Call("GET", f"/v1/models/{name}/decoder.onnx", headers={"if-none-match": known or ""})
+        )
+        if response.status_code == 304 and known is not None:
+            return onnx_file.read_bytes()
+        onnx_file.write_bytes(response.content)
+        tag_file.write_text(response.headers.get("etag", ""))
+        return response.content
+
     def close(self) -> None:
         self._http.close()
 
@@ -168,15 +208,16 @@ class Sam2Client(BaseClient):
         """The one request loop: send, and retry what may be retried (_http.py)."""
         attempt = 0
         while True:
+            headers = self._headers() | (call.headers or {})
             request = self._http.build_request(
-                call.method, self._url(call.path), headers=self._headers(), **call.content()
+                call.method, self._url(call.path), headers=headers, **call.content()
             )
             try:
                 response = self._http.send(request, stream=stream)
             except httpx.TransportError as exc:
                 self._sleep(self._retry_or_raise(attempt, exc))
             else:
-                if response.is_success:
+                if response.is_success or response.status_code == 304:
                     return response
                 response.read()
                 response.close()
@@ -316,8 +357,9 @@ class AsyncSam2Client(BaseClient):
     async def _send(self, call: Call, *, stream: bool = False) -> httpx.Response:
         attempt = 0
         while True:
+            headers = self._headers() | (call.headers or {})
             request = self._http.build_request(
-                call.method, self._url(call.path), headers=self._headers(), **call.content()
+                call.method, self._url(call.path), headers=headers, **call.content()
             )
             try:
                 response = await self._http.send(request, stream=stream)

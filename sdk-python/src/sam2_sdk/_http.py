@@ -28,6 +28,7 @@ class Call:
     image: bytes | None = None
     files: list[tuple[str, bytes]] | None = None
     fields: dict[str, str] | None = None
+    headers: dict[str, str] | None = None
 
     def content(self) -> dict[str, Any]:
         """httpx's arguments for this body."""

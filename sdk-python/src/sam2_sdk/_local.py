@@ -1,0 +1,171 @@
+"""Clicks decoded in this process (issue 29; `pip install "sam2-sdk[local]"`, onnxruntime):
+the server computes an image's embedding once, then `LocalSession` answers clicks, boxes and
+refinement with the exported decoder and no request.
+
+    with Sam2Client() as client:
+        local = client.local("photo.jpg")  # an upload (or its image_id), two downloads
+        click = local.segment(points=[[320, 240]])  # a Segmentation, as segment() gives
+        local.segment(points=[[320, 240], [400, 260]], labels=[1, 0], refine=click.mask_id)
+
+The decoder is downloaded once per model and kept on disk by its ETag (`cache_dir`, default
+`~/.cache/sam2-sdk`); the embedding once per session. Masks are upsampled and thresholded as
+sam2 does (bilinear, half-pixel centres, > 0), so they equal the server's (IoU >= 0.999 with
+float32 embeddings; float16, the default, within the bounds tests/sdk/test_local.py holds).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sam2_contract.embedding import EmbeddingDtype, decode_embedding
+from sam2_contract.masks import encode_mask
+from sam2_contract.models import ModelInfo, PromptSegmentResponse, Timings
+
+from sam2_sdk._exceptions import Sam2Error
+from sam2_sdk._types import Box, Labels, Points, Segmentation, parse_prompt
+
+FloatArray = npt.NDArray[np.float32]
+KEPT_MASKS = 16
+
+
+class LocalSession:
+    """One image's clicks, decoded here. Made by `Sam2Client.local(image)`."""
+
+    def __init__(
+        self,
+        embedding: bytes,
+        decoder: bytes,
+        model: ModelInfo,
+    ) -> None:
+        try:
+            import onnxruntime  # type: ignore[import-untyped]
+        except ImportError:  # pragma: no cover - the extra names it
+            raise Sam2Error(
+                'local decoding needs onnxruntime: pip install "sam2-sdk[local]"'
+            ) from None
+        self.tensors, metadata = decode_embedding(embedding)
+        self.image_id = metadata["image_id"]
+        self.image_shape = (int(metadata["height"]), int(metadata["width"]))
+        self.dtype = metadata["dtype"]
+        self.model = model
+        self._session = onnxruntime.InferenceSession(decoder)
+        self._kept: OrderedDict[str, FloatArray] = OrderedDict()
+
+    def segment(
+        self,
+        *,
+        points: Points | None = None,
+        labels: Labels | None = None,
+        box: Box | None = None,
+        multimask: bool = True,
+        refine: str | None = None,
+    ) -> Segmentation:
+        """Points and/or one box on this session's image (the server's `segment()` rules:
+        labels default to foreground; `refine` is an earlier answer's `mask_id` here)."""
+        if points is None and box is None:
+            raise TypeError("pass points=, box= or both")
+        prompt = _prompt(points, labels, box)
+        mask_input = self._kept.get(refine) if refine else None
+        if refine and mask_input is None:
+            raise Sam2Error(f"no mask {refine} is kept by this local session")
+        height, width = self.image_shape
+        feed = self.tensors | decoder_inputs(prompt, (height, width), mask_input)
+        multi, multi_scores, single, single_score = self._session.run(None, feed)
+        low, scores = (multi[0], multi_scores[0]) if multimask else (single[0], single_score[0])
+        best = int(np.argmax(scores))
+        mask = upsample(low[best], height, width) > 0
+        mask_id = "msk_" + secrets.token_hex(12)
+        self._kept[mask_id] = np.clip(low[best], -32.0, 32.0)[None]
+        while len(self._kept) > KEPT_MASKS:
+            self._kept.popitem(last=False)
+        response = PromptSegmentResponse(
+            mask=encode_mask(mask, "rle"),
+            score=float(scores[best]),
+            all_scores=[float(s) for s in scores],
+            image_shape=[height, width],
+            mask_id=mask_id,
+            mode="box" if box is not None else "point",
+            mask_format="rle",
+            image_id=self.image_id,
+            model=self.model,
+            cached=True,
+            timings_ms=Timings(decode_ms=0, embed_ms=0, predict_ms=0, encode_ms=0, total_ms=0),
+            warnings=["decoded locally"],
+        )
+        return parse_prompt(response.model_dump(mode="json", exclude_none=True))
+
+
+def upsample(low: FloatArray, height: int, width: int) -> FloatArray:
+    """Bilinear resize with half-pixel centres (torch's `align_corners=False`), as sam2
+    upsamples its low-resolution logits."""
+    rows = _weights(low.shape[0], height)
+    cols = _weights(low.shape[1], width)
+    out: FloatArray = rows @ low.astype(np.float32) @ cols.T
+    return out
+
+
+def _weights(size_in: int, size_out: int) -> FloatArray:
+    """The size_out x size_in interpolation matrix of one axis."""
+    scale = size_in / size_out
+    source = np.maximum((np.arange(size_out, dtype=np.float32) + 0.5) * scale - 0.5, 0.0)
+    low = np.minimum(np.floor(source).astype(int), size_in - 1)
+    high = np.minimum(low + 1, size_in - 1)
+    frac = (source - low).astype(np.float32)
+    matrix = np.zeros((size_out, size_in), np.float32)
+    np.add.at(matrix, (np.arange(size_out), low), 1 - frac)
+    np.add.at(matrix, (np.arange(size_out), high), frac)
+    return matrix
+
+
+def _prompt(points: Points | None, labels: Labels | None, box: Box | None) -> dict[str, Any]:
+    prompt: dict[str, Any] = {}
+    if box is not None:
+        prompt["box"] = [float(v) for v in np.asarray(box, np.float32).reshape(4)]
+    if points is not None:
+        array = np.asarray(points, np.float32).reshape(-1, 2)
+        prompt["points"] = array.tolist()
+        prompt["labels"] = (
+            [1] * len(array) if labels is None else [int(v) for v in np.asarray(labels).ravel()]
+        )
+    return prompt
+
+
+def decoder_inputs(
+    prompt: dict[str, Any], orig_hw: tuple[int, int], mask: FloatArray | None
+) -> dict[str, FloatArray]:
+    """The exported decoder's prompt inputs, in sam2's layout: box corners (labels 2, 3), then
+    the points, then the padding point sam2 appends (-1), in pixels of the original image;
+    `mask`, 1 x 256 x 256 logits to refine. `prompt`: `points`, `labels`, `box`."""
+    coords: list[list[float]] = []
+    labels: list[float] = []
+    if "box" in prompt:
+        x0, y0, x1, y1 = prompt["box"]
+        coords += [[x0, y0], [x1, y1]]
+        labels += [2, 3]
+    coords += prompt.get("points", [])
+    labels += prompt.get("labels", [])
+    coords.append([0.0, 0.0])
+    labels.append(-1)
+    return {
+        "point_coords": np.asarray([coords], np.float32),
+        "point_labels": np.asarray([labels], np.float32),
+        "mask_input": np.zeros((1, 1, 256, 256), np.float32) if mask is None else mask[None],
+        "has_mask_input": np.asarray([0.0 if mask is None else 1.0], np.float32),
+        "orig_im_size": np.asarray(orig_hw, np.float32),
+    }
+
+
+def decoder_cache(directory: str | os.PathLike[str] | None) -> Path:
+    """Where downloaded decoders are kept, by model and ETag."""
+    folder = Path(directory) if directory is not None else Path.home() / ".cache" / "sam2-sdk"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+__all__ = ["EmbeddingDtype", "LocalSession", "decoder_cache", "decoder_inputs", "upsample"]
