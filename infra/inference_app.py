@@ -59,6 +59,8 @@ PACKAGES = (
     "pydantic-settings>=2.5",
     "python-multipart>=0.0.18",
     "av>=14",
+    "onnx>=1.17",
+    "onnxscript>=0.2",
     # ...and the contract's (shared/pyproject.toml)
     "pydantic>=2.9,<3",
     "pillow>=10.4",

@@ -59,11 +59,15 @@ def test_openapi_is_correct_for_clients() -> None:
         "remove_object",
         "propagate",
     }
-    assert (
-        ids
-        == {"segment", "segment_batch", "create_token", "models", "usage", "healthz", "readyz"}
-        | video
-    )
+    assert ids == {
+        "segment",
+        "segment_batch",
+        "create_token",
+        "models",
+        "usage",
+        "healthz",
+        "readyz",
+    } | video | {"get_embedding", "get_decoder"}
     [days] = spec["paths"]["/v1/usage"]["get"]["parameters"]
     assert (days["name"], days["in"], days["schema"]["minimum"], days["schema"]["maximum"]) == (
         "days",

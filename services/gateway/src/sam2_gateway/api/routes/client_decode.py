@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sam2_contract.embedding import DTYPES
-from sam2_contract.errors import ErrorCode, InvalidRequestError
+from sam2_contract.errors import (
+    ErrorCode,
+    ImageNotCachedError,
+    InvalidRequestError,
+    ModelNotLoadedError,
+)
+from sam2_contract.models import IMAGE_ID_HEX_LENGTH, IMAGE_ID_PREFIX, MODEL_IDS
 from sam2_contract.wire import routing_key
 
 from sam2_gateway.api.deps import GatewayDep, PrincipalDep
@@ -19,6 +26,7 @@ from sam2_gateway.hop import Hop
 router = APIRouter(tags=["client decoding"])
 EMBEDDING_MEDIA_TYPE = "application/vnd.sam2.embedding+safetensors"
 ONNX_MEDIA_TYPE = "application/onnx"
+IMAGE_ID = re.compile(re.escape(IMAGE_ID_PREFIX) + f"[0-9a-f]{{{IMAGE_ID_HEX_LENGTH}}}")
 
 
 @router.get(
@@ -35,6 +43,8 @@ async def get_embedding(
     """An uploaded image's embedding (safetensors: float32, float16 or int8), for decoding
     clicks on the client; another key's image is not cached for this one."""
     principal.require("segment")
+    if not IMAGE_ID.fullmatch(image_id):  # checked here: it becomes part of the hop's path
+        raise ImageNotCachedError(f"no cached embedding for {image_id[:64]!r}")
     if dtype not in DTYPES:
         raise InvalidRequestError(
             f"`dtype` is {dtype!r}; it is float32, float16 or int8",
@@ -60,6 +70,8 @@ async def get_decoder(
     """The served model's prompt encoder and mask decoder as ONNX, with an ETag of its bytes:
     a browser downloads it once."""
     principal.require("segment")
+    if name not in MODEL_IDS:
+        raise ModelNotLoadedError(f"there is no model {name[:64]!r}; see GET /v1/models")
     async with _limited(gateway, principal) as rate:
         decoders: dict[str, tuple[bytes, str]] = request.app.state.decoders
         lock: asyncio.Lock = request.app.state.decoders_lock
