@@ -26,6 +26,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from sam2_contract.errors import ErrorCode, InvalidRequestError
+
 EmbeddingDtype = Literal["float32", "float16", "int8"]
 FORMAT = "sam2-embedding"
 VERSION = "1"
@@ -42,6 +44,20 @@ FloatArray = npt.NDArray[np.float32]
 
 
 DTYPES: dict[str, EmbeddingDtype] = {"float32": "float32", "float16": "float16", "int8": "int8"}
+MEDIA_TYPE = "application/vnd.sam2.embedding+safetensors"
+DECODER_MEDIA_TYPE = "application/onnx"
+"""The media types of the two downloads: an embedding file and the exported decoder."""
+
+
+def parse_dtype(value: str) -> EmbeddingDtype:
+    """The `dtype` a client asked for, or `422 invalid_parameter`."""
+    dtype = DTYPES.get(value)
+    if dtype is None:
+        raise InvalidRequestError(
+            f"`dtype` is {value[:32]!r}; it is float32, float16 or int8",
+            code=ErrorCode.INVALID_PARAMETER,
+        )
+    return dtype
 
 
 def encode_embedding(

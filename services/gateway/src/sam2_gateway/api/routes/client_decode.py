@@ -9,11 +9,9 @@ import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sam2_contract.embedding import DTYPES
+from sam2_contract.embedding import DECODER_MEDIA_TYPE, MEDIA_TYPE, parse_dtype
 from sam2_contract.errors import (
-    ErrorCode,
     ImageNotCachedError,
-    InvalidRequestError,
     ModelNotLoadedError,
 )
 from sam2_contract.models import IMAGE_ID_HEX_LENGTH, IMAGE_ID_PREFIX, MODEL_IDS
@@ -24,14 +22,12 @@ from sam2_gateway.api.routes.segment import _limited, _request_id
 from sam2_gateway.hop import Hop
 
 router = APIRouter(tags=["client decoding"])
-EMBEDDING_MEDIA_TYPE = "application/vnd.sam2.embedding+safetensors"
-ONNX_MEDIA_TYPE = "application/onnx"
 IMAGE_ID = re.compile(re.escape(IMAGE_ID_PREFIX) + f"[0-9a-f]{{{IMAGE_ID_HEX_LENGTH}}}")
 
 
 @router.get(
     "/v1/images/{image_id}/embedding",
-    responses={200: {"content": {EMBEDDING_MEDIA_TYPE: {}}}},
+    responses={200: {"content": {MEDIA_TYPE: {}}}},
 )
 async def get_embedding(
     image_id: str,
@@ -45,11 +41,7 @@ async def get_embedding(
     principal.require("segment")
     if not IMAGE_ID.fullmatch(image_id):  # checked here: it becomes part of the hop's path
         raise ImageNotCachedError(f"no cached embedding for {image_id[:64]!r}")
-    if dtype not in DTYPES:
-        raise InvalidRequestError(
-            f"`dtype` is {dtype!r}; it is float32, float16 or int8",
-            code=ErrorCode.INVALID_PARAMETER,
-        )
+    parse_dtype(dtype)
     async with _limited(gateway, principal) as rate:
         hop = Hop(principal.key_id, _request_id(request), routing_key(principal.key_id, image_id))
         answer = await gateway.backend.forward(
@@ -57,12 +49,12 @@ async def get_embedding(
         )
         await gateway.meter.add(principal.key_id, images=0, masks=0, gpu_ms=0.0)
     headers = rate.headers() | {"cache-control": "private, max-age=3600"}
-    return Response(answer.body, media_type=EMBEDDING_MEDIA_TYPE, headers=headers)
+    return Response(answer.body, media_type=MEDIA_TYPE, headers=headers)
 
 
 @router.get(
     "/v1/models/{name}/decoder.onnx",
-    responses={200: {"content": {ONNX_MEDIA_TYPE: {}}}, 304: {"description": "Not modified"}},
+    responses={200: {"content": {DECODER_MEDIA_TYPE: {}}}, 304: {"description": "Not modified"}},
 )
 async def get_decoder(
     name: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
@@ -86,4 +78,4 @@ async def get_decoder(
     headers = rate.headers() | {"etag": etag, "cache-control": "private, max-age=86400"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    return Response(onnx, media_type=ONNX_MEDIA_TYPE, headers=headers)
+    return Response(onnx, media_type=DECODER_MEDIA_TYPE, headers=headers)

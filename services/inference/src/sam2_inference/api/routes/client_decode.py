@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from sam2_contract.embedding import DTYPES
+from sam2_contract.embedding import DECODER_MEDIA_TYPE, MEDIA_TYPE, parse_dtype
 from sam2_contract.errors import (
-    ErrorCode,
     ImageNotCachedError,
-    InvalidRequestError,
     ModelNotLoadedError,
 )
 from starlette.concurrency import run_in_threadpool
@@ -18,8 +16,6 @@ from sam2_inference.api.deps import EngineDep, NamespaceDep
 from sam2_inference.image.client_decode import embedding_file
 
 router = APIRouter(tags=["client decoding"])
-EMBEDDING_MEDIA_TYPE = "application/vnd.sam2.embedding+safetensors"
-ONNX_MEDIA_TYPE = "application/onnx"
 
 
 @router.get("/v1/images/{image_id}/embedding")
@@ -27,12 +23,7 @@ async def embedding(
     image_id: str, engine: EngineDep, namespace: NamespaceDep, dtype: str = "float16"
 ) -> Response:
     """A cached image's embedding, for this tenant only (another's is not cached here)."""
-    stored = DTYPES.get(dtype)
-    if stored is None:
-        raise InvalidRequestError(
-            f"`dtype` is {dtype!r}; it is float32, float16 or int8",
-            code=ErrorCode.INVALID_PARAMETER,
-        )
+    stored = parse_dtype(dtype)
     entry = engine.cache.get(namespace, image_id)
     if entry is None:
         raise ImageNotCachedError(f"no cached embedding for {image_id}")
@@ -43,7 +34,7 @@ async def embedding(
         dtype=stored,
         model=engine.info.name,
     )
-    return Response(data, media_type=EMBEDDING_MEDIA_TYPE)
+    return Response(data, media_type=MEDIA_TYPE)
 
 
 @router.get("/v1/models/{name}/decoder.onnx")
@@ -51,4 +42,6 @@ async def decoder(name: str, engine: EngineDep) -> Response:
     """The served model's prompt encoder and mask decoder as ONNX (image/onnx.py)."""
     if name != engine.info.name:
         raise ModelNotLoadedError(f"this server serves {engine.info.name!r}, not {name!r}")
-    return Response(await run_in_threadpool(engine.decoder_export.get), media_type=ONNX_MEDIA_TYPE)
+    return Response(
+        await run_in_threadpool(engine.decoder_export.get), media_type=DECODER_MEDIA_TYPE
+    )
