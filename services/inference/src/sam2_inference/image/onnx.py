@@ -4,16 +4,16 @@ The server computes an image's embedding once (the image encoder, the expensive 
 that holds the embedding and this model answers every later click itself, with no round trip.
 `DecoderOnnx` is exactly what `SAM2ImagePredictor._predict` runs after the encoder, for one
 image: the prompts as sam2 prepares them (points in pixels of the original image, normalised by
-`orig_im_size` to the model's 1024x1024 input; a box as two corner points labelled 2 and 3;
-the padding point sam2 appends when no box is given, label -1, sent by the client), the mask to
-refine (`mask_input`, with `has_mask_input` 1) or none, then the decoder. It answers the
+`orig_im_size` to the model's 1024x1024 input; a box as two corner points labelled 2 and 3,
+before the points; last, the padding point sam2 always appends, label -1, sent by the client),
+the mask to refine (`mask_input`, with `has_mask_input` 1) or none, then the decoder. It answers the
 low-resolution logits (256 x 256) and IoU scores of both selections sam2 makes: the three
 multimask candidates, and the single mask (with sam2's dynamic multimask-via-stability). The
 client upsamples (bilinear, to the original size) and thresholds at 0, as sam2 does.
 
-Work in progress (issue 29): the export and its parity with sam2 are here and tested
-(tests/inference/image/test_onnx.py); the routes that serve the model and the embedding, and
-the SDKs' local decoders, are not built yet.
+Served by `GET /v1/models/{name}/decoder.onnx` (image/client_decode.py exports it once per
+process); its parity with sam2 is tests/inference/image/test_onnx.py. Issue 29 is in progress:
+the browser's decoder (onnxruntime-web) and the playground's use of it are not built yet.
 """
 
 from __future__ import annotations
