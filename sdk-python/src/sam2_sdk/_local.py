@@ -28,7 +28,7 @@ from sam2_contract.masks import encode_mask
 from sam2_contract.models import ModelInfo, PromptSegmentResponse, Timings
 
 from sam2_sdk._exceptions import Sam2Error
-from sam2_sdk._types import Box, Labels, Points, Segmentation, parse_prompt
+from sam2_sdk._types import Box, Labels, Points, Segmentation, prompt_result
 
 FloatArray = npt.NDArray[np.float32]
 KEPT_MASKS = 16
@@ -98,7 +98,7 @@ class LocalSession:
             timings_ms=Timings(decode_ms=0, embed_ms=0, predict_ms=0, encode_ms=0, total_ms=0),
             warnings=["decoded locally"],
         )
-        return parse_prompt(response.model_dump(mode="json", exclude_none=True))
+        return prompt_result(response)  # built here, validated by construction: not re-parsed
 
 
 def upsample(low: FloatArray, height: int, width: int) -> FloatArray:

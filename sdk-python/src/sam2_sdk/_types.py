@@ -168,7 +168,7 @@ BatchResult = Segmentation | AutoSegmentation | BatchItemError
 
 
 def parse_prompt(answer: dict[str, Any]) -> Segmentation:
-    return _prompt(_valid(PromptSegmentResponse, answer))
+    return prompt_result(_valid(PromptSegmentResponse, answer))
 
 
 def parse_auto(answer: dict[str, Any]) -> AutoSegmentation:
@@ -179,7 +179,7 @@ def parse_batch(answer: dict[str, Any]) -> list[BatchResult]:
     results: list[BatchResult] = []
     for item in _valid(BatchSegmentResponse, answer).results:
         if isinstance(item.result, PromptSegmentResponse):
-            results.append(_prompt(item.result))
+            results.append(prompt_result(item.result))
         elif isinstance(item.result, AutoSegmentResponse):
             results.append(_auto(item.result))
         else:
@@ -223,7 +223,8 @@ def _picture(data: str) -> Image.Image:
     return image
 
 
-def _prompt(response: PromptSegmentResponse) -> Segmentation:
+def prompt_result(response: PromptSegmentResponse) -> Segmentation:
+    """A point or box answer, from the contract's model."""
     return Segmentation(
         mask=decode_mask(response.mask),
         score=response.score,
