@@ -163,6 +163,63 @@ def decoder_feed(
     return {**tensors, **decoder_inputs(prompt, orig_hw, mask)}
 
 
+def random_prompts(seed: int, width: int, height: int, count: int = 32) -> list[dict[str, Any]]:
+    """`count` prompts on a width x height image, as `segment()` takes them, in turn: a click,
+    clicks with a background one, a box, points with a box, and a refinement (the previous
+    prompt's points and one more, `refine: True` meaning the previous answer's mask_id); one in
+    three single-mask."""
+    rng = np.random.default_rng(seed)
+
+    def point() -> list[float]:
+        return [float(rng.uniform(0, width - 1)), float(rng.uniform(0, height - 1))]
+
+    def box() -> list[float]:
+        (x0, x1), (y0, y1) = (
+            sorted(rng.uniform(0, width - 5, 2)),
+            sorted(rng.uniform(0, height - 5, 2)),
+        )
+        return [float(x0), float(y0), float(x1 + 4), float(y1 + 4)]  # inside, 4 px at least
+
+    prompts: list[dict[str, Any]] = []
+    for i in range(count):
+        kind = i % 5
+        if kind == 0:
+            prompt: dict[str, Any] = {"points": [point()], "labels": [1]}
+        elif kind == 1:
+            prompt = {"points": [point(), point(), point()], "labels": [1, 0, 1]}
+        elif kind == 2:
+            prompt = {"box": box()}
+        elif kind == 3:
+            prompt = {"box": box(), "points": [point()], "labels": [int(rng.integers(0, 2))]}
+        else:
+            before = prompts[-1]
+            points = [*before.get("points", []), point()]
+            prompt = {"points": points, "labels": [*before.get("labels", []), 0], "refine": True}
+            if "box" in before:
+                prompt["box"] = before["box"]
+        prompt["multimask"] = i % 3 != 2
+        prompts.append(prompt)
+    return prompts
+
+
+def answer_prompts(segment: Callable[..., Any], prompts: list[dict[str, Any]]) -> list[Any]:
+    """Each prompt's answer from `segment(**prompt)` (a server's or a local session's), with
+    `refine: True` given as the previous answer's mask_id."""
+    answers: list[Any] = []
+    for prompt in prompts:
+        fields = dict(prompt)
+        if fields.pop("refine", False):
+            fields["refine"] = answers[-1].mask_id
+        answers.append(segment(**fields))
+    return answers
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1.0 when both are empty)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
 def load_script(name: str) -> Any:
     """A script of scripts/ as a module (they are files, not an installed package)."""
     path = Path(__file__).parents[1] / "scripts" / f"{name}.py"

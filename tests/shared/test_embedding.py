@@ -3,6 +3,7 @@ three dtypes within their bounds, and damaged files refused (issue 29)."""
 
 from __future__ import annotations
 
+import hashlib
 import struct
 
 import numpy as np
@@ -32,7 +33,9 @@ def test_float32_round_trips_exactly_and_the_library_reads_it(
     back, metadata = decode_embedding(data)
     for name in TENSORS:
         assert np.array_equal(back[name], tensors[name])
+    digest = metadata.pop("sha256")
     assert metadata == {"format": "sam2-embedding", "version": "1", "dtype": "float32", **META}
+    assert digest == hashlib.sha256(data[8 + struct.unpack("<Q", data[:8])[0] :]).hexdigest()
     (length,) = struct.unpack("<Q", data[:8])
     assert (8 + length) % 8 == 0  # the data starts aligned
     library = pytest.importorskip("safetensors.numpy")
@@ -64,10 +67,28 @@ def test_float16_and_int8_are_smaller_and_close(tensors: dict[str, np.ndarray]) 
         lambda data: struct.pack("<Q", 1 << 40) + data[8:],
         lambda data: data[: len(data) // 2],
         lambda data: data.replace(b"sam2-embedding", b"something-else"),
+        lambda data: data[:-1000] + bytes(b ^ 1 for b in data[-1000:]),
+        lambda data: data[:-2],
+        lambda data: struct.pack("<Q", 4) + b"[1] " + data[12:],
     ],
-    ids=["too short", "header past the end", "truncated data", "another format"],
+    ids=[
+        "too short",
+        "header past the end",
+        "truncated data",
+        "another format",
+        "bytes altered",
+        "two bytes missing",
+        "header not an object",
+    ],
 )
 def test_a_damaged_file_is_refused(tensors: dict[str, np.ndarray], damage: object) -> None:
     data = encode_embedding(tensors, "float16", META)
-    with pytest.raises(ValueError, match=r"safetensors|fit|not a sam2-embedding"):
+    with pytest.raises(ValueError, match=r"safetensors|sha256|not a sam2-embedding"):
         decode_embedding(damage(data))  # type: ignore[operator]
+
+
+def test_a_tensor_of_another_shape_is_refused(tensors: dict[str, np.ndarray]) -> None:
+    """A whole file of the wrong tensors (another model's, a crafted one) is not decoded."""
+    wrong = tensors | {"image_embed": tensors["image_embed"][:, :128]}
+    with pytest.raises(ValueError, match=r"image_embed is missing or not \[1, 256, 64, 64\]"):
+        decode_embedding(encode_embedding(wrong, "float32", META))

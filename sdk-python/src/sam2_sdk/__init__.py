@@ -12,6 +12,7 @@ from sam2_sdk._exceptions import (
     ConflictError,
     ImageNotCachedError,
     InternalServerError,
+    LocalDecodeError,
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
@@ -22,6 +23,7 @@ from sam2_sdk._exceptions import (
     VideoNotFoundError,
 )
 from sam2_sdk._helpers import segment_image
+from sam2_sdk._local import LocalSession
 from sam2_sdk._types import (
     AutoMaskResult,
     AutoOptions,
@@ -57,6 +59,8 @@ __all__ = [
     "ImageInput",
     "ImageNotCachedError",
     "InternalServerError",
+    "LocalDecodeError",
+    "LocalSession",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -114,6 +115,10 @@ class BaseClient:
     @staticmethod
     def _usage_path(days: int) -> str:
         return f"/v1/usage?days={int(days)}"
+
+    @staticmethod
+    def _embedding_path(image_id: str, dtype: str) -> str:
+        return f"/v1/images/{quote(image_id, safe='')}/embedding?dtype={quote(dtype, safe='')}"
 
     @staticmethod
     def _prompt_fields(

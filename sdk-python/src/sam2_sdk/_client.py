@@ -20,7 +20,7 @@ from sam2_sdk._base import BaseClient, fingerprint
 from sam2_sdk._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from sam2_sdk._exceptions import ImageNotCachedError, Sam2Error
 from sam2_sdk._http import Call, answer_json
-from sam2_sdk._local import LocalSession, decoder_cache
+from sam2_sdk._local import PROBE, DecoderCache, LocalSession
 from sam2_sdk._types import (
     AutoOptions,
     AutoSegmentation,
@@ -117,31 +117,19 @@ class Sam2Client(BaseClient):
         image is uploaded once (or named by its image_id), its embedding downloaded as
         `dtype`, and the decoder downloaded once per model, kept in `cache_dir` by its ETag."""
         for _ in range(2):
-            answer = self._on_image(image, {"point_coords": [[0, 0]], "mask_format": "rle"})
+            answer = self._on_image(image, dict(PROBE))
             try:
-                embedding = self.download(
-                    f"/v1/images/{answer['image_id']}/embedding?dtype={dtype}"
-                )
+                embedding = self.download(self._embedding_path(answer["image_id"], dtype))
                 break
             except ImageNotCachedError:
                 self._forget(fingerprint(image), answer["image_id"])
         else:
             raise Sam2Error("the service kept losing this image's embedding; try again")
         model = ModelInfo.model_validate(answer["model"])
-        return LocalSession(embedding, self._decoder(model.name, cache_dir), model)
-
-    def _decoder(self, name: str, cache_dir: str | os.PathLike[str] | None) -> bytes:
-        folder = decoder_cache(cache_dir)
-        tag_file, onnx_file = folder / f"{name}.etag", folder / f"{name}.onnx"
-        known = tag_file.read_text() if tag_file.exists() and onnx_file.exists() else None
-        response = self._send(
-            Call("GET", f"/v1/models/{name}/decoder.onnx", headers={"if-none-match": known or ""})
-        )
-        if response.status_code == 304 and known is not None:
-            return onnx_file.read_bytes()
-        onnx_file.write_bytes(response.content)
-        tag_file.write_text(response.headers.get("etag", ""))
-        return response.content
+        cache = DecoderCache(cache_dir, model.name)
+        got = self._send(Call("GET", cache.path, headers=cache.headers()))
+        decoder = cache.answer(got.status_code, got.content, got.headers.get("etag", ""))
+        return LocalSession(embedding, decoder, model)
 
     def close(self) -> None:
         self._http.close()
@@ -299,6 +287,29 @@ class AsyncSam2Client(BaseClient):
         answer = await self.request("GET", self._usage_path(days))
         return UsageResponse.model_validate(answer)
 
+    async def local(
+        self,
+        image: ImageInput,
+        *,
+        dtype: EmbeddingDtype = "float16",
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> LocalSession:
+        """Sam2Client.local, awaited: the session's clicks then need no request (nor await)."""
+        for _ in range(2):
+            answer = await self._on_image(image, dict(PROBE))
+            try:
+                embedding = await self.download(self._embedding_path(answer["image_id"], dtype))
+                break
+            except ImageNotCachedError:
+                self._forget(fingerprint(image), answer["image_id"])
+        else:
+            raise Sam2Error("the service kept losing this image's embedding; try again")
+        model = ModelInfo.model_validate(answer["model"])
+        cache = DecoderCache(cache_dir, model.name)
+        got = await self._send(Call("GET", cache.path, headers=cache.headers()))
+        decoder = cache.answer(got.status_code, got.content, got.headers.get("etag", ""))
+        return LocalSession(embedding, decoder, model)
+
     async def close(self) -> None:
         await self._http.aclose()
 
@@ -366,7 +377,7 @@ class AsyncSam2Client(BaseClient):
             except httpx.TransportError as exc:
                 await self._sleep(self._retry_or_raise(attempt, exc))
             else:
-                if response.is_success:
+                if response.is_success or response.status_code == 304:
                     return response
                 await response.aread()
                 await response.aclose()

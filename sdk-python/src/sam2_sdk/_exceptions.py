@@ -28,6 +28,11 @@ class Sam2Error(Exception):
     """Base of every error this SDK raises."""
 
 
+class LocalDecodeError(Sam2Error):
+    """A download for local decoding (an embedding, the decoder) is damaged or not what was
+    asked for: nothing is decoded from it. Calling `client.local()` again downloads it anew."""
+
+
 class APIError(Sam2Error):
     def __init__(self, message: str, *, request: httpx.Request | None = None) -> None:
         super().__init__(message)

@@ -27,11 +27,23 @@ from sam2_contract.embedding import EmbeddingDtype, decode_embedding
 from sam2_contract.masks import encode_mask
 from sam2_contract.models import ModelInfo, PromptSegmentResponse, Timings
 
-from sam2_sdk._exceptions import Sam2Error
+from sam2_sdk._exceptions import LocalDecodeError, Sam2Error
 from sam2_sdk._types import Box, Labels, Points, Segmentation, prompt_result
 
 FloatArray = npt.NDArray[np.float32]
 KEPT_MASKS = 16
+DECODER_INPUTS = {
+    "image_embed",
+    "high_res_feats_0",
+    "high_res_feats_1",
+    "point_coords",
+    "point_labels",
+    "mask_input",
+    "has_mask_input",
+    "orig_im_size",
+}
+PROBE = {"point_coords": [[0, 0]], "mask_format": "rle"}
+"""The call that uploads an image (or finds it by image_id) before its embedding is fetched."""
 
 
 class LocalSession:
@@ -49,12 +61,29 @@ class LocalSession:
             raise Sam2Error(
                 'local decoding needs onnxruntime: pip install "sam2-sdk[local]"'
             ) from None
-        self.tensors, metadata = decode_embedding(embedding)
-        self.image_id = metadata["image_id"]
-        self.image_shape = (int(metadata["height"]), int(metadata["width"]))
+        try:
+            self.tensors, metadata = decode_embedding(embedding)
+            self.image_shape = (int(metadata["height"]), int(metadata["width"]))
+            self.image_id = metadata["image_id"]
+        except (ValueError, KeyError) as exc:
+            raise LocalDecodeError(
+                f"the embedding download is damaged ({exc}); call client.local() again"
+            ) from None
+        if metadata.get("model") != model.name:
+            raise LocalDecodeError(
+                f"the embedding is {metadata.get('model')!r}'s, the decoder {model.name!r}'s"
+            )
         self.dtype = metadata["dtype"]
         self.model = model
-        self._session = onnxruntime.InferenceSession(decoder)
+        try:
+            self._session = onnxruntime.InferenceSession(decoder)
+        except Exception:  # onnxruntime raises its own kinds for a file it cannot read
+            raise LocalDecodeError(
+                "the decoder download is not a model onnxruntime can load; it is fetched "
+                "again when its cached copy is deleted (cache_dir)"
+            ) from None
+        if {i.name for i in self._session.get_inputs()} != DECODER_INPUTS:
+            raise LocalDecodeError("the decoder is not this SDK's: its inputs differ")
         self._kept: OrderedDict[str, FloatArray] = OrderedDict()
 
     def segment(
@@ -161,11 +190,30 @@ def decoder_inputs(
     }
 
 
-def decoder_cache(directory: str | os.PathLike[str] | None) -> Path:
-    """Where downloaded decoders are kept, by model and ETag."""
-    folder = Path(directory) if directory is not None else Path.home() / ".cache" / "sam2-sdk"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+class DecoderCache:
+    """A model's decoder kept on disk by its ETag (`<name>.onnx` and `<name>.etag` in
+    `directory`, default `~/.cache/sam2-sdk`), so it is downloaded once: a request carries the
+    kept ETag, and a 304 answer means the kept file is current."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None, name: str) -> None:
+        folder = Path(directory) if directory is not None else Path.home() / ".cache" / "sam2-sdk"
+        folder.mkdir(parents=True, exist_ok=True)
+        self._onnx, self._tag = folder / f"{name}.onnx", folder / f"{name}.etag"
+        self.path = f"/v1/models/{name}/decoder.onnx"
+
+    def headers(self) -> dict[str, str]:
+        known = self._tag.read_text() if self._tag.exists() and self._onnx.exists() else ""
+        return {"if-none-match": known} if known else {}
+
+    def answer(self, status: int, content: bytes, etag: str) -> bytes:
+        """The decoder's bytes for the server's answer (200 with the file, or 304)."""
+        if status == 304 and self.headers():
+            return self._onnx.read_bytes()
+        for path, data in ((self._onnx, content), (self._tag, etag.encode())):
+            partial = path.with_name(f"{path.name}.{secrets.token_hex(4)}.partial")
+            partial.write_bytes(data)
+            partial.replace(path)  # whole or not at all, whoever else reads the folder
+        return content
 
 
-__all__ = ["EmbeddingDtype", "LocalSession", "decoder_cache", "decoder_inputs", "upsample"]
+__all__ = ["PROBE", "DecoderCache", "EmbeddingDtype", "LocalSession", "decoder_inputs", "upsample"]

@@ -128,3 +128,26 @@ def test_a_smaller_embedding_keeps_the_masks(
                 ious += list((inter / np.maximum(union, 1)).ravel())
     assert np.mean(ious) >= mean_iou
     assert np.percentile(ious, 1) >= worst_iou
+
+
+def test_the_object_present_checkpoint_decodes_the_same(video_model: Any) -> None:
+    """On the checkpoint whose object-score head says "object present" (the video tests'),
+    the exported decoder still answers what SAM2ImagePredictor answers, for 30+ random
+    prompts: the image path does not read that head, and this shows the export does not
+    either."""
+    from support import IMAGES, random_prompts
+
+    predictor = SAM2ImagePredictor(video_model)
+    predictor.set_image(IMAGES["landscape"].copy())
+    exported = ort.InferenceSession(export_decoder(video_model))
+    height, width = predictor._orig_hw[0]
+    previous = None
+    for prompt in random_prompts(5, width, height):
+        multimask = prompt.pop("multimask")
+        mask = previous if prompt.pop("refine", False) else None
+        _, scores, low_res = _sam2(predictor, prompt, multimask, mask=mask)
+        outputs = exported.run(None, _feed(predictor, prompt, mask=mask))
+        ours, our_scores = (outputs[0], outputs[1]) if multimask else (outputs[2], outputs[3])
+        assert np.abs(np.clip(ours[0], -32, 32) - low_res).max() < 1e-3
+        assert np.abs(our_scores[0] - scores).max() < 1e-4
+        previous = low_res[int(np.argmax(scores))][None]

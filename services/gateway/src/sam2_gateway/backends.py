@@ -156,6 +156,7 @@ class HttpBackend:
             body=answer,
             content_type=answer_headers.get("content-type", "application/json"),
             model_ms=float(answer_headers.get(MODEL_MS_HEADER, "0")),
+            etag=answer_headers.get("etag", ""),
         )
 
     @asynccontextmanager

@@ -35,12 +35,13 @@ class InferenceResult:
 
 @dataclass(frozen=True, slots=True)
 class Forwarded:
-    """A video API answer passed on as it is."""
+    """An answer passed on as it is (the video API, client decoding's downloads)."""
 
     status: int
     body: bytes
     content_type: str
     model_ms: float
+    etag: str = ""
 
 
 @dataclass(frozen=True, slots=True)

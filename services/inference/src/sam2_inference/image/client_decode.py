@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import numpy as np
@@ -37,12 +38,14 @@ class DecoderExport:
     def __init__(self, model: SAM2Base) -> None:
         self._model = model
         self._lock = threading.Lock()
-        self._onnx: bytes | None = None
+        self._onnx: tuple[bytes, str] | None = None
 
-    def get(self) -> bytes:
+    def get(self) -> tuple[bytes, str]:
+        """The ONNX file and its ETag (a quoted digest of the file: new weights, new tag)."""
         with self._lock:
             if self._onnx is None:
-                self._onnx = export_decoder(self._model)
+                onnx = export_decoder(self._model)
+                self._onnx = (onnx, f'"{hashlib.sha256(onnx).hexdigest()[:32]}"')
             return self._onnx
 
 

@@ -4,7 +4,6 @@ the served model's decoder as ONNX, downloaded once (ETag) and cached by the bro
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 
 from fastapi import APIRouter, Request
@@ -59,21 +58,25 @@ async def get_embedding(
 async def get_decoder(
     name: str, request: Request, principal: PrincipalDep, gateway: GatewayDep
 ) -> Response:
-    """The served model's prompt encoder and mask decoder as ONNX, with an ETag of its bytes:
-    a browser downloads it once."""
+    """The served model's prompt encoder and mask decoder as ONNX, with inference's ETag (the
+    digest of the file, exported from the served weights): a browser downloads it once."""
     principal.require("segment")
     if name not in MODEL_IDS:
         raise ModelNotLoadedError(f"there is no model {name[:64]!r}; see GET /v1/models")
     async with _limited(gateway, principal) as rate:
         decoders: dict[str, tuple[bytes, str]] = request.app.state.decoders
         lock: asyncio.Lock = request.app.state.decoders_lock
-        async with lock:
-            if name not in decoders:
-                hop = Hop(principal.key_id, _request_id(request))
-                answer = await gateway.backend.forward(
-                    "GET", f"/v1/models/{name}/decoder.onnx", hop
-                )
-                decoders[name] = (answer.body, f'"{hashlib.sha256(answer.body).hexdigest()[:32]}"')
+        async with lock:  # kept here, revalidated with inference each time (a 304, no body):
+            kept = decoders.get(name)  # weights redeployed under the same name are a new file
+            hop = Hop(principal.key_id, _request_id(request))
+            answer = await gateway.backend.forward(
+                "GET",
+                f"/v1/models/{name}/decoder.onnx",
+                hop,
+                headers={"if-none-match": kept[1]} if kept else None,
+            )
+            if answer.status != 304 or kept is None:
+                decoders[name] = (answer.body, answer.etag)
         onnx, etag = decoders[name]
     headers = rate.headers() | {"etag": etag, "cache-control": "private, max-age=86400"}
     if request.headers.get("if-none-match") == etag:

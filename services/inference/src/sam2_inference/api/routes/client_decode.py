@@ -3,7 +3,7 @@ gateway to pass on."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sam2_contract.embedding import DECODER_MEDIA_TYPE, MEDIA_TYPE, parse_dtype
 from sam2_contract.errors import (
@@ -38,10 +38,12 @@ async def embedding(
 
 
 @router.get("/v1/models/{name}/decoder.onnx")
-async def decoder(name: str, engine: EngineDep) -> Response:
-    """The served model's prompt encoder and mask decoder as ONNX (image/onnx.py)."""
+async def decoder(name: str, request: Request, engine: EngineDep) -> Response:
+    """The served model's prompt encoder and mask decoder as ONNX (image/onnx.py), with an
+    ETag of its bytes, which follow the weights: `If-None-Match` with it answers 304."""
     if name != engine.info.name:
         raise ModelNotLoadedError(f"this server serves {engine.info.name!r}, not {name!r}")
-    return Response(
-        await run_in_threadpool(engine.decoder_export.get), media_type=DECODER_MEDIA_TYPE
-    )
+    onnx, etag = await run_in_threadpool(engine.decoder_export.get)
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"etag": etag})
+    return Response(onnx, media_type=DECODER_MEDIA_TYPE, headers={"etag": etag})
