@@ -219,6 +219,13 @@ export class Sam2Client {
     return this.send("GET", path, undefined, signal, (response) => response.blob());
   }
 
+  /** GET a file as bytes, with its progress and `If-None-Match` (a 304 answers
+   * `notModified` and no bytes): what local decoding downloads. */
+  async file(path: string, options: FileOptions = {}): Promise<FileAnswer> {
+    const headers = options.etag ? { "if-none-match": options.etag } : undefined;
+    return this.send("GET", path, undefined, options.signal, (response) => readFile(response, options.onProgress), false, headers);
+  }
+
   /** The one request loop of the three primitives: retries (RETRY_STATUSES, transport errors),
    * a timeout per attempt, the caller's abort, and errors as the Python SDK names them. */
   private async send<T>(
@@ -228,6 +235,7 @@ export class Sam2Client {
     signal: AbortSignal | undefined,
     read: (response: Response) => Promise<T>,
     streaming = false,
+    headers?: Record<string, string>,
   ): Promise<T> {
     for (let attempt = 0; ; attempt += 1) {
       const last = attempt >= this.maxRetries;
@@ -236,7 +244,7 @@ export class Sam2Client {
       const timer = setTimeout(() => timeout.abort(new DOMException("the call took too long", "TimeoutError")), this.timeoutMs);
       let response: Response;
       try {
-        const init = requestInit(method, `Bearer ${await this.credential()}`, body);
+        const init = requestInit(method, `Bearer ${await this.credential()}`, body, headers);
         init.signal = signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal;
         response = await this.fetchImpl(this.baseUrl + path, init);
       } catch (error) {
@@ -251,7 +259,7 @@ export class Sam2Client {
       }
       if (streaming) clearTimeout(timer);
       try {
-        if (response.ok) return await read(response);
+        if (response.ok || response.status === 304) return await read(response);
         if (RETRY_STATUSES.has(response.status) && !last) {
           await response.body?.cancel().catch(() => undefined);
           await this.sleep(retryDelay(attempt, response.headers.get("retry-after")));
@@ -273,6 +281,44 @@ export class Sam2Client {
     }
     return this.token.token;
   }
+}
+
+export interface FileOptions extends RequestOptions {
+  /** The ETag of a copy you keep: the service answers 304 (`notModified`) when it is current. */
+  etag?: string;
+  /** Called as the file arrives: bytes so far, and the total when the service says it. */
+  onProgress?: (loaded: number, total: number | null) => void;
+}
+
+export interface FileAnswer {
+  bytes: Uint8Array;
+  etag: string | null;
+  notModified: boolean;
+}
+
+async function readFile(response: Response, onProgress: FileOptions["onProgress"]): Promise<FileAnswer> {
+  const etag = response.headers.get("etag");
+  if (response.status === 304) return { bytes: new Uint8Array(0), etag, notModified: true };
+  const length = Number(response.headers.get("content-length"));
+  const total = Number.isFinite(length) && length > 0 ? length : null;
+  const parts: Uint8Array[] = [];
+  let loaded = 0;
+  const reader = response.body?.getReader();
+  onProgress?.(0, total);
+  for (;;) {
+    const chunk = reader ? await reader.read() : { done: true as const, value: undefined };
+    if (chunk.done) break;
+    parts.push(chunk.value);
+    loaded += chunk.value.byteLength;
+    onProgress?.(loaded, total);
+  }
+  const bytes = new Uint8Array(loaded);
+  let offset = 0;
+  for (const part of parts) {
+    bytes.set(part, offset);
+    offset += part.byteLength;
+  }
+  return { bytes, etag, notModified: false };
 }
 
 /** An upload as `multipart/form-data`: the image file as it is (a third smaller than base64)

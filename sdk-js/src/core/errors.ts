@@ -16,6 +16,12 @@ export class Sam2Error extends Error {
   override name = "Sam2Error";
 }
 
+/** A download for local decoding (an embedding, the decoder) is damaged or not what was asked
+ * for: nothing was decoded from it. Starting the local session again downloads it anew. */
+export class LocalDecodeError extends Sam2Error {
+  override name = "LocalDecodeError";
+}
+
 export class APIError extends Sam2Error {
   override name = "APIError";
 }

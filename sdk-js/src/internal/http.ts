@@ -14,11 +14,11 @@ export function retryDelay(attempt: number, retryAfter: string | null): number {
 
 /** The method, headers and body of a call: JSON, or `FormData` as it is (fetch writes its
  * multipart content type). */
-export function requestInit(method: string, authorization: string, body: unknown): RequestInit {
+export function requestInit(method: string, authorization: string, body: unknown, extra?: Record<string, string>): RequestInit {
   const form = body instanceof FormData;
   const init: RequestInit = {
     method,
-    headers: form || body === undefined ? { authorization } : { "content-type": "application/json", authorization },
+    headers: { ...extra, ...(form || body === undefined ? { authorization } : { "content-type": "application/json", authorization }) },
   };
   if (body !== undefined) init.body = form ? body : JSON.stringify(body);
   return init;
