@@ -94,3 +94,38 @@ def test_a_key_without_the_segment_scope_is_refused(
     for path in ("/v1/images/img_" + "0" * 32 + "/embedding", "/v1/models/tiny/decoder.onnx"):
         answer = local.get(path, headers=video_only)
         assert (answer.status_code, answer.json()["code"]) == (403, "insufficient_scope")
+
+
+def test_new_weights_under_the_same_name_are_a_new_decoder(
+    local: TestClient,
+    new_key: Callable[..., str],
+    inference_server: RunningServer,
+    reference_model: Any,
+) -> None:
+    """The gateway keeps the decoder, but asks inference each time whether it is current (by
+    its ETag): after inference serves other weights under the same name (a redeploy), a
+    client holding the old ETag gets the new file, not a 304 for the old one."""
+    import copy
+
+    from sam2_inference.image.client_decode import DecoderExport
+
+    retrained = copy.deepcopy(reference_model)  # the same architecture, other decoder weights
+    with torch.no_grad():
+        retrained.sam_mask_decoder.iou_prediction_head.layers[-1].bias.add_(0.5)
+    auth = bearer(new_key())
+    first = local.get("/v1/models/tiny/decoder.onnx", headers=auth)
+    engine = inference_server.engine
+    served = engine.decoder_export
+    engine.decoder_export = DecoderExport(retrained)
+    try:
+        again = local.get(
+            "/v1/models/tiny/decoder.onnx", headers=auth | {"if-none-match": first.headers["etag"]}
+        )
+        assert again.status_code == 200
+        assert again.headers["etag"] != first.headers["etag"]
+        assert again.content != first.content
+        assert ort.InferenceSession(again.content).get_inputs()[0].name == "image_embed"
+    finally:
+        engine.decoder_export = served
+    back = local.get("/v1/models/tiny/decoder.onnx", headers=auth)
+    assert (back.headers["etag"], back.content) == (first.headers["etag"], first.content)
