@@ -64,7 +64,7 @@ try {
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: "light" });
   const page = await desktop.newPage();
   const traffic = watch(page);
-  await page.goto(`${url}/playground/`);
+  await page.goto(`${url}/playground/?decode=server`);
   const badge = page.getByTestId("badge");
   await badge.filter({ hasText: "weights" }).waitFor({ timeout: 60_000 });
   report.badge = await badge.textContent();
@@ -234,7 +234,7 @@ try {
 
   // Outage: a gateway whose model service is down.
   const down = await desktop.newPage();
-  await down.goto(`${downUrl}/playground/`);
+  await down.goto(`${downUrl}/playground/?decode=server`);
   await down.setInputFiles('input[type="file"]', image);
   await down.getByTestId("overlay").click({ position: { x: 30, y: 30 } });
   report.outage = await alertText(down);
@@ -245,7 +245,7 @@ try {
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
   const mobile = await phone.newPage();
   const onPhone = watch(mobile);
-  await mobile.goto(`${url}/playground/`);
+  await mobile.goto(`${url}/playground/?decode=server`);
   await mobile.setInputFiles('input[type="file"]', image);
   const small = mobile.getByTestId("overlay");
   await small.waitFor();

@@ -4,7 +4,8 @@
 // arrow keys, Enter for a point, X and X for a box. Built on @sam2/sdk and useSegmenter.
 import { useEffect, useMemo, useRef, useState } from "react";
 import type { AutoSegmentation, ModelInfo, Sam2Client, Segmentation } from "@sam2/sdk";
-import { useSegmenter } from "@sam2/sdk/react";
+import type { OrtModule } from "@sam2/sdk/local";
+import { useSegmenter, type DecoderState } from "@sam2/sdk/react";
 import { AutoPanel, defaultKnobs, type AutoKnobs } from "./auto.js";
 import { COLOURS } from "./colours.js";
 import { describe, unreadable } from "./errors.js";
@@ -20,6 +21,10 @@ const KEPT_COLOUR = 3;
 interface Press { x: number; y: number; at: { x: number; y: number }; background: boolean; long: boolean; timer: number | undefined }
 
 const LONG_PRESS_MS = 500;
+/** onnxruntime-web, fetched when the page first decodes locally (its WASM is about 15 MB). */
+const ORT = async () => (await import("onnxruntime-web")) as unknown as OrtModule;
+/** Where clicks are decoded: this browser unless the address says `?decode=server`. */
+const START_DECODE = new URLSearchParams(location.search).get("decode") === "server" ? "server" : "local";
 const DRAG_PX = 8;
 const ARROWS: Record<string, [number, number]> = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
 
@@ -86,7 +91,12 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
   const [pageError, setPageError] = useState<string>();
   const [over, setOver] = useState(false);
   const [preparing, setPreparing] = useState(false);
-  const { result, loading, error, segment, segmentAuto, cancel, reset } = useSegmenter(client, file);
+  const [decode, setDecode] = useState<"local" | "server">(START_DECODE);
+  const localOptions = useMemo(() => ({ ort: ORT }), []);
+  const { result, loading, error, segment, segmentAuto, cancel, reset, decoder, last } = useSegmenter(client, file, { decode, local: localOptions });
+  // A locally decoded mask's prompt and the mask it refined: polygons and the overlay come from
+  // the server, which is asked the same chain of prompts.
+  const chain = useRef(new Map<string, { fields: Record<string, unknown>; parent: string | null }>());
   const canvas = useRef<HTMLCanvasElement>(null);
   const press = useRef<Press | undefined>(undefined);
   // The shown answer's prompt in the API's words, to ask for it again as polygons or an overlay.
@@ -94,6 +104,11 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
 
   useEffect(() => {
     if (result) onAnswer(result.model, result.cached);
+    const id = result && "maskId" in result ? result.maskId : null;
+    if (id && result!.warnings.includes("decoded locally")) {
+      const { refine, ...fields } = request.current;
+      chain.current.set(id, { fields, parent: typeof refine === "string" ? refine : null });
+    }
   }, [result, onAnswer]);
   useEffect(() => {
     if (!loading) return;
@@ -314,7 +329,9 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
     setPreparing(true);
     setPageError(undefined);
     try {
-      const answer = await client.request<Record<string, unknown>>("POST", "/v1/segment", { ...request.current, image_id: result.imageId, ...fields });
+      const { refine, ...asked } = request.current;
+      const onServer = await serverMaskId(typeof refine === "string" ? refine : null);
+      const answer = await client.request<Record<string, unknown>>("POST", "/v1/segment", { ...asked, ...(onServer ? { refine: onServer } : {}), image_id: result.imageId, ...fields });
       if (fields.render) {
         const bytes = Uint8Array.from(atob(String(answer.overlay)), (c) => c.charCodeAt(0));
         save(new Blob([bytes], { type: "image/png" }), name);
@@ -328,6 +345,15 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
     } finally {
       setPreparing(false);
     }
+  };
+  // The server's mask_id for a mask: a server's as it is, a local one's by asking the server its
+  // chain of prompts (each refining the one before), as the local decoder answered them.
+  const serverMaskId = async (maskId: string | null): Promise<string | null> => {
+    const link = maskId ? chain.current.get(maskId) : undefined;
+    if (!link) return maskId;
+    const parent = await serverMaskId(link.parent);
+    const answer = await client.request<{ mask_id?: string }>("POST", "/v1/segment", { ...link.fields, ...(parent ? { refine: parent } : {}), image_id: result!.imageId, mask_format: "rle" });
+    return answer.mask_id ?? null;
   };
   // One annotation per object: the kept ones, then a click's chosen mask, or every automatic
   // mask (or the one picked).
@@ -358,6 +384,11 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
           <button onClick={clear} disabled={!points.length && !box && !result}>Clear <kbd>C</kbd></button>
         </div>
         <button onClick={keep} disabled={!result || isAuto}>Keep, next object <kbd>N</kbd></button>
+        <div className="segmented" role="group" aria-label="decode clicks in">
+          <button aria-pressed={decode === "local"} onClick={() => setDecode("local")}>This browser</button>
+          <button aria-pressed={decode === "server"} onClick={() => setDecode("server")}>Server</button>
+        </div>
+        <DecoderStatus decoder={decoder} />
       </div>
       <div className="more">
         <AutoPanel
@@ -429,6 +460,11 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
           )}
         </div>
         {alert && <p role="alert" className="alert">{alert}</p>}
+        {last && result && !isAuto && (
+          <p data-testid="where" className="status" key={(result as Segmentation).maskId ?? undefined}>
+            {last.where === "local" ? `Decoded in this browser (${decoder.backend ?? "wasm"})` : "Answered by the server"} in {last.ms.toFixed(0)} ms
+          </p>
+        )}
         {result && (
           <p data-testid="status" className="status">
             {isAuto ? `${shown.length} masks` : `score ${shown[selected]?.score.toFixed(3) ?? "-"}`} · embedding {result.cached ? "cached" : "computed"} · {timings?.total_ms?.toFixed(0)} ms total, {timings?.embed_ms?.toFixed(0)} ms encoder
@@ -487,6 +523,26 @@ export function ImageView({ client, model, onAnswer }: { client: Sam2Client; mod
         </div>
       </aside>
     </section>
+  );
+}
+
+/** Where clicks are decoded now: the local decoder's downloads, readiness, or why the server
+ * answers instead. */
+function DecoderStatus({ decoder }: { decoder: DecoderState }) {
+  if (decoder.mode === "server") return <p className="muted" data-testid="decoder">Clicks are decoded on the server.</p>;
+  if (decoder.status === "ready") return <p className="ok" data-testid="decoder">Clicks are decoded in this browser ({decoder.backend}).</p>;
+  const progress = decoder.progress;
+  const share = progress?.total ? Math.round((100 * progress.loaded) / progress.total) : undefined;
+  return (
+    <p className={decoder.status === "failed" ? "warning" : "muted"} data-testid="decoder">
+      Server fallback: {decoder.reason}
+      {decoder.status === "loading" && progress && (
+        <>
+          {" "}· downloading the {progress.file}{share !== undefined ? ` ${share}%` : ""}
+          {share !== undefined && <progress aria-label={`${progress.file} download`} max={100} value={share} />}
+        </>
+      )}
+    </p>
   );
 }
 

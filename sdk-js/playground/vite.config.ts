@@ -11,6 +11,7 @@ export default defineConfig({
   resolve: {
     alias: [
       { find: "@sam2/sdk/react", replacement: here("../src/react/index.tsx") },
+      { find: "@sam2/sdk/local", replacement: here("../src/local/index.ts") },
       { find: "@sam2/sdk", replacement: here("../src/index.ts") },
     ],
   },

@@ -321,3 +321,63 @@ def test_playground_video_view_in_chromium(
     assert all(a["bbox"][2] > 0 for a in coco["annotations"])
     assert report["alerts"] == 0
     assert report["axe"] == []  # no serious or critical accessibility violation
+
+
+def test_playground_decodes_clicks_in_the_browser(dev_stack: str, tmp_path: Path) -> None:
+    """Issue 29 in Chromium against the real stack: "this browser" is the default; the page
+    shows the downloads' progress, then decodes each click with onnxruntime-web's WASM, sending
+    no /v1/segment request, painting a mask and saying where and how fast; the server's
+    answers to the same clicks paint the same masks; a decoder that cannot be fetched is said,
+    and the server answers instead. Screenshots in test-artifacts/playground-local/."""
+    _browser()
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(encode(scene(300, 400, seed=21)))
+    artifacts = ROOT / "test-artifacts" / "playground-local"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [
+            "node",
+            str(ROOT / "sdk-js" / "playground" / "e2e-local.mjs"),
+            dev_stack,
+            str(photo),
+            str(artifacts),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    (artifacts / "report.json").write_text(json.dumps(report, indent=2))
+    assert "This browser" in report["choice"]
+    assert "Server" in report["choice"]
+    assert report["choicePressed"] == "true"
+    assert report["isolated"] is True  # COOP/COEP: onnxruntime-web may use WASM threads
+    # The downloads were shown as they came, then the decoder was ready.
+    assert any("downloading the embedding N%" in s for s in report["decoderStates"])
+    assert any("downloading the decoder N%" in s for s in report["decoderStates"])
+    assert "Clicks are decoded in this browser (wasm)" in report["ready"]
+    start = report["startCalls"]
+    assert start[:1] == ["/v1/models"] or "/v1/segment" in start
+    assert any(path.endswith("/embedding") for path in start)
+    assert "/v1/models/tiny/decoder.onnx" in start
+    # Every click: answered here, nothing sent, a mask painted, its time said.
+    assert report["callsDuringClicks"] == []
+    for click in report["clicks"]:
+        assert click["where"].startswith("Decoded in this browser (wasm) in ")
+        assert sum(click["painted"]) > 0
+    # Polygons of a locally refined mask: the chain asked of the server, a file with a mask.
+    polygons = json.loads(Path(report["polygons"]).read_text())
+    assert len(polygons["masks"]) == 1
+    assert polygons["masks"][0]["polygons"]
+    assert set(report["polygonCalls"]) == {"/v1/segment"}
+    # The server's answers to the same clicks paint the same masks (pixel counts within 2%).
+    assert "decoded on the server" in report["serverChoice"]
+    for local, server in zip(report["clicks"], report["server"], strict=True):
+        assert server["where"].startswith("Answered by the server in ")
+        assert abs(sum(local["painted"]) - sum(server["painted"])) <= 0.02 * sum(server["painted"])
+    # The fallback, with its reason; the click still answered.
+    assert "Server fallback: the local decoder failed" in report["fallback"]
+    assert report["fallbackClick"]["where"].startswith("Answered by the server in ")
+    for name in ("2-local-click", "3-local-refined", "4-server-click", "5-local-fallback"):
+        assert (artifacts / f"{name}.png").stat().st_size > 10_000

@@ -67,6 +67,20 @@ def test_cors_preflight_allows_listed_origins_only(gateway: TestClient) -> None:
     assert "access-control-allow-origin" not in refused.headers
 
 
+def test_a_browser_on_another_origin_can_revalidate_the_decoder(gateway: TestClient) -> None:
+    """The browser SDK sends If-None-Match with the decoder's ETag, and must read the ETag."""
+    origin = {"Origin": "https://app.example.com"}
+    asked = {
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization,if-none-match",
+    }
+    preflight = gateway.options("/v1/models/tiny/decoder.onnx", headers=asked | origin)
+    assert preflight.status_code == 200
+    assert "if-none-match" in preflight.headers["access-control-allow-headers"].lower()
+    answer = gateway.get("/v1/models", headers=origin)
+    assert "etag" in answer.headers["access-control-expose-headers"].lower()
+
+
 def test_large_body_is_413_while_reading(gateway: TestClient, new_key: Callable[..., str]) -> None:
     body = b'{"image": "' + b"A" * (600 * 1024) + b'"}'
     response = gateway.post(

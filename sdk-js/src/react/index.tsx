@@ -3,6 +3,7 @@ import { type CSSProperties, useCallback, useEffect, useRef, useState } from "re
 import type { AutoOptions, AutoSegmentation, ImageInput, PromptOptions, Sam2Client, Segmentation } from "../client.js";
 import { Sam2Error } from "../core/errors.js";
 import { maskToRgba } from "../core/masks.js";
+import { LocalSession, type Backend, type LocalOptions, type Progress } from "../local/index.js";
 import type { PropagateOptions, TrackedFrame, UploadOptions, VideoInfo, VideoSession } from "../video.js";
 
 export interface SegmenterState {
@@ -20,15 +21,81 @@ export interface SegmenterState {
   cancel: () => void;
   /** Clear the result and the error (cancelling any call in flight). */
   reset: () => void;
+  /** Where clicks are decoded, and how the local decoder is getting on. */
+  decoder: DecoderState;
+  /** The last answer's origin and its time as the page saw it (the request, or the local run). */
+  last: { where: "local" | "server"; ms: number } | undefined;
 }
 
-/** Segment one image with a client; a new image clears the result. */
-export function useSegmenter(client: Sam2Client, image: ImageInput | undefined): SegmenterState {
+export interface SegmenterOptions {
+  /** "local": download the image's embedding and the decoder once, then decode clicks here
+   * (@sam2/sdk/local, onnxruntime-web); the server answers what the local decoder cannot
+   * (automatic mode, several objects, a rendered overlay) and every click until it is ready,
+   * or if it fails (`decoder.reason` says why). Default "server". */
+  decode?: "server" | "local";
+  /** The local session's options: dtype, backends, threads, `ort` (the onnxruntime-web module). */
+  local?: Omit<LocalOptions, "onProgress" | "signal">;
+}
+
+export interface DecoderState {
+  mode: "server" | "local";
+  /** off (server mode), loading (the downloads), ready, or failed (clicks go to the server). */
+  status: "off" | "loading" | "ready" | "failed";
+  progress: Progress | undefined;
+  /** Why clicks go to the server although local decoding was asked for. */
+  reason: string | undefined;
+  backend: Backend | undefined;
+}
+
+const OFF: DecoderState = { mode: "server", status: "off", progress: undefined, reason: undefined, backend: undefined };
+
+/** Segment one image with a client; a new image clears the result. With `{ decode: "local" }`
+ * clicks after the first downloads are decoded on this device, with no request. */
+export function useSegmenter(client: Sam2Client, image: ImageInput | undefined, options: SegmenterOptions = {}): SegmenterState {
   const [result, setResult] = useState<Segmentation | AutoSegmentation>();
   const [loading, setLoading] = useState(false);
   const [error, setError] = useState<Error>();
+  const [decoder, setDecoder] = useState<DecoderState>(OFF);
+  const [last, setLast] = useState<SegmenterState["last"]>();
   const latest = useRef(0);
   const inFlight = useRef<AbortController | undefined>(undefined);
+  const local = useRef<LocalSession | undefined>(undefined);
+  const decode = options.decode ?? "server";
+  const localOptions = useRef(options.local);
+  localOptions.current = options.local;
+
+  // The local session of this image: started when the image (or the mode) changes, closed
+  // when it does again; until it is ready, clicks go to the server.
+  useEffect(() => {
+    local.current = undefined;
+    if (decode !== "local" || image === undefined) {
+      setDecoder(decode === "local" ? { ...OFF, mode: "local", status: "loading", reason: "no image yet" } : OFF);
+      return;
+    }
+    const controller = new AbortController();
+    let session: LocalSession | undefined;
+    setDecoder({ ...OFF, mode: "local", status: "loading", reason: "the decoder is still loading" });
+    LocalSession.start(client, image, {
+      ...localOptions.current,
+      signal: controller.signal,
+      onProgress: (progress) => setDecoder((d) => ({ ...d, progress })),
+    }).then(
+      (started) => {
+        session = started;
+        if (controller.signal.aborted) return void started.close();
+        local.current = started;
+        setDecoder((d) => ({ ...d, status: "ready", reason: undefined, backend: started.backend }));
+      },
+      (failure: unknown) => {
+        if (controller.signal.aborted) return;
+        setDecoder((d) => ({ ...d, status: "failed", reason: `the local decoder failed: ${failure instanceof Error ? failure.message : String(failure)}` }));
+      },
+    );
+    return () => {
+      controller.abort();
+      void session?.close();
+    };
+  }, [client, image, decode]);
 
   // Stops the call in flight; what it answers (or throws) no longer counts.
   const cancel = useCallback(() => {
@@ -55,9 +122,13 @@ export function useSegmenter(client: Sam2Client, image: ImageInput | undefined):
       const ticket = ++latest.current;
       setLoading(true);
       setError(undefined);
+      const started = performance.now();
       try {
         const answer = await call(image, controller.signal);
-        if (ticket === latest.current) setResult(answer);
+        if (ticket === latest.current) {
+          setResult(answer);
+          setLast({ where: answer.warnings.includes("decoded locally") ? "local" : "server", ms: performance.now() - started });
+        }
         return answer;
       } catch (caught) {
         const failure = caught instanceof Error ? caught : new Error(String(caught));
@@ -75,7 +146,14 @@ export function useSegmenter(client: Sam2Client, image: ImageInput | undefined):
     result,
     loading,
     error,
-    segment: useCallback((prompt: PromptOptions) => run((img, signal) => client.segment(img, { ...prompt, signal: either(prompt.signal, signal) })), [client, run]),
+    segment: useCallback(
+      (prompt: PromptOptions) => {
+        const here = local.current;
+        if (here && decodesLocally(prompt, here)) return run(() => here.segment(prompt));
+        return run((img, signal) => client.segment(img, { ...prompt, signal: either(prompt.signal, signal) }));
+      },
+      [client, run],
+    ),
     segmentAuto: useCallback((knobs?: AutoOptions) => run((img, signal) => client.segmentAuto(img, knobs ?? {}, { signal })), [client, run]),
     cancel,
     reset: useCallback(() => {
@@ -83,7 +161,15 @@ export function useSegmenter(client: Sam2Client, image: ImageInput | undefined):
       setResult(undefined);
       setError(undefined);
     }, [cancel]),
+    decoder,
+    last,
   };
+}
+
+/** Whether a local session answers `prompt`: points and/or one box, refining a mask it made. */
+function decodesLocally(prompt: PromptOptions, session: LocalSession): boolean {
+  if (prompt.objects || prompt.boxes || prompt.render) return false;
+  return !prompt.refine || session.has(prompt.refine);
 }
 
 /** Aborts when the caller's signal does or the hook's own does. */

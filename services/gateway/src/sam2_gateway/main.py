@@ -21,6 +21,7 @@ from sam2_contract.problems import (
 )
 from sam2_contract.validation import invalid_fields
 from sam2_contract.wire import FORWARDED_HEADERS
+from starlette.types import Scope
 
 from sam2_gateway.api.deps import Gateway
 from sam2_gateway.api.openapi import build_openapi
@@ -39,6 +40,7 @@ from sam2_gateway.hop import InferenceBackend
 PLAYGROUND = Path(__file__).parent / "playground"
 EXPOSED_HEADERS = [
     REQUEST_ID_HEADER,
+    "ETag",  # the decoder's, for a browser SDK on another origin to revalidate it
     "Retry-After",
     "RateLimit-Limit",
     "RateLimit-Remaining",
@@ -118,7 +120,7 @@ def create_app(
     for router in (module.router for module in routers):
         app.include_router(router)
     if (PLAYGROUND / "index.html").is_file():  # built by scripts/dev and scripts/test
-        app.mount("/playground", StaticFiles(directory=PLAYGROUND, html=True), name="playground")
+        app.mount("/playground", IsolatedFiles(directory=PLAYGROUND, html=True), name="playground")
     install_problem_handlers(app)
     app.add_exception_handler(RequestValidationError, _invalid_parameters)
     app.add_middleware(AccessLogMiddleware)
@@ -127,11 +129,28 @@ def create_app(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["Authorization", "Content-Type", "X-API-Key", REQUEST_ID_HEADER],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "X-API-Key",
+            "If-None-Match",
+            REQUEST_ID_HEADER,
+        ],
         expose_headers=EXPOSED_HEADERS,
         max_age=600,
     )
     return app
+
+
+class IsolatedFiles(StaticFiles):
+    """The playground's files, cross-origin isolated (COOP and COEP: it loads nothing from
+    another origin), so that onnxruntime-web may decode clicks on several WASM threads."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["cross-origin-opener-policy"] = "same-origin"
+        response.headers["cross-origin-embedder-policy"] = "require-corp"
+        return response
 
 
 def _cache_openapi(app: FastAPI) -> dict[str, Any]:
