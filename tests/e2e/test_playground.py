@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -97,29 +97,30 @@ def test_playground_in_chromium(dev_stack: str, down_stack: str, tmp_path: Path)
     too_large = tmp_path / "poster.png"
     too_large.write_bytes(encode(scene(500, 600, seed=22)))
     assert 300 * 400 < MAX_PIXELS < 500 * 600
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [
-            "node",
-            str(ROOT / "sdk-js" / "playground" / "e2e.mjs"),
-            dev_stack,
-            down_stack,
-            str(photo),
-            str(too_large),
-            str(ARTIFACTS),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+    report = _browser_report(
+        "e2e.mjs", ARTIFACTS, dev_stack, down_stack, str(photo), str(too_large)
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    (ARTIFACTS / "report.json").write_text(json.dumps(report, indent=2))
     _assert_badge_and_errors(report)
     _assert_prompts(report)
     _assert_downloads(report)
     _assert_auto(report)
     _assert_layout_and_access(report)
+
+
+def _browser_report(script: str, artifacts: Path, *args: str) -> dict[str, Any]:
+    """Run one of the playground's browser scripts (its arguments, then the artifacts folder);
+    the JSON report it prints last, also kept beside its screenshots."""
+    artifacts.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["node", str(ROOT / "sdk-js" / "playground" / script), *args, str(artifacts)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    (artifacts / "report.json").write_text(json.dumps(report, indent=2))
+    return report
 
 
 def _assert_badge_and_errors(report: dict[str, object]) -> None:
@@ -333,22 +334,7 @@ def test_playground_decodes_clicks_in_the_browser(dev_stack: str, tmp_path: Path
     photo = tmp_path / "photo.png"
     photo.write_bytes(encode(scene(300, 400, seed=21)))
     artifacts = ROOT / "test-artifacts" / "playground-local"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [
-            "node",
-            str(ROOT / "sdk-js" / "playground" / "e2e-local.mjs"),
-            dev_stack,
-            str(photo),
-            str(artifacts),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    (artifacts / "report.json").write_text(json.dumps(report, indent=2))
+    report = _browser_report("e2e-local.mjs", artifacts, dev_stack, str(photo))
     assert "This browser" in report["choice"]
     assert "Server" in report["choice"]
     assert report["choicePressed"] == "true"

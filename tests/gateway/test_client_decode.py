@@ -73,8 +73,8 @@ def test_another_keys_image_is_not_cached_for_this_one(
     [
         ("/v1/images/img_" + "0" * 32 + "/embedding?dtype=float64", 422, "invalid_parameter"),
         ("/v1/images/img_" + "0" * 32 + "/embedding", 404, "image_not_cached"),
-        ("/v1/models/large/decoder.onnx", 400, "model_not_loaded"),
-        ("/v1/models/huge/decoder.onnx", 400, "model_not_loaded"),
+        ("/v1/models/large/decoder.onnx", 404, "model_not_found"),
+        ("/v1/models/huge/decoder.onnx", 404, "model_not_found"),
         ("/v1/images/img_%3Fdtype%3Dint8%23/embedding", 404, "image_not_cached"),
     ],
 )

@@ -116,8 +116,8 @@ export interface paths {
         };
         /**
          * Get Decoder
-         * @description The served model's prompt encoder and mask decoder as ONNX, with an ETag of its bytes:
-         *     a browser downloads it once.
+         * @description The served model's prompt encoder and mask decoder as ONNX, with inference's ETag (the
+         *     digest of the file, exported from the served weights): a browser downloads it once.
          */
         get: operations["get_decoder"];
         put?: never;

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sam2_contract.embedding import EmbeddingDtype, decode_embedding
+from sam2_contract.embedding import DECODER_INPUTS, EmbeddingDtype, decode_embedding
 from sam2_contract.masks import encode_mask
 from sam2_contract.models import ModelInfo, PromptSegmentResponse, Timings
 
@@ -32,16 +32,6 @@ from sam2_sdk._types import Box, Labels, Points, Segmentation, prompt_result
 
 FloatArray = npt.NDArray[np.float32]
 KEPT_MASKS = 16
-DECODER_INPUTS = {
-    "image_embed",
-    "high_res_feats_0",
-    "high_res_feats_1",
-    "point_coords",
-    "point_labels",
-    "mask_input",
-    "has_mask_input",
-    "orig_im_size",
-}
 PROBE = {"point_coords": [[0, 0]], "mask_format": "rle"}
 """The call that uploads an image (or finds it by image_id) before its embedding is fetched."""
 
@@ -82,7 +72,7 @@ class LocalSession:
                 "the decoder download is not a model onnxruntime can load; it is fetched "
                 "again when its cached copy is deleted (cache_dir)"
             ) from None
-        if {i.name for i in self._session.get_inputs()} != DECODER_INPUTS:
+        if {i.name for i in self._session.get_inputs()} != set(DECODER_INPUTS):
             raise LocalDecodeError("the decoder is not this SDK's: its inputs differ")
         self._kept: OrderedDict[str, FloatArray] = OrderedDict()
 

@@ -62,6 +62,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_SESSIONS = "too_many_sessions"
     TOO_MANY_OBJECTS = "too_many_objects"
     MODEL_NOT_LOADED = "model_not_loaded"
+    MODEL_NOT_FOUND = "model_not_found"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     NOT_READY = "not_ready"
@@ -323,6 +324,11 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         400,
         "Model not served here",
         "Omit `model` to use the served model (see /v1/models), or start the server with it.",
+    ),
+    ErrorCode.MODEL_NOT_FOUND: ErrorSpec(
+        404,
+        "No such model here",
+        "Ask for the served model's decoder: its name is `serving.name` in GET /v1/models.",
     ),
     ErrorCode.NOT_FOUND: ErrorSpec(404, "Not found", "Check the path against the API reference."),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorSpec(

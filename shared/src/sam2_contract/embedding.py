@@ -53,6 +53,16 @@ FloatArray = npt.NDArray[np.float32]
 
 
 DTYPES: dict[str, EmbeddingDtype] = {"float32": "float32", "float16": "float16", "int8": "int8"}
+DECODER_INPUTS = (
+    *TENSORS,
+    "point_coords",
+    "point_labels",
+    "mask_input",
+    "has_mask_input",
+    "orig_im_size",
+)
+DECODER_OUTPUTS = ("multi_masks", "multi_scores", "single_mask", "single_score")
+"""The exported decoder's input and output names, in order (docs/api.md says what each is)."""
 MEDIA_TYPE = "application/vnd.sam2.embedding+safetensors"
 DECODER_MEDIA_TYPE = "application/onnx"
 """The media types of the two downloads: an embedding file and the exported decoder."""

@@ -124,6 +124,10 @@ class ModelNotLoadedError(Sam2ServiceError):
     default_code = ErrorCode.MODEL_NOT_LOADED
 
 
+class ModelNotFoundError(Sam2ServiceError):
+    default_code = ErrorCode.MODEL_NOT_FOUND
+
+
 class AuthenticationError(Sam2ServiceError):
     default_code = ErrorCode.MISSING_CREDENTIALS
 

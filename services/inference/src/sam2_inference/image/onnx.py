@@ -12,8 +12,10 @@ multimask candidates, and the single mask (with sam2's dynamic multimask-via-sta
 client upsamples (bilinear, to the original size) and thresholds at 0, as sam2 does.
 
 Served by `GET /v1/models/{name}/decoder.onnx` (image/client_decode.py exports it once per
-process); its parity with sam2 is tests/inference/image/test_onnx.py. Issue 29 is in progress:
-the browser's decoder (onnxruntime-web) and the playground's use of it are not built yet.
+process, with an ETag of its bytes); its parity with sam2 is tests/inference/image/test_onnx.py,
+and the SDKs' local sessions (Python onnxruntime, onnxruntime-web in Node and Chromium) are
+held to the server's answers by tests/sdk/test_local.py, test_js_local.py and the playground's
+browser test.
 """
 
 from __future__ import annotations
@@ -24,19 +26,10 @@ from typing import Any
 
 import torch
 from sam2.modeling.sam2_base import SAM2Base
+from sam2_contract.embedding import DECODER_INPUTS, DECODER_OUTPUTS
 from sam2_contract.models import MAX_POINTS as REQUEST_POINTS
 
-INPUT_NAMES = (
-    "image_embed",
-    "high_res_feats_0",
-    "high_res_feats_1",
-    "point_coords",
-    "point_labels",
-    "mask_input",
-    "has_mask_input",
-    "orig_im_size",
-)
-OUTPUT_NAMES = ("multi_masks", "multi_scores", "single_mask", "single_score")
+INPUT_NAMES, OUTPUT_NAMES = DECODER_INPUTS, DECODER_OUTPUTS
 OPSET = 18
 MAX_POINTS = REQUEST_POINTS + 3
 """The most points the model takes: a request's points, a box's two corners, the padding point."""

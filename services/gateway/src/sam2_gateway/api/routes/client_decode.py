@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sam2_contract.embedding import DECODER_MEDIA_TYPE, MEDIA_TYPE, parse_dtype
 from sam2_contract.errors import (
     ImageNotCachedError,
-    ModelNotLoadedError,
+    ModelNotFoundError,
 )
 from sam2_contract.models import IMAGE_ID_HEX_LENGTH, IMAGE_ID_PREFIX, MODEL_IDS
 from sam2_contract.wire import routing_key
@@ -62,7 +62,9 @@ async def get_decoder(
     digest of the file, exported from the served weights): a browser downloads it once."""
     principal.require("segment")
     if name not in MODEL_IDS:
-        raise ModelNotLoadedError(f"there is no model {name[:64]!r}; see GET /v1/models")
+        raise ModelNotFoundError(
+            f"there is no model {name[:64]!r}: the models are {', '.join(MODEL_IDS)}"
+        )
     async with _limited(gateway, principal) as rate:
         decoders: dict[str, tuple[bytes, str]] = request.app.state.decoders
         lock: asyncio.Lock = request.app.state.decoders_lock

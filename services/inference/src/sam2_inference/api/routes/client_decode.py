@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from sam2_contract.embedding import DECODER_MEDIA_TYPE, MEDIA_TYPE, parse_dtype
 from sam2_contract.errors import (
     ImageNotCachedError,
-    ModelNotLoadedError,
+    ModelNotFoundError,
 )
 from starlette.concurrency import run_in_threadpool
 
@@ -42,7 +42,7 @@ async def decoder(name: str, request: Request, engine: EngineDep) -> Response:
     """The served model's prompt encoder and mask decoder as ONNX (image/onnx.py), with an
     ETag of its bytes, which follow the weights: `If-None-Match` with it answers 304."""
     if name != engine.info.name:
-        raise ModelNotLoadedError(f"this server serves {engine.info.name!r}, not {name!r}")
+        raise ModelNotFoundError(f"this server serves {engine.info.name!r}, not {name!r}")
     onnx, etag = await run_in_threadpool(engine.decoder_export.get)
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"etag": etag})
