@@ -129,3 +129,41 @@ def test_new_weights_under_the_same_name_are_a_new_decoder(
         engine.decoder_export = served
     back = local.get("/v1/models/tiny/decoder.onnx", headers=auth)
     assert (back.headers["etag"], back.content) == (first.headers["etag"], first.content)
+
+
+def test_an_evicted_image_is_not_cached_and_the_sdk_sends_it_again(
+    make_client: Callable[..., TestClient],
+    new_key: Callable[..., str],
+    loaded_engine: Any,
+    settings: Any,
+) -> None:
+    """Behind an inference process whose cache holds one image, the first image's embedding is
+    404 image_not_cached once a second image took its place; the SDK's local session uploads
+    it again by itself and decodes the server's mask."""
+    from sam2_inference import create_app as create_inference_app
+    from sam2_inference.api.serving import BackgroundServer
+    from sam2_sdk import Sam2Client
+    from support import IMAGES, free_port, fresh_engine
+
+    engine = fresh_engine(loaded_engine, cache_bytes=20 << 20)  # one image's 16 MiB of features
+    port = free_port()
+    server = BackgroundServer(create_inference_app(settings, engine=engine), "127.0.0.1", port)
+    server.start()
+    try:
+        gateway = make_client(inference_url=f"http://127.0.0.1:{port}")
+        key = new_key()
+        with Sam2Client(api_key=key, base_url="http://testserver", http_client=gateway) as client:
+            first = client.segment(IMAGES["landscape"], points=[[60, 40]]).image_id
+            client.segment(IMAGES["portrait"], points=[[60, 40]])  # takes the first one's place
+            gone = gateway.get(f"/v1/images/{first}/embedding", headers=bearer(key))
+            assert (gone.status_code, gone.json()["code"]) == (404, "image_not_cached")
+            assert gone.json()["hint"]
+            # The client still holds the first image's id: its probe click by image_id is
+            # refused, and it uploads the image again before downloading the embedding.
+            local = client.local(IMAGES["landscape"], dtype="float32")
+            assert local.image_id == first
+            mine = local.segment(points=[[60, 40]])
+            theirs = client.segment(IMAGES["landscape"], points=[[60, 40]])
+        assert np.logical_xor(mine.mask, theirs.mask).mean() < 1e-3
+    finally:
+        server.stop()
