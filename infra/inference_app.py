@@ -133,6 +133,11 @@ class Inference:
         self.engine = load_for_snapshot(InferenceSettings())
         if self.engine.info.weights == "huggingface":
             hf_volume.commit()  # a first download is kept even if this container dies
+        # The decoder for clicks decoded on the client: exported once per checkpoint, on the
+        # first request for it (the export touches CUDA, not allowed before a snapshot), and
+        # kept in the Volume beside the weights; a later snapshot holds it, read from there.
+        self.engine.decoder_export.preload()
+        self.engine.decoder_export.on_written = hf_volume.commit
         if settings.gpu_snapshot:
             self.prepare()
 

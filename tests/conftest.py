@@ -57,8 +57,9 @@ def video_model(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> A
 
 
 @pytest.fixture(scope="session")
-def settings(checkpoint: Path) -> InferenceSettings:
-    return InferenceSettings(model="tiny", weights=str(checkpoint), device="cpu")
+def settings(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> InferenceSettings:
+    aot = tmp_path_factory.mktemp("aot")  # compiled encoders and exported decoders, not ~/.cache
+    return InferenceSettings(model="tiny", weights=str(checkpoint), device="cpu", aot_dir=aot)
 
 
 @pytest.fixture(scope="session")
@@ -116,14 +117,18 @@ def inference_server(
 
 
 @pytest.fixture(scope="session")
-def modal_server(checkpoint: Path) -> Iterator[RunningServer]:
+def modal_server(
+    checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     """The deployed inference Server's own container code, run here: its snapshot hook loads
     the test checkpoint with CUDA out of reach, its start hook (no GPU required here) serves
-    the HTTP app on a port, as a Modal container would behind Modal's proxy."""
+    the HTTP app on a port, as a Modal container would behind Modal's proxy. Its Volume
+    commits (a Modal call) are not made: the Volume's folder is a temporary one here."""
     import infra.inference_app
 
     port = free_port()
     wanted = {
+        "SAM2_AOT_DIR": str(tmp_path_factory.mktemp("volume") / "sam2-aot"),
         "SAM2_WEIGHTS": str(checkpoint),
         "SAM2_MODEL": "tiny",
         "SAM2_DEVICE": "cpu",
@@ -136,6 +141,7 @@ def modal_server(checkpoint: Path) -> Iterator[RunningServer]:
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(infra.inference_app.settings, "require_gpu", False)
+            patch.setattr(infra.inference_app.hf_volume, "commit", lambda: None)
             run_hook(container, "load")
             run_hook(container, "start")
     finally:

@@ -310,16 +310,19 @@ def _every_cuda_call_raises(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.fixture
-def deployed_env(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+def deployed_env(checkpoint: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> int:
     """The environment a container of the deployed Server sees, with the test checkpoint."""
     port = free_port()
     for name, value in {
+        "SAM2_AOT_DIR": str(tmp_path / "aot"),  # the weights Volume's folder, on Modal
         "SAM2_WEIGHTS": str(checkpoint),
         "SAM2_MODEL": "tiny",
         "SAM2_HOST": "127.0.0.1",
         "SAM2_PORT": str(port),
     }.items():
         monkeypatch.setenv(name, value)
+    # A Volume commit is a Modal call (it needs an account); here the folder is a temporary one.
+    monkeypatch.setattr(infra.inference_app.hf_volume, "commit", lambda: None)
     return port
 
 
@@ -333,6 +336,32 @@ def test_the_snapshot_hook_loads_without_touching_cuda(
         run_hook(container, "load")
     assert container.engine.device.type == "cpu"
     assert next(container.engine.model.parameters()).device.type == "cpu"
+
+
+def test_the_snapshot_holds_the_exported_decoder_and_the_volume_keeps_it(
+    deployed_env: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The first container exports the decoder on the first request for it and commits it to
+    the weights Volume (a Modal call: recorded here); the next container's snapshot hook reads
+    it from there, so it exports nothing, commits nothing, and serves the same file and ETag."""
+    commits: list[str] = []
+    monkeypatch.setattr(infra.inference_app.hf_volume, "commit", lambda: commits.append("commit"))
+    first = infra.inference_app.Inference._get_user_cls()()
+    run_hook(first, "load")
+    assert commits == []
+    onnx, etag = first.engine.decoder_export.get()  # what GET /v1/models/tiny/decoder.onnx runs
+    assert commits == ["commit"]
+    assert first.engine.decoder_export.written is True
+    kept = first.engine.aot_store.decoder_path(18)
+    assert [p.name for p in (tmp_path / "aot").iterdir()] == [kept.name]
+    assert kept.read_bytes() == onnx
+    second = infra.inference_app.Inference._get_user_cls()()
+    with monkeypatch.context() as guard:
+        _every_cuda_call_raises(guard)  # reading it is safe before a snapshot
+        run_hook(second, "load")
+    assert second.engine.decoder_export.written is False
+    assert commits == ["commit"]
+    assert second.engine.decoder_export.get() == (onnx, etag)
 
 
 def test_without_the_requested_gpu_the_server_refuses_to_become_ready(

@@ -49,6 +49,7 @@ from sam2_inference.image.cache import CachedImage, EmbeddingCache
 from sam2_inference.image.client_decode import DecoderExport
 from sam2_inference.image.decoding import ImageDecoder, pick_decoder
 from sam2_inference.image.inputs import ResolvedImage, check_bounds, resolve_image
+from sam2_inference.image.onnx import OPSET
 from sam2_inference.image.predictor import CachingPredictor, Predictors
 from sam2_inference.image.prompts import answer_prompts, check_answer, kept_logits
 from sam2_inference.image.response import Ran, auto_response, prompt_response
@@ -111,7 +112,9 @@ class Sam2Engine:
         install_preemption(model)
         self._lock = ModelLock()
         self._predictors = Predictors(model, self.device, fast=self.fast)
-        self.decoder_export = DecoderExport(model)
+        self.decoder_export = DecoderExport(
+            model, aot_store.decoder_path(OPSET) if aot_store is not None else None
+        )
         self._derived_budget: int | None = None
         self._accelerate()
 

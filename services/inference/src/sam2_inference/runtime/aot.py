@@ -69,6 +69,11 @@ class AotStore:
             parts.append("autotuned")
         return self.directory / (re.sub(r"[^A-Za-z0-9_.+-]", "_", "-".join(parts)) + ".pt2")
 
+    def decoder_path(self, opset: int) -> Path:
+        """The exported ONNX decoder of these weights (image/onnx.py), by this torch."""
+        name = f"{self.model}-{self.weights}-decoder-opset{opset}-torch{torch.__version__}"
+        return self.directory / (re.sub(r"[^A-Za-z0-9_.+-]", "_", name) + ".onnx")
+
 
 def checkpoint_key(path: Path) -> str:
     """Names a checkpoint file by where it is, its size and its modification time: a hub file
