@@ -24,6 +24,7 @@ from sam2_gateway.core.store import KeyStore, UsageDelta
 from support import TcpForwarder, service_url
 
 PEPPER = "store-test-pepper"
+TABLES = ("job_items", "jobs", "usage", "api_keys", "alembic_version")  # dropped in this order
 
 
 def _sql(url: str, statement: str) -> list[sa.Row[object]]:
@@ -42,7 +43,7 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeySto
         url = f"sqlite:///{tmp_path / 'keys.db'}"
     else:
         url = service_url("SAM2_TEST_POSTGRES_URL")
-        for table in ("usage", "api_keys", "alembic_version"):
+        for table in TABLES:
             _sql(url, f"DROP TABLE IF EXISTS {table}")
     store = KeyStore(url, PEPPER)
     store.migrate()
@@ -66,7 +67,7 @@ def test_gateway_containers_starting_together_all_migrate_a_new_database() -> No
     PostgreSQL database all succeed (one migrates, the others wait for its lock and find the
     schema current). Without the lock this failed in 1 of 2 runs here (a duplicate table)."""
     url = service_url("SAM2_TEST_POSTGRES_URL")
-    for table in ("usage", "api_keys", "alembic_version"):
+    for table in TABLES:
         _sql(url, f"DROP TABLE IF EXISTS {table}")
     at = str(time.time() + 4.0)
     command = [sys.executable, "-c", MIGRATE, url, at]

@@ -141,6 +141,11 @@ class KeyStore:
             "key store", timeout_s=timeout_s, open_s=retry_s, failures=(DBAPIError, TimeoutError)
         )
 
+    @property
+    def engine(self) -> Engine:
+        """The database's engine, which the job store (core/jobs.py) shares."""
+        return self._engine
+
     def migrate(self) -> None:
         """Upgrade the schema to the newest Alembic revision (idempotent). On PostgreSQL one
         process at a time: every gateway container migrates as it starts, and two creating the

@@ -1,0 +1,449 @@
+"""Durable batch jobs (issue 30): jobs and their items in the gateway's SQL store, taken by
+workers under leases.
+
+A job is a request template and its items (one image each), in order. A worker `claim`s items:
+each claimed item is `running` under a lease (a random token and a deadline) that the worker
+`renew`s while it works. A worker that dies stops renewing; once its lease has lapsed, another
+`claim` takes the item again (up to MAX_ATTEMPTS times). An item is finished (`done` with its
+answer, or `failed` with its problem) only by the holder of its current lease, in one
+conditional UPDATE: a worker whose lease lapsed and was taken finds its token stale, and its
+late answer is dropped, so no item is finished twice. Cancelling a job cancels its queued items
+at once; a running item's worker learns it at its next `renew` and stops.
+
+Claiming is a compare-and-set (`UPDATE ... WHERE state = 'queued' OR lease lapsed`), correct on
+any SQL database and on any number of workers; on PostgreSQL the candidates are read `FOR
+UPDATE SKIP LOCKED`, so concurrent workers take different items instead of racing for the same.
+Time comes from the caller (`now`): a clock is the boundary tests replace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from sam2_gateway.core.store import Base
+
+__all__ = ["Base", "Claim", "IdempotencyConflictError", "JobStatus", "JobStore"]
+
+JobState = Literal["queued", "running", "done", "cancelled"]
+ItemState = Literal["queued", "running", "done", "failed", "cancelled"]
+ITEM_STATES: tuple[ItemState, ...] = ("queued", "running", "done", "failed", "cancelled")
+MAX_ATTEMPTS = 3
+"""Leases an item may lapse before it fails (`job_item_abandoned`): a poison image that kills
+every worker that takes it does not stall its job forever."""
+JOB_ID_PREFIX = "job_"
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_idempotency"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(40), unique=True, index=True)
+    key_id: Mapped[str] = mapped_column(String(12), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    template: Mapped[str] = mapped_column(Text)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    item_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobItem(Base):
+    __tablename__ = "job_items"
+    __table_args__ = (
+        UniqueConstraint("job_id", "position", name="uq_job_items_position"),
+        Index("ix_job_items_claim", "state", "lease_until"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answer: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyConflictError(Exception):
+    """The Idempotency-Key names a job created from another request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An item a worker holds: what to run, and the lease token that finishes it."""
+
+    item_id: int
+    job_id: str
+    key_id: str
+    position: int
+    source: dict[str, Any]
+    template: dict[str, Any]
+    token: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    job_id: str
+    key_id: str
+    state: JobState
+    counts: dict[ItemState, int]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    webhook_url: str | None
+    mean_item_s: float | None
+    """The mean time of a finished item, from its start to its end (None before the first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    position: int
+    state: ItemState
+    source: dict[str, Any]
+    answer: str | None
+    """The answer's JSON as inference gave it (done items)."""
+    error: dict[str, Any] | None
+    """The item's problem (failed items)."""
+
+
+class JobStore:
+    """Jobs and items in the same database as the keys (its migrations create both)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def create(
+        self,
+        key_id: str,
+        template: dict[str, Any],
+        sources: Sequence[dict[str, Any]],
+        *,
+        now: datetime,
+        idempotency_key: str | None = None,
+        webhook_url: str | None = None,
+    ) -> tuple[JobStatus, bool]:
+        """A new job of `sources` (queued, in order), or, for an Idempotency-Key this key has
+        used, the job it made (False): the same request again is the same job, another request
+        under that key is IdempotencyConflictError."""
+        digest = _digest(template, sources, webhook_url)
+        if idempotency_key is not None:
+            known = self._by_idempotency(key_id, idempotency_key)
+            if known is not None:
+                if known.request_hash != digest:
+                    raise IdempotencyConflictError(idempotency_key)
+                return self._must(known.job_id, key_id), False
+        job_id = JOB_ID_PREFIX + secrets.token_hex(12)
+        job = Job(
+            job_id=job_id,
+            key_id=key_id,
+            idempotency_key=idempotency_key,
+            request_hash=digest,
+            template=json.dumps(template),
+            webhook_url=webhook_url,
+            state="queued",
+            item_count=len(sources),
+            created_at=now,
+        )
+        items = [
+            JobItem(job_id=job_id, position=i, source=json.dumps(s), state="queued", attempts=0)
+            for i, s in enumerate(sources)
+        ]
+        try:
+            with self._sessions.begin() as session:
+                session.add(job)
+                session.flush()  # the job row first: its items refer to it
+                session.add_all(items)
+        except Exception:
+            # Two creates with one Idempotency-Key at once: the unique index let one in.
+            if idempotency_key is not None:
+                known = self._by_idempotency(key_id, idempotency_key)
+                if known is not None and known.request_hash == digest:
+                    return self._must(known.job_id, key_id), False
+            raise
+        return self._must(job_id, key_id), True
+
+    def claim(self, *, now: datetime, lease_s: float, limit: int = 1) -> list[Claim]:
+        """Up to `limit` items to run, oldest job first and in item order: queued ones, and
+        running ones whose lease lapsed (taken again, or failed after MAX_ATTEMPTS)."""
+        lapsed = (JobItem.state == "running") & (JobItem.lease_until < now)
+        takeable = or_(JobItem.state == "queued", lapsed)
+        claims: list[Claim] = []
+        with self._sessions.begin() as session:
+            candidates = (
+                select(JobItem.id, JobItem.attempts, JobItem.job_id)
+                .join(Job, Job.job_id == JobItem.job_id)
+                .where(takeable, Job.state.in_(("queued", "running")))
+                .order_by(Job.id, JobItem.position)
+                .limit(limit * 4)
+            )
+            if self._engine.dialect.name == "postgresql":
+                candidates = candidates.with_for_update(skip_locked=True, of=JobItem)
+            for item_id, attempts, job_id in session.execute(candidates).all():
+                if len(claims) >= limit:
+                    break
+                if attempts >= MAX_ATTEMPTS:
+                    self._abandon(session, item_id, job_id, now)
+                    continue
+                token = secrets.token_hex(16)
+                taken = session.execute(
+                    update(JobItem)
+                    .where(JobItem.id == item_id, takeable)
+                    .values(
+                        state="running",
+                        lease_token=token,
+                        lease_until=now + timedelta(seconds=lease_s),
+                        attempts=JobItem.attempts + 1,
+                        started_at=now,
+                    )
+                )
+                if not taken.rowcount:  # type: ignore[attr-defined]
+                    continue  # another worker took it between the read and the write
+                session.execute(
+                    update(Job)
+                    .where(Job.job_id == job_id, Job.state == "queued")
+                    .values(state="running", started_at=now)
+                )
+                claims.append(self._claim(session, item_id, token))
+        return claims
+
+    def renew(self, claim: Claim, *, now: datetime, lease_s: float) -> bool:
+        """Extend the lease; False when it is no longer this worker's (it lapsed and another
+        took the item) or the job was cancelled: the worker stops."""
+        with self._sessions.begin() as session:
+            renewed = session.execute(
+                update(JobItem)
+                .where(
+                    JobItem.id == claim.item_id,
+                    JobItem.lease_token == claim.token,
+                    JobItem.state == "running",
+                )
+                .values(lease_until=now + timedelta(seconds=lease_s))
+            )
+            return bool(renewed.rowcount)  # type: ignore[attr-defined]
+
+    def finish(
+        self,
+        claim: Claim,
+        *,
+        now: datetime,
+        answer: str | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record the item's answer (done) or its problem (failed), if the lease is still this
+        worker's; whether it was recorded. The job is done when its last item is."""
+        with self._sessions.begin() as session:
+            finished = session.execute(
+                update(JobItem)
+                .where(
+                    JobItem.id == claim.item_id,
+                    JobItem.lease_token == claim.token,
+                    JobItem.state == "running",
+                )
+                .values(
+                    state="failed" if error is not None else "done",
+                    answer=answer,
+                    error=json.dumps(error) if error is not None else None,
+                    lease_token=None,
+                    lease_until=None,
+                    finished_at=now,
+                )
+            )
+            if not finished.rowcount:  # type: ignore[attr-defined]
+                return False
+            self._close_if_finished(session, claim.job_id, now)
+            return True
+
+    def cancel(self, job_id: str, key_id: str, *, now: datetime) -> JobStatus | None:
+        """Cancel a job of this key: its queued and running items are cancelled (a running
+        item's worker stops at its next renew); None if the key has no such job."""
+        with self._sessions.begin() as session:
+            job = session.scalar(select(Job).where(Job.job_id == job_id, Job.key_id == key_id))
+            if job is None:
+                return None
+            if job.state in ("queued", "running"):
+                job.state, job.finished_at = "cancelled", now
+                session.execute(
+                    update(JobItem)
+                    .where(JobItem.job_id == job_id, JobItem.state.in_(("queued", "running")))
+                    .values(state="cancelled", lease_token=None, lease_until=None, finished_at=now)
+                )
+        return self._status(job_id, key_id)
+
+    def status(self, job_id: str, key_id: str) -> JobStatus | None:
+        """A job of this key (another key's is None, as an unknown one)."""
+        return self._status(job_id, key_id)
+
+    def jobs(self, key_id: str, *, limit: int = 50) -> list[JobStatus]:
+        """This key's jobs, newest first."""
+        with self._sessions() as session:
+            ids = session.scalars(
+                select(Job.job_id).where(Job.key_id == key_id).order_by(Job.id.desc()).limit(limit)
+            ).all()
+        return [s for s in (self._status(i, key_id) for i in ids) if s is not None]
+
+    def items(self, job_id: str, key_id: str, *, batch: int = 200) -> Iterable[ItemRecord]:
+        """The job's items in order, read `batch` at a time (a job's answers may not fit in
+        memory at once); nothing for another key's job."""
+        if self._status(job_id, key_id) is None:
+            return
+        after = -1
+        while True:
+            with self._sessions() as session:
+                rows = session.scalars(
+                    select(JobItem)
+                    .where(JobItem.job_id == job_id, JobItem.position > after)
+                    .order_by(JobItem.position)
+                    .limit(batch)
+                ).all()
+            for row in rows:
+                yield ItemRecord(
+                    position=row.position,
+                    state=row.state,  # type: ignore[arg-type]
+                    source=json.loads(row.source),
+                    answer=row.answer,
+                    error=json.loads(row.error) if row.error else None,
+                )
+            if len(rows) < batch:
+                return
+            after = rows[-1].position
+
+    def active_items(self, key_id: str) -> int:
+        """This key's items queued or running, across its jobs (the tier's bound)."""
+        with self._sessions() as session:
+            count = session.scalar(
+                select(func.count(JobItem.id))
+                .join(Job, Job.job_id == JobItem.job_id)
+                .where(Job.key_id == key_id, JobItem.state.in_(("queued", "running")))
+            )
+        return int(count or 0)
+
+    def _must(self, job_id: str, key_id: str) -> JobStatus:
+        status = self._status(job_id, key_id)
+        assert status is not None  # just written by this key
+        return status
+
+    def _by_idempotency(self, key_id: str, idempotency_key: str) -> Job | None:
+        with self._sessions() as session:
+            return session.scalar(
+                select(Job).where(Job.key_id == key_id, Job.idempotency_key == idempotency_key)
+            )
+
+    def _claim(self, session: Session, item_id: int, token: str) -> Claim:
+        item = session.get_one(JobItem, item_id)
+        job = session.scalar(select(Job).where(Job.job_id == item.job_id))
+        assert job is not None
+        return Claim(
+            item_id=item_id,
+            job_id=item.job_id,
+            key_id=job.key_id,
+            position=item.position,
+            source=json.loads(item.source),
+            template=json.loads(job.template),
+            token=token,
+            attempt=item.attempts,
+        )
+
+    def _abandon(self, session: Session, item_id: int, job_id: str, now: datetime) -> None:
+        """An item whose lease lapsed MAX_ATTEMPTS times fails: its workers kept dying."""
+        problem = {
+            "code": "job_item_abandoned",
+            "status": 500,
+            "detail": f"the item's worker stopped {MAX_ATTEMPTS} times while running it",
+        }
+        session.execute(
+            update(JobItem)
+            .where(JobItem.id == item_id, JobItem.state == "running")
+            .values(state="failed", error=json.dumps(problem), lease_token=None, finished_at=now)
+        )
+        self._close_if_finished(session, job_id, now)
+
+    def _close_if_finished(self, session: Session, job_id: str, now: datetime) -> None:
+        left = session.scalar(
+            select(func.count(JobItem.id)).where(
+                JobItem.job_id == job_id, JobItem.state.in_(("queued", "running"))
+            )
+        )
+        if not left:
+            session.execute(
+                update(Job)
+                .where(Job.job_id == job_id, Job.state.in_(("queued", "running")))
+                .values(state="done", finished_at=now)
+            )
+
+    def _status(self, job_id: str, key_id: str) -> JobStatus | None:
+        with self._sessions() as session:
+            job = session.scalar(select(Job).where(Job.job_id == job_id, Job.key_id == key_id))
+            if job is None:
+                return None
+            counted: dict[str, int] = dict.fromkeys(ITEM_STATES, 0)
+            for state, count in session.execute(
+                select(JobItem.state, func.count(JobItem.id))
+                .where(JobItem.job_id == job_id)
+                .group_by(JobItem.state)
+            ):
+                counted[state] = int(count)
+            finished = session.execute(
+                select(JobItem.started_at, JobItem.finished_at).where(
+                    JobItem.job_id == job_id,
+                    JobItem.state.in_(("done", "failed")),
+                    JobItem.started_at.is_not(None),
+                )
+            ).all()
+        spans = [
+            (_utc(end) - _utc(start)).total_seconds() for start, end in finished if start and end
+        ]
+        return JobStatus(
+            job_id=job.job_id,
+            key_id=job.key_id,
+            state=job.state,  # type: ignore[arg-type]
+            counts=counted,  # type: ignore[arg-type]  # the states are ITEM_STATES
+            created_at=_utc(job.created_at),
+            started_at=_utc(job.started_at) if job.started_at else None,
+            finished_at=_utc(job.finished_at) if job.finished_at else None,
+            webhook_url=job.webhook_url,
+            mean_item_s=sum(spans) / len(spans) if spans else None,
+        )
+
+
+def _digest(
+    template: dict[str, Any], sources: Sequence[dict[str, Any]], webhook: str | None
+) -> str:
+    text = json.dumps([template, list(sources), webhook], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite drops time zones; every stored time is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
