@@ -26,6 +26,9 @@ def gateway_settings(tmp_path: Path, signing_key: str) -> GatewaySettings:
         inference_url=f"http://127.0.0.1:{free_port()}",  # closed unless a test says otherwise
         cors_origins=["https://app.example.com"],
         max_body_bytes=512 * 1024,
+        # Every gateway of a test shares its database: only a test's own runs job workers
+        # (otherwise the fixtures' default gateway, whose inference is closed, takes items).
+        job_workers=0,
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from sam2_gateway.api.routes import auth, health, segment, usage, video
+from sam2_gateway.api.routes import auth, health, jobs, segment, usage, video
 from sam2_gateway.cli import main
 
 COMMITTED = Path(__file__).parents[2] / "openapi.json"
@@ -67,7 +67,13 @@ def test_openapi_is_correct_for_clients() -> None:
         "usage",
         "healthz",
         "readyz",
-    } | video | {"get_embedding", "get_decoder"}
+    } | video | {"get_embedding", "get_decoder"} | {
+        "create_job",
+        "list_jobs",
+        "get_job",
+        "cancel_job",
+        "job_results",
+    }
     [days] = spec["paths"]["/v1/usage"]["get"]["parameters"]
     assert (days["name"], days["in"], days["schema"]["minimum"], days["schema"]["maximum"]) == (
         "days",
@@ -101,7 +107,7 @@ def test_the_cli_writes_the_committed_document(tmp_path: Path) -> None:
 
 def test_request_bodies_come_from_the_routes() -> None:
     """Each route declares its body (`openapi_extra`): what the document says is what they say."""
-    routers = [module.router for module in (auth, health, segment, usage, video)]
+    routers = [module.router for module in (auth, health, jobs, segment, usage, video)]
     declared = {
         (route.path, method.lower())
         for router in routers

@@ -63,6 +63,12 @@ class ErrorCode(StrEnum):
     TOO_MANY_OBJECTS = "too_many_objects"
     MODEL_NOT_LOADED = "model_not_loaded"
     MODEL_NOT_FOUND = "model_not_found"
+    JOB_NOT_FOUND = "job_not_found"
+    EMPTY_JOB = "empty_job"
+    TOO_MANY_JOB_ITEMS = "too_many_job_items"
+    JOB_QUEUE_FULL = "job_queue_full"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    JOB_ITEM_ABANDONED = "job_item_abandoned"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     NOT_READY = "not_ready"
@@ -329,6 +335,34 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         404,
         "No such model here",
         "Ask for the served model's decoder: its name is `serving.name` in GET /v1/models.",
+    ),
+    ErrorCode.JOB_NOT_FOUND: ErrorSpec(
+        404,
+        "Job not found",
+        "Check the job_id (GET /v1/jobs lists this key's jobs); another key's job is not "
+        "visible to this one.",
+    ),
+    ErrorCode.EMPTY_JOB: ErrorSpec(422, "Empty job", "Send at least one item in `items`."),
+    ErrorCode.TOO_MANY_JOB_ITEMS: ErrorSpec(
+        422, "Too many items", "Split the images into several jobs of at most the limit each."
+    ),
+    ErrorCode.JOB_QUEUE_FULL: ErrorSpec(
+        429,
+        "Too many queued items",
+        "Wait for this key's running jobs to finish (GET /v1/jobs), or cancel one, then create "
+        "the job again.",
+    ),
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: ErrorSpec(
+        422,
+        "Idempotency-Key already used",
+        "This key made another job with this Idempotency-Key: send that job's request again "
+        "to get it, or use a new Idempotency-Key for a new job.",
+    ),
+    ErrorCode.JOB_ITEM_ABANDONED: ErrorSpec(
+        500,
+        "Item abandoned",
+        "The item's worker stopped several times while running it (the image may crash it): "
+        "check the image, then send it in a new job.",
     ),
     ErrorCode.NOT_FOUND: ErrorSpec(404, "Not found", "Check the path against the API reference."),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorSpec(

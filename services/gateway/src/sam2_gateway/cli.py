@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     create = action("create", "create a key and print it (once)")
     create.add_argument("--name", required=True)
     create.add_argument(
-        "--scopes", default="segment,auto,video", help=f"from {','.join(sorted(SCOPES))}"
+        "--scopes", default="segment,auto,video,jobs", help=f"from {','.join(sorted(SCOPES))}"
     )
     create.add_argument("--tier", default="standard", help="rate tier (SAM2_GATEWAY_RATE_TIERS)")
     create.add_argument("--expires-in-days", type=_days, help="1 or more; omitted: never")

@@ -25,11 +25,13 @@ from starlette.types import Scope
 
 from sam2_gateway.api.deps import Gateway
 from sam2_gateway.api.openapi import build_openapi
-from sam2_gateway.api.routes import auth, client_decode, health, segment, usage, video
+from sam2_gateway.api.routes import auth, client_decode, health, jobs, segment, usage, video
+from sam2_gateway.api.worker import JobWorker
 from sam2_gateway.backends import HttpBackend
 from sam2_gateway.core.answers import AnswerMemory
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.fetch import ImageFetcher
+from sam2_gateway.core.jobs import JobStore
 from sam2_gateway.core.logs import AccessLogMiddleware
 from sam2_gateway.core.metering import UsageMeter, journal_for
 from sam2_gateway.core.ratelimit import RateLimiter
@@ -93,13 +95,23 @@ def create_app(
             allowed_networks=settings.image_url_allowed_networks,
             resolver=resolver,
         ),
+        jobs=JobStore(store.engine),
     )
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway.store.migrate()
         gateway.meter.start()
+        worker = JobWorker(
+            gateway,
+            gateway.jobs,
+            concurrency=settings.job_workers,
+            lease_s=settings.job_lease_s,
+        )
+        app.state.job_worker = worker
+        worker.start()
         yield
+        await worker.stop()
         await gateway.meter.stop()
         await gateway.backend.aclose()
         await gateway.fetcher.aclose()
@@ -116,7 +128,7 @@ def create_app(
     app.state.gateway = gateway
     app.state.decoders = {}  # model name -> (ONNX bytes, ETag), fetched from inference once
     app.state.decoders_lock = asyncio.Lock()
-    routers = (segment, video, client_decode, auth, usage, health)
+    routers = (segment, video, client_decode, jobs, auth, usage, health)
     for router in (module.router for module in routers):
         app.include_router(router)
     if (PLAYGROUND / "index.html").is_file():  # built by scripts/dev and scripts/test

@@ -189,7 +189,7 @@ def _announce(store: KeyStore, port: int, state_dir: str) -> str:
         )
         return existing[0].key_id
     key, _ = store.create(
-        DEV_KEY_NAME, frozenset({"segment", "auto", "video", "admin"}), rate_tier="dev"
+        DEV_KEY_NAME, frozenset({"segment", "auto", "video", "jobs", "admin"}), rate_tier="dev"
     )
     print(
         f"\nGateway on http://127.0.0.1:{port} (playground: /playground/). Development API key"

@@ -32,6 +32,15 @@ from sam2_contract.models.fields import (
     PointList,
     WeightsSource,
 )
+from sam2_contract.models.jobs import (
+    MAX_JOB_ITEMS,
+    JobCounts,
+    JobInfo,
+    JobItem,
+    JobList,
+    JobRequest,
+    JobState,
+)
 from sam2_contract.models.requests import (
     BatchImage,
     BatchSegmentRequest,
@@ -79,6 +88,7 @@ __all__ = [
     "MASK_ID_PREFIX",
     "MAX_BATCH_ITEMS",
     "MAX_BOXES",
+    "MAX_JOB_ITEMS",
     "MAX_OBJECTS",
     "MAX_POINTS",
     "MAX_URL_LENGTH",
@@ -96,6 +106,12 @@ __all__ = [
     "CacheStats",
     "FieldError",
     "Health",
+    "JobCounts",
+    "JobInfo",
+    "JobItem",
+    "JobList",
+    "JobRequest",
+    "JobState",
     "LabelList",
     "Mask",
     "MaskFormat",

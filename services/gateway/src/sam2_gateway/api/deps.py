@@ -13,6 +13,7 @@ from sam2_contract.errors import AuthenticationError, ErrorCode, PermissionDenie
 from sam2_gateway.core.answers import AnswerMemory
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.fetch import ImageFetcher
+from sam2_gateway.core.jobs import JobStore
 from sam2_gateway.core.keys import MalformedKeyError, looks_like_key, parse_key, verify_key
 from sam2_gateway.core.metering import UsageMeter
 from sam2_gateway.core.ratelimit import RateLimiter
@@ -22,7 +23,7 @@ from sam2_gateway.hop import InferenceBackend
 
 log = logging.getLogger(__name__)
 
-SCOPES = frozenset({"segment", "auto", "video", "admin"})
+SCOPES = frozenset({"segment", "auto", "video", "jobs", "admin"})
 _NO_SUCH_KEY_HASH = "0" * 64  # an HMAC-SHA256 hex digest that no key has
 
 
@@ -38,6 +39,7 @@ class Gateway:
     meter: UsageMeter
     fetcher: ImageFetcher
     answers: AnswerMemory
+    jobs: JobStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,39 @@ class GatewaySettings(BaseSettings):
             "waits up to 10 s for others to be sent, then gets `503 gateway_busy`."
         ),
     )
+    job_workers: int = Field(
+        default=2,
+        ge=0,
+        description=(
+            "Items of batch jobs (`POST /v1/jobs`) this gateway process runs at once, sent to "
+            "inference over the same hop as clicks; 0 runs none (another process's workers "
+            "take the items). Items are leased in the database, so any number of processes may "
+            "run workers on one database."
+        ),
+    )
+    job_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "How long a worker holds an item without renewing its lease (it renews every "
+            "third of it); a worker that dies loses its items this long after, and another "
+            "takes them again."
+        ),
+    )
+    job_max_items: int = Field(
+        default=10_000,
+        gt=0,
+        le=10_000,
+        description="The most items one job may have; more gets `422 too_many_job_items`.",
+    )
+    job_max_active_items: int = Field(
+        default=50_000,
+        gt=0,
+        description=(
+            "The most items one key may have queued or running across its jobs; a job that "
+            "would pass it gets `429 job_queue_full`."
+        ),
+    )
     database_url: str = Field(
         default="sqlite:///./sam2-gateway.db",
         validation_alias=AliasChoices("SAM2_GATEWAY_DATABASE_URL", "DATABASE_URL"),

@@ -244,11 +244,7 @@ class JobStore:
         with self._sessions.begin() as session:
             renewed = session.execute(
                 update(JobItem)
-                .where(
-                    JobItem.id == claim.item_id,
-                    JobItem.lease_token == claim.token,
-                    JobItem.state == "running",
-                )
+                .where(*_held(claim))
                 .values(lease_until=now + timedelta(seconds=lease_s))
             )
             return bool(renewed.rowcount)  # type: ignore[attr-defined]
@@ -266,11 +262,7 @@ class JobStore:
         with self._sessions.begin() as session:
             finished = session.execute(
                 update(JobItem)
-                .where(
-                    JobItem.id == claim.item_id,
-                    JobItem.lease_token == claim.token,
-                    JobItem.state == "running",
-                )
+                .where(*_held(claim))
                 .values(
                     state="failed" if error is not None else "done",
                     answer=answer,
@@ -435,6 +427,16 @@ class JobStore:
             webhook_url=job.webhook_url,
             mean_item_s=sum(spans) / len(spans) if spans else None,
         )
+
+
+def _held(claim: Claim) -> tuple[Any, ...]:
+    """The item is still this claim's: running under its lease token (not lapsed and taken,
+    not cancelled, not finished)."""
+    return (
+        JobItem.id == claim.item_id,
+        JobItem.lease_token == claim.token,
+        JobItem.state == "running",
+    )
 
 
 def _digest(

@@ -1,0 +1,198 @@
+"""Batch jobs (scope `jobs`, issue 30): create one from a request template and its images,
+read its state, stream its results in item order, cancel it, list this key's jobs. Items are
+run by the workers (api/worker.py) from the SQL store (core/jobs.py); another key's job is
+404 as an unknown one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sam2_contract.errors import ErrorCode, InvalidRequestError, NotFoundError, Sam2ServiceError
+from sam2_contract.models import IMAGE_ID_PREFIX, JobInfo, JobList, JobRequest
+from sam2_contract.problems import read_body
+from sam2_contract.validation import parse_json, parse_model, parse_segment_request
+from sam2_contract.video import NDJSON
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from sam2_gateway.api.deps import GatewayDep, Principal, PrincipalDep
+from sam2_gateway.api.openapi import NdjsonStream, request_body
+from sam2_gateway.api.routes.segment import _limited
+from sam2_gateway.core.jobs import IdempotencyConflictError, JobStatus
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@router.post(
+    "",
+    response_model=JobInfo,
+    status_code=201,
+    openapi_extra=request_body(JobRequest),
+    responses={200: {"description": "The job this Idempotency-Key made before"}},
+)
+async def create_job(request: Request, principal: PrincipalDep, gateway: GatewayDep) -> Response:
+    """A job: every item (an image URL or an uploaded image's `image_id`) answered with the
+    template, as one /v1/segment call each. With an `Idempotency-Key` header, a retried create
+    answers the job the first one made (200) instead of a second job."""
+    principal.require("jobs")
+    async with _limited(gateway, principal):
+        job = parse_model(JobRequest, parse_json(await read_body(request, _body_limit(gateway))))
+        _check_template(job.request, principal)
+        if len(job.items) > gateway.settings.job_max_items:
+            raise InvalidRequestError(
+                f"{len(job.items)} items; this service takes at most "
+                f"{gateway.settings.job_max_items} per job",
+                code=ErrorCode.TOO_MANY_JOB_ITEMS,
+            )
+        idempotency = request.headers.get("idempotency-key")
+        if idempotency is not None and not 0 < len(idempotency) <= MAX_IDEMPOTENCY_KEY:
+            raise InvalidRequestError(
+                f"`Idempotency-Key` is 1 to {MAX_IDEMPOTENCY_KEY} characters",
+                code=ErrorCode.INVALID_PARAMETER,
+            )
+        active = await run_in_threadpool(gateway.jobs.active_items, principal.key_id)
+        if active + len(job.items) > gateway.settings.job_max_active_items:
+            raise Sam2ServiceError(
+                f"this key has {active} items queued or running; this job's "
+                f"{len(job.items)} would pass its {gateway.settings.job_max_active_items}",
+                code=ErrorCode.JOB_QUEUE_FULL,
+                retry_after=60,
+            )
+        sources = [item.model_dump(exclude_none=True) for item in job.items]
+        try:
+            status, made = await run_in_threadpool(
+                lambda: gateway.jobs.create(
+                    principal.key_id,
+                    job.request,
+                    sources,
+                    now=datetime.now(UTC),
+                    idempotency_key=idempotency,
+                    webhook_url=job.webhook_url,
+                )
+            )
+        except IdempotencyConflictError:
+            raise InvalidRequestError(
+                "this Idempotency-Key made another job, from another request",
+                code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
+            ) from None
+    worker = getattr(request.app.state, "job_worker", None)
+    if worker is not None:
+        worker.wake()
+    return _info_response(gateway, status, 201 if made else 200)
+
+
+@router.get("", response_model=JobList)
+async def list_jobs(principal: PrincipalDep, gateway: GatewayDep) -> JobList:
+    """This key's jobs, newest first (the latest 50)."""
+    principal.require("jobs")
+    statuses = await run_in_threadpool(gateway.jobs.jobs, principal.key_id)
+    return JobList(jobs=[_info(gateway, s) for s in statuses])
+
+
+@router.get("/{job_id}", response_model=JobInfo)
+async def get_job(job_id: str, principal: PrincipalDep, gateway: GatewayDep) -> JobInfo:
+    """A job's state, its items' counts, timings and an estimate of the time left."""
+    return _info(gateway, await _status(job_id, principal, gateway))
+
+
+@router.delete("/{job_id}", response_model=JobInfo)
+async def cancel_job(job_id: str, principal: PrincipalDep, gateway: GatewayDep) -> JobInfo:
+    """Cancel a job: queued items never start, running ones are stopped (their answers are
+    dropped); finished items keep their results."""
+    principal.require("jobs")
+    status = await run_in_threadpool(
+        lambda: gateway.jobs.cancel(job_id, principal.key_id, now=datetime.now(UTC))
+    )
+    if status is None:
+        raise _not_found(job_id)
+    return _info(gateway, status)
+
+
+@router.get("/{job_id}/results", response_class=NdjsonStream)
+async def job_results(
+    job_id: str, principal: PrincipalDep, gateway: GatewayDep
+) -> StreamingResponse:
+    """One NDJSON line per item, in item order: `{"index", "status": 200, "result"}` with the
+    answer (masks as RLE), `{"index", "status", "error"}` with its problem, or `{"index",
+    "status": null, "state"}` for an item not finished yet (queued, running or cancelled)."""
+    await _status(job_id, principal, gateway)
+
+    async def lines() -> AsyncIterator[bytes]:
+        items = gateway.jobs.items(job_id, principal.key_id)
+        async for item in iterate_in_threadpool(iter(items)):
+            if item.state == "done" and item.answer is not None:
+                yield b'{"index":%d,"status":200,"result":%s}\n' % (
+                    item.position,
+                    item.answer.encode(),
+                )
+            elif item.state == "failed" and item.error is not None:
+                status = int(item.error.get("status", 500))
+                line = {"index": item.position, "status": status, "error": item.error}
+                yield json.dumps(line).encode() + b"\n"
+            else:
+                line = {"index": item.position, "status": None, "state": item.state}
+                yield json.dumps(line).encode() + b"\n"
+
+    return StreamingResponse(lines(), media_type=NDJSON)
+
+
+def _check_template(template: dict[str, object], principal: Principal) -> None:
+    """The template is a /v1/segment request without its image; RLE answers only (a job's
+    results hold every item's masks: the other formats are rendered from RLE by a client)."""
+    named = sorted({"image", "image_url", "image_id"} & set(template))
+    if named:
+        raise InvalidRequestError(
+            f"`request` names {' and '.join(named)}: the images are the job's `items`",
+            code=ErrorCode.INVALID_PARAMETER,
+        )
+    if template.get("mask_format", "rle") != "rle":
+        raise InvalidRequestError(
+            "a job's answers are RLE: leave `mask_format` out or set it to rle",
+            code=ErrorCode.INVALID_PARAMETER,
+        )
+    parsed = parse_segment_request(template | {"image_id": IMAGE_ID_PREFIX + "0" * 32})
+    principal.require("auto" if parsed.mode == "auto" else "segment")
+
+
+async def _status(job_id: str, principal: Principal, gateway: GatewayDep) -> JobStatus:
+    principal.require("jobs")
+    status = await run_in_threadpool(gateway.jobs.status, job_id[:64], principal.key_id)
+    if status is None:
+        raise _not_found(job_id)
+    return status
+
+
+def _not_found(job_id: str) -> NotFoundError:
+    return NotFoundError(f"no job {job_id[:64]!r} for this key", code=ErrorCode.JOB_NOT_FOUND)
+
+
+def _body_limit(gateway: GatewayDep) -> int:
+    # Items are URLs and ids: a job of the most items is far below a base64 image's limit.
+    return gateway.settings.max_body_bytes
+
+
+def _info(gateway: GatewayDep, status: JobStatus) -> JobInfo:
+    counts = status.counts
+    left = counts["queued"] + counts["running"]
+    workers = max(1, gateway.settings.job_workers)
+    eta = None
+    if status.mean_item_s is not None and status.state in ("queued", "running"):
+        eta = round(status.mean_item_s * left / workers, 1)
+    return JobInfo(
+        job_id=status.job_id,
+        state=status.state,
+        total=sum(counts.values()),
+        counts=counts,  # type: ignore[arg-type]  # a dict of the five states, validated
+        created_at=status.created_at,
+        started_at=status.started_at,
+        finished_at=status.finished_at,
+        eta_s=eta,
+    )
+
+
+def _info_response(gateway: GatewayDep, status: JobStatus, code: int) -> JSONResponse:
+    return JSONResponse(_info(gateway, status).model_dump(mode="json"), status_code=code)

@@ -1,0 +1,183 @@
+"""The gateway's embedded job worker (issue 30): it claims items of batch jobs from the SQL
+store (core/jobs.py) and answers each as one /v1/segment call over the same hop as clicks,
+with the item's key as the tenant and the image's routing key, so an item lands where its
+embedding is. While an item runs its lease is renewed; when the renewal fails (the job was
+cancelled, or the lease lapsed and another worker took the item) the call is cancelled and
+inference is asked to stop its work. Items run `job_workers` at a time per process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sam2_contract.errors import ErrorCode, InvalidRequestError, Sam2ServiceError
+from sam2_contract.validation import parse_segment_request
+from sam2_contract.wire import routing_key
+from starlette.concurrency import run_in_threadpool
+
+from sam2_gateway.api.deps import Gateway
+from sam2_gateway.api.routes.segment import _answer_fits, _source
+from sam2_gateway.core.jobs import Claim, JobStore
+from sam2_gateway.hop import Hop, InferenceError
+
+log = logging.getLogger(__name__)
+IDLE_S = 0.5
+"""How long a worker with nothing to do waits before it looks for items again."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobWorker:
+    """Runs job items, `concurrency` at a time, until stopped."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        jobs: JobStore,
+        *,
+        concurrency: int,
+        lease_s: float,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._gateway = gateway
+        self._jobs = jobs
+        self._concurrency = concurrency
+        self._lease_s = lease_s
+        self._clock = clock
+        self._running: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        if self._concurrency > 0 and self._loop is None:
+            self._loop = asyncio.create_task(self._run(), name="job worker")
+
+    def wake(self) -> None:
+        """A job was created: look for items now rather than after the idle wait."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop taking items and stop the running ones; their leases lapse and another
+        process (or this one, restarted) takes them again."""
+        tasks = [t for t in (self._loop, *self._running) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._loop = None
+
+    async def _run(self) -> None:
+        while True:
+            free = self._concurrency - len(self._running)
+            claims: list[Claim] = []
+            if free > 0:
+                try:
+                    claims = await run_in_threadpool(
+                        self._jobs.claim, now=self._clock(), lease_s=self._lease_s, limit=free
+                    )
+                except Exception:  # the database is down: try again after the idle wait
+                    log.warning("job worker: claiming items failed", exc_info=True)
+            for claim in claims:
+                task = asyncio.create_task(self._item(claim), name=f"job item {claim.job_id}")
+                self._running.add(task)
+                task.add_done_callback(self._done)
+            if not claims or free <= len(claims):
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), IDLE_S)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()  # a slot is free
+
+    async def _item(self, claim: Claim) -> None:
+        """Run one item under its lease; record its answer or its problem."""
+        hop_box: list[Hop] = []
+        work = asyncio.create_task(self._answer(claim, hop_box))
+        renewing = asyncio.create_task(self._renew_until_lost(claim))
+        done, _ = await asyncio.wait({work, renewing}, return_when=asyncio.FIRST_COMPLETED)
+        if renewing in done:  # the lease is lost or the job cancelled: stop the work
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await work
+            if hop_box:
+                with contextlib.suppress(Sam2ServiceError):
+                    await self._gateway.backend.cancel(hop_box[0])
+            return
+        renewing.cancel()
+        answer, error = work.result()
+        try:
+            await run_in_threadpool(
+                self._jobs.finish, claim, now=self._clock(), answer=answer, error=error
+            )
+        except Exception:  # the lease lapses and the item runs again
+            log.warning("job worker: recording item %s failed", claim.item_id, exc_info=True)
+
+    async def _renew_until_lost(self, claim: Claim) -> None:
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                kept = await run_in_threadpool(
+                    self._jobs.renew, claim, now=self._clock(), lease_s=self._lease_s
+                )
+            except Exception:  # the database is down: keep working, try again
+                log.warning("job worker: renewing a lease failed", exc_info=True)
+                continue
+            if not kept:
+                return
+
+    async def _answer(
+        self, claim: Claim, hop_box: list[Hop]
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """The item's answer (the JSON inference gave, masks as RLE), or its problem."""
+        gateway = self._gateway
+        try:
+            fields = {k: v for k, v in claim.template.items() if k != "mask_format"}
+            parsed = parse_segment_request(fields | claim.source | {"mask_format": "rle"})
+            upload = await _source(gateway, parsed, None)
+            _answer_fits(gateway, parsed, upload)
+            image_id = upload.image_id if upload is not None else parsed.image_id
+            if image_id is None:  # the model validator guarantees one
+                raise InvalidRequestError("the item names no image", code=ErrorCode.MISSING_IMAGE)
+            request_id = f"{claim.job_id}-{claim.position}-{claim.attempt}"
+            hop = Hop(claim.key_id, request_id, routing_key(claim.key_id, image_id))
+            hop_box.append(hop)
+            body = parsed.model_copy(
+                update={"image": None, "image_url": None, "image_id": image_id}
+            )
+            try:
+                result = await gateway.backend.segment(
+                    body.model_dump_json(exclude_none=True, exclude_unset=True).encode(),
+                    upload.file if upload is not None else None,
+                    hop,
+                )
+            except InferenceError as exc:
+                if exc.model_ms:
+                    await gateway.meter.add(claim.key_id, images=0, masks=0, gpu_ms=exc.model_ms)
+                raise
+            await gateway.meter.add(
+                claim.key_id,
+                images=int(upload is not None),
+                masks=result.masks,
+                gpu_ms=result.model_ms,
+            )
+            return result.body.decode(), None
+        except Sam2ServiceError as exc:
+            problem = exc.to_problem(instance=f"#/items/{claim.position}")
+            return None, problem.model_dump(mode="json", exclude_none=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job item %s of %s failed", claim.position, claim.job_id)
+            failure = Sam2ServiceError(
+                "the item could not be answered", code=ErrorCode.INTERNAL_ERROR
+            )
+            problem = failure.to_problem(instance=f"#/items/{claim.position}")
+            return None, problem.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,246 @@
+"""Batch jobs through the gateway (issue 30, in progress) against the real inference service:
+a job of uploaded images and URLs (served by a local host the SSRF guard is told to trust,
+as in tests/gateway/test_image_sources.py) with bad items ends with each item done or failed
+with its code, done answers equal to a /v1/segment call on the same image; a retried create
+is the same job; cancel stops it; bad input and another key's job are problems with hints."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sam2_contract import decode_mask
+from support import IMAGES, RunningServer, bearer, encode, free_port, image_b64, scene
+
+CLICK = {"point_coords": [[40, 30]], "point_labels": [1]}
+FILES = {
+    "/a.png": encode(scene(90, 120, seed=31)),
+    "/b.png": encode(scene(100, 80, seed=32)),
+    "/corrupt.png": b"\x89PNG\r\n\x1a\n" + b"not really a picture",
+}
+
+
+class _Host(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = FILES.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("content-type", "image/png")
+        self.send_header("content-length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Host)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def jobs_gateway(
+    make_client: Callable[..., TestClient], inference_server: RunningServer
+) -> TestClient:
+    return make_client(
+        inference_url=inference_server.url,
+        image_url_allow_http=True,
+        image_url_allowed_networks=["127.0.0.1/32"],
+        job_max_items=12,
+        job_workers=2,
+        job_lease_s=5.0,
+    )
+
+
+def _wait(client: TestClient, job_id: str, auth: dict[str, str], timeout_s: float = 120) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = client.get(f"/v1/jobs/{job_id}", headers=auth).json()
+        if info["state"] in ("done", "cancelled"):
+            return info
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish: {info}")
+
+
+def _results(client: TestClient, job_id: str, auth: dict[str, str]) -> list[dict[str, Any]]:
+    answer = client.get(f"/v1/jobs/{job_id}/results", headers=auth)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/x-ndjson")
+    return [json.loads(line) for line in answer.text.splitlines() if line]
+
+
+def _problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem: dict[str, Any] = response.json()
+    assert problem["code"] == code
+    assert problem["hint"]
+    return problem
+
+
+def test_a_job_of_uploads_and_urls_ends_with_every_item_answered_or_failed(
+    jobs_gateway: TestClient, new_key: Callable[..., str], host: str
+) -> None:
+    auth = bearer(new_key("segment auto jobs"))
+    uploaded = [
+        jobs_gateway.post(
+            "/v1/segment", json={"image": image_b64(name)} | CLICK, headers=auth
+        ).json()["image_id"]
+        for name in ("landscape", "portrait")
+    ]
+    items = [
+        {"image_id": uploaded[0]},
+        {"image_url": f"{host}/a.png"},
+        {"image_url": f"{host}/corrupt.png"},
+        {"image_id": uploaded[1]},
+        {"image_url": f"http://127.0.0.1:{free_port()}/gone.png"},  # nothing listens
+        {"image_url": f"{host}/b.png"},
+        {"image_id": "img_" + "e" * 32},  # never uploaded
+    ]
+    created = jobs_gateway.post(
+        "/v1/jobs",
+        json={"request": CLICK, "items": items},
+        headers=auth | {"idempotency-key": "k1"},
+    )
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert (job["state"], job["total"], job["counts"]["queued"]) == ("queued", 7, 7)
+    again = jobs_gateway.post(
+        "/v1/jobs",
+        json={"request": CLICK, "items": items},
+        headers=auth | {"idempotency-key": "k1"},
+    )
+    assert (again.status_code, again.json()["job_id"]) == (200, job["job_id"])
+    done = _wait(jobs_gateway, job["job_id"], auth)
+    assert done["state"] == "done"
+    assert (done["counts"]["done"], done["counts"]["failed"]) == (4, 3)
+    assert done["finished_at"] is not None
+    lines = _results(jobs_gateway, job["job_id"], auth)
+    assert [line["index"] for line in lines] == list(range(7))
+    codes = {line["index"]: line["error"]["code"] for line in lines if "error" in line}
+    assert codes == {2: "truncated_image", 4: "image_url_unreachable", 6: "image_not_cached"}
+    for line in lines:
+        if "error" in line:
+            assert line["error"]["hint"]
+            assert line["status"] == line["error"]["status"]
+    # Every done item equals the same click sent alone, by the same key.
+    singles = [
+        {"image_id": uploaded[0]},
+        {"image": image_b64_file(FILES["/a.png"])},
+        None,
+        {"image_id": uploaded[1]},
+        None,
+        {"image": image_b64_file(FILES["/b.png"])},
+        None,
+    ]
+    for line, single in zip(lines, singles, strict=True):
+        if single is None:
+            continue
+        alone = jobs_gateway.post(
+            "/v1/segment", json=single | CLICK | {"mask_format": "rle"}, headers=auth
+        ).json()
+        result = line["result"]
+        assert result["image_id"] == alone["image_id"]
+        assert (decode_mask(result["mask"]) == decode_mask(alone["mask"])).all()
+        assert result["score"] == pytest.approx(alone["score"], abs=1e-6)
+    listed = jobs_gateway.get("/v1/jobs", headers=auth).json()["jobs"]
+    assert [j["job_id"] for j in listed] == [job["job_id"]]
+
+
+def image_b64_file(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+def test_cancel_stops_the_job_and_starts_no_queued_item(
+    jobs_gateway: TestClient, new_key: Callable[..., str]
+) -> None:
+    auth = bearer(new_key("segment auto jobs"))
+    image_id = jobs_gateway.post(
+        "/v1/segment", json={"image": image_b64("landscape")} | CLICK, headers=auth
+    ).json()["image_id"]
+    auto = {"mode": "auto", "points_per_side": 8}  # seconds an item on the CPU
+    job = jobs_gateway.post(
+        "/v1/jobs", json={"request": auto, "items": [{"image_id": image_id}] * 12}, headers=auth
+    ).json()
+    cancelled = jobs_gateway.delete(f"/v1/jobs/{job['job_id']}", headers=auth)
+    assert cancelled.status_code == 200
+    info = cancelled.json()
+    assert info["state"] == "cancelled"
+    finished = info["counts"]["done"] + info["counts"]["failed"]
+    assert info["counts"]["cancelled"] == 12 - finished
+    time.sleep(3)  # a worker that held an item has been told at its renewal, or its finish
+    later = jobs_gateway.get(f"/v1/jobs/{job['job_id']}", headers=auth).json()
+    assert later["counts"] == info["counts"]
+    states = [line.get("state") for line in _results(jobs_gateway, job["job_id"], auth)]
+    assert states.count("cancelled") == info["counts"]["cancelled"]
+
+
+def test_bad_jobs_get_problems_with_hints(
+    jobs_gateway: TestClient, new_key: Callable[..., str]
+) -> None:
+    auth = bearer(new_key("segment auto jobs"))
+    item = {"image_id": "img_" + "0" * 32}
+    post = lambda body, **h: jobs_gateway.post("/v1/jobs", json=body, headers=auth | h)  # noqa: E731
+    _problem(post({"request": CLICK, "items": []}), 422, "empty_job")
+    _problem(post({"request": CLICK, "items": [item] * 13}), 422, "too_many_job_items")
+    _problem(post({"request": CLICK, "items": [{}]}), 422, "missing_image")
+    _problem(
+        post({"request": CLICK, "items": [item | {"image_url": "https://example.com/a.png"}]}),
+        422,
+        "missing_image",
+    )
+    _problem(
+        post({"request": CLICK | {"image_id": item["image_id"]}, "items": [item]}),
+        422,
+        "invalid_parameter",
+    )
+    _problem(
+        post({"request": CLICK | {"mask_format": "png"}, "items": [item]}), 422, "invalid_parameter"
+    )
+    _problem(post({"request": {"mode": "point"}, "items": [item]}), 422, "missing_points")
+    made = post({"request": CLICK, "items": [item]}, **{"idempotency-key": "same"})
+    assert made.status_code == 201
+    _problem(
+        post({"request": CLICK, "items": [item, item]}, **{"idempotency-key": "same"}),
+        422,
+        "idempotency_key_reused",
+    )
+    job_id = made.json()["job_id"]
+    other = bearer(new_key("segment auto jobs"))
+    for method, path in (
+        ("GET", f"/v1/jobs/{job_id}"),
+        ("GET", f"/v1/jobs/{job_id}/results"),
+        ("DELETE", f"/v1/jobs/{job_id}"),
+        ("GET", "/v1/jobs/job_" + "0" * 24),
+    ):
+        _problem(jobs_gateway.request(method, path, headers=other), 404, "job_not_found")
+    assert jobs_gateway.get("/v1/jobs", headers=other).json() == {"jobs": []}
+    no_scope = bearer(new_key("segment auto"))
+    _problem(
+        jobs_gateway.post("/v1/jobs", json={"request": CLICK, "items": [item]}, headers=no_scope),
+        403,
+        "insufficient_scope",
+    )
+    auto_only = bearer(new_key("segment jobs"))
+    _problem(
+        jobs_gateway.post(
+            "/v1/jobs", json={"request": {"mode": "auto"}, "items": [item]}, headers=auto_only
+        ),
+        403,
+        "insufficient_scope",
+    )
+    assert IMAGES  # the shared test images are the uploads above
