@@ -95,7 +95,9 @@ def test_a_killed_gateway_loses_no_item_and_records_none_twice(
     port = free_port()
     log = tmp_path / "gateway.log"
     first = _gateway(database, inference_url, port, pem, log)
-    key, _ = KeyStore(database, PEPPER).create("jobs", frozenset({"auto", "jobs"}), rate_tier="dev")
+    store = KeyStore(database, PEPPER)
+    key, _ = store.create("jobs", frozenset({"auto", "jobs"}), rate_tier="dev")
+    store.dispose()
     auth = {"authorization": f"Bearer {key.full}"}
     base = f"http://127.0.0.1:{port}"
     try:
