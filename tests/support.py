@@ -282,7 +282,7 @@ def bearer(credential: str) -> dict[str, str]:
 
 @contextmanager
 def running_gateway(
-    database_url: str, inference_url: str, *, scopes: str = "segment auto", **changes: Any
+    database_url: str, inference_url: str, *, scopes: str = "segment auto jobs", **changes: Any
 ) -> Iterator[GatewayServer]:
     """A real gateway on a real socket in front of `inference_url`, with one dev-tier key."""
     from sam2_gateway import GatewaySettings, KeyStore, create_app

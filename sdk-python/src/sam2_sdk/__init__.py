@@ -23,6 +23,7 @@ from sam2_sdk._exceptions import (
     VideoNotFoundError,
 )
 from sam2_sdk._helpers import segment_image
+from sam2_sdk._jobs import AsyncJobs, JobItemPending, JobResult, Jobs
 from sam2_sdk._local import LocalSession
 from sam2_sdk._types import (
     AutoMaskResult,
@@ -44,6 +45,7 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncJobs",
     "AsyncSam2Client",
     "AsyncVideoSession",
     "AsyncVideos",
@@ -59,6 +61,9 @@ __all__ = [
     "ImageInput",
     "ImageNotCachedError",
     "InternalServerError",
+    "JobItemPending",
+    "JobResult",
+    "Jobs",
     "LocalDecodeError",
     "LocalSession",
     "NotFoundError",

@@ -20,6 +20,7 @@ from sam2_sdk._base import BaseClient, fingerprint
 from sam2_sdk._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from sam2_sdk._exceptions import ImageNotCachedError, Sam2Error
 from sam2_sdk._http import Call, answer_json
+from sam2_sdk._jobs import AsyncJobs, Jobs
 from sam2_sdk._local import PROBE, DecoderCache, LocalSession
 from sam2_sdk._types import (
     AutoOptions,
@@ -58,6 +59,8 @@ class Sam2Client(BaseClient):
         self._upload_locks: dict[str, threading.Lock] = {}
         self.videos = Videos(self)
         """Clips and tracking sessions: `client.videos.upload(...)`, `.session(video)`."""
+        self.jobs = Jobs(self)
+        """Batch jobs: `client.jobs.create(items, request=...)`, `.wait()`, `.results()`."""
 
     def segment(
         self,
@@ -174,15 +177,18 @@ class Sam2Client(BaseClient):
         image: bytes | None = None,
         files: list[tuple[str, bytes]] | None = None,
         fields: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """One API call with this client's retries, timeout and errors; its JSON answer (`{}`
-        when empty). `image`: a segment upload; `files` and `fields`: a video upload."""
-        return answer_json(self._send(Call(method, path, body, image, files, fields)))
+        when empty). `image`: a segment upload; `files` and `fields`: a video upload;
+        `headers`: sent too (e.g. `Idempotency-Key`)."""
+        call = Call(method, path, body, image, files, fields, headers)
+        return answer_json(self._send(call))
 
-    def stream(self, path: str, body: dict[str, Any]) -> Generator[str, None, None]:
-        """POST `body` and the answer's lines as they come (NDJSON); closing the iterator
-        closes the connection, which stops the work."""
-        response = self._send(Call("POST", path, body), stream=True)
+    def stream(self, path: str, body: dict[str, Any] | None) -> Generator[str, None, None]:
+        """POST `body` (GET with None) and the answer's lines as they come (NDJSON); closing
+        the iterator closes the connection, which stops the work."""
+        response = self._send(Call("GET" if body is None else "POST", path, body), stream=True)
         try:
             yield from (line for line in response.iter_lines() if line)
         finally:
@@ -232,6 +238,8 @@ class AsyncSam2Client(BaseClient):
         self._async_upload_locks: dict[str, asyncio.Lock] = {}
         self.videos = AsyncVideos(self)
         """Clips and tracking sessions: `client.videos.upload(...)`, `.session(video)`."""
+        self.jobs = AsyncJobs(self)
+        """Batch jobs: `await client.jobs.create(items, request=...)`, `.wait()`, `.results()`."""
 
     async def segment(
         self,
@@ -347,13 +355,16 @@ class AsyncSam2Client(BaseClient):
         image: bytes | None = None,
         files: list[tuple[str, bytes]] | None = None,
         fields: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """One API call with this client's retries, timeout and errors (see Sam2Client)."""
-        return answer_json(await self._send(Call(method, path, body, image, files, fields)))
+        call = Call(method, path, body, image, files, fields, headers)
+        return answer_json(await self._send(call))
 
-    async def stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:
-        """POST `body` and the answer's lines as they come (NDJSON)."""
-        response = await self._send(Call("POST", path, body), stream=True)
+    async def stream(self, path: str, body: dict[str, Any] | None) -> AsyncGenerator[str, None]:
+        """POST `body` (GET with None) and the answer's lines as they come (NDJSON)."""
+        method = "GET" if body is None else "POST"
+        response = await self._send(Call(method, path, body), stream=True)
         try:
             async for line in response.aiter_lines():
                 if line:

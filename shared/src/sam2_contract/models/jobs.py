@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from sam2_contract.models.fields import MAX_URL_LENGTH, _check_image_id, _fail, _Model
 
@@ -63,7 +63,7 @@ class JobRequest(_Model):
     )
 
 
-class JobCounts(_Model):
+class JobCounts(BaseModel):
     queued: int
     running: int
     done: int
@@ -71,7 +71,7 @@ class JobCounts(_Model):
     cancelled: int
 
 
-class JobInfo(_Model):
+class JobInfo(BaseModel):
     """A job's state, its items' counts and timings."""
 
     job_id: str
@@ -90,7 +90,7 @@ class JobInfo(_Model):
     )
 
 
-class JobList(_Model):
+class JobList(BaseModel):
     """This key's jobs, newest first."""
 
     jobs: list[JobInfo]

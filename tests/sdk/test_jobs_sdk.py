@@ -1,0 +1,60 @@
+"""`client.jobs` (issue 30, in progress) against the real gateway and inference, sync and
+async: a job of uploaded images (and one never uploaded) made once per idempotency key,
+waited for, its results in order as the SDK's own types, equal to the same calls alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from sam2_sdk import (
+    AsyncSam2Client,
+    AutoSegmentation,
+    BatchItemError,
+    Sam2Client,
+    Sam2Error,
+    Segmentation,
+)
+from support import IMAGES, GatewayServer
+
+CLICK = {"point_coords": [[40, 30]], "point_labels": [1]}
+
+
+def test_a_job_answers_each_item_as_the_call_alone(gateway_server: GatewayServer) -> None:
+    with Sam2Client(api_key=gateway_server.key, base_url=gateway_server.url) as client:
+        alone = [client.segment(IMAGES[n], points=[[40, 30]]) for n in ("landscape", "portrait")]
+        items = [alone[0].image_id, alone[1].image_id, "img_" + "d" * 32]
+        job = client.jobs.create(items, request=CLICK, idempotency_key="sdk-run-1")
+        again = client.jobs.create(items, request=CLICK, idempotency_key="sdk-run-1")
+        assert again.job_id == job.job_id
+        done = client.jobs.wait(job.job_id, poll_s=0.2, timeout_s=120)
+        assert (done.state, done.counts.done, done.counts.failed) == ("done", 2, 1)
+        results = list(client.jobs.results(job.job_id))
+        assert [index for index, _ in results] == [0, 1, 2]
+        for (_, result), single in zip(results[:2], alone, strict=True):
+            assert isinstance(result, Segmentation)
+            assert np.array_equal(result.mask, single.mask)
+            assert result.score == pytest.approx(single.score, abs=1e-6)
+        failed = results[2][1]
+        assert isinstance(failed, BatchItemError)
+        assert (failed.status, failed.code) == (404, "image_not_cached")
+        assert failed.hint
+        assert job.job_id in [j.job_id for j in client.jobs.list()]
+        assert client.jobs.cancel(job.job_id).state == "done"  # a finished job stays so
+        with pytest.raises(Sam2Error, match="https URL or an image_id"):
+            client.jobs.create(["photo.jpg"], request=CLICK)
+
+
+def test_the_async_client_runs_an_automatic_job(gateway_server: GatewayServer) -> None:
+    async def main() -> list[object]:
+        async with AsyncSam2Client(api_key=gateway_server.key, base_url=gateway_server.url) as c:
+            first = await c.segment(IMAGES["landscape"], points=[[40, 30]])
+            auto = {"mode": "auto", "points_per_side": 4}
+            job = await c.jobs.create([first.image_id], request=auto)
+            assert (await c.jobs.wait(job.job_id, poll_s=0.2, timeout_s=120)).state == "done"
+            return [result async for _, result in c.jobs.results(job.job_id)]
+
+    [result] = asyncio.run(main())
+    assert isinstance(result, AutoSegmentation)
+    assert result.image_id.startswith("img_")
