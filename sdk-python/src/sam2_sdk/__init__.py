@@ -1,5 +1,8 @@
 """Python client for the SAM2 segmentation API."""
 
+from sam2_contract.webhooks import WebhookVerificationError
+from sam2_contract.webhooks import verify as _verify
+
 from sam2_sdk._client import AsyncSam2Client, Sam2Client
 from sam2_sdk._exceptions import (
     APIConnectionError,
@@ -38,6 +41,16 @@ from sam2_sdk._types import (
 )
 from sam2_sdk._video_log import SessionRecreatedWarning, TrackedFrame, TrackedObject
 from sam2_sdk._videos import AsyncVideos, AsyncVideoSession, Videos, VideoSession
+
+
+def verify_webhook(
+    body: bytes | str, headers: dict[str, str], secret: str, *, now: float | None = None
+) -> None:
+    """Check a webhook delivery from the service in one call (Standard Webhooks: its
+    `webhook-id`, `webhook-timestamp` and `webhook-signature` headers, under your key's
+    `whsec_` secret); raises WebhookVerificationError saying why it is not the service's."""
+    _verify(secret, body, headers, now=now)
+
 
 __all__ = [
     "APIConnectionError",
@@ -82,5 +95,7 @@ __all__ = [
     "VideoNotFoundError",
     "VideoSession",
     "Videos",
+    "WebhookVerificationError",
     "segment_image",
+    "verify_webhook",
 ]
