@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -90,8 +91,9 @@ def _problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]
     return problem
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools
 def test_a_job_of_uploads_and_urls_ends_with_every_item_answered_or_failed(
-    jobs_gateway: TestClient, new_key: Callable[..., str], host: str
+    jobs_gateway: TestClient, new_key: Callable[..., str], host: str, tmp_path: Path
 ) -> None:
     auth = bearer(new_key("segment auto jobs"))
     uploaded = [
@@ -157,6 +159,35 @@ def test_a_job_of_uploads_and_urls_ends_with_every_item_answered_or_failed(
         assert result["score"] == pytest.approx(alone["score"], abs=1e-6)
     listed = jobs_gateway.get("/v1/jobs", headers=auth).json()["jobs"]
     assert [j["job_id"] for j in listed] == [job["job_id"]]
+    _assert_coco(jobs_gateway, job["job_id"], auth, lines, tmp_path)
+
+
+def _assert_coco(
+    client: TestClient,
+    job_id: str,
+    auth: dict[str, str],
+    lines: list[dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    """The COCO export loads in pycocotools, one image per done item, and its masks are the
+    items' answers."""
+    coco_api = pytest.importorskip("pycocotools.coco")
+    exported = client.get(f"/v1/jobs/{job_id}/results?format=coco", headers=auth)
+    assert exported.status_code == 200
+    assert "attachment" in exported.headers["content-disposition"]
+    path = tmp_path / "job.coco.json"
+    path.write_bytes(exported.content)
+    coco = coco_api.COCO(str(path))
+    done = {line["index"]: line["result"] for line in lines if "result" in line}
+    assert sorted(coco.getImgIds()) == [index + 1 for index in sorted(done)]
+    for index, result in done.items():
+        [annotation] = coco.loadAnns(coco.getAnnIds(imgIds=[index + 1]))
+        mask = coco.annToMask(annotation).astype(bool)
+        assert (mask == decode_mask(result["mask"])).all()
+        assert annotation["area"] == int(mask.sum())
+        assert annotation["score"] == pytest.approx(result["score"])
+    bad = client.get(f"/v1/jobs/{job_id}/results?format=yaml", headers=auth)
+    _problem(bad, 422, "invalid_parameter")
 
 
 def image_b64_file(data: bytes) -> str:

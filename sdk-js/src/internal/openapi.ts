@@ -150,6 +150,7 @@ export interface paths {
          * @description One NDJSON line per item, in item order: `{"index", "status": 200, "result"}` with the
          *     answer (masks as RLE), `{"index", "status", "error"}` with its problem, or `{"index",
          *     "status": null, "state"}` for an item not finished yet (queued, running or cancelled).
+         *     `?format=coco`: one COCO JSON file of the done items' masks instead.
          */
         get: operations["job_results"];
         put?: never;
@@ -2471,7 +2472,9 @@ export interface operations {
     };
     job_results: {
         parameters: {
-            query?: never;
+            query?: {
+                format?: string;
+            };
             header?: never;
             path: {
                 job_id: string;

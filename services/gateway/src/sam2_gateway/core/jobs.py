@@ -44,7 +44,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from sam2_gateway.core.store import Base
 
-__all__ = ["Base", "Claim", "IdempotencyConflictError", "JobStatus", "JobStore"]
+__all__ = ["Base", "Claim", "IdempotencyConflictError", "ItemRecord", "JobStatus", "JobStore"]
 
 JobState = Literal["queued", "running", "done", "cancelled"]
 ItemState = Literal["queued", "running", "done", "failed", "cancelled"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -21,6 +22,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from sam2_gateway.api.deps import GatewayDep, Principal, PrincipalDep
 from sam2_gateway.api.openapi import NdjsonStream, request_body
 from sam2_gateway.api.routes.segment import _limited
+from sam2_gateway.core.coco import coco_file
 from sam2_gateway.core.jobs import IdempotencyConflictError, JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -114,12 +116,22 @@ async def cancel_job(job_id: str, principal: PrincipalDep, gateway: GatewayDep) 
 
 @router.get("/{job_id}/results", response_class=NdjsonStream)
 async def job_results(
-    job_id: str, principal: PrincipalDep, gateway: GatewayDep
+    job_id: str, principal: PrincipalDep, gateway: GatewayDep, format: str = "ndjson"
 ) -> StreamingResponse:
     """One NDJSON line per item, in item order: `{"index", "status": 200, "result"}` with the
     answer (masks as RLE), `{"index", "status", "error"}` with its problem, or `{"index",
-    "status": null, "state"}` for an item not finished yet (queued, running or cancelled)."""
+    "status": null, "state"}` for an item not finished yet (queued, running or cancelled).
+    `?format=coco`: one COCO JSON file of the done items' masks instead."""
+    if format not in ("ndjson", "coco"):
+        raise InvalidRequestError(
+            f"`format` is {format[:32]!r}; it is ndjson or coco", code=ErrorCode.INVALID_PARAMETER
+        )
     await _status(job_id, principal, gateway)
+    if format == "coco":
+        read = partial(gateway.jobs.items, job_id, principal.key_id)
+        coco = iterate_in_threadpool(coco_file(read, job_id))
+        disposition = {"content-disposition": f'attachment; filename="{job_id}.coco.json"'}
+        return StreamingResponse(coco, media_type="application/json", headers=disposition)
 
     async def lines() -> AsyncIterator[bytes]:
         items = gateway.jobs.items(job_id, principal.key_id)
