@@ -22,6 +22,7 @@ import type {
 import { RETRY_STATUSES, requestInit, retryDelay } from "./internal/http.js";
 import type { components } from "./internal/openapi.js";
 import { autoResult, promptResult } from "./internal/results.js";
+import { Jobs } from "./jobs.js";
 import { Videos } from "./video.js";
 
 export type {
@@ -102,6 +103,8 @@ export class Sam2Client {
   private token: TokenResponse | undefined;
   /** Clips and tracking sessions: `client.videos.upload(...)`, `.session(video)`. */
   readonly videos: Videos = new Videos(this);
+  /** Batch jobs: `client.jobs.create(items, { request })`, `.wait(jobId)`, `.results(jobId)`. */
+  readonly jobs: Jobs = new Jobs(this);
 
   constructor(private readonly options: ClientOptions = {}) {
     this.apiKey = options.apiKey ?? environment("SAM2_API_KEY");
@@ -201,17 +204,25 @@ export class Sam2Client {
   }
 
   /** One call with retries; `body` is sent as JSON, or as it is when it is `FormData`. */
-  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    return this.send(method, path, body, signal, async (response) => {
-      if (response.status === 204) return undefined as T; // nothing to read (a deletion)
-      return (await response.json()) as T; // the JSON the OpenAPI types describe
-    });
+  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, headers?: Record<string, string>): Promise<T> {
+    return this.send(
+      method,
+      path,
+      body,
+      signal,
+      async (response) => {
+        if (response.status === 204) return undefined as T; // nothing to read (a deletion)
+        return (await response.json()) as T; // the JSON the OpenAPI types describe
+      },
+      false,
+      headers,
+    );
   }
 
-  /** POST `body` and answer the response once it is known to succeed, its body unread (a
-   * stream: the timeout covers the wait for its first byte, not the stream). */
+  /** POST `body` (GET when it is undefined) and answer the response once it is known to
+   * succeed, its body unread (a stream: the timeout covers the wait for its first byte). */
   async stream(path: string, body: unknown, signal?: AbortSignal): Promise<Response> {
-    return this.send("POST", path, body, signal, async (response) => response, true);
+    return this.send(body === undefined ? "GET" : "POST", path, body, signal, async (response) => response, true);
   }
 
   /** GET a file (an image the service stores). */

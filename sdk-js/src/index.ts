@@ -25,6 +25,7 @@ export type { ImageInput, RequestOptions } from "./core/types.js";
 export { APIResource, type Requester } from "./core/resource.js";
 export { decodeRle, encodeRle, maskToImageData, maskToRgba, type RleMask } from "./core/masks.js";
 export { Videos, VideoSession } from "./video.js";
+export { Jobs, type CreateJobOptions, type JobInfo, type JobItemPending, type JobResult } from "./jobs.js";
 export { verifyWebhook, WebhookVerificationError } from "./core/webhooks.js";
 export type { PropagateOptions, PropagationSummary, SessionInfo, TrackedFrame, TrackedObject, UploadOptions, VideoInfo } from "./video.js";
 
