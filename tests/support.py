@@ -163,6 +163,11 @@ def decoder_feed(
     return {**tensors, **decoder_inputs(prompt, orig_hw, mask)}
 
 
+SQL_TABLES = ("webhook_secrets", "job_items", "jobs", "usage", "api_keys", "alembic_version")
+"""The gateway's tables, in an order they can be dropped in (a test that starts a shared
+PostgreSQL database from nothing drops them all: a table left behind fails the migration)."""
+
+
 def random_prompts(seed: int, width: int, height: int, count: int = 32) -> list[dict[str, Any]]:
     """`count` prompts on a width x height image, as `segment()` takes them, in turn: a click,
     clicks with a background one, a box, points with a box, and a refinement (the previous

@@ -16,9 +16,9 @@ import pytest
 import sqlalchemy as sa
 from sam2_gateway.core.jobs import MAX_ATTEMPTS, IdempotencyConflictError, JobStore
 from sam2_gateway.core.store import KeyStore
+from support import SQL_TABLES as TABLES
 from support import service_url
 
-TABLES = ("job_items", "jobs", "usage", "api_keys", "alembic_version")
 T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 TEMPLATE = {"mode": "auto", "points_per_side": 8}
 LEASE_S = 30.0

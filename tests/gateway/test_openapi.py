@@ -73,6 +73,8 @@ def test_openapi_is_correct_for_clients() -> None:
         "get_job",
         "cancel_job",
         "job_results",
+        "webhook_secret",
+        "rotate_webhook_secret",
     }
     [days] = spec["paths"]["/v1/usage"]["get"]["parameters"]
     assert (days["name"], days["in"], days["schema"]["minimum"], days["schema"]["maximum"]) == (

@@ -21,10 +21,10 @@ from sam2_contract import RateLimitError, Sam2ServiceError
 from sam2_gateway.core.keys import parse_key, verify_key
 from sam2_gateway.core.ratelimit import RateLimiter, SharedSlots
 from sam2_gateway.core.store import KeyStore, UsageDelta
+from support import SQL_TABLES as TABLES
 from support import TcpForwarder, service_url
 
 PEPPER = "store-test-pepper"
-TABLES = ("job_items", "jobs", "usage", "api_keys", "alembic_version")  # dropped in this order
 
 
 def _sql(url: str, statement: str) -> list[sa.Row[object]]:

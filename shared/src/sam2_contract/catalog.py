@@ -69,6 +69,7 @@ class ErrorCode(StrEnum):
     JOB_QUEUE_FULL = "job_queue_full"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     JOB_ITEM_ABANDONED = "job_item_abandoned"
+    INVALID_WEBHOOK_URL = "invalid_webhook_url"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     NOT_READY = "not_ready"
@@ -363,6 +364,12 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         "Item abandoned",
         "The item's worker stopped several times while running it (the image may crash it): "
         "check the image, then send it in a new job.",
+    ),
+    ErrorCode.INVALID_WEBHOOK_URL: ErrorSpec(
+        422,
+        "Webhook URL not allowed",
+        "Send an https URL of a public host (no private, loopback or link-local address, no "
+        "user:password@), at most 2048 characters.",
     ),
     ErrorCode.NOT_FOUND: ErrorSpec(404, "Not found", "Check the path against the API reference."),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorSpec(

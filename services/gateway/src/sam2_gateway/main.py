@@ -40,6 +40,7 @@ from sam2_gateway.core.tokens import TokenSigner
 from sam2_gateway.hop import InferenceBackend
 
 PLAYGROUND = Path(__file__).parent / "playground"
+WEBHOOK_TIMEOUT_S = 10.0
 EXPOSED_HEADERS = [
     REQUEST_ID_HEADER,
     "ETag",  # the decoder's, for a browser SDK on another origin to revalidate it
@@ -96,6 +97,13 @@ def create_app(
             resolver=resolver,
         ),
         jobs=JobStore(store.engine),
+        webhooks=ImageFetcher(
+            max_bytes=0,
+            timeout_s=WEBHOOK_TIMEOUT_S,
+            allow_http=settings.webhook_allow_http,
+            allowed_networks=settings.webhook_allowed_networks,
+            resolver=resolver,
+        ),
     )
 
     @asynccontextmanager
@@ -107,11 +115,13 @@ def create_app(
             gateway.jobs,
             concurrency=settings.job_workers,
             lease_s=settings.job_lease_s,
+            retry_s=settings.webhook_retry_s,
         )
         app.state.job_worker = worker
         worker.start()
         yield
         await worker.stop()
+        await gateway.webhooks.aclose()
         await gateway.meter.stop()
         await gateway.backend.aclose()
         await gateway.fetcher.aclose()
@@ -131,6 +141,7 @@ def create_app(
     routers = (segment, video, client_decode, jobs, auth, usage, health)
     for router in (module.router for module in routers):
         app.include_router(router)
+    app.include_router(jobs.webhooks)
     if (PLAYGROUND / "index.html").is_file():  # built by scripts/dev and scripts/test
         app.mount("/playground", IsolatedFiles(directory=PLAYGROUND, html=True), name="playground")
     install_problem_handlers(app)

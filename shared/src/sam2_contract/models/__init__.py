@@ -40,6 +40,8 @@ from sam2_contract.models.jobs import (
     JobList,
     JobRequest,
     JobState,
+    JobWebhook,
+    WebhookSecretResponse,
 )
 from sam2_contract.models.requests import (
     BatchImage,
@@ -112,6 +114,7 @@ __all__ = [
     "JobList",
     "JobRequest",
     "JobState",
+    "JobWebhook",
     "LabelList",
     "Mask",
     "MaskFormat",
@@ -140,6 +143,7 @@ __all__ = [
     "UsageDay",
     "UsageLimits",
     "UsageResponse",
+    "WebhookSecretResponse",
     "WeightsSource",
     "mask_count",
 ]

@@ -59,7 +59,9 @@ class JobRequest(_Model):
     webhook_url: str | None = Field(
         default=None,
         max_length=MAX_URL_LENGTH,
-        description="Not yet delivered (issue 30 is in progress): accepted and kept.",
+        description="An https URL the service POSTs to when the job ends (done or cancelled), "
+        "signed in the Standard Webhooks format with this key's secret "
+        "(GET /v1/webhooks/secret); retried with backoff until it answers 2xx.",
     )
 
 
@@ -69,6 +71,15 @@ class JobCounts(BaseModel):
     done: int
     failed: int
     cancelled: int
+
+
+class JobWebhook(BaseModel):
+    """The job's webhook: `pending` (the job ended; being delivered, or waiting to be sent
+    again), `sent` (answered 2xx) or `failed` (every attempt failed; `error` says the last)."""
+
+    state: Literal["pending", "sent", "failed"]
+    attempts: int
+    error: str | None
 
 
 class JobInfo(BaseModel):
@@ -88,9 +99,22 @@ class JobInfo(BaseModel):
         description="Seconds until the last item is expected to finish, from the mean time of "
         "the items finished so far and the workers' concurrency; null before the first."
     )
+    webhook: JobWebhook | None = Field(
+        default=None, description="Null without `webhook_url`, and until the job ends."
+    )
 
 
 class JobList(BaseModel):
     """This key's jobs, newest first."""
 
     jobs: list[JobInfo]
+
+
+class WebhookSecretResponse(BaseModel):
+    """A key's webhook signing secret, and the rotated-out one while it still signs."""
+
+    secret: str = Field(description="`whsec_` and the base64 of the key: verify with it.")
+    previous: list[str] = Field(
+        description="The secret before the last rotation, for 24 hours after it (deliveries "
+        "carry a signature by each)."
+    )

@@ -40,6 +40,8 @@ class Gateway:
     fetcher: ImageFetcher
     answers: AnswerMemory
     jobs: JobStore
+    webhooks: ImageFetcher
+    """Posts batch jobs' webhooks under the same address rules as image URLs (its own)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,15 @@ store (core/jobs.py) and answers each as one /v1/segment call over the same hop 
 with the item's key as the tenant and the image's routing key, so an item lands where its
 embedding is. While an item runs its lease is renewed; when the renewal fails (the job was
 cancelled, or the lease lapsed and another worker took the item) the call is cancelled and
-inference is asked to stop its work. Items run `job_workers` at a time per process."""
+inference is asked to stop its work. Items run `job_workers` at a time per process. The same
+loop sends the webhooks of jobs that ended (Standard Webhooks signatures, retried with
+backoff), to public addresses only, as image URLs are fetched."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,17 +19,21 @@ from typing import Any
 
 from sam2_contract.errors import ErrorCode, InvalidRequestError, Sam2ServiceError
 from sam2_contract.validation import parse_segment_request
+from sam2_contract.webhooks import sign
 from sam2_contract.wire import routing_key
 from starlette.concurrency import run_in_threadpool
 
 from sam2_gateway.api.deps import Gateway
 from sam2_gateway.api.routes.segment import _answer_fits, _source
-from sam2_gateway.core.jobs import Claim, JobStore
+from sam2_gateway.core.jobs import Claim, Delivery, JobStore
 from sam2_gateway.hop import Hop, InferenceError
 
 log = logging.getLogger(__name__)
 IDLE_S = 0.5
 """How long a worker with nothing to do waits before it looks for items again."""
+WEBHOOK_HOLD_S = 60.0
+"""How long a webhook being sent is held from other workers (longer than its timeout)."""
+WEBHOOKS_AT_ONCE = 8
 
 
 def utc_now() -> datetime:
@@ -43,6 +50,7 @@ class JobWorker:
         *,
         concurrency: int,
         lease_s: float,
+        retry_s: float = 5.0,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._gateway = gateway
@@ -50,7 +58,9 @@ class JobWorker:
         self._concurrency = concurrency
         self._lease_s = lease_s
         self._clock = clock
+        self._retry_s = retry_s
         self._running: set[asyncio.Task[None]] = set()
+        self._sending: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -65,7 +75,7 @@ class JobWorker:
     async def stop(self) -> None:
         """Stop taking items and stop the running ones; their leases lapse and another
         process (or this one, restarted) takes them again."""
-        tasks = [t for t in (self._loop, *self._running) if t is not None]
+        tasks = [t for t in (self._loop, *self._running, *self._sending) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -75,6 +85,7 @@ class JobWorker:
 
     async def _run(self) -> None:
         while True:
+            await self._deliver_due()
             free = self._concurrency - len(self._running)
             claims: list[Claim] = []
             if free > 0:
@@ -92,6 +103,67 @@ class JobWorker:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_S)
+
+    async def _deliver_due(self) -> None:
+        """Start sending the webhooks that are due (each held while it is sent)."""
+        try:
+            due = await run_in_threadpool(
+                self._jobs.due_webhooks,
+                now=self._clock(),
+                hold_s=WEBHOOK_HOLD_S,
+                limit=WEBHOOKS_AT_ONCE,
+            )
+        except Exception:
+            log.warning("job worker: reading due webhooks failed", exc_info=True)
+            return
+        for delivery in due:
+            task = asyncio.create_task(self._deliver(delivery), name=f"webhook {delivery.job_id}")
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        """POST the job's end, signed (Standard Webhooks), and record the outcome."""
+        error: str | None = None
+        try:
+            status = await run_in_threadpool(self._jobs.status, delivery.job_id, delivery.key_id)
+            if status is None:
+                return
+            now = self._clock()
+            body = json.dumps(
+                {
+                    "type": f"job.{status.state}",
+                    "timestamp": now.isoformat(),
+                    "data": {"job_id": status.job_id, "state": status.state}
+                    | {"counts": status.counts},
+                },
+                separators=(",", ":"),
+            ).encode()
+            keys = await run_in_threadpool(lambda: self._jobs.secrets(delivery.key_id, now=now))
+            message_id = f"msg_{delivery.job_id}_{status.state}"  # the same for each attempt
+            stamp = int(now.timestamp())
+            headers = {
+                "content-type": "application/json",
+                "user-agent": "sam2-gateway (webhooks)",
+                "webhook-id": message_id,
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": " ".join(sign(k, message_id, stamp, body) for k in keys),
+            }
+            answered = await self._gateway.webhooks.post(delivery.url, body, headers)
+            if not 200 <= answered < 300:
+                error = f"the receiver answered HTTP {answered}"
+        except Sam2ServiceError as exc:
+            error = exc.detail.removeprefix("image_url: ")
+        except Exception as exc:  # recorded, and sent again later
+            log.warning("webhook of %s failed", delivery.job_id, exc_info=True)
+            error = type(exc).__name__
+        try:
+            await run_in_threadpool(
+                lambda: self._jobs.webhook_result(
+                    delivery, now=self._clock(), error=error, retry_s=self._retry_s
+                )
+            )
+        except Exception:  # the hold lapses and it is sent again
+            log.warning("job worker: recording a webhook failed", exc_info=True)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)

@@ -172,6 +172,27 @@ class GatewaySettings(BaseSettings):
             "would pass it gets `429 job_queue_full`."
         ),
     )
+    webhook_allow_http: bool = Field(
+        default=False,
+        description="Batch jobs' `webhook_url`: also deliver to plain http URLs (https only if "
+        "false).",
+    )
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Batch jobs' `webhook_url`: non-public networks (JSON list of CIDRs) webhooks may "
+            "be delivered to; every other private, loopback, link-local or metadata address is "
+            "refused, at creation (an IP literal) and at each delivery (what the name resolves to)."
+        ),
+    )
+    webhook_retry_s: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "The first wait before a failed webhook delivery is sent again; each next wait is "
+            "four times longer (5 s, 20 s, 80 s, ... by default), six attempts in all."
+        ),
+    )
     database_url: str = Field(
         default="sqlite:///./sam2-gateway.db",
         validation_alias=AliasChoices("SAM2_GATEWAY_DATABASE_URL", "DATABASE_URL"),

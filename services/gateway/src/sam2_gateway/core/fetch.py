@@ -151,6 +151,34 @@ class ImageFetcher:
                 raise _unreachable(f"fetching {_shown(url)} failed: {type(exc).__name__}") from None
         raise _unreachable(f"more than {MAX_REDIRECTS} redirects")
 
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST `body` to `url` under the same address rules (no redirect is followed); the
+        answer's status, or the same InvalidRequestError as `fetch` when it cannot be sent."""
+        target = self._check(url)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                async with self._client().post(
+                    target, data=body, headers=headers, allow_redirects=False
+                ) as response:
+                    return response.status
+        except TimeoutError:
+            raise _unreachable(
+                f"{_shown(url)} did not answer within {self.timeout_s:g} s"
+            ) from None
+        except ForbiddenAddressError as exc:
+            raise _forbidden(str(exc)) from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ForbiddenAddressError):
+                raise _forbidden(str(exc.os_error)) from None
+            raise _unreachable(f"cannot connect to {_shown(url)}") from None
+        except aiohttp.ClientError as exc:
+            raise _unreachable(f"sending to {_shown(url)} failed: {type(exc).__name__}") from None
+
+    def check(self, url: str) -> None:
+        """Raise the InvalidRequestError `fetch` would for the URL's form (scheme, host,
+        credentials, an IP literal's address), before anything is sent."""
+        self._check(url)
+
     def _check(self, url: str) -> URL:
         """The URL, parsed, if its form is allowed; an IP literal is checked here (aiohttp
         resolves no IP literal, so the resolver never sees it)."""

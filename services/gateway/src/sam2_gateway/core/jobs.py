@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from sam2_contract.webhooks import new_secret
 from sqlalchemy import (
     DateTime,
     ForeignKey,
@@ -44,7 +45,15 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from sam2_gateway.core.store import Base
 
-__all__ = ["Base", "Claim", "IdempotencyConflictError", "ItemRecord", "JobStatus", "JobStore"]
+__all__ = [
+    "Base",
+    "Claim",
+    "Delivery",
+    "IdempotencyConflictError",
+    "ItemRecord",
+    "JobStatus",
+    "JobStore",
+]
 
 JobState = Literal["queued", "running", "done", "cancelled"]
 ItemState = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -53,6 +62,9 @@ MAX_ATTEMPTS = 3
 """Leases an item may lapse before it fails (`job_item_abandoned`): a poison image that kills
 every worker that takes it does not stall its job forever."""
 JOB_ID_PREFIX = "job_"
+WEBHOOK_ATTEMPTS = 6
+ROTATION_OVERLAP = timedelta(hours=24)
+"""How long a rotated-out webhook secret still signs deliveries (beside the new one)."""
 
 
 class Job(Base):
@@ -71,6 +83,22 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    webhook_state: Mapped[str | None] = mapped_column(String(16))
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    webhook_next_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    webhook_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookSecret(Base):
+    """A key's webhook signing secret, and the one before it while a rotation is recent.
+    Kept as it is: an HMAC needs the secret itself (the key's owner reads it to verify)."""
+
+    __tablename__ = "webhook_secrets"
+
+    key_id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    secret: Mapped[str] = mapped_column(Text)
+    previous: Mapped[str | None] = mapped_column(Text)
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class JobItem(Base):
@@ -113,6 +141,16 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivery:
+    """A job's webhook to send now: the job has ended and its URL has not answered 2xx yet."""
+
+    job_id: str
+    key_id: str
+    url: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class JobStatus:
     job_id: str
     key_id: str
@@ -124,6 +162,10 @@ class JobStatus:
     webhook_url: str | None
     mean_item_s: float | None
     """The mean time of a finished item, from its start to its end (None before the first)."""
+    webhook_state: str | None = None
+    """None (no webhook_url, or the job runs), pending, sent or failed."""
+    webhook_attempts: int = 0
+    webhook_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +328,8 @@ class JobStore:
                 return None
             if job.state in ("queued", "running"):
                 job.state, job.finished_at = "cancelled", now
+                if job.webhook_url is not None:
+                    job.webhook_state, job.webhook_next_at = "pending", now
                 session.execute(
                     update(JobItem)
                     .where(JobItem.job_id == job_id, JobItem.state.in_(("queued", "running")))
@@ -341,6 +385,70 @@ class JobStore:
             )
         return int(count or 0)
 
+    # Webhooks
+
+    def secrets(self, key_id: str, *, now: datetime) -> list[str]:
+        """The key's signing secrets, the current one first (made on first use), then the
+        rotated-out one while ROTATION_OVERLAP lasts."""
+        with self._sessions.begin() as session:
+            row = session.get(WebhookSecret, key_id)
+            if row is None:
+                row = WebhookSecret(key_id=key_id, secret=new_secret())
+                session.add(row)
+            kept = [row.secret]
+            rotated = _utc(row.rotated_at) if row.rotated_at else None
+            if row.previous and rotated is not None and now - rotated < ROTATION_OVERLAP:
+                kept.append(row.previous)
+            return kept
+
+    def rotate_secret(self, key_id: str, *, now: datetime) -> str:
+        """A new current secret; the old one still signs beside it for ROTATION_OVERLAP."""
+        current = self.secrets(key_id, now=now)[0]
+        with self._sessions.begin() as session:
+            row = session.get_one(WebhookSecret, key_id)
+            row.previous, row.secret, row.rotated_at = current, new_secret(), now
+            return row.secret
+
+    def due_webhooks(self, *, now: datetime, hold_s: float, limit: int) -> list[Delivery]:
+        """Webhooks to send now, each held for `hold_s` (another worker does not send it
+        meanwhile; a sender that dies lets it come due again)."""
+        due = (Job.webhook_state == "pending") & (Job.webhook_next_at <= now)
+        deliveries: list[Delivery] = []
+        with self._sessions.begin() as session:
+            rows = session.execute(
+                select(Job.job_id, Job.key_id, Job.webhook_url, Job.webhook_attempts)
+                .where(due)
+                .order_by(Job.webhook_next_at)
+                .limit(limit)
+            ).all()
+            for job_id, key_id, url, attempts in rows:
+                if url is None:  # a pending webhook always has its URL
+                    continue
+                held = session.execute(
+                    update(Job)
+                    .where(Job.job_id == job_id, due)
+                    .values(webhook_next_at=now + timedelta(seconds=hold_s))
+                )
+                if held.rowcount:  # type: ignore[attr-defined]
+                    deliveries.append(Delivery(job_id, key_id, url, (attempts or 0) + 1))
+        return deliveries
+
+    def webhook_result(
+        self, delivery: Delivery, *, now: datetime, error: str | None, retry_s: float
+    ) -> None:
+        """Record a delivery: sent, or failed (sent again after retry_s x 4^(attempt - 1),
+        given up after WEBHOOK_ATTEMPTS)."""
+        values: dict[str, Any] = {"webhook_attempts": delivery.attempt, "webhook_error": error}
+        if error is None:
+            values |= {"webhook_state": "sent", "webhook_next_at": None}
+        elif delivery.attempt >= WEBHOOK_ATTEMPTS:
+            values |= {"webhook_state": "failed", "webhook_next_at": None}
+        else:
+            wait = timedelta(seconds=retry_s * 4 ** (delivery.attempt - 1))
+            values |= {"webhook_next_at": now + wait}
+        with self._sessions.begin() as session:
+            session.execute(update(Job).where(Job.job_id == delivery.job_id).values(**values))
+
     def _must(self, job_id: str, key_id: str) -> JobStatus:
         status = self._status(job_id, key_id)
         assert status is not None  # just written by this key
@@ -393,6 +501,12 @@ class JobStore:
                 .where(Job.job_id == job_id, Job.state.in_(("queued", "running")))
                 .values(state="done", finished_at=now)
             )
+            session.execute(
+                update(Job)
+                .where(Job.job_id == job_id, Job.webhook_url.is_not(None))
+                .where(Job.webhook_state.is_(None))
+                .values(webhook_state="pending", webhook_next_at=now)
+            )
 
     def _status(self, job_id: str, key_id: str) -> JobStatus | None:
         with self._sessions() as session:
@@ -426,6 +540,9 @@ class JobStore:
             finished_at=_utc(job.finished_at) if job.finished_at else None,
             webhook_url=job.webhook_url,
             mean_item_s=sum(spans) / len(spans) if spans else None,
+            webhook_state=job.webhook_state,
+            webhook_attempts=job.webhook_attempts or 0,
+            webhook_error=job.webhook_error,
         )
 
 

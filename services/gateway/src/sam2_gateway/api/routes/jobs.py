@@ -12,8 +12,21 @@ from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from sam2_contract.errors import ErrorCode, InvalidRequestError, NotFoundError, Sam2ServiceError
-from sam2_contract.models import IMAGE_ID_PREFIX, JobInfo, JobList, JobRequest
+from sam2_contract.errors import (
+    ErrorCode,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    Sam2ServiceError,
+)
+from sam2_contract.models import (
+    IMAGE_ID_PREFIX,
+    JobInfo,
+    JobList,
+    JobRequest,
+    JobWebhook,
+    WebhookSecretResponse,
+)
 from sam2_contract.problems import read_body
 from sam2_contract.validation import parse_json, parse_model, parse_segment_request
 from sam2_contract.video import NDJSON
@@ -44,6 +57,8 @@ async def create_job(request: Request, principal: PrincipalDep, gateway: Gateway
     async with _limited(gateway, principal):
         job = parse_model(JobRequest, parse_json(await read_body(request, _body_limit(gateway))))
         _check_template(job.request, principal)
+        if job.webhook_url is not None:
+            _check_webhook(gateway, job.webhook_url)
         if len(job.items) > gateway.settings.job_max_items:
             raise InvalidRequestError(
                 f"{len(job.items)} items; this service takes at most "
@@ -152,6 +167,18 @@ async def job_results(
     return StreamingResponse(lines(), media_type=NDJSON)
 
 
+def _check_webhook(gateway: GatewayDep, url: str) -> None:
+    """The webhook URL's form and, for an IP literal, its address, as image URLs are checked
+    (what a name resolves to is checked at each delivery)."""
+    try:
+        gateway.webhooks.check(url)
+    except InvalidRequestError as exc:
+        detail = exc.detail.removeprefix("image_url: ")
+        raise InvalidRequestError(
+            f"webhook_url: {detail}", code=ErrorCode.INVALID_WEBHOOK_URL
+        ) from None
+
+
 def _check_template(template: dict[str, object], principal: Principal) -> None:
     """The template is a /v1/segment request without its image; RLE answers only (a job's
     results hold every item's masks: the other formats are rendered from RLE by a client)."""
@@ -176,6 +203,42 @@ async def _status(job_id: str, principal: Principal, gateway: GatewayDep) -> Job
     if status is None:
         raise _not_found(job_id)
     return status
+
+
+webhooks = APIRouter(prefix="/v1/webhooks", tags=["jobs"])
+
+
+@webhooks.get("/secret", response_model=WebhookSecretResponse)
+async def webhook_secret(principal: PrincipalDep, gateway: GatewayDep) -> WebhookSecretResponse:
+    """This key's webhook signing secret (`whsec_...`), made on first use: verify deliveries
+    with it (`sam2_sdk.verify_webhook`, `verifyWebhook`). API keys only, on your server."""
+    _owner(principal)
+    secrets = await run_in_threadpool(
+        lambda: gateway.jobs.secrets(principal.key_id, now=datetime.now(UTC))
+    )
+    return WebhookSecretResponse(secret=secrets[0], previous=secrets[1:])
+
+
+@webhooks.post("/secret/rotate", response_model=WebhookSecretResponse)
+async def rotate_webhook_secret(
+    principal: PrincipalDep, gateway: GatewayDep
+) -> WebhookSecretResponse:
+    """A new signing secret; for 24 hours deliveries carry a signature by the old one too, so
+    a receiver can switch without missing one."""
+    _owner(principal)
+    now = datetime.now(UTC)
+    secret = await run_in_threadpool(lambda: gateway.jobs.rotate_secret(principal.key_id, now=now))
+    secrets = await run_in_threadpool(lambda: gateway.jobs.secrets(principal.key_id, now=now))
+    return WebhookSecretResponse(secret=secret, previous=secrets[1:])
+
+
+def _owner(principal: Principal) -> None:
+    principal.require("jobs")
+    if principal.via != "api_key":
+        raise PermissionDeniedError(
+            "the webhook secret is for the key's owner: call this with the API key, not a "
+            "browser token"
+        )
 
 
 def _not_found(job_id: str) -> NotFoundError:
@@ -203,6 +266,13 @@ def _info(gateway: GatewayDep, status: JobStatus) -> JobInfo:
         started_at=status.started_at,
         finished_at=status.finished_at,
         eta_s=eta,
+        webhook=JobWebhook(
+            state=status.webhook_state,  # type: ignore[arg-type]  # pending, sent or failed
+            attempts=status.webhook_attempts,
+            error=status.webhook_error,
+        )
+        if status.webhook_state is not None
+        else None,
     )
 
 
