@@ -295,12 +295,13 @@ def running_gateway(
     from sam2_gateway.server import BoundedHeadProtocol
     from sam2_inference.api.serving import BackgroundServer
 
+    files = Path(database_url.removeprefix("sqlite:///")).parent / "job-files"
     settings = GatewaySettings(
         database_url=database_url,
         key_pepper=SecretStr(PEPPER),
         jwt_private_key=SecretStr(generate_private_key_pem()),
         inference_url=inference_url,
-        **changes,
+        **({"job_files_dir": files} | changes),
     )
     port = free_port()
     server = BackgroundServer(create_app(settings), "127.0.0.1", port, http=BoundedHeadProtocol)

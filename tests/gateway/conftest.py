@@ -29,6 +29,7 @@ def gateway_settings(tmp_path: Path, signing_key: str) -> GatewaySettings:
         # Every gateway of a test shares its database: only a test's own runs job workers
         # (otherwise the fixtures' default gateway, whose inference is closed, takes items).
         job_workers=0,
+        job_files_dir=tmp_path / "job-files",
     )
 
 

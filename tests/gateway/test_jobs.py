@@ -6,9 +6,12 @@ is the same job; cancel stops it; bad input and another key's job are problems w
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -62,6 +65,8 @@ def jobs_gateway(
         job_max_items=12,
         job_workers=2,
         job_lease_s=5.0,
+        max_pixels=200_000,
+        job_max_upload_bytes=32 * 2**20,
     )
 
 
@@ -188,6 +193,110 @@ def _assert_coco(
         assert annotation["score"] == pytest.approx(result["score"])
     bad = client.get(f"/v1/jobs/{job_id}/results?format=yaml", headers=auth)
     _problem(bad, 422, "invalid_parameter")
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools
+def test_a_job_of_urls_uploads_and_an_archive(
+    jobs_gateway: TestClient, new_key: Callable[..., str], host: str
+) -> None:
+    """The three ways at once, with bad items among them: they fail alone, with their codes;
+    every good one is answered as the same image sent alone."""
+    auth = bearer(new_key("segment auto jobs"))
+    big = encode(scene(600, 500, seed=33))  # 300,000 pixels: over this gateway's max_pixels
+    archive = _zip(
+        {
+            "photos/b.png": FILES["/b.png"],
+            "photos/c.png": encode(IMAGES["portrait"]),
+            "__MACOSX/photos/._b.png": b"resource fork",  # skipped, as macOS's zip adds it
+        }
+    )
+    request = {
+        "request": CLICK,
+        "items": [
+            {"image_url": f"{host}/a.png"},
+            {"image_url": f"http://127.0.0.1:{free_port()}/x"},
+        ],
+    }
+    files = [
+        ("image", ("landscape.png", encode(IMAGES["landscape"]), "image/png")),
+        ("image", ("broken.png", FILES["/corrupt.png"], "image/png")),
+        ("image", ("poster.png", big, "image/png")),
+        ("archive", ("photos.zip", archive, "application/zip")),
+    ]
+    created = jobs_gateway.post(
+        "/v1/jobs", data={"request": json.dumps(request)}, files=files, headers=auth
+    )
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert job["total"] == 7
+    done = _wait(jobs_gateway, job["job_id"], auth)
+    assert (done["counts"]["done"], done["counts"]["failed"]) == (4, 3)
+    lines = _results(jobs_gateway, job["job_id"], auth)
+    codes = {line["index"]: line["error"]["code"] for line in lines if "error" in line}
+    assert codes == {1: "image_url_unreachable", 3: "truncated_image", 4: "image_too_large"}
+    alone = {
+        0: FILES["/a.png"],
+        2: encode(IMAGES["landscape"]),
+        5: FILES["/b.png"],
+        6: encode(IMAGES["portrait"]),
+    }
+    for index, data in alone.items():
+        single = jobs_gateway.post(
+            "/v1/segment", json={"image": image_b64_file(data)} | CLICK, headers=auth
+        ).json()
+        result = lines[index]["result"]
+        assert result["image_id"] == single["image_id"]
+        assert (decode_mask(result["mask"]) == decode_mask(single["mask"])).all()
+    coco = jobs_gateway.get(f"/v1/jobs/{job['job_id']}/results?format=coco", headers=auth).json()
+    names = {image["id"]: image["file_name"] for image in coco["images"]}
+    assert names[3] == "landscape.png"  # ids are the items' indexes + 1
+    assert names[7] == "photos/c.png"
+
+
+@pytest.mark.parametrize(
+    ("archive", "status", "code"),
+    [
+        (lambda: _zip({"../evil.png": FILES["/a.png"]}), 422, "unsafe_archive"),
+        (lambda: _zip({"/etc/evil.png": FILES["/a.png"]}), 422, "unsafe_archive"),
+        (lambda: _zip({"bomb.png": bytes(60 * 2**20)}), 413, "archive_too_large"),
+        (lambda: _tar_with_link(), 422, "unsafe_archive"),
+        (lambda: b"this is not an archive at all", 422, "invalid_archive"),
+    ],
+    ids=["dot-dot", "absolute", "zip bomb", "symlink", "not an archive"],
+)
+def test_a_dangerous_archive_is_refused_whole(
+    jobs_gateway: TestClient,
+    new_key: Callable[..., str],
+    archive: Callable[[], bytes],
+    status: int,
+    code: str,
+) -> None:
+    auth = bearer(new_key("segment auto jobs"))
+    refused = jobs_gateway.post(
+        "/v1/jobs",
+        data={"request": json.dumps({"request": CLICK})},
+        files=[("archive", ("a.zip", archive(), "application/octet-stream"))],
+        headers=auth,
+    )
+    _problem(refused, status, code)
+    assert jobs_gateway.get("/v1/jobs", headers=auth).json() == {"jobs": []}
+
+
+def _tar_with_link() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        link = tarfile.TarInfo("photos/passwd.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(link)
+    return buffer.getvalue()
 
 
 def image_b64_file(data: bytes) -> str:

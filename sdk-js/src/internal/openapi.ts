@@ -811,9 +811,9 @@ export interface components {
         JobRequest: {
             /**
              * Items
-             * @description The images, in order (1 to 10000); results come in this order.
+             * @description The images by URL or image_id, in order (at most 10000, with the uploaded ones); a multipart body's `image` files and `archive` entries follow them. Results come in this order.
              */
-            items: components["schemas"]["JobItem"][];
+            items?: components["schemas"]["JobItem"][];
             /**
              * Request
              * @description The /v1/segment fields every item is answered with (mode, prompts, automatic-mode knobs, mask_format), without `image`, `image_url` or `image_id`.

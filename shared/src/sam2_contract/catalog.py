@@ -70,6 +70,9 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     JOB_ITEM_ABANDONED = "job_item_abandoned"
     INVALID_WEBHOOK_URL = "invalid_webhook_url"
+    INVALID_ARCHIVE = "invalid_archive"
+    UNSAFE_ARCHIVE = "unsafe_archive"
+    ARCHIVE_TOO_LARGE = "archive_too_large"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     NOT_READY = "not_ready"
@@ -370,6 +373,21 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         "Webhook URL not allowed",
         "Send an https URL of a public host (no private, loopback or link-local address, no "
         "user:password@), at most 2048 characters.",
+    ),
+    ErrorCode.INVALID_ARCHIVE: ErrorSpec(
+        422, "Not an archive", "Send a zip or tar file (tar may be gzip, bzip2 or xz compressed)."
+    ),
+    ErrorCode.UNSAFE_ARCHIVE: ErrorSpec(
+        422,
+        "Unsafe archive",
+        "Pack the images with relative names inside one folder, with no `..`, absolute path, "
+        "link or device entry.",
+    ),
+    ErrorCode.ARCHIVE_TOO_LARGE: ErrorSpec(
+        413,
+        "Archive too large",
+        "Send fewer or smaller images per job (the limits are in the detail), or split the "
+        "archive into several jobs.",
     ),
     ErrorCode.NOT_FOUND: ErrorSpec(404, "Not found", "Check the path against the API reference."),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorSpec(

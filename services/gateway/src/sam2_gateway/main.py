@@ -31,6 +31,7 @@ from sam2_gateway.backends import HttpBackend
 from sam2_gateway.core.answers import AnswerMemory
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.fetch import ImageFetcher
+from sam2_gateway.core.job_files import JobFiles
 from sam2_gateway.core.jobs import JobStore
 from sam2_gateway.core.logs import AccessLogMiddleware
 from sam2_gateway.core.metering import UsageMeter, journal_for
@@ -97,6 +98,7 @@ def create_app(
             resolver=resolver,
         ),
         jobs=JobStore(store.engine),
+        job_files=JobFiles(settings.job_files_dir),
         webhooks=ImageFetcher(
             max_bytes=0,
             timeout_s=WEBHOOK_TIMEOUT_S,

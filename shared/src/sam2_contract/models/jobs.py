@@ -38,8 +38,6 @@ class JobItem(_Model):
 
 
 def _check_items(value: Any) -> Any:
-    if isinstance(value, list) and not value:
-        raise _fail("empty_job", "`items` is empty: send at least one image")
     if isinstance(value, list) and len(value) > MAX_JOB_ITEMS:
         raise _fail("too_many_job_items", f"at most {MAX_JOB_ITEMS} items per job")
     return value
@@ -54,7 +52,10 @@ class JobRequest(_Model):
         examples=[{"mode": "auto", "points_per_side": 16}],
     )
     items: Annotated[list[JobItem], BeforeValidator(_check_items)] = Field(
-        description=f"The images, in order (1 to {MAX_JOB_ITEMS}); results come in this order."
+        default_factory=list,
+        description=f"The images by URL or image_id, in order (at most {MAX_JOB_ITEMS}, with the "
+        "uploaded ones); a multipart body's `image` files and `archive` entries follow them. "
+        "Results come in this order.",
     )
     webhook_url: str | None = Field(
         default=None,

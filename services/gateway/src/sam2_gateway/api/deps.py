@@ -13,6 +13,7 @@ from sam2_contract.errors import AuthenticationError, ErrorCode, PermissionDenie
 from sam2_gateway.core.answers import AnswerMemory
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.fetch import ImageFetcher
+from sam2_gateway.core.job_files import JobFiles
 from sam2_gateway.core.jobs import JobStore
 from sam2_gateway.core.keys import MalformedKeyError, looks_like_key, parse_key, verify_key
 from sam2_gateway.core.metering import UsageMeter
@@ -42,6 +43,7 @@ class Gateway:
     jobs: JobStore
     webhooks: ImageFetcher
     """Posts batch jobs' webhooks under the same address rules as image URLs (its own)."""
+    job_files: JobFiles
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sam2_contract.errors import ErrorCode, InvalidRequestError, Sam2ServiceError
+from sam2_contract.images import image_id_for_file
 from sam2_contract.validation import parse_segment_request
 from sam2_contract.webhooks import sign
 from sam2_contract.wire import routing_key
@@ -212,8 +213,18 @@ class JobWorker:
         gateway = self._gateway
         try:
             fields = {k: v for k, v in claim.template.items() if k != "mask_format"}
-            parsed = parse_segment_request(fields | claim.source | {"mask_format": "rle"})
-            upload = await _source(gateway, parsed, None)
+            file = None
+            source = dict(claim.source)
+            if "file" in source:  # uploaded with the job: kept by its hash until now
+                file = await run_in_threadpool(gateway.job_files.get, source.pop("file"))
+                if file is None:
+                    raise InvalidRequestError(
+                        "the item's uploaded file is gone from the gateway's job files",
+                        code=ErrorCode.MISSING_IMAGE,
+                    )
+                source = {"image_id": image_id_for_file(file)}
+            parsed = parse_segment_request(fields | source | {"mask_format": "rle"})
+            upload = await _source(gateway, parsed, file)
             _answer_fits(gateway, parsed, upload)
             image_id = upload.image_id if upload is not None else parsed.image_id
             if image_id is None:  # the model validator guarantees one

@@ -1,5 +1,6 @@
 """A batch job's answers as one COCO file (issue 30, `GET /v1/jobs/{id}/results?format=coco`):
-`images` (one per done item, `id` its index + 1, `file_name` its URL or image_id),
+`images` (one per done item, `id` its index + 1, `file_name` its URL, image_id, or the name
+it was uploaded under),
 `annotations` (one per mask: the automatic mode's every mask, a prompt's best mask per prompt
 set, each with its RLE `segmentation`, `area`, `bbox` [x, y, w, h], `score` (predicted IoU),
 `iscrowd` 0) and one category. Written as it is read, a job's items at a time."""
@@ -32,7 +33,7 @@ def coco_file(items: Callable[[], Iterable[ItemRecord]], job_id: str) -> Iterato
         source = item[0].source
         image = {
             "id": item[0].position + 1,
-            "file_name": source.get("image_url") or source.get("image_id"),
+            "file_name": source.get("name") or source.get("image_url") or source.get("image_id"),
             "height": height,
             "width": width,
             "sam2_image_id": item[1]["image_id"],

@@ -172,6 +172,21 @@ class GatewaySettings(BaseSettings):
             "would pass it gets `429 job_queue_full`."
         ),
     )
+    job_files_dir: Path = Field(
+        default=Path.home() / ".cache" / "sam2-gateway" / "job-files",
+        description=(
+            "Where images uploaded with a batch job (files and archives) are kept until their "
+            "items run, by their SHA-256; on several machines, a folder they share."
+        ),
+    )
+    job_max_upload_bytes: int = Field(
+        default=256 * 2**20,
+        gt=0,
+        description=(
+            "The largest `multipart/form-data` job body (its image files and archive), and the "
+            "most bytes an archive may unpack to; more gets `413`."
+        ),
+    )
     webhook_allow_http: bool = Field(
         default=False,
         description="Batch jobs' `webhook_url`: also deliver to plain http URLs (https only if "

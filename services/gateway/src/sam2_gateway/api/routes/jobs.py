@@ -19,6 +19,7 @@ from sam2_contract.errors import (
     PermissionDeniedError,
     Sam2ServiceError,
 )
+from sam2_contract.forms import MULTIPART, is_multipart, multipart_form
 from sam2_contract.models import (
     IMAGE_ID_PREFIX,
     JobInfo,
@@ -31,11 +32,13 @@ from sam2_contract.problems import read_body
 from sam2_contract.validation import parse_json, parse_model, parse_segment_request
 from sam2_contract.video import NDJSON
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from sam2_gateway.api.deps import GatewayDep, Principal, PrincipalDep
 from sam2_gateway.api.openapi import NdjsonStream, request_body
 from sam2_gateway.api.routes.segment import _limited
 from sam2_gateway.core.coco import coco_file
+from sam2_gateway.core.job_files import unpack
 from sam2_gateway.core.jobs import IdempotencyConflictError, JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -55,13 +58,23 @@ async def create_job(request: Request, principal: PrincipalDep, gateway: Gateway
     answers the job the first one made (200) instead of a second job."""
     principal.require("jobs")
     async with _limited(gateway, principal):
-        job = parse_model(JobRequest, parse_json(await read_body(request, _body_limit(gateway))))
+        job, uploads = await _read_job(request, gateway)
         _check_template(job.request, principal)
         if job.webhook_url is not None:
             _check_webhook(gateway, job.webhook_url)
-        if len(job.items) > gateway.settings.job_max_items:
+        sources = [item.model_dump(exclude_none=True) for item in job.items]
+        sources += [
+            {"file": await run_in_threadpool(gateway.job_files.put, data), "name": name}
+            for name, data in uploads
+        ]
+        if not sources:
             raise InvalidRequestError(
-                f"{len(job.items)} items; this service takes at most "
+                "the job has no items: send `items`, `image` files or an `archive`",
+                code=ErrorCode.EMPTY_JOB,
+            )
+        if len(sources) > gateway.settings.job_max_items:
+            raise InvalidRequestError(
+                f"{len(sources)} items; this service takes at most "
                 f"{gateway.settings.job_max_items} per job",
                 code=ErrorCode.TOO_MANY_JOB_ITEMS,
             )
@@ -72,14 +85,13 @@ async def create_job(request: Request, principal: PrincipalDep, gateway: Gateway
                 code=ErrorCode.INVALID_PARAMETER,
             )
         active = await run_in_threadpool(gateway.jobs.active_items, principal.key_id)
-        if active + len(job.items) > gateway.settings.job_max_active_items:
+        if active + len(sources) > gateway.settings.job_max_active_items:
             raise Sam2ServiceError(
                 f"this key has {active} items queued or running; this job's "
-                f"{len(job.items)} would pass its {gateway.settings.job_max_active_items}",
+                f"{len(sources)} would pass its {gateway.settings.job_max_active_items}",
                 code=ErrorCode.JOB_QUEUE_FULL,
                 retry_after=60,
             )
-        sources = [item.model_dump(exclude_none=True) for item in job.items]
         try:
             status, made = await run_in_threadpool(
                 lambda: gateway.jobs.create(
@@ -165,6 +177,58 @@ async def job_results(
                 yield json.dumps(line).encode() + b"\n"
 
     return StreamingResponse(lines(), media_type=NDJSON)
+
+
+async def _read_job(
+    request: Request, gateway: GatewayDep
+) -> tuple[JobRequest, list[tuple[str, bytes]]]:
+    """The job's JSON, and the files uploaded with it: a `multipart/form-data` body has a
+    `request` part (the JSON), `image` file parts (each an item) and at most one `archive`
+    (a zip or tar whose entries are items)."""
+    settings = gateway.settings
+    if not is_multipart(request.headers.get("content-type", "")):
+        return parse_model(
+            JobRequest, parse_json(await read_body(request, _body_limit(gateway)))
+        ), []
+    body = await read_body(request, settings.job_max_upload_bytes, content_type=MULTIPART)
+    form_parts = multipart_form(
+        request.headers,
+        body,
+        parts=("request", "image", "archive"),
+        max_files=settings.job_max_items + 1,
+        max_fields=2,
+        malformed=ErrorCode.INVALID_REQUEST,
+        unknown=ErrorCode.INVALID_REQUEST,
+        hint="the parts are `request` (the JSON), `image` files and one `archive`",
+    )
+    uploads: list[tuple[str, bytes]] = []
+    async with form_parts as form:
+        raw = form.get("request")
+        if raw is None:
+            raise InvalidRequestError(
+                "the multipart body has no `request` part (the job's JSON)",
+                code=ErrorCode.INVALID_REQUEST,
+            )
+        text = await raw.read() if isinstance(raw, UploadFile) else raw.encode()
+        job = parse_model(JobRequest, parse_json(text))
+        for name, part in form.multi_items():
+            if name == "image" and isinstance(part, UploadFile):
+                uploads.append((part.filename or f"image-{len(uploads)}", await part.read()))
+        archives = [part for name, part in form.multi_items() if name == "archive"]
+        if len(archives) > 1 or (archives and not isinstance(archives[0], UploadFile)):
+            raise InvalidRequestError(
+                "send one `archive` file part", code=ErrorCode.INVALID_REQUEST
+            )
+        if archives:
+            data = await archives[0].read()  # type: ignore[union-attr]
+            uploads += await run_in_threadpool(
+                lambda: unpack(
+                    data,
+                    max_entries=settings.job_max_items,
+                    max_bytes=settings.job_max_upload_bytes,
+                )
+            )
+    return job, uploads
 
 
 def _check_webhook(gateway: GatewayDep, url: str) -> None:
