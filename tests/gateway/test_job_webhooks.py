@@ -133,11 +133,17 @@ def test_after_a_rotation_both_secrets_verify_for_a_while(
 
 
 def test_private_addresses_and_tokens_are_refused(
-    hooks_gateway: TestClient,
     make_client: Callable[..., TestClient],
     inference_server: RunningServer,
     new_key: Callable[..., str],
 ) -> None:
+    # Only the strict gateway runs workers: they share the database, and a worker of a
+    # gateway that allows loopback would deliver what this one refuses.
+    hooks_gateway = make_client(
+        inference_url=inference_server.url,
+        webhook_allow_http=True,
+        webhook_allowed_networks=["127.0.0.1/32"],
+    )
     key = new_key("segment auto jobs")
     auth = bearer(key)
     item = {"image_id": "img_" + "0" * 32}

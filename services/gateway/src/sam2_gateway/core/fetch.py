@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from urllib.parse import urljoin
 
 import aiohttp
@@ -128,7 +129,7 @@ class ImageFetcher:
     async def _follow(self, url: str) -> bytes:
         for _ in range(MAX_REDIRECTS + 1):
             target = self._check(url)
-            try:
+            with _translated(url, "fetching"):
                 async with self._client().get(
                     target, allow_redirects=False, max_line_size=8190, max_field_size=8190
                 ) as response:
@@ -141,14 +142,6 @@ class ImageFetcher:
                     if response.status != 200:
                         raise _unreachable(f"{_shown(url)} answered HTTP {response.status}")
                     return await self._read(response, url)
-            except ForbiddenAddressError as exc:
-                raise _forbidden(str(exc)) from None
-            except aiohttp.ClientConnectorError as exc:
-                if isinstance(exc.os_error, ForbiddenAddressError):
-                    raise _forbidden(str(exc.os_error)) from None
-                raise _unreachable(f"cannot connect to {_shown(url)}") from None
-            except aiohttp.ClientError as exc:
-                raise _unreachable(f"fetching {_shown(url)} failed: {type(exc).__name__}") from None
         raise _unreachable(f"more than {MAX_REDIRECTS} redirects")
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
@@ -157,22 +150,14 @@ class ImageFetcher:
         target = self._check(url)
         try:
             async with asyncio.timeout(self.timeout_s):
-                async with self._client().post(
-                    target, data=body, headers=headers, allow_redirects=False
-                ) as response:
-                    return response.status
+                with _translated(url, "sending to"):
+                    async with self._client().post(
+                        target, data=body, headers=headers, allow_redirects=False
+                    ) as response:
+                        return response.status
         except TimeoutError:
-            raise _unreachable(
-                f"{_shown(url)} did not answer within {self.timeout_s:g} s"
-            ) from None
-        except ForbiddenAddressError as exc:
-            raise _forbidden(str(exc)) from None
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, ForbiddenAddressError):
-                raise _forbidden(str(exc.os_error)) from None
-            raise _unreachable(f"cannot connect to {_shown(url)}") from None
-        except aiohttp.ClientError as exc:
-            raise _unreachable(f"sending to {_shown(url)} failed: {type(exc).__name__}") from None
+            late = f"{_shown(url)} did not answer within {self.timeout_s:g} s"
+            raise _unreachable(late) from None
 
     def check(self, url: str) -> None:
         """Raise the InvalidRequestError `fetch` would for the URL's form (scheme, host,
@@ -215,6 +200,21 @@ class ImageFetcher:
                 raise _too_large(url, "larger", self.max_bytes)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+@contextmanager
+def _translated(url: str, doing: str) -> Iterator[None]:
+    """A refused address or a failed connection as the problem the caller gets."""
+    try:
+        yield
+    except ForbiddenAddressError as exc:
+        raise _forbidden(str(exc)) from None
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, ForbiddenAddressError):
+            raise _forbidden(str(exc.os_error)) from None
+        raise _unreachable(f"cannot connect to {_shown(url)}") from None
+    except aiohttp.ClientError as exc:
+        raise _unreachable(f"{doing} {_shown(url)} failed: {type(exc).__name__}") from None
 
 
 def _ip(host: str) -> Address:
