@@ -21,13 +21,12 @@ from sam2_contract.errors import ErrorCode, InvalidRequestError, Sam2ServiceErro
 from sam2_contract.images import image_id_for_file
 from sam2_contract.validation import parse_segment_request
 from sam2_contract.webhooks import sign
-from sam2_contract.wire import routing_key
 from starlette.concurrency import run_in_threadpool
 
 from sam2_gateway.api.deps import Gateway
-from sam2_gateway.api.routes.segment import _answer_fits, _source
+from sam2_gateway.api.routes.segment import _answer_fits, _source, segment_hop, send_segment
 from sam2_gateway.core.jobs import Claim, Delivery, JobStore
-from sam2_gateway.hop import Hop, InferenceError
+from sam2_gateway.hop import Hop
 
 log = logging.getLogger(__name__)
 IDLE_S = 0.5
@@ -226,31 +225,10 @@ class JobWorker:
             parsed = parse_segment_request(fields | source | {"mask_format": "rle"})
             upload = await _source(gateway, parsed, file)
             _answer_fits(gateway, parsed, upload)
-            image_id = upload.image_id if upload is not None else parsed.image_id
-            if image_id is None:  # the model validator guarantees one
-                raise InvalidRequestError("the item names no image", code=ErrorCode.MISSING_IMAGE)
             request_id = f"{claim.job_id}-{claim.position}-{claim.attempt}"
-            hop = Hop(claim.key_id, request_id, routing_key(claim.key_id, image_id))
+            body, hop = segment_hop(gateway, claim.key_id, parsed, upload, request_id)
             hop_box.append(hop)
-            body = parsed.model_copy(
-                update={"image": None, "image_url": None, "image_id": image_id}
-            )
-            try:
-                result = await gateway.backend.segment(
-                    body.model_dump_json(exclude_none=True, exclude_unset=True).encode(),
-                    upload.file if upload is not None else None,
-                    hop,
-                )
-            except InferenceError as exc:
-                if exc.model_ms:
-                    await gateway.meter.add(claim.key_id, images=0, masks=0, gpu_ms=exc.model_ms)
-                raise
-            await gateway.meter.add(
-                claim.key_id,
-                images=int(upload is not None),
-                masks=result.masks,
-                gpu_ms=result.model_ms,
-            )
+            result = await send_segment(gateway, body, upload, hop)
             return result.body.decode(), None
         except Sam2ServiceError as exc:
             problem = exc.to_problem(instance=f"#/items/{claim.position}")

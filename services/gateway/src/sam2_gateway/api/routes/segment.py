@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -162,6 +162,25 @@ async def _forward(
     routed to the container that holds the image, with masks as RLE; meter the model time it
     used, whether it answers, fails or is stopped because its client went away."""
     principal.require("auto" if request.mode == "auto" else "segment")
+    body, hop = segment_hop(gateway, principal.key_id, request, upload, _request_id(client))
+    return await send_segment(
+        gateway,
+        body,
+        upload,
+        hop,
+        guard=lambda call: unless_abandoned(client, call, partial(_cancel, gateway, hop)),
+    )
+
+
+def segment_hop(
+    gateway: Gateway,
+    key_id: str,
+    request: SegmentRequest,
+    upload: _Upload | None,
+    request_id: str,
+) -> tuple[bytes, Hop]:
+    """The request as inference takes it (by image_id, masks as RLE) and its hop: this key's
+    tenant, routed by the image, with the answer's bound for bool2d and PNG."""
     image_id = upload.image_id if upload is not None else request.image_id
     assert image_id is not None  # the model validator guarantees image or image_id
     forwarded = request.model_copy(
@@ -170,21 +189,29 @@ async def _forward(
     limit = None  # bool2d and PNG answers are sized by their pixels: inference checks first
     if request.mode != "auto" and request.mask_format in ("bool2d", "png"):
         limit = f"{request.mask_format}:{gateway.answers.per_answer}"
-    hop = Hop(principal.key_id, _request_id(client), routing_key(principal.key_id, image_id), limit)
-    call = gateway.backend.segment(
-        forwarded.model_dump_json(exclude_none=True, exclude_unset=True).encode(),
-        upload.file if upload is not None else None,
-        hop,
-    )
+    hop = Hop(key_id, request_id, routing_key(key_id, image_id), limit)
+    return forwarded.model_dump_json(exclude_none=True, exclude_unset=True).encode(), hop
+
+
+async def send_segment(
+    gateway: Gateway,
+    body: bytes,
+    upload: _Upload | None,
+    hop: Hop,
+    guard: Callable[[Awaitable[InferenceResult]], Awaitable[InferenceResult]] | None = None,
+) -> InferenceResult:
+    """Send one segment request over the hop and meter it (an upload as an image, the masks,
+    the model time, also of a call that fails); `guard` wraps the call (a client's going)."""
+    call = gateway.backend.segment(body, upload.file if upload is not None else None, hop)
     try:
-        result = await unless_abandoned(client, call, partial(_cancel, gateway, hop))
+        result = await (guard(call) if guard is not None else call)
     except InferenceError as exc:
         if exc.model_ms:
-            await gateway.meter.add(principal.key_id, images=0, masks=0, gpu_ms=exc.model_ms)
+            await gateway.meter.add(hop.namespace, images=0, masks=0, gpu_ms=exc.model_ms)
         raise
     uploaded = upload is not None and not upload.metered
     await gateway.meter.add(
-        principal.key_id, images=int(uploaded), masks=result.masks, gpu_ms=result.model_ms
+        hop.namespace, images=int(uploaded), masks=result.masks, gpu_ms=result.model_ms
     )
     return result
 
