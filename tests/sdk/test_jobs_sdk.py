@@ -1,10 +1,14 @@
 """`client.jobs` (issue 30, in progress) against the real gateway and inference, sync and
 async: a job of uploaded images (and one never uploaded) made once per idempotency key,
-waited for, its results in order as the SDK's own types, equal to the same calls alone."""
+waited for, its results in order as the SDK's own types, equal to the same calls alone; files
+and an archive sent with a job, and their names in its COCO file."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +20,7 @@ from sam2_sdk import (
     Sam2Error,
     Segmentation,
 )
-from support import IMAGES, GatewayServer
+from support import IMAGES, GatewayServer, encode
 
 CLICK = {"point_coords": [[40, 30]], "point_labels": [1]}
 
@@ -58,3 +62,50 @@ def test_the_async_client_runs_an_automatic_job(gateway_server: GatewayServer) -
     [result] = asyncio.run(main())
     assert isinstance(result, AutoSegmentation)
     assert result.image_id.startswith("img_")
+
+
+def test_files_and_an_archive_go_with_the_job(
+    gateway_server: GatewayServer, tmp_path: Path
+) -> None:
+    """A path, a (name, bytes) pair and a zip of two more: numbered in that order, each answer
+    the call alone on the same image, each image's file_name in COCO the name it was sent as."""
+    photo = tmp_path / "first.png"
+    photo.write_bytes(encode(IMAGES["landscape"]))
+    portrait = encode(IMAGES["portrait"])
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("set/a.png", portrait)
+        bundle.writestr("set/b.png", encode(IMAGES["landscape"]))
+    with Sam2Client(api_key=gateway_server.key, base_url=gateway_server.url) as client:
+        job = client.jobs.create(
+            [photo, ("second.png", portrait)],
+            request=CLICK,
+            archive=("bundle.zip", archive.getvalue()),
+            idempotency_key="sdk-files-1",
+        )
+        assert job.total == 4
+        client.jobs.wait(job.job_id, poll_s=0.2, timeout_s=180)
+        results = list(client.jobs.results(job.job_id))
+        coco = client.jobs.coco(job.job_id)
+        alone = {
+            name: client.segment(IMAGES[name], points=[[40, 30]])
+            for name in ("landscape", "portrait")
+        }
+    order = ["landscape", "portrait", "portrait", "landscape"]
+    assert [index for index, _ in results] == [0, 1, 2, 3]
+    for (_, result), name in zip(results, order, strict=True):
+        assert isinstance(result, Segmentation)
+        assert np.array_equal(result.mask, alone[name].mask)
+    names = [image["file_name"] for image in coco["images"]]
+    assert names == ["first.png", "second.png", "set/a.png", "set/b.png"]
+    assert len(coco["annotations"]) == 4
+
+
+def test_an_unreadable_file_fails_before_anything_is_sent(
+    gateway_server: GatewayServer, tmp_path: Path
+) -> None:
+    with Sam2Client(api_key=gateway_server.key, base_url=gateway_server.url) as client:
+        before = len(client.jobs.list())
+        with pytest.raises(Sam2Error, match=r"cannot read .*missing\.png"):
+            client.jobs.create(["img_" + "e" * 32, tmp_path / "missing.png"], request=CLICK)
+        assert len(client.jobs.list()) == before

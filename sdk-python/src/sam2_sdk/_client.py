@@ -19,7 +19,7 @@ from sam2_contract.overlay import RenderFormat
 from sam2_sdk._base import BaseClient, fingerprint
 from sam2_sdk._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from sam2_sdk._exceptions import ImageNotCachedError, Sam2Error
-from sam2_sdk._http import Call, answer_json
+from sam2_sdk._http import Call, FilePart, answer_json
 from sam2_sdk._jobs import AsyncJobs, Jobs
 from sam2_sdk._local import PROBE, DecoderCache, LocalSession
 from sam2_sdk._types import (
@@ -175,12 +175,12 @@ class Sam2Client(BaseClient):
         *,
         body: dict[str, Any] | None = None,
         image: bytes | None = None,
-        files: list[tuple[str, bytes]] | None = None,
+        files: Sequence[FilePart] | None = None,
         fields: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """One API call with this client's retries, timeout and errors; its JSON answer (`{}`
-        when empty). `image`: a segment upload; `files` and `fields`: a video upload;
+        when empty). `image`: a segment upload; `files` and `fields`: a video or job upload;
         `headers`: sent too (e.g. `Idempotency-Key`)."""
         call = Call(method, path, body, image, files, fields, headers)
         return answer_json(self._send(call))
@@ -353,7 +353,7 @@ class AsyncSam2Client(BaseClient):
         *,
         body: dict[str, Any] | None = None,
         image: bytes | None = None,
-        files: list[tuple[str, bytes]] | None = None,
+        files: Sequence[FilePart] | None = None,
         fields: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,10 @@ import httpx
 
 from sam2_sdk._constants import INITIAL_RETRY_DELAY_S, MAX_RETRY_DELAY_S, RETRY_STATUSES
 from sam2_sdk._exceptions import APIConnectionError, APITimeoutError, error_for
+
+FilePart = tuple[str, bytes] | tuple[str, str, bytes]
+"""A file part: (part name, content), or (part name, file name, content) where the name matters
+(a job's uploads: the name is the image's `file_name` in its COCO export)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +31,7 @@ class Call:
     path: str
     body: dict[str, Any] | None = None
     image: bytes | None = None
-    files: list[tuple[str, bytes]] | None = None
+    files: Sequence[FilePart] | None = None
     fields: dict[str, str] | None = None
     headers: dict[str, str] | None = None
 
@@ -42,11 +47,15 @@ class Call:
             }
         if self.files is not None:
             parts = [
-                (name, (f"{name}-{i}", content, "application/octet-stream"))
-                for i, (name, content) in enumerate(self.files)
+                (part[0], (_filename(part, i), part[-1], "application/octet-stream"))
+                for i, part in enumerate(self.files)
             ]
             return {"files": parts, "data": self.fields or {}}
         return {} if self.body is None else {"json": self.body}
+
+
+def _filename(part: FilePart, index: int) -> str:
+    return part[1] if len(part) == 3 else f"{part[0]}-{index}"
 
 
 def retry_or_raise(

@@ -8,29 +8,58 @@ answered by the service's workers and kept through restarts.
         for index, result in client.jobs.results(job.job_id):
             ...  # an AutoSegmentation or Segmentation, or a BatchItemError
 
-An item is an https URL (fetched by the service) or the `image_id` of an image this key
-uploaded. The same `idempotency_key` again answers the job it made: a retried create never
-makes a second job.
+An item is an https URL (fetched by the service), the `image_id` of an image this key
+uploaded, or a file sent with the job: a `pathlib.Path` or a `(file_name, bytes)` pair; and
+`archive=` sends one zip or tar whose images are items too. The service numbers items in this
+order: the URLs and image_ids as given, then the files as given, then the archive's entries in
+its own order (`results()` yields `(index, result)` by that number). A file's name is its
+image's `file_name` in the COCO export. The same `idempotency_key` again answers the job it
+made: a retried create never makes a second job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sam2_contract.models import IMAGE_ID_PREFIX, JobInfo, JobList
 from sam2_contract.models.responses import Problem
 
 from sam2_sdk._exceptions import Sam2Error
+from sam2_sdk._http import FilePart
 from sam2_sdk._resource import AsyncAPIResource, SyncAPIResource
 from sam2_sdk._types import BatchItemError, BatchResult, _valid, parse_auto, parse_prompt
 
-JobItemInput = str | dict[str, str]
-"""An https URL, an `image_id`, or the API's `{"image_url": ...}` / `{"image_id": ...}`."""
+JobItemInput = str | dict[str, str] | os.PathLike[str] | tuple[str, bytes]
+"""An https URL, an `image_id`, the API's `{"image_url": ...}` / `{"image_id": ...}`, or a file
+to upload: a path or a `(file_name, content)` pair."""
+
+ArchiveInput = os.PathLike[str] | tuple[str, bytes]
+"""A zip or tar of images: a path or a `(file_name, content)` pair."""
+
+
+@dataclass(frozen=True, slots=True)
+class _JobCall:
+    """POST /v1/jobs as the client sends it: JSON, or multipart when files go with it."""
+
+    body: dict[str, Any] | None
+    files: list[FilePart] | None
+    fields: dict[str, str] | None
+    headers: dict[str, str] | None
+
+    def send(self) -> dict[str, Any]:
+        return {
+            "body": self.body,
+            "files": self.files,
+            "fields": self.fields,
+            "headers": self.headers,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +80,13 @@ class Jobs(SyncAPIResource):
         items: Sequence[JobItemInput],
         *,
         request: dict[str, Any],
+        archive: ArchiveInput | None = None,
         idempotency_key: str | None = None,
         webhook_url: str | None = None,
     ) -> JobInfo:
         """A job answering every item with `request` (the /v1/segment fields, no image)."""
-        body, headers = _create(items, request, idempotency_key, webhook_url)
-        return _valid(JobInfo, self._request("POST", "/v1/jobs", body=body, headers=headers))
+        call = _create(items, request, archive, idempotency_key, webhook_url)
+        return _valid(JobInfo, self._request("POST", "/v1/jobs", **call.send()))
 
     def get(self, job_id: str) -> JobInfo:
         return _valid(JobInfo, self._request("GET", f"/v1/jobs/{job_id}"))
@@ -85,6 +115,11 @@ class Jobs(SyncAPIResource):
         for line in self._stream(f"/v1/jobs/{job_id}/results", None):
             yield _result(line)
 
+    def coco(self, job_id: str) -> dict[str, Any]:
+        """The job's COCO file (images, RLE annotations with bbox, area and score) of its done
+        items, parsed."""
+        return _coco(self._download(f"/v1/jobs/{job_id}/results?format=coco"))
+
 
 class AsyncJobs(AsyncAPIResource):
     """`client.jobs` (async): the same methods, awaited."""
@@ -94,11 +129,14 @@ class AsyncJobs(AsyncAPIResource):
         items: Sequence[JobItemInput],
         *,
         request: dict[str, Any],
+        archive: ArchiveInput | None = None,
         idempotency_key: str | None = None,
         webhook_url: str | None = None,
     ) -> JobInfo:
-        body, headers = _create(items, request, idempotency_key, webhook_url)
-        answer = await self._request("POST", "/v1/jobs", body=body, headers=headers)
+        call = await asyncio.to_thread(
+            _create, items, request, archive, idempotency_key, webhook_url
+        )  # files are read off the event loop
+        answer = await self._request("POST", "/v1/jobs", **call.send())
         return _valid(JobInfo, answer)
 
     async def get(self, job_id: str) -> JobInfo:
@@ -125,22 +163,55 @@ class AsyncJobs(AsyncAPIResource):
         async for line in self._stream(f"/v1/jobs/{job_id}/results", None):
             yield _result(line)
 
+    async def coco(self, job_id: str) -> dict[str, Any]:
+        return _coco(await self._download(f"/v1/jobs/{job_id}/results?format=coco"))
+
 
 def _create(
     items: Sequence[JobItemInput],
     request: dict[str, Any],
+    archive: ArchiveInput | None,
     idempotency_key: str | None,
     webhook_url: str | None,
-) -> tuple[dict[str, Any], dict[str, str] | None]:
-    body: dict[str, Any] = {"request": request, "items": [_item(i) for i in items]}
+) -> _JobCall:
+    files: list[FilePart] = [
+        ("image", *_file(item)) for item in items if isinstance(item, (os.PathLike, tuple))
+    ]
+    if archive is not None:
+        files.append(("archive", *_file(archive)))
+    body: dict[str, Any] = {
+        "request": request,
+        "items": [_item(i) for i in items if not isinstance(i, (os.PathLike, tuple))],
+    }
     if webhook_url is not None:
         body["webhook_url"] = webhook_url
-    return body, {"idempotency-key": idempotency_key} if idempotency_key else None
+    headers = {"idempotency-key": idempotency_key} if idempotency_key else None
+    if not files:
+        return _JobCall(body, None, None, headers)
+    return _JobCall(None, files, {"request": json.dumps(body)}, headers)
 
 
-def _item(item: JobItemInput) -> dict[str, str]:
+def _file(item: os.PathLike[str] | tuple[str, bytes]) -> tuple[str, bytes]:
+    if isinstance(item, tuple):
+        name, content = item
+        if not isinstance(name, str) or not isinstance(content, bytes):
+            raise Sam2Error("a file item is a (file_name, bytes) pair")
+        return name, content
+    path = Path(item)
+    try:
+        return path.name, path.read_bytes()
+    except OSError as error:
+        raise Sam2Error(f"cannot read {path}: {error.strerror or error}") from error
+
+
+def _item(item: str | dict[str, str]) -> dict[str, str]:
     if isinstance(item, dict):
         return item
+    if not isinstance(item, str):
+        raise Sam2Error(
+            f"a job item is a URL, an image_id, a path or a (name, bytes) pair, "
+            f"not {type(item).__name__}"
+        )
     if item.startswith(IMAGE_ID_PREFIX):
         return {"image_id": item}
     if item.startswith(("https://", "http://")):
@@ -160,6 +231,11 @@ def _result(line: str) -> tuple[int, JobResult]:
             item["status"], problem.code, problem.detail, problem.hint, problem
         )
     return index, JobItemPending(item["state"])
+
+
+def _coco(content: bytes) -> dict[str, Any]:
+    coco: dict[str, Any] = json.loads(content)
+    return coco
 
 
 def _check_time(job_id: str, started: float, timeout_s: float | None) -> None:

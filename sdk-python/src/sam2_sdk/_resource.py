@@ -3,8 +3,10 @@ holds its client and calls only the client's public request primitives, bound he
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Generator, Sequence
 from typing import Any, Protocol
+
+from sam2_sdk._http import FilePart
 
 
 class SyncRequester(Protocol):
@@ -16,7 +18,7 @@ class SyncRequester(Protocol):
         path: str,
         *,
         body: dict[str, Any] | None = None,
-        files: list[tuple[str, bytes]] | None = None,
+        files: Sequence[FilePart] | None = None,
         fields: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]: ...
@@ -35,7 +37,7 @@ class AsyncRequester(Protocol):
         path: str,
         *,
         body: dict[str, Any] | None = None,
-        files: list[tuple[str, bytes]] | None = None,
+        files: Sequence[FilePart] | None = None,
         fields: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]: ...
