@@ -70,6 +70,12 @@ def test_one_pip_command_installs_the_sdk_from_the_tree_and_from_its_sdist(
     fresh = _venv(tmp_path / "fresh")
     _pip(fresh, "install", sdist.name, cwd=alone)
     _probe(fresh)
+    # The install puts the `sam2` command on the venv's PATH (without tqdm: no `cli` extra).
+    command = subprocess.run(
+        [str(fresh.parent / "sam2"), "segment-dir", "--help"], capture_output=True, text=True
+    )
+    assert command.returncode == 0, command.stderr
+    assert "--chunk-items" in command.stdout
     # The README's example, pasted into a fresh project that has only that install.
     project = tmp_path / "project"
     project.mkdir()
