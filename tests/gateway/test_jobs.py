@@ -261,6 +261,64 @@ def test_a_job_of_urls_uploads_and_an_archive(
     assert names[7] == "photos/c.png"
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools
+def test_forty_images_three_ways_end_37_done_and_3_failed(
+    make_client: Callable[..., TestClient],
+    inference_server: RunningServer,
+    new_key: Callable[..., str],
+    host: str,
+    tmp_path: Path,
+) -> None:
+    """The issue's acceptance job: 40 images as URLs (14), uploads (13) and one archive (13),
+    one bad item among each (an unreachable URL, a corrupt file, a too-large image). 37 are
+    done, each answer the same image's /v1/segment call; 3 failed, each with its code; the
+    COCO export loads in pycocotools and its masks are the items' answers."""
+    client = make_client(
+        inference_url=inference_server.url,
+        image_url_allow_http=True,
+        image_url_allowed_networks=["127.0.0.1/32"],
+        job_max_items=40,
+        job_workers=2,
+        max_pixels=200_000,
+        job_max_upload_bytes=32 * 2**20,
+    )
+    auth = bearer(new_key("segment auto jobs"))
+    pictures = [encode(scene(60 + i % 5 * 10, 80 + i % 7 * 10, seed=400 + i)) for i in range(37)]
+    for i, data in enumerate(pictures[:13]):
+        FILES[f"/forty/{i}.png"] = data
+    urls = [{"image_url": f"{host}/forty/{i}.png"} for i in range(13)]
+    urls.append({"image_url": f"http://127.0.0.1:{free_port()}/gone.png"})  # nothing listens
+    uploads = [
+        ("image", (f"up{i}.png", data, "image/png")) for i, data in enumerate(pictures[13:25])
+    ]
+    uploads.append(("image", ("corrupt.png", FILES["/corrupt.png"], "image/png")))
+    entries = {f"set/{i:02d}.png": data for i, data in enumerate(pictures[25:])}  # name order
+    entries["set/poster.png"] = encode(scene(600, 500, seed=34))  # over max_pixels
+    files = [*uploads, ("archive", ("set.zip", _zip(entries), "application/zip"))]
+    body = {"request": json.dumps({"request": CLICK, "items": urls})}
+    created = client.post("/v1/jobs", data=body, files=files, headers=auth)
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert job["total"] == 40
+    done = _wait(client, job["job_id"], auth, timeout_s=600)
+    assert (done["state"], done["counts"]["done"], done["counts"]["failed"]) == ("done", 37, 3)
+    lines = _results(client, job["job_id"], auth)
+    assert [line["index"] for line in lines] == list(range(40))
+    codes = {line["index"]: line["error"]["code"] for line in lines if "error" in line}
+    assert codes == {13: "image_url_unreachable", 26: "truncated_image", 39: "image_too_large"}
+    good = [line for line in lines if "result" in line]
+    for line, data in zip(good, pictures, strict=True):  # URLs, uploads, archive: in order
+        single = client.post(
+            "/v1/segment",
+            json={"image": image_b64_file(data)} | CLICK | {"mask_format": "rle"},
+            headers=auth,
+        ).json()
+        assert line["result"]["image_id"] == single["image_id"]
+        assert (decode_mask(line["result"]["mask"]) == decode_mask(single["mask"])).all()
+        assert line["result"]["score"] == pytest.approx(single["score"], abs=1e-6)
+    _assert_coco(client, job["job_id"], auth, lines, tmp_path)
+
+
 @pytest.mark.parametrize(
     ("archive", "status", "code"),
     [

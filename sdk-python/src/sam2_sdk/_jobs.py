@@ -12,7 +12,7 @@ An item is an https URL (fetched by the service), the `image_id` of an image thi
 uploaded, or a file sent with the job: a `pathlib.Path` or a `(file_name, bytes)` pair; and
 `archive=` sends one zip or tar whose images are items too. The service numbers items in this
 order: the URLs and image_ids as given, then the files as given, then the archive's entries in
-its own order (`results()` yields `(index, result)` by that number). A file's name is its
+name order (`results()` yields `(index, result)` by that number). A file's name is its
 image's `file_name` in the COCO export. The same `idempotency_key` again answers the job it
 made: a retried create never makes a second job.
 """
