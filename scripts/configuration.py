@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from pydantic import AliasChoices, SecretStr
+from pydantic import AliasChoices, BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
@@ -72,6 +72,13 @@ def variables(cls: type[BaseSettings], name: str, field: FieldInfo) -> list[str]
     return [f"{prefix}{name}".upper()]
 
 
+def _plain(value: object) -> object:
+    """A model in a default (a tier's limits) as the JSON its variable takes."""
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    raise TypeError(f"{type(value).__name__} in a default")
+
+
 def default(field: FieldInfo) -> str:
     value = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
     if value is None or (isinstance(value, SecretStr) and not value.get_secret_value()):
@@ -84,7 +91,7 @@ def default(field: FieldInfo) -> str:
     if isinstance(value, Path):
         return f"`{str(value).replace(str(Path.home()), '~')}`"
     if isinstance(value, list | dict):
-        return f"`{json.dumps(value)}`"
+        return f"`{json.dumps(value, default=_plain)}`"
     return f"`{value}`"
 
 

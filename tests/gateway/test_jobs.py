@@ -21,6 +21,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sam2_contract import decode_mask
+from sam2_gateway.core.config import JobTier
 from support import IMAGES, RunningServer, bearer, encode, free_port, image_b64, scene
 
 CLICK = {"point_coords": [[40, 30]], "point_labels": [1]}
@@ -442,3 +443,51 @@ def test_bad_jobs_get_problems_with_hints(
         "insufficient_scope",
     )
     assert IMAGES  # the shared test images are the uploads above
+
+
+def test_each_tier_has_its_job_limits_and_a_retry_is_never_refused(
+    make_client: Callable[..., TestClient],
+    inference_server: RunningServer,
+    new_key: Callable[..., str],
+) -> None:
+    """A free key: 3 items a job, 2 jobs at once (429 with Retry-After beyond, free again
+    once one ends), as /v1/usage says; another key is not held up by it; and a retried create
+    answers its job even when the limits are reached (its own items are not counted twice)."""
+    client = make_client(
+        inference_url=inference_server.url,
+        job_workers=0,  # the jobs stay queued: the limits are what is tested
+        job_tiers={"free": JobTier(max_items=3, max_jobs=2)},
+        job_max_active_items=5,
+    )
+    free = bearer(new_key("segment auto jobs", tier="free"))
+    item = {"image_id": "img_" + "1" * 32}
+
+    def post(auth: dict[str, str], items: int, key: str | None = None) -> httpx.Response:
+        headers = auth | ({"idempotency-key": key} if key else {})
+        body = {"request": CLICK, "items": [item] * items}
+        return client.post("/v1/jobs", json=body, headers=headers)
+
+    problem = _problem(post(free, 4), 422, "too_many_job_items")
+    assert "'free' tier has at most 3" in problem["detail"]
+    first = post(free, 1, "one")
+    assert post(free, 1).status_code == 201
+    full = post(free, 1)
+    problem = _problem(full, 429, "job_queue_full")
+    assert "runs 2 at once" in problem["detail"]
+    assert int(full.headers["retry-after"]) > 0
+    again = post(free, 1, "one")
+    assert (again.status_code, again.json()["job_id"]) == (200, first.json()["job_id"])
+    limits = client.get("/v1/usage", headers=free).json()["limits"]
+    assert (limits["job_items"], limits["jobs"]) == (3, 2)
+    client.delete(f"/v1/jobs/{first.json()['job_id']}", headers=free)
+    assert post(free, 1).status_code == 201  # a cancelled job frees its place
+    # A standard key: 5 items queued or running at most (the service's bound per key).
+    standard = bearer(new_key("segment auto jobs"))
+    made = post(standard, 4, "four")
+    assert made.status_code == 201
+    _problem(post(standard, 2), 429, "job_queue_full")
+    retried = post(standard, 4, "four")  # 4 queued + these 4 would pass 5: still the same job
+    assert (retried.status_code, retried.json()["job_id"]) == (200, made.json()["job_id"])
+    no_jobs = bearer(new_key("segment auto"))
+    limits = client.get("/v1/usage", headers=no_jobs).json()["limits"]
+    assert (limits["job_items"], limits["jobs"]) == (None, None)

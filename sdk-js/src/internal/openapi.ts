@@ -1573,6 +1573,16 @@ export interface components {
              */
             concurrent: number;
             /**
+             * Job Items
+             * @description Items one batch job may have (null: no `jobs` scope).
+             */
+            job_items?: number | null;
+            /**
+             * Jobs
+             * @description Batch jobs queued or running at once (null: no `jobs` scope).
+             */
+            jobs?: number | null;
+            /**
              * Requests
              * @description Requests allowed per window.
              */

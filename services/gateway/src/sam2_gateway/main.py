@@ -58,9 +58,11 @@ def create_app(
     *,
     backend: InferenceBackend | None = None,
     resolver: AbstractResolver | None = None,
+    job_files: JobFiles | None = None,
 ) -> FastAPI:
-    """The gateway; `backend` replaces the configured inference backend (tests, Modal) and
-    `resolver` the DNS resolver `image_url` fetches use (tests)."""
+    """The gateway; `backend` replaces the configured inference backend (tests, Modal),
+    `resolver` the DNS resolver `image_url` fetches use (tests) and `job_files` where files
+    uploaded with jobs are kept (Modal: a Volume shared with the job workers)."""
     settings = settings or GatewaySettings()
     store = KeyStore(
         settings.database_url,
@@ -98,7 +100,7 @@ def create_app(
             resolver=resolver,
         ),
         jobs=JobStore(store.engine),
-        job_files=JobFiles(settings.job_files_dir),
+        job_files=job_files or JobFiles(settings.job_files_dir),
         webhooks=ImageFetcher(
             max_bytes=0,
             timeout_s=WEBHOOK_TIMEOUT_S,

@@ -79,6 +79,12 @@ class UsageLimits(BaseModel):
     window_s: int = Field(description="The rate window, in seconds (a moving window).")
     concurrent: int = Field(description="Requests that may run at once.")
     video_sessions: int = Field(description="Video sessions one inference container holds.")
+    job_items: int | None = Field(
+        default=None, description="Items one batch job may have (null: no `jobs` scope)."
+    )
+    jobs: int | None = Field(
+        default=None, description="Batch jobs queued or running at once (null: no `jobs` scope)."
+    )
 
 
 class UsageResponse(BaseModel):

@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sam2_contract.images import DEFAULT_MAX_PIXELS
 
@@ -16,6 +16,16 @@ log = logging.getLogger(__name__)
 
 _PLACEHOLDERS = {"", "change-me", "changeme", "secret", "placeholder", "xxx"}
 MAX_TOKEN_TTL_S = 15 * 60
+
+
+class JobTier(BaseModel):
+    """A rate tier's batch-job limits."""
+
+    max_items: int = Field(gt=0, description="Items one job may have.")
+    max_jobs: int = Field(gt=0, description="Jobs one key may have queued or running at once.")
+
+
+UNLISTED_JOB_TIER = JobTier(max_items=100, max_jobs=1)
 
 
 class GatewaySettings(BaseSettings):
@@ -170,6 +180,19 @@ class GatewaySettings(BaseSettings):
         description=(
             "The most items one key may have queued or running across its jobs; a job that "
             "would pass it gets `429 job_queue_full`."
+        ),
+    )
+    job_tiers: dict[str, JobTier] = Field(
+        default_factory=lambda: {
+            "free": JobTier(max_items=100, max_jobs=2),
+            "standard": JobTier(max_items=10_000, max_jobs=10),
+            "dev": JobTier(max_items=10_000, max_jobs=20),
+        },
+        description=(
+            "Batch-job limits per rate tier (JSON `{tier: {max_items, max_jobs}}`): items per "
+            "job (`422 too_many_job_items`, never more than `job_max_items`) and jobs queued "
+            "or running at once per key (`429 job_queue_full`); a tier not listed gets 100 "
+            "items and 1 job."
         ),
     )
     job_files_dir: Path = Field(
@@ -364,6 +387,12 @@ class GatewaySettings(BaseSettings):
         default=8080,
         description=("The port `sam2-gateway serve` listens on."),
     )
+
+    def job_tier(self, tier: str) -> JobTier:
+        """The batch-job limits of `tier`, items capped by `job_max_items`."""
+        limits = self.job_tiers.get(tier, UNLISTED_JOB_TIER)
+        items = min(limits.max_items, self.job_max_items)
+        return JobTier(max_items=items, max_jobs=limits.max_jobs)
 
     def video_sessions(self, tier: str) -> int:
         """Video sessions a key of `tier` may hold in one inference container (1 for a tier

@@ -375,6 +375,29 @@ class JobStore:
                 return
             after = rows[-1].position
 
+    def by_idempotency_key(self, key_id: str, idempotency_key: str) -> JobStatus | None:
+        """The job this key made with this Idempotency-Key, if any."""
+        known = self._by_idempotency(key_id, idempotency_key)
+        return None if known is None else self._status(known.job_id, key_id)
+
+    def active_jobs(self, key_id: str) -> int:
+        """This key's jobs queued or running (the tier's bound on jobs at once)."""
+        with self._sessions() as session:
+            count = session.scalar(
+                select(func.count(Job.id)).where(
+                    Job.key_id == key_id, Job.state.in_(("queued", "running"))
+                )
+            )
+        return int(count or 0)
+
+    def waiting_items(self) -> int:
+        """Items of every key queued or running (a job-worker fleet stops when none are)."""
+        with self._sessions() as session:
+            count = session.scalar(
+                select(func.count(JobItem.id)).where(JobItem.state.in_(("queued", "running")))
+            )
+        return int(count or 0)
+
     def active_items(self, key_id: str) -> int:
         """This key's items queued or running, across its jobs (the tier's bound)."""
         with self._sessions() as session:

@@ -72,26 +72,19 @@ async def create_job(request: Request, principal: PrincipalDep, gateway: Gateway
                 "the job has no items: send `items`, `image` files or an `archive`",
                 code=ErrorCode.EMPTY_JOB,
             )
-        if len(sources) > gateway.settings.job_max_items:
-            raise InvalidRequestError(
-                f"{len(sources)} items; this service takes at most "
-                f"{gateway.settings.job_max_items} per job",
-                code=ErrorCode.TOO_MANY_JOB_ITEMS,
-            )
         idempotency = request.headers.get("idempotency-key")
         if idempotency is not None and not 0 < len(idempotency) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidRequestError(
                 f"`Idempotency-Key` is 1 to {MAX_IDEMPOTENCY_KEY} characters",
                 code=ErrorCode.INVALID_PARAMETER,
             )
-        active = await run_in_threadpool(gateway.jobs.active_items, principal.key_id)
-        if active + len(sources) > gateway.settings.job_max_active_items:
-            raise Sam2ServiceError(
-                f"this key has {active} items queued or running; this job's "
-                f"{len(sources)} would pass its {gateway.settings.job_max_active_items}",
-                code=ErrorCode.JOB_QUEUE_FULL,
-                retry_after=60,
+        known = None
+        if idempotency is not None:
+            known = await run_in_threadpool(
+                gateway.jobs.by_idempotency_key, principal.key_id, idempotency
             )
+        if known is None:  # a retried create is never refused for its own job's items
+            await run_in_threadpool(_check_limits, gateway, principal, len(sources))
         try:
             status, made = await run_in_threadpool(
                 lambda: gateway.jobs.create(
@@ -111,6 +104,8 @@ async def create_job(request: Request, principal: PrincipalDep, gateway: Gateway
     worker = getattr(request.app.state, "job_worker", None)
     if worker is not None:
         worker.wake()
+    for hook in getattr(request.app.state, "on_job_created", ()):
+        await run_in_threadpool(hook)  # Modal: commit the job-files Volume, start a worker
     return _info_response(gateway, status, 201 if made else 200)
 
 
@@ -229,6 +224,35 @@ async def _read_job(
                 )
             )
     return job, uploads
+
+
+def _check_limits(gateway: GatewayDep, principal: Principal, items: int) -> None:
+    """The key's tier's limits (items per job, jobs at once) and the service's bound on the
+    items a key has queued or running."""
+    tier = gateway.settings.job_tier(principal.rate_tier)
+    if items > tier.max_items:
+        raise InvalidRequestError(
+            f"{items} items; a job of the {principal.rate_tier!r} tier has at most "
+            f"{tier.max_items}",
+            code=ErrorCode.TOO_MANY_JOB_ITEMS,
+        )
+    jobs = gateway.jobs.active_jobs(principal.key_id)
+    if jobs >= tier.max_jobs:
+        raise Sam2ServiceError(
+            f"this key has {jobs} jobs queued or running; the {principal.rate_tier!r} tier "
+            f"runs {tier.max_jobs} at once",
+            code=ErrorCode.JOB_QUEUE_FULL,
+            retry_after=60,
+        )
+    active = gateway.jobs.active_items(principal.key_id)
+    limit = gateway.settings.job_max_active_items
+    if active + items > limit:
+        raise Sam2ServiceError(
+            f"this key has {active} items queued or running; this job's {items} would pass "
+            f"its {limit}",
+            code=ErrorCode.JOB_QUEUE_FULL,
+            retry_after=60,
+        )
 
 
 def _check_webhook(gateway: GatewayDep, url: str) -> None:

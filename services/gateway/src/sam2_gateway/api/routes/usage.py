@@ -32,6 +32,7 @@ async def usage(
     await gateway.meter.flush()  # this process's last second too
     rows = await gateway.store.ausage(principal.key_id, since=since)
     rate, concurrent = gateway.limiter.limits(principal.rate_tier)
+    jobs = gateway.settings.job_tier(principal.rate_tier) if "jobs" in principal.scopes else None
     # The store's float sums carry binary noise (2723.1000000000004): microseconds are plenty.
     report = [
         UsageDay(
@@ -51,6 +52,8 @@ async def usage(
             window_s=rate.get_expiry(),
             concurrent=concurrent,
             video_sessions=gateway.settings.video_sessions(principal.rate_tier),
+            job_items=jobs.max_items if jobs else None,
+            jobs=jobs.max_jobs if jobs else None,
         ),
         since=since,
         days=report,
