@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from infra.keepwarm import warm_hours_per_week  # noqa: E402 (after the path is set)
-from infra.settings import DeploySettings  # noqa: E402
+from infra.settings import JOB_WORKER_CPU, JOB_WORKER_MEMORY_MIB, DeploySettings  # noqa: E402
 
 BENCH = ROOT / "bench" / "README.md"
 DEPLOY = ROOT / "docs" / "deploy.md"
@@ -51,6 +51,9 @@ class Pattern:
 class Measured:
     new_image_click_ms: float
     cached_click_ms: float
+    auto_ms: float = 0.0
+    """Automatic mode, 32x32 grid, the server's default batch (measured before the batch-slicing
+    fix of bench/README.md: an upper figure)."""
 
 
 def measured_h200() -> Measured:
@@ -58,7 +61,11 @@ def measured_h200() -> Measured:
     for line in BENCH.read_text().splitlines():
         cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
         if cells and cells[0] == DEFAULT_ROW:
-            return Measured(new_image_click_ms=float(cells[2]), cached_click_ms=float(cells[3]))
+            return Measured(
+                new_image_click_ms=float(cells[2]),
+                cached_click_ms=float(cells[3]),
+                auto_ms=float(cells[4]),
+            )
     raise SystemExit(f"bench/README.md has no row {DEFAULT_ROW!r}")
 
 
@@ -102,6 +109,57 @@ def bursty(
 def keep_warm_week(gpu: str, settings: DeploySettings, pattern: Pattern) -> float:
     hours = warm_hours_per_week(settings)
     return settings.warm_containers * hours * per_second(gpu, pattern) * 3600
+
+
+def batch_job(
+    ms_per_image: float, images: int, settings: DeploySettings, pattern: Pattern
+) -> tuple[float, float, float]:
+    """A batch job's (GPU $, job-worker $, wall hours) on H200s: the job's items keep
+    `max_containers` GPU containers busy (the workers send more items at once than
+    `target_concurrency` x `max_containers`), each billed for its share of the GPU time, one
+    cold start and one idle tail; the job workers (CPU) are billed for the whole wall time."""
+    busy_s = images * ms_per_image / 1000
+    containers = settings.max_containers
+    per_container = pattern.cold_start_s + settings.scaledown_window_s
+    gpu = (busy_s + containers * per_container) * per_second("H200", pattern)
+    wall_s = pattern.cold_start_s + busy_s / containers
+    worker_hourly = JOB_WORKER_CPU * CPU_CORE_PER_HOUR + JOB_WORKER_MEMORY_MIB / 1024 * (
+        MEMORY_GIB_PER_HOUR
+    )
+    workers = settings.job_worker_containers * (wall_s + settings.job_worker_idle_s)
+    return gpu, workers * worker_hourly / 3600, wall_s / 3600
+
+
+def jobs_table(measured: Measured, settings: DeploySettings, pattern: Pattern) -> list[str]:
+    images = 10_000
+    in_flight = settings.job_items_per_container * settings.job_worker_containers
+    lines = [
+        "",
+        f"A batch job of {images:,} images on H200s (`POST /v1/jobs`): the job workers send "
+        f"{in_flight} items at once ({settings.job_worker_containers} containers x "
+        f"{settings.job_items_per_container}), which keeps `max_containers` "
+        f"({settings.max_containers}) GPU containers busy; each is billed for its share of the "
+        f"GPU time, one cold start ({pattern.cold_start_s:g} s, not measured) and one idle tail "
+        f"({settings.scaledown_window_s} s); the job workers ({JOB_WORKER_CPU:g} core, "
+        f"{JOB_WORKER_MEMORY_MIB} MiB each) for the whole run. Automatic mode's time is the "
+        "H200's 32x32 figure measured before the batch-slicing fix (bench/README.md), so its row "
+        "is an upper figure; other GPUs: not measured.",
+        "",
+        f"| each image | GPU ms per image (measured) | GPU $ | job-worker $ | $ for {images:,} "
+        "images | $ per 1,000 images | wall time |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, ms in (
+        ("one click, new image", measured.new_image_click_ms),
+        ("automatic mode, 32x32 grid", measured.auto_ms),
+    ):
+        gpu, workers, hours = batch_job(ms, images, settings, pattern)
+        total = gpu + workers
+        lines.append(
+            f"| {name} | {ms:g} | {gpu:.2f} | {workers:.3f} | {total:.2f} | "
+            f"{total / images * 1000:.3f} | {hours * 60:.0f} min |"
+        )
+    return lines
 
 
 def tables(settings: DeploySettings | None = None, pattern: Pattern | None = None) -> str:
@@ -176,6 +234,7 @@ def tables(settings: DeploySettings | None = None, pattern: Pattern | None = Non
         "busy one: it absorbs a burst of users arriving together without a cold start, and costs "
         "its whole uptime again in this one-user pattern. `min_containers` (what keep-warm sets "
         "inside its window) removes cold starts for its hours at a fixed price per hour.",
+        *jobs_table(measured, settings, pattern),
         "",
         END,
     ]

@@ -10,17 +10,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import modal
 import sam2_gateway
+from sam2_gateway.core.job_files import JobFiles
 
-from infra.settings import DeploySettings
+from infra.settings import JOB_WORKER_CPU, JOB_WORKER_MEMORY_MIB, DeploySettings
 
 if TYPE_CHECKING:
     from sam2_gateway import GatewaySettings
+
+log = logging.getLogger(__name__)
+JOB_FILES = "/job-files"
 
 settings = DeploySettings()
 IMAGE_ENV = settings.as_env() | {
@@ -31,6 +39,8 @@ IMAGE_ENV = settings.as_env() | {
     # instead of passing the 503 on (sam2_gateway/backends.py).
     "SAM2_GATEWAY_INFERENCE_STARTUP_WAIT_S": str(settings.startup_timeout_s),
     "SAM2_GATEWAY_INFERENCE_START_ESTIMATE_S": str(settings.cold_start_estimate_s),
+    # Files uploaded with jobs live on a Volume both the API and the job workers mount.
+    "SAM2_GATEWAY_JOB_FILES_DIR": JOB_FILES,
 }
 
 PACKAGES = (
@@ -78,10 +88,12 @@ app = modal.App(settings.gateway_app, image=image)
 # SQLite file would lose keys) and the proxy token that opens the inference Server
 # (SAM2_GATEWAY_INFERENCE_PROXY_KEY / _SECRET) come from one Secret; see docs/deploy.md.
 gateway_secret = modal.Secret.from_name(settings.gateway_secret)
+job_files_volume = modal.Volume.from_name(settings.job_files_volume, create_if_missing=True)
 
 
 API_OPTIONS: dict[str, object] = {
     "secrets": [gateway_secret],
+    "volumes": {JOB_FILES: job_files_volume},
     "scaledown_window": 300,
     "timeout": settings.call_timeout_s + 30,  # outlives the inference call it waits for
 }
@@ -94,7 +106,82 @@ CONCURRENCY = settings.gateway_max_inputs
 def api() -> object:
     from sam2_gateway import create_app
 
-    return create_app(gateway_settings())
+    # Batch jobs run in the job workers (drain_jobs), not in these containers: they stop when
+    # no request comes, and an item's lease would lapse with them.
+    gateway = gateway_settings().model_copy(update={"job_workers": 0})
+    web = create_app(gateway, job_files=VolumeJobFiles(Path(JOB_FILES), job_files_volume))
+    web.state.on_job_created = [_job_created]
+    return web
+
+
+class VolumeJobFiles(JobFiles):
+    """Job files on a Modal Volume: a worker that misses a file reloads the Volume (another
+    container wrote it) and looks again, for up to `wait_s`."""
+
+    def __init__(self, directory: Path, volume: modal.Volume, wait_s: float = 30.0) -> None:
+        super().__init__(directory)
+        self._volume = volume
+        self._wait_s = wait_s
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> bytes | None:
+        found = super().get(name)
+        deadline = time.monotonic() + self._wait_s
+        while found is None and time.monotonic() < deadline:
+            with self._lock:
+                self._volume.reload()
+            found = super().get(name)
+            if found is None:
+                time.sleep(1.0)
+        return found
+
+
+def _job_created() -> None:
+    """After a create: commit the uploaded files, and start a job worker now rather than at
+    the minute's schedule (a failure here only delays the job until then)."""
+    try:
+        job_files_volume.commit()
+        modal.Function.from_name(settings.gateway_app, "drain_jobs").spawn()
+    except Exception:
+        log.warning("could not start a job worker now; the schedule will", exc_info=True)
+
+
+@app.function(
+    secrets=[gateway_secret],
+    volumes={JOB_FILES: job_files_volume},
+    schedule=modal.Period(minutes=1),
+    max_containers=settings.job_worker_containers,
+    cpu=JOB_WORKER_CPU,
+    memory=JOB_WORKER_MEMORY_MIB,
+    timeout=3600,
+)
+def drain_jobs() -> int:
+    """A job worker: runs batch-job items, `job_items_per_container` at once, against the
+    inference Server until none has been queued or running for `job_worker_idle_s` (or the
+    hour is nearly up: the schedule starts another). Items are leased in the database, so any
+    number of these run side by side; one stopped mid-item loses nothing (its leases lapse
+    and another takes the items). Returns how many seconds it ran."""
+    return asyncio.run(_drain(deadline_s=3600 - 120))
+
+
+async def _drain(*, deadline_s: float) -> int:
+    from sam2_gateway import create_app
+
+    gateway = gateway_settings().model_copy(
+        update={"job_workers": settings.job_items_per_container}
+    )
+    web = create_app(gateway, job_files=VolumeJobFiles(Path(JOB_FILES), job_files_volume))
+    started = time.monotonic()
+    idle_since = started
+    async with web.router.lifespan_context(web):
+        jobs = web.state.gateway.jobs
+        while time.monotonic() - started < deadline_s:
+            await asyncio.sleep(1.0)
+            if await asyncio.to_thread(jobs.waiting_items):
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > settings.job_worker_idle_s:
+                break
+    return round(time.monotonic() - started)
 
 
 def gateway_settings() -> GatewaySettings:

@@ -16,6 +16,12 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WORKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 
 
+JOB_WORKER_CPU = 1.0
+JOB_WORKER_MEMORY_MIB = 1024
+"""A job-worker container only forwards items (no torch): one core and 1 GiB
+(bench/cost.py bills them)."""
+
+
 class DeploySettings(BaseSettings):
     """What `modal deploy` builds: the apps, the GPU, the model, scaling and keep-warm."""
 
@@ -147,6 +153,36 @@ class DeploySettings(BaseSettings):
         default=100,
         ge=1,
         description=("Concurrent requests per gateway container."),
+    )
+    job_items_per_container: int = Field(
+        default=16,
+        ge=1,
+        description=(
+            "Batch-job items one job-worker container (`drain_jobs`) sends to the inference "
+            "Server at once; Modal adds GPU containers (up to `max_containers`) as they queue. "
+            "Keep this x `job_worker_containers` within `max_containers` x `max_concurrency`, "
+            "or items wait on Modal's 429s (the worker retries them)."
+        ),
+    )
+    job_worker_containers: int = Field(
+        default=2,
+        ge=1,
+        description=("`max_containers` of the job-worker Function (`drain_jobs`)."),
+    )
+    job_worker_idle_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "A job-worker container stops once no item has been queued or running this long "
+            "(the next job's create, or the minute's schedule, starts one again)."
+        ),
+    )
+    job_files_volume: str = Field(
+        default="sam2-job-files",
+        description=(
+            "The modal.Volume where files uploaded with jobs are kept until their items run "
+            "(shared by the gateway and the job workers; made on first deploy)."
+        ),
     )
     gateway_secret: str = Field(
         default="sam2-gateway",
