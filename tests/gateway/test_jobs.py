@@ -6,6 +6,7 @@ is the same job; cancel stops it; bad input and another key's job are problems w
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
@@ -491,3 +492,82 @@ def test_each_tier_has_its_job_limits_and_a_retry_is_never_refused(
     no_jobs = bearer(new_key("segment auto"))
     limits = client.get("/v1/usage", headers=no_jobs).json()["limits"]
     assert (limits["job_items"], limits["jobs"]) == (None, None)
+
+
+@contextlib.contextmanager
+def _relay_later(port: int, target: str, after_s: float) -> Iterator[None]:
+    """After `after_s`, forward every TCP connection on `port` to `target` (host:port): an
+    inference service that is unreachable, then back."""
+    import socket
+
+    host, _, target_port = target.rpartition(":")
+    stop = threading.Event()
+    opened: list[socket.socket] = []
+
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        if stop.wait(after_s):
+            return
+        with socket.create_server(("127.0.0.1", port)) as listener:
+            listener.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    client, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                upstream = socket.create_connection((host, int(target_port)))
+                opened.extend((client, upstream))
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        for sock in opened:
+            sock.close()
+
+
+def test_items_wait_out_an_unreachable_inference_instead_of_failing(
+    make_client: Callable[..., TestClient],
+    inference_server: RunningServer,
+    new_key: Callable[..., str],
+) -> None:
+    port = free_port()
+    gateway = make_client(
+        inference_url=f"http://127.0.0.1:{port}",
+        job_workers=2,
+        job_lease_s=5.0,
+        inference_startup_wait_s=0.0,
+    )
+    auth = bearer(new_key("segment jobs"))
+    pictures = [encode(scene(60, 80, seed=40 + i)) for i in range(3)]
+    created = gateway.post(
+        "/v1/jobs",
+        data={"request": json.dumps({"request": CLICK, "items": []})},
+        files=[("image", (f"{i}.png", data, "image/png")) for i, data in enumerate(pictures)],
+        headers=auth,
+    )
+    assert created.status_code == 201, created.text
+    job_id = created.json()["job_id"]
+    with _relay_later(port, inference_server.url.removeprefix("http://"), after_s=2.5):
+        info = _wait(gateway, job_id, auth, timeout_s=90)
+        gateway.close()  # its workers stop before the relay does
+    assert (info["counts"]["done"], info["counts"]["failed"]) == (3, 0)  # none lost to it
+    direct = make_client(inference_url=inference_server.url)
+    for line, data in zip(_results(direct, job_id, auth), pictures, strict=True):
+        alone = direct.post(
+            "/v1/segment",
+            json={"image": image_b64_file(data)} | CLICK | {"mask_format": "rle"},
+            headers=auth,
+        ).json()
+        assert (decode_mask(line["result"]["mask"]) == decode_mask(alone["mask"])).all()

@@ -34,6 +34,22 @@ IDLE_S = 0.5
 WEBHOOK_HOLD_S = 60.0
 """How long a webhook being sent is held from other workers (longer than its timeout)."""
 WEBHOOKS_AT_ONCE = 8
+TRANSIENT = frozenset(
+    {
+        ErrorCode.NOT_READY,
+        ErrorCode.INFERENCE_UNAVAILABLE,
+        ErrorCode.INFERENCE_STARTING,
+        ErrorCode.GATEWAY_BUSY,
+        ErrorCode.DEPENDENCY_UNAVAILABLE,
+        ErrorCode.TOO_MANY_CONCURRENT,
+        ErrorCode.RATE_LIMITED,
+    }
+)
+"""Problems that say "not now" rather than "not this item": the item is sent again (a cold
+start, a full GPU fleet), under its lease, instead of failing."""
+TRANSIENT_TRIES = 6
+TRANSIENT_WAIT_S = 30.0
+"""The longest wait between two tries (the first waits 1 s, or what Retry-After says)."""
 
 
 def utc_now() -> datetime:
@@ -172,7 +188,7 @@ class JobWorker:
     async def _item(self, claim: Claim) -> None:
         """Run one item under its lease; record its answer or its problem."""
         hop_box: list[Hop] = []
-        work = asyncio.create_task(self._answer(claim, hop_box))
+        work = asyncio.create_task(self._answer_soon(claim, hop_box))
         renewing = asyncio.create_task(self._renew_until_lost(claim))
         done, _ = await asyncio.wait({work, renewing}, return_when=asyncio.FIRST_COMPLETED)
         if renewing in done:  # the lease is lost or the job cancelled: stop the work
@@ -205,8 +221,25 @@ class JobWorker:
             if not kept:
                 return
 
-    async def _answer(
+    async def _answer_soon(
         self, claim: Claim, hop_box: list[Hop]
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """The item's answer, sent again while inference answers a TRANSIENT problem (up to
+        TRANSIENT_TRIES times, waiting 1, 2, 4 ... s or its Retry-After)."""
+        for attempt in range(TRANSIENT_TRIES):
+            hop_box.clear()
+            answer, error = await self._answer(claim, hop_box, attempt)
+            if error is None or error.get("code") not in TRANSIENT:
+                break
+            if attempt + 1 < TRANSIENT_TRIES:
+                wait = error.pop("retry_after", None) or 2.0**attempt
+                await asyncio.sleep(min(float(wait), TRANSIENT_WAIT_S))
+        if error is not None:
+            error.pop("retry_after", None)
+        return answer, error
+
+    async def _answer(
+        self, claim: Claim, hop_box: list[Hop], retry: int = 0
     ) -> tuple[str | None, dict[str, Any] | None]:
         """The item's answer (the JSON inference gave, masks as RLE), or its problem."""
         gateway = self._gateway
@@ -226,13 +259,18 @@ class JobWorker:
             upload = await _source(gateway, parsed, file)
             _answer_fits(gateway, parsed, upload)
             request_id = f"{claim.job_id}-{claim.position}-{claim.attempt}"
+            if retry:
+                request_id += f"-r{retry}"
             body, hop = segment_hop(gateway, claim.key_id, parsed, upload, request_id)
             hop_box.append(hop)
             result = await send_segment(gateway, body, upload, hop)
             return result.body.decode(), None
         except Sam2ServiceError as exc:
             problem = exc.to_problem(instance=f"#/items/{claim.position}")
-            return None, problem.model_dump(mode="json", exclude_none=True)
+            dumped = problem.model_dump(mode="json", exclude_none=True)
+            if exc.code in TRANSIENT and exc.retry_after is not None:
+                dumped["retry_after"] = exc.retry_after
+            return None, dumped
         except asyncio.CancelledError:
             raise
         except Exception:
