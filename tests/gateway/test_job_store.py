@@ -25,7 +25,7 @@ LEASE_S = 30.0
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def jobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[KeyStore, JobStore]]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'jobs.db'}"
     else:
@@ -37,8 +37,13 @@ def jobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
         engine.dispose()
     keys = KeyStore(url, "job-test-pepper")
     keys.migrate()
-    yield JobStore(keys.engine)
+    yield keys, JobStore(keys.engine)
     keys.dispose()
+
+
+@pytest.fixture
+def jobs(stores: tuple[KeyStore, JobStore]) -> JobStore:
+    return stores[1]
 
 
 def _sources(count: int) -> list[dict[str, str]]:
@@ -165,3 +170,30 @@ def test_concurrent_workers_take_every_item_exactly_once(jobs: JobStore) -> None
     assert Counter(taken) == Counter(range(40))
     assert jobs.status(job.job_id, "key_a").counts["done"] == 40  # type: ignore[union-attr]
     assert jobs.active_items("key_a") == 0
+
+
+def test_a_key_runs_its_tiers_items_at_once_and_other_keys_go_ahead(
+    stores: tuple[KeyStore, JobStore],
+) -> None:
+    keys, jobs = stores
+    free = keys.create("free", frozenset({"jobs"}), rate_tier="free")[1].key_id
+    standard = keys.create("standard", frozenset({"jobs"}), rate_tier="standard")[1].key_id
+    limits = ({"free": 2, "standard": 3}, 1)
+    first, _ = jobs.create(free, TEMPLATE, _sources(6), now=T0)  # the oldest job
+    jobs.create(free, TEMPLATE, _sources(2), now=T0)  # the bound is the key's, across jobs
+    jobs.create(standard, TEMPLATE, _sources(6), now=T0)
+
+    taken = jobs.claim(now=T0, lease_s=LEASE_S, limit=10, running_limits=limits)
+    assert Counter(c.key_id for c in taken) == {free: 2, standard: 3}
+    assert [c.position for c in taken if c.key_id == free] == [0, 1]  # still in item order
+    assert jobs.claim(now=T0, lease_s=LEASE_S, limit=10, running_limits=limits) == []
+
+    jobs.finish(taken[0], now=T0, answer="{}")  # one of the free key's items ends
+    more = jobs.claim(now=T0, lease_s=LEASE_S, limit=10, running_limits=limits)
+    assert [(c.key_id, c.job_id, c.position) for c in more] == [(free, first.job_id, 2)]
+
+    later = T0 + timedelta(seconds=LEASE_S + 1)  # lapsed leases no longer count as running
+    again = jobs.claim(now=later, lease_s=LEASE_S, limit=10, running_limits=limits)
+    assert Counter(c.key_id for c in again) == {free: 2, standard: 3}
+    rest = jobs.claim(now=later, lease_s=LEASE_S, limit=20)  # no bound: every item left
+    assert len(rest) == 14 - 1 - len(again)

@@ -39,6 +39,7 @@ def test_a_key_reads_what_it_used_today_at_once_and_its_limits(
         "video_sessions": 2,
         "job_items": None,  # this key has no `jobs` scope
         "jobs": None,
+        "job_running": None,
     }
     assert report["since"] == str(today - timedelta(days=29))
     [day] = report["days"]

@@ -1578,6 +1578,11 @@ export interface components {
              */
             job_items?: number | null;
             /**
+             * Job Running
+             * @description Batch-job items of this key the workers run at once (null: no `jobs` scope).
+             */
+            job_running?: number | null;
+            /**
              * Jobs
              * @description Batch jobs queued or running at once (null: no `jobs` scope).
              */

@@ -85,6 +85,10 @@ class UsageLimits(BaseModel):
     jobs: int | None = Field(
         default=None, description="Batch jobs queued or running at once (null: no `jobs` scope)."
     )
+    job_running: int | None = Field(
+        default=None,
+        description="Batch-job items of this key the workers run at once (null: no `jobs` scope).",
+    )
 
 
 class UsageResponse(BaseModel):

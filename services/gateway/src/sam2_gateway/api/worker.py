@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sam2_contract.errors import ErrorCode, InvalidRequestError, Sam2ServiceError
@@ -107,7 +108,13 @@ class JobWorker:
             if free > 0:
                 try:
                     claims = await run_in_threadpool(
-                        self._jobs.claim, now=self._clock(), lease_s=self._lease_s, limit=free
+                        partial(
+                            self._jobs.claim,
+                            now=self._clock(),
+                            lease_s=self._lease_s,
+                            limit=free,
+                            running_limits=self._gateway.settings.job_running_limits(),
+                        )
                     )
                 except Exception:  # the database is down: try again after the idle wait
                     log.warning("job worker: claiming items failed", exc_info=True)

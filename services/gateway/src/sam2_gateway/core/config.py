@@ -23,9 +23,14 @@ class JobTier(BaseModel):
 
     max_items: int = Field(gt=0, description="Items one job may have.")
     max_jobs: int = Field(gt=0, description="Jobs one key may have queued or running at once.")
+    max_running: int = Field(
+        default=4,
+        gt=0,
+        description="Items of one key the workers run at once, across its jobs (the rest wait).",
+    )
 
 
-UNLISTED_JOB_TIER = JobTier(max_items=100, max_jobs=1)
+UNLISTED_JOB_TIER = JobTier(max_items=100, max_jobs=1, max_running=1)
 
 
 class GatewaySettings(BaseSettings):
@@ -184,15 +189,16 @@ class GatewaySettings(BaseSettings):
     )
     job_tiers: dict[str, JobTier] = Field(
         default_factory=lambda: {
-            "free": JobTier(max_items=100, max_jobs=2),
-            "standard": JobTier(max_items=10_000, max_jobs=10),
-            "dev": JobTier(max_items=10_000, max_jobs=20),
+            "free": JobTier(max_items=100, max_jobs=2, max_running=2),
+            "standard": JobTier(max_items=10_000, max_jobs=10, max_running=16),
+            "dev": JobTier(max_items=10_000, max_jobs=20, max_running=16),
         },
         description=(
-            "Batch-job limits per rate tier (JSON `{tier: {max_items, max_jobs}}`): items per "
-            "job (`422 too_many_job_items`, never more than `job_max_items`) and jobs queued "
-            "or running at once per key (`429 job_queue_full`); a tier not listed gets 100 "
-            "items and 1 job."
+            "Batch-job limits per rate tier (JSON `{tier: {max_items, max_jobs, max_running}}`): "
+            "items per job (`422 too_many_job_items`, never more than `job_max_items`), jobs "
+            "queued or running at once per key (`429 job_queue_full`) and items of a key the "
+            "workers run at once (its other items wait; other keys' items go ahead); a tier "
+            "not listed gets 100 items, 1 job and 1 item at once."
         ),
     )
     job_files_dir: Path = Field(
@@ -392,7 +398,12 @@ class GatewaySettings(BaseSettings):
         """The batch-job limits of `tier`, items capped by `job_max_items`."""
         limits = self.job_tiers.get(tier, UNLISTED_JOB_TIER)
         items = min(limits.max_items, self.job_max_items)
-        return JobTier(max_items=items, max_jobs=limits.max_jobs)
+        return JobTier(max_items=items, max_jobs=limits.max_jobs, max_running=limits.max_running)
+
+    def job_running_limits(self) -> tuple[dict[str, int], int]:
+        """Items of a key that may run at once, by rate tier, and for a tier not listed."""
+        listed = {tier: limits.max_running for tier, limits in self.job_tiers.items()}
+        return listed, UNLISTED_JOB_TIER.max_running
 
     def video_sessions(self, tier: str) -> int:
         """Video sessions a key of `tier` may hold in one inference container (1 for a tier

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -43,7 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from sam2_gateway.core.store import Base
+from sam2_gateway.core.store import ApiKey, Base
 
 __all__ = [
     "Base",
@@ -236,25 +236,41 @@ class JobStore:
             raise
         return self._must(job_id, key_id), True
 
-    def claim(self, *, now: datetime, lease_s: float, limit: int = 1) -> list[Claim]:
+    def claim(
+        self,
+        *,
+        now: datetime,
+        lease_s: float,
+        limit: int = 1,
+        running_limits: tuple[Mapping[str, int], int] | None = None,
+    ) -> list[Claim]:
         """Up to `limit` items to run, oldest job first and in item order: queued ones, and
-        running ones whose lease lapsed (taken again, or failed after MAX_ATTEMPTS)."""
+        running ones whose lease lapsed (taken again, or failed after MAX_ATTEMPTS).
+        `running_limits` ({rate tier: items}, and for a tier not listed) bounds the items of
+        one key running at once: a key at its bound is passed over, so other keys' items go
+        ahead of its queued ones."""
         lapsed = (JobItem.state == "running") & (JobItem.lease_until < now)
         takeable = or_(JobItem.state == "queued", lapsed)
         claims: list[Claim] = []
         with self._sessions.begin() as session:
+            room = self._room(session, now, running_limits)
             candidates = (
-                select(JobItem.id, JobItem.attempts, JobItem.job_id)
+                select(JobItem.id, JobItem.attempts, JobItem.job_id, Job.key_id)
                 .join(Job, Job.job_id == JobItem.job_id)
                 .where(takeable, Job.state.in_(("queued", "running")))
                 .order_by(Job.id, JobItem.position)
                 .limit(limit * 4)
             )
+            full = [key for key, left in room.items() if left <= 0]
+            if full:
+                candidates = candidates.where(Job.key_id.not_in(full))
             if self._engine.dialect.name == "postgresql":
                 candidates = candidates.with_for_update(skip_locked=True, of=JobItem)
-            for item_id, attempts, job_id in session.execute(candidates).all():
+            for item_id, attempts, job_id, key_id in session.execute(candidates).all():
                 if len(claims) >= limit:
                     break
+                if key_id in room and room[key_id] <= 0:
+                    continue  # this claim filled the key's bound
                 if attempts >= MAX_ATTEMPTS:
                     self._abandon(session, item_id, job_id, now)
                     continue
@@ -278,7 +294,40 @@ class JobStore:
                     .values(state="running", started_at=now)
                 )
                 claims.append(self._claim(session, item_id, token))
+                if key_id in room:
+                    room[key_id] -= 1
         return claims
+
+    def _room(
+        self,
+        session: Session,
+        now: datetime,
+        running_limits: tuple[Mapping[str, int], int] | None,
+    ) -> dict[str, int]:
+        """Items each key with items waiting may still start (its tier's bound less its
+        items running under a live lease); empty without `running_limits`."""
+        if running_limits is None:
+            return {}
+        listed, unlisted = running_limits
+        live = (JobItem.state == "running") & (JobItem.lease_until >= now)
+        waiting = select(Job.key_id).where(Job.state.in_(("queued", "running"))).distinct()
+        tiers = dict(
+            session.execute(
+                select(ApiKey.key_id, ApiKey.rate_tier).where(ApiKey.key_id.in_(waiting))
+            ).all()
+        )
+        running = dict(
+            session.execute(
+                select(Job.key_id, func.count(JobItem.id))
+                .join(Job, Job.job_id == JobItem.job_id)
+                .where(live, Job.key_id.in_(waiting))
+                .group_by(Job.key_id)
+            ).all()
+        )
+        return {
+            key: listed.get(tiers.get(key, ""), unlisted) - int(running.get(key, 0))
+            for key in {*tiers, *running}
+        }
 
     def renew(self, claim: Claim, *, now: datetime, lease_s: float) -> bool:
         """Extend the lease; False when it is no longer this worker's (it lapsed and another

@@ -54,6 +54,7 @@ async def usage(
             video_sessions=gateway.settings.video_sessions(principal.rate_tier),
             job_items=jobs.max_items if jobs else None,
             jobs=jobs.max_jobs if jobs else None,
+            job_running=jobs.max_running if jobs else None,
         ),
         since=since,
         days=report,
