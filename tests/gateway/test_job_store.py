@@ -197,3 +197,27 @@ def test_a_key_runs_its_tiers_items_at_once_and_other_keys_go_ahead(
     assert Counter(c.key_id for c in again) == {free: 2, standard: 3}
     rest = jobs.claim(now=later, lease_s=LEASE_S, limit=20)  # no bound: every item left
     assert len(rest) == 14 - 1 - len(again)
+
+
+def test_a_finished_job_is_kept_for_its_tiers_days_then_deleted(
+    stores: tuple[KeyStore, JobStore],
+) -> None:
+    keys, jobs = stores
+    free = keys.create("free", frozenset({"jobs"}), rate_tier="free")[1].key_id
+    standard = keys.create("standard", frozenset({"jobs"}), rate_tier="standard")[1].key_id
+    days = ({"free": 7.0, "standard": 30.0}, 7.0)
+    short, _ = jobs.create(free, TEMPLATE, _sources(2), now=T0)
+    long, _ = jobs.create(standard, TEMPLATE, _sources(1), now=T0)
+    running, _ = jobs.create(free, TEMPLATE, _sources(5), now=T0)
+    for claim in jobs.claim(now=T0, lease_s=LEASE_S, limit=3):  # the first two jobs' items
+        jobs.finish(claim, now=T0, answer='{"mask": null}')
+    assert jobs.status(short.job_id, free).state == "done"  # type: ignore[union-attr]
+
+    assert jobs.expire(now=T0 + timedelta(days=6), retention_days=days) == []
+    gone = jobs.expire(now=T0 + timedelta(days=8), retention_days=days)
+    assert gone == [short.job_id]  # the free tier's 7 days are over; a job not ended stays
+    assert jobs.status(short.job_id, free) is None
+    assert list(jobs.items(short.job_id, free)) == []
+    assert [j.job_id for j in jobs.jobs(free)] == [running.job_id]
+    assert jobs.status(long.job_id, standard) is not None
+    assert jobs.expire(now=T0 + timedelta(days=31), retention_days=days) == [long.job_id]

@@ -457,7 +457,7 @@ def test_each_tier_has_its_job_limits_and_a_retry_is_never_refused(
     client = make_client(
         inference_url=inference_server.url,
         job_workers=0,  # the jobs stay queued: the limits are what is tested
-        job_tiers={"free": JobTier(max_items=3, max_jobs=2, max_running=1)},
+        job_tiers={"free": JobTier(max_items=3, max_jobs=2, max_running=1, retention_days=2)},
         job_max_active_items=5,
     )
     free = bearer(new_key("segment auto jobs", tier="free"))
@@ -480,6 +480,7 @@ def test_each_tier_has_its_job_limits_and_a_retry_is_never_refused(
     assert (again.status_code, again.json()["job_id"]) == (200, first.json()["job_id"])
     limits = client.get("/v1/usage", headers=free).json()["limits"]
     assert (limits["job_items"], limits["jobs"], limits["job_running"]) == (3, 2, 1)
+    assert limits["job_retention_days"] == 2
     client.delete(f"/v1/jobs/{first.json()['job_id']}", headers=free)
     assert post(free, 1).status_code == 201  # a cancelled job frees its place
     # A standard key: 5 items queued or running at most (the service's bound per key).

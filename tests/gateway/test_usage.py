@@ -40,6 +40,7 @@ def test_a_key_reads_what_it_used_today_at_once_and_its_limits(
         "job_items": None,  # this key has no `jobs` scope
         "jobs": None,
         "job_running": None,
+        "job_retention_days": None,
     }
     assert report["since"] == str(today - timedelta(days=29))
     [day] = report["days"]

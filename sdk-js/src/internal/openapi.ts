@@ -1578,6 +1578,11 @@ export interface components {
              */
             job_items?: number | null;
             /**
+             * Job Retention Days
+             * @description Days a finished batch job is kept, then deleted (null: no `jobs` scope).
+             */
+            job_retention_days?: number | null;
+            /**
              * Job Running
              * @description Batch-job items of this key the workers run at once (null: no `jobs` scope).
              */

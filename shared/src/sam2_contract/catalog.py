@@ -344,7 +344,8 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         404,
         "Job not found",
         "Check the job_id (GET /v1/jobs lists this key's jobs); another key's job is not "
-        "visible to this one.",
+        "visible to this one, and a finished job is deleted after its tier's "
+        "`job_retention_days` (GET /v1/usage).",
     ),
     ErrorCode.EMPTY_JOB: ErrorSpec(422, "Empty job", "Send at least one item in `items`."),
     ErrorCode.TOO_MANY_JOB_ITEMS: ErrorSpec(

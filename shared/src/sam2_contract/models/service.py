@@ -89,6 +89,10 @@ class UsageLimits(BaseModel):
         default=None,
         description="Batch-job items of this key the workers run at once (null: no `jobs` scope).",
     )
+    job_retention_days: float | None = Field(
+        default=None,
+        description="Days a finished batch job is kept, then deleted (null: no `jobs` scope).",
+    )
 
 
 class UsageResponse(BaseModel):

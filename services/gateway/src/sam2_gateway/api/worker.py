@@ -35,6 +35,8 @@ IDLE_S = 0.5
 WEBHOOK_HOLD_S = 60.0
 """How long a webhook being sent is held from other workers (longer than its timeout)."""
 WEBHOOKS_AT_ONCE = 8
+EXPIRE_EVERY_S = 300.0
+"""How often a worker deletes the finished jobs past their tier's retention."""
 TRANSIENT = frozenset(
     {
         ErrorCode.NOT_READY,
@@ -101,7 +103,11 @@ class JobWorker:
         self._loop = None
 
     async def _run(self) -> None:
+        swept = -EXPIRE_EVERY_S
         while True:
+            if asyncio.get_running_loop().time() - swept >= EXPIRE_EVERY_S:
+                swept = asyncio.get_running_loop().time()
+                await self._expire()
             await self._deliver_due()
             free = self._concurrency - len(self._running)
             claims: list[Claim] = []
@@ -126,6 +132,22 @@ class JobWorker:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_S)
+
+    async def _expire(self) -> None:
+        """Delete the finished jobs past their tier's retention (a failure waits a round)."""
+        try:
+            gone = await run_in_threadpool(
+                partial(
+                    self._jobs.expire,
+                    now=self._clock(),
+                    retention_days=self._gateway.settings.job_retention_days(),
+                )
+            )
+        except Exception:
+            log.warning("job worker: deleting expired jobs failed", exc_info=True)
+            return
+        if gone:
+            log.info("deleted %d jobs past their retention", len(gone))
 
     async def _deliver_due(self) -> None:
         """Start sending the webhooks that are due (each held while it is sent)."""

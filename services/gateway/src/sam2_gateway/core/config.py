@@ -28,9 +28,14 @@ class JobTier(BaseModel):
         gt=0,
         description="Items of one key the workers run at once, across its jobs (the rest wait).",
     )
+    retention_days: float = Field(
+        default=30,
+        gt=0,
+        description="Days a finished job (its answers, its COCO file) is kept; then it is deleted.",
+    )
 
 
-UNLISTED_JOB_TIER = JobTier(max_items=100, max_jobs=1, max_running=1)
+UNLISTED_JOB_TIER = JobTier(max_items=100, max_jobs=1, max_running=1, retention_days=7)
 
 
 class GatewaySettings(BaseSettings):
@@ -189,16 +194,17 @@ class GatewaySettings(BaseSettings):
     )
     job_tiers: dict[str, JobTier] = Field(
         default_factory=lambda: {
-            "free": JobTier(max_items=100, max_jobs=2, max_running=2),
-            "standard": JobTier(max_items=10_000, max_jobs=10, max_running=16),
-            "dev": JobTier(max_items=10_000, max_jobs=20, max_running=16),
+            "free": JobTier(max_items=100, max_jobs=2, max_running=2, retention_days=7),
+            "standard": JobTier(max_items=10_000, max_jobs=10, max_running=16, retention_days=30),
+            "dev": JobTier(max_items=10_000, max_jobs=20, max_running=16, retention_days=30),
         },
         description=(
-            "Batch-job limits per rate tier (JSON `{tier: {max_items, max_jobs, max_running}}`): "
-            "items per job (`422 too_many_job_items`, never more than `job_max_items`), jobs "
-            "queued or running at once per key (`429 job_queue_full`) and items of a key the "
-            "workers run at once (its other items wait; other keys' items go ahead); a tier "
-            "not listed gets 100 items, 1 job and 1 item at once."
+            "Batch-job limits per rate tier (JSON `{tier: {max_items, max_jobs, max_running, "
+            "retention_days}}`): items per job (`422 too_many_job_items`, never more than "
+            "`job_max_items`), jobs queued or running at once per key (`429 job_queue_full`), "
+            "items of a key the workers run at once (its other items wait; other keys' items "
+            "go ahead) and days a finished job is kept before it is deleted; a tier not listed "
+            "gets 100 items, 1 job, 1 item at once and 7 days."
         ),
     )
     job_files_dir: Path = Field(
@@ -398,12 +404,17 @@ class GatewaySettings(BaseSettings):
         """The batch-job limits of `tier`, items capped by `job_max_items`."""
         limits = self.job_tiers.get(tier, UNLISTED_JOB_TIER)
         items = min(limits.max_items, self.job_max_items)
-        return JobTier(max_items=items, max_jobs=limits.max_jobs, max_running=limits.max_running)
+        return limits.model_copy(update={"max_items": items})
 
     def job_running_limits(self) -> tuple[dict[str, int], int]:
         """Items of a key that may run at once, by rate tier, and for a tier not listed."""
         listed = {tier: limits.max_running for tier, limits in self.job_tiers.items()}
         return listed, UNLISTED_JOB_TIER.max_running
+
+    def job_retention_days(self) -> tuple[dict[str, float], float]:
+        """Days a finished job is kept, by rate tier, and for a tier not listed."""
+        listed = {tier: limits.retention_days for tier, limits in self.job_tiers.items()}
+        return listed, UNLISTED_JOB_TIER.retention_days
 
     def video_sessions(self, tier: str) -> int:
         """Video sessions a key of `tier` may hold in one inference container (1 for a tier

@@ -35,6 +35,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    delete,
     func,
     or_,
     select,
@@ -423,6 +424,34 @@ class JobStore:
             if len(rows) < batch:
                 return
             after = rows[-1].position
+
+    def expire(
+        self, *, now: datetime, retention_days: tuple[Mapping[str, float], float]
+    ) -> list[str]:
+        """Delete the jobs (with their items and answers) that ended longer ago than their
+        key's tier keeps them ({rate tier: days}, and for a tier not listed); their ids."""
+        listed, unlisted = retention_days
+        shortest = min([*listed.values(), unlisted])
+        ended = (Job.state.in_(("done", "cancelled"))) & (
+            Job.finished_at < now - timedelta(days=shortest)
+        )
+        with self._sessions.begin() as session:
+            rows = session.execute(
+                select(Job.job_id, Job.finished_at, ApiKey.rate_tier)
+                .outerjoin(ApiKey, ApiKey.key_id == Job.key_id)
+                .where(ended)
+                .limit(500)
+            ).all()
+            gone = [
+                job_id
+                for job_id, finished, tier in rows
+                if finished is not None
+                and _utc(finished) + timedelta(days=listed.get(tier or "", unlisted)) < now
+            ]
+            if gone:
+                session.execute(delete(JobItem).where(JobItem.job_id.in_(gone)))
+                session.execute(delete(Job).where(Job.job_id.in_(gone)))
+        return gone
 
     def by_idempotency_key(self, key_id: str, idempotency_key: str) -> JobStatus | None:
         """The job this key made with this Idempotency-Key, if any."""

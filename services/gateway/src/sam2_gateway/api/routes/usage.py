@@ -55,6 +55,7 @@ async def usage(
             job_items=jobs.max_items if jobs else None,
             jobs=jobs.max_jobs if jobs else None,
             job_running=jobs.max_running if jobs else None,
+            job_retention_days=jobs.retention_days if jobs else None,
         ),
         since=since,
         days=report,
