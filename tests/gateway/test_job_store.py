@@ -172,12 +172,17 @@ def test_concurrent_workers_take_every_item_exactly_once(jobs: JobStore) -> None
     assert jobs.active_items("key_a") == 0
 
 
+def _free_and_standard(keys: KeyStore) -> tuple[str, str]:
+    """The ids of two keys in the store, of the free and the standard tier."""
+    free = keys.create("free", frozenset({"jobs"}), rate_tier="free")[1].key_id
+    return free, keys.create("standard", frozenset({"jobs"}), rate_tier="standard")[1].key_id
+
+
 def test_a_key_runs_its_tiers_items_at_once_and_other_keys_go_ahead(
     stores: tuple[KeyStore, JobStore],
 ) -> None:
-    keys, jobs = stores
-    free = keys.create("free", frozenset({"jobs"}), rate_tier="free")[1].key_id
-    standard = keys.create("standard", frozenset({"jobs"}), rate_tier="standard")[1].key_id
+    jobs = stores[1]
+    free, standard = _free_and_standard(stores[0])
     limits = ({"free": 2, "standard": 3}, 1)
     first, _ = jobs.create(free, TEMPLATE, _sources(6), now=T0)  # the oldest job
     jobs.create(free, TEMPLATE, _sources(2), now=T0)  # the bound is the key's, across jobs
@@ -202,9 +207,8 @@ def test_a_key_runs_its_tiers_items_at_once_and_other_keys_go_ahead(
 def test_a_finished_job_is_kept_for_its_tiers_days_then_deleted(
     stores: tuple[KeyStore, JobStore],
 ) -> None:
-    keys, jobs = stores
-    free = keys.create("free", frozenset({"jobs"}), rate_tier="free")[1].key_id
-    standard = keys.create("standard", frozenset({"jobs"}), rate_tier="standard")[1].key_id
+    jobs = stores[1]
+    free, standard = _free_and_standard(stores[0])
     days = ({"free": 7.0, "standard": 30.0}, 7.0)
     short, _ = jobs.create(free, TEMPLATE, _sources(2), now=T0)
     long, _ = jobs.create(standard, TEMPLATE, _sources(1), now=T0)
