@@ -15,12 +15,14 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import modal
 import sam2_gateway
-from sam2_gateway.core.job_files import JobFiles
+from sam2_gateway.core.job_files import JobFiles, JobResults
 
 from infra.settings import JOB_WORKER_CPU, JOB_WORKER_MEMORY_MIB, DeploySettings
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 JOB_FILES = "/job-files"
+T = TypeVar("T")
 
 settings = DeploySettings()
 IMAGE_ENV = settings.as_env() | {
@@ -109,9 +112,33 @@ def api() -> object:
     # Batch jobs run in the job workers (drain_jobs), not in these containers: they stop when
     # no request comes, and an item's lease would lapse with them.
     gateway = gateway_settings().model_copy(update={"job_workers": 0})
-    web = create_app(gateway, job_files=VolumeJobFiles(Path(JOB_FILES), job_files_volume))
+    files, results = _job_stores()
+    web = create_app(gateway, job_files=files, job_results=results)
     web.state.on_job_created = [_job_created]
     return web
+
+
+def _job_stores() -> tuple[JobFiles, JobResults]:
+    """Uploaded files and answers, both on the job-files Volume."""
+    root = Path(JOB_FILES)
+    files = VolumeJobFiles(root, job_files_volume)
+    return files, VolumeJobResults(root / "results", job_files_volume)
+
+
+def _reload_until(
+    volume: modal.Volume, lock: threading.Lock, wait_s: float, read: Callable[[], T | None]
+) -> T | None:
+    """`read()`, reloading the Volume (another container wrote the file) while it finds
+    nothing, for up to `wait_s`."""
+    found = read()
+    deadline = time.monotonic() + wait_s
+    while found is None and time.monotonic() < deadline:
+        with lock:
+            volume.reload()
+        found = read()
+        if found is None:
+            time.sleep(1.0)
+    return found
 
 
 class VolumeJobFiles(JobFiles):
@@ -125,15 +152,36 @@ class VolumeJobFiles(JobFiles):
         self._lock = threading.Lock()
 
     def get(self, name: str) -> bytes | None:
-        found = super().get(name)
-        deadline = time.monotonic() + self._wait_s
-        while found is None and time.monotonic() < deadline:
-            with self._lock:
-                self._volume.reload()
-            found = super().get(name)
-            if found is None:
-                time.sleep(1.0)
-        return found
+        return _reload_until(self._volume, self._lock, self._wait_s, partial(super().get, name))
+
+
+class VolumeJobResults(JobResults):
+    """Answers on a Modal Volume: a worker commits after writing one (before the database
+    says the item is done; writes that wait for a commit share the next), and the API, which
+    reads an answer only once the database names it, reloads the Volume when it misses."""
+
+    def __init__(self, directory: Path, volume: modal.Volume, wait_s: float = 10.0) -> None:
+        super().__init__(directory)
+        self._volume = volume
+        self._wait_s = wait_s
+        self._lock = threading.Lock()
+        self._written = 0
+        self._committed = 0
+
+    def put(self, job_id: str, position: int, token: str, answer: str) -> str:
+        name = super().put(job_id, position, token, answer)
+        with self._lock:
+            self._written += 1
+            mine = self._written
+        with self._lock:
+            if self._committed < mine:  # no commit has started since this write
+                upto = self._written
+                self._volume.commit()
+                self._committed = upto
+        return name
+
+    def get(self, name: str) -> str | None:
+        return _reload_until(self._volume, self._lock, self._wait_s, partial(super().get, name))
 
 
 def _job_created() -> None:
@@ -170,7 +218,8 @@ async def _drain(*, deadline_s: float) -> int:
     gateway = gateway_settings().model_copy(
         update={"job_workers": settings.job_items_per_container}
     )
-    web = create_app(gateway, job_files=VolumeJobFiles(Path(JOB_FILES), job_files_volume))
+    files, results = _job_stores()
+    web = create_app(gateway, job_files=files, job_results=results)
     started = time.monotonic()
     idle_since = started
     async with web.router.lifespan_context(web):

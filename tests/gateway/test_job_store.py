@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sam2_gateway.core.jobs import MAX_ATTEMPTS, IdempotencyConflictError, JobStore
+from sam2_gateway.core.job_files import JobResults
+from sam2_gateway.core.jobs import MAX_ATTEMPTS, IdempotencyConflictError, JobItem, JobStore
 from sam2_gateway.core.store import KeyStore
 from support import SQL_TABLES as TABLES
 from support import service_url
@@ -225,3 +226,28 @@ def test_a_finished_job_is_kept_for_its_tiers_days_then_deleted(
     assert [j.job_id for j in jobs.jobs(free)] == [running.job_id]
     assert jobs.status(long.job_id, standard) is not None
     assert jobs.expire(now=T0 + timedelta(days=31), retention_days=days) == [long.job_id]
+
+
+def test_answers_are_files_beside_the_database_and_go_with_their_job(
+    stores: tuple[KeyStore, JobStore], tmp_path: Path
+) -> None:
+    keys, plain = stores
+    results = JobResults(tmp_path / "results")
+    jobs = JobStore(plain._engine, results)
+    free, _ = _free_and_standard(keys)
+    job, _ = jobs.create(free, TEMPLATE, _sources(2), now=T0)
+    first, second = jobs.claim(now=T0, lease_s=LEASE_S, limit=2)
+    answer = '{"masks": [], "count": 0, "image_shape": [4, 4]}'
+    assert jobs.finish(first, now=T0, answer=answer)
+    later = T0 + timedelta(seconds=LEASE_S + 1)  # the second's lease lapses and is taken again
+    (retaken,) = jobs.claim(now=later, lease_s=LEASE_S, limit=1)
+    assert not jobs.finish(second, now=later, answer='{"late": true}')  # dropped, file too
+    assert jobs.finish(retaken, now=later, answer=answer)
+    files = sorted(p.name for p in (tmp_path / "results" / job.job_id).iterdir())
+    assert files == [f"0-{first.token}.json", f"1-{retaken.token}.json"]
+    with plain._sessions() as session:  # the database holds names, not answers
+        assert session.scalars(sa.select(JobItem.answer)).all() == [None, None]
+    assert [i.answer for i in jobs.items(job.job_id, free)] == [answer, answer]
+    days = ({"free": 7.0}, 7.0)
+    assert jobs.expire(now=later + timedelta(days=8), retention_days=days) == [job.job_id]
+    assert not (tmp_path / "results" / job.job_id).exists()

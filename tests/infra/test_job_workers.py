@@ -70,6 +70,9 @@ def test_the_api_queues_and_a_job_worker_drains(
 
         ran_s = ga.drain_jobs.local()
         assert ran_s >= 1  # it waited out its idle time once the queue was empty
+        answers = list((tmp_path / "volume" / "results" / job_id).glob("*.json"))
+        assert len(answers) == 2  # the answers are on the Volume, committed by the worker
+        assert 1 <= modal_calls[2:].count("commit") <= 2
         info = api.get(f"/v1/jobs/{job_id}", headers=auth).json()
         assert (info["state"], info["counts"]["done"]) == ("done", 2)
         lines = [

@@ -31,7 +31,7 @@ from sam2_gateway.backends import HttpBackend
 from sam2_gateway.core.answers import AnswerMemory
 from sam2_gateway.core.config import GatewaySettings
 from sam2_gateway.core.fetch import ImageFetcher
-from sam2_gateway.core.job_files import JobFiles
+from sam2_gateway.core.job_files import JobFiles, JobResults
 from sam2_gateway.core.jobs import JobStore
 from sam2_gateway.core.logs import AccessLogMiddleware
 from sam2_gateway.core.metering import UsageMeter, journal_for
@@ -59,10 +59,12 @@ def create_app(
     backend: InferenceBackend | None = None,
     resolver: AbstractResolver | None = None,
     job_files: JobFiles | None = None,
+    job_results: JobResults | None = None,
 ) -> FastAPI:
     """The gateway; `backend` replaces the configured inference backend (tests, Modal),
-    `resolver` the DNS resolver `image_url` fetches use (tests) and `job_files` where files
-    uploaded with jobs are kept (Modal: a Volume shared with the job workers)."""
+    `resolver` the DNS resolver `image_url` fetches use (tests), `job_files` where files
+    uploaded with jobs are kept and `job_results` where their answers are (Modal: a Volume
+    shared with the job workers)."""
     settings = settings or GatewaySettings()
     store = KeyStore(
         settings.database_url,
@@ -99,7 +101,7 @@ def create_app(
             allowed_networks=settings.image_url_allowed_networks,
             resolver=resolver,
         ),
-        jobs=JobStore(store.engine),
+        jobs=JobStore(store.engine, job_results or JobResults(settings.job_files_dir / "results")),
         job_files=job_files or JobFiles(settings.job_files_dir),
         webhooks=ImageFetcher(
             max_bytes=0,

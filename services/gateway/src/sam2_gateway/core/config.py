@@ -211,7 +211,8 @@ class GatewaySettings(BaseSettings):
         default=Path.home() / ".cache" / "sam2-gateway" / "job-files",
         description=(
             "Where images uploaded with a batch job (files and archives) are kept until their "
-            "items run, by their SHA-256; on several machines, a folder they share."
+            "items run, by their SHA-256, and the items' answers (`results/<job_id>/`); on "
+            "several machines, a folder they share."
         ),
     )
     job_max_upload_bytes: int = Field(

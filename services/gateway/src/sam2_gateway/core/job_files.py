@@ -12,6 +12,7 @@ skipped; every other entry is an item, in name order (one that is not an image f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -39,10 +40,7 @@ class JobFiles:
         name = hashlib.sha256(data).hexdigest()
         path = self._path(name)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f"{name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
-            partial.write_bytes(data)
-            partial.replace(path)  # whole or not at all
+            _write_whole(path, data)
         return name
 
     def get(self, name: str) -> bytes | None:
@@ -53,6 +51,52 @@ class JobFiles:
         if len(name) != 64 or not all(c in "0123456789abcdef" for c in name):
             raise ValueError("not a file name of this store")
         return self.directory / name[:2] / name
+
+
+class JobResults:
+    """Batch-job answers as files, `directory/<job_id>/<position>-<lease token>.json`: a
+    large automatic-mode answer does not grow the database, and a late worker's file (its
+    lease lapsed) never overwrites the answer another worker recorded."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def put(self, job_id: str, position: int, token: str, answer: str) -> str:
+        """Keep an answer; its name (for `get`)."""
+        name = f"{_safe(job_id)}/{position}-{_safe(token)}.json"
+        _write_whole(self.directory / name, answer.encode())
+        return name
+
+    def get(self, name: str) -> str | None:
+        job_id, _, file = name.partition("/")
+        path = self.directory / _safe(job_id) / _safe(file)
+        return path.read_text() if path.is_file() else None
+
+    def discard(self, name: str) -> None:
+        job_id, _, file = name.partition("/")
+        (self.directory / _safe(job_id) / _safe(file)).unlink(missing_ok=True)
+
+    def drop(self, job_id: str) -> None:
+        """Every answer of a job (it was deleted)."""
+        folder = self.directory / _safe(job_id)
+        for path in folder.glob("*"):
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write `data` to `path` whole or not at all (a reader never sees a part)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
+def _safe(part: str) -> str:
+    if not part or not all(c.isalnum() or c in "_-." for c in part) or part.startswith("."):
+        raise ValueError("not a name of this store")
+    return part
 
 
 def unpack(archive: bytes, *, max_entries: int, max_bytes: int) -> list[tuple[str, bytes]]:

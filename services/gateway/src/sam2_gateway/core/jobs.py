@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from sam2_gateway.core.job_files import JobResults
 from sam2_gateway.core.store import ApiKey, Base
 
 __all__ = [
@@ -118,6 +119,8 @@ class JobItem(Base):
     lease_token: Mapped[str | None] = mapped_column(String(32))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     answer: Mapped[str | None] = mapped_column(Text)
+    """An answer kept in the database (before answer files, or a store without them)."""
+    answer_file: Mapped[str | None] = mapped_column(String(120))
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -183,9 +186,11 @@ class ItemRecord:
 class JobStore:
     """Jobs and items in the same database as the keys (its migrations create both)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, results: JobResults | None = None) -> None:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.results = results
+        """Where answers are kept as files (None: in the database)."""
 
     def create(
         self,
@@ -350,7 +355,25 @@ class JobStore:
         error: dict[str, Any] | None = None,
     ) -> bool:
         """Record the item's answer (done) or its problem (failed), if the lease is still this
-        worker's; whether it was recorded. The job is done when its last item is."""
+        worker's; whether it was recorded. The job is done when its last item is. With
+        `results`, the answer is written to its file first, and removed when not recorded."""
+        answer_file = None
+        if answer is not None and self.results is not None:
+            answer_file = self.results.put(claim.job_id, claim.position, claim.token, answer)
+            answer = None
+        recorded = self._finish(claim, now, answer, answer_file, error)
+        if not recorded and answer_file is not None and self.results is not None:
+            self.results.discard(answer_file)
+        return recorded
+
+    def _finish(
+        self,
+        claim: Claim,
+        now: datetime,
+        answer: str | None,
+        answer_file: str | None,
+        error: dict[str, Any] | None,
+    ) -> bool:
         with self._sessions.begin() as session:
             finished = session.execute(
                 update(JobItem)
@@ -358,6 +381,7 @@ class JobStore:
                 .values(
                     state="failed" if error is not None else "done",
                     answer=answer,
+                    answer_file=answer_file,
                     error=json.dumps(error) if error is not None else None,
                     lease_token=None,
                     lease_until=None,
@@ -418,7 +442,7 @@ class JobStore:
                     position=row.position,
                     state=row.state,  # type: ignore[arg-type]
                     source=json.loads(row.source),
-                    answer=row.answer,
+                    answer=self._answer(row),
                     error=json.loads(row.error) if row.error else None,
                 )
             if len(rows) < batch:
@@ -451,7 +475,14 @@ class JobStore:
             if gone:
                 session.execute(delete(JobItem).where(JobItem.job_id.in_(gone)))
                 session.execute(delete(Job).where(Job.job_id.in_(gone)))
+        for job_id in gone if self.results is not None else ():
+            self.results.drop(job_id)  # type: ignore[union-attr]
         return gone
+
+    def _answer(self, row: JobItem) -> str | None:
+        if row.answer_file is None or self.results is None:
+            return row.answer
+        return self.results.get(row.answer_file)
 
     def by_idempotency_key(self, key_id: str, idempotency_key: str) -> JobStatus | None:
         """The job this key made with this Idempotency-Key, if any."""
