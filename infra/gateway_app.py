@@ -154,6 +154,11 @@ class VolumeJobFiles(JobFiles):
     def get(self, name: str) -> bytes | None:
         return _reload_until(self._volume, self._lock, self._wait_s, partial(super().get, name))
 
+    def remove(self, name: str) -> None:
+        super().remove(name)
+        with self._lock:
+            self._volume.commit()
+
 
 class VolumeJobResults(JobResults):
     """Answers on a Modal Volume: a worker commits after writing one (before the database
@@ -182,6 +187,11 @@ class VolumeJobResults(JobResults):
 
     def get(self, name: str) -> str | None:
         return _reload_until(self._volume, self._lock, self._wait_s, partial(super().get, name))
+
+    def drop(self, job_id: str) -> None:
+        super().drop(job_id)
+        with self._lock:
+            self._volume.commit()
 
 
 def _job_created() -> None:

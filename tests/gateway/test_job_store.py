@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sam2_gateway.core.job_files import JobResults
+from sam2_gateway.core.job_files import JobFiles, JobResults
 from sam2_gateway.core.jobs import MAX_ATTEMPTS, IdempotencyConflictError, JobItem, JobStore
 from sam2_gateway.core.store import KeyStore
 from support import SQL_TABLES as TABLES
@@ -251,3 +251,20 @@ def test_answers_are_files_beside_the_database_and_go_with_their_job(
     days = ({"free": 7.0}, 7.0)
     assert jobs.expire(now=later + timedelta(days=8), retention_days=days) == [job.job_id]
     assert not (tmp_path / "results" / job.job_id).exists()
+
+
+def test_an_uploaded_file_goes_when_the_last_job_that_sent_it_does(
+    stores: tuple[KeyStore, JobStore], tmp_path: Path
+) -> None:
+    keys, plain = stores
+    files = JobFiles(tmp_path / "files")
+    jobs = JobStore(plain._engine, files=files)
+    free, standard = _free_and_standard(keys)
+    shared, own = files.put(b"sent by both keys"), files.put(b"sent by one")
+    early, _ = jobs.create(free, TEMPLATE, [{"file": shared}, {"file": own}], now=T0)
+    jobs.create(standard, TEMPLATE, [{"file": shared}], now=T0)
+    jobs.cancel(early.job_id, free, now=T0)
+    days = ({"free": 7.0, "standard": 30.0}, 7.0)
+    assert jobs.expire(now=T0 + timedelta(days=8), retention_days=days) == [early.job_id]
+    assert files.get(own) is None  # no job names it any more
+    assert files.get(shared) == b"sent by both keys"  # the standard key's job still runs

@@ -80,6 +80,8 @@ def create_app(
         retry_s=settings.dependency_retry_s,
     )
     journal = journal_for(settings.usage_journal, settings.rate_limit_storage, limiter.guard)
+    files = job_files or JobFiles(settings.job_files_dir)
+    results_dir = settings.job_files_dir / "results"
     gateway = Gateway(
         settings=settings,
         store=store,
@@ -101,8 +103,8 @@ def create_app(
             allowed_networks=settings.image_url_allowed_networks,
             resolver=resolver,
         ),
-        jobs=JobStore(store.engine, job_results or JobResults(settings.job_files_dir / "results")),
-        job_files=job_files or JobFiles(settings.job_files_dir),
+        jobs=JobStore(store.engine, job_results or JobResults(results_dir), files),
+        job_files=files,
         webhooks=ImageFetcher(
             max_bytes=0,
             timeout_s=WEBHOOK_TIMEOUT_S,

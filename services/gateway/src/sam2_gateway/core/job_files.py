@@ -47,6 +47,10 @@ class JobFiles:
         path = self._path(name)
         return path.read_bytes() if path.is_file() else None
 
+    def remove(self, name: str) -> None:
+        """Forget a file (no job names it any more)."""
+        self._path(name).unlink(missing_ok=True)
+
     def _path(self, name: str) -> Path:
         if len(name) != 64 or not all(c in "0123456789abcdef" for c in name):
             raise ValueError("not a file name of this store")

@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from sam2_gateway.core.job_files import JobResults
+from sam2_gateway.core.job_files import JobFiles, JobResults
 from sam2_gateway.core.store import ApiKey, Base
 
 __all__ = [
@@ -186,11 +186,18 @@ class ItemRecord:
 class JobStore:
     """Jobs and items in the same database as the keys (its migrations create both)."""
 
-    def __init__(self, engine: Engine, results: JobResults | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        results: JobResults | None = None,
+        files: JobFiles | None = None,
+    ) -> None:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.results = results
         """Where answers are kept as files (None: in the database)."""
+        self.files = files
+        """Where uploaded images are kept: `expire` removes those no job names any more."""
 
     def create(
         self,
@@ -472,11 +479,29 @@ class JobStore:
                 if finished is not None
                 and _utc(finished) + timedelta(days=listed.get(tier or "", unlisted)) < now
             ]
+            uploaded: set[str] = set()
             if gone:
+                for source in session.scalars(
+                    select(JobItem.source).where(JobItem.job_id.in_(gone))
+                ):
+                    name = json.loads(source).get("file")
+                    if isinstance(name, str):
+                        uploaded.add(name)
                 session.execute(delete(JobItem).where(JobItem.job_id.in_(gone)))
                 session.execute(delete(Job).where(Job.job_id.in_(gone)))
+            # An uploaded file is kept by its hash once for every job that sent it.
+            orphans = [
+                name
+                for name in sorted(uploaded)
+                if session.scalar(
+                    select(func.count(JobItem.id)).where(JobItem.source.contains(name))
+                )
+                == 0
+            ]
         for job_id in gone if self.results is not None else ():
             self.results.drop(job_id)  # type: ignore[union-attr]
+        for name in orphans if self.files is not None else ():
+            self.files.remove(name)  # type: ignore[union-attr]
         return gone
 
     def _answer(self, row: JobItem) -> str | None:
