@@ -1,4 +1,4 @@
-// Batch jobs (issue 30, in progress; scope `jobs`): many images, one request template, run by
+// Batch jobs (issue 30; scope `jobs`): many images, one request template, run by
 // the service's workers and kept through restarts. An item is an https URL or an uploaded
 // image's `image_id`; the same `idempotencyKey` answers the job it made.
 

@@ -1,4 +1,4 @@
-"""Batch jobs through the gateway (issue 30, in progress) against the real inference service:
+"""Batch jobs through the gateway (issue 30) against the real inference service:
 a job of uploaded images and URLs (served by a local host the SSRF guard is told to trust,
 as in tests/gateway/test_image_sources.py) with bad items ends with each item done or failed
 with its code, done answers equal to a /v1/segment call on the same image; a retried create

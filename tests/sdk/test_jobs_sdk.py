@@ -1,4 +1,4 @@
-"""`client.jobs` (issue 30, in progress) against the real gateway and inference, sync and
+"""`client.jobs` (issue 30) against the real gateway and inference, sync and
 async: a job of uploaded images (and one never uploaded) made once per idempotency key,
 waited for, its results in order as the SDK's own types, equal to the same calls alone; files
 and an archive sent with a job, and their names in its COCO file."""

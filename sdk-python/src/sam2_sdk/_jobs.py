@@ -1,4 +1,4 @@
-"""`client.jobs`: batch jobs (issue 30, in progress): many images, one request template,
+"""`client.jobs`: batch jobs (issue 30): many images, one request template,
 answered by the service's workers and kept through restarts.
 
     with Sam2Client() as client:
