@@ -125,51 +125,56 @@ def _job_stores() -> tuple[JobFiles, JobResults]:
     return files, VolumeJobResults(root / "results", job_files_volume)
 
 
-def _reload_until(
-    volume: modal.Volume, lock: threading.Lock, wait_s: float, read: Callable[[], T | None]
-) -> T | None:
-    """`read()`, reloading the Volume (another container wrote the file) while it finds
-    nothing, for up to `wait_s`."""
-    found = read()
-    deadline = time.monotonic() + wait_s
-    while found is None and time.monotonic() < deadline:
-        with lock:
-            volume.reload()
+class _OnVolume:
+    """What a store on the job-files Volume shares: a read that misses reloads the Volume
+    (another container wrote the file) and looks again for up to `wait_s`; a change is
+    committed. Reloads and commits take turns under one lock."""
+
+    def _on_volume(self, volume: modal.Volume, wait_s: float) -> None:
+        self._volume = volume
+        self._wait_s = wait_s
+        self._lock = threading.Lock()
+
+    def _reload_until(self, read: Callable[[], T | None]) -> T | None:
         found = read()
-        if found is None:
-            time.sleep(1.0)
-    return found
+        deadline = time.monotonic() + self._wait_s
+        while found is None and time.monotonic() < deadline:
+            with self._lock:
+                self._volume.reload()
+            found = read()
+            if found is None:
+                time.sleep(1.0)
+        return found
+
+    def _commit(self) -> None:
+        with self._lock:
+            self._volume.commit()
 
 
-class VolumeJobFiles(JobFiles):
+class VolumeJobFiles(JobFiles, _OnVolume):
     """Job files on a Modal Volume: a worker that misses a file reloads the Volume (another
     container wrote it) and looks again, for up to `wait_s`."""
 
     def __init__(self, directory: Path, volume: modal.Volume, wait_s: float = 30.0) -> None:
         super().__init__(directory)
-        self._volume = volume
-        self._wait_s = wait_s
-        self._lock = threading.Lock()
+        self._on_volume(volume, wait_s)
 
     def get(self, name: str) -> bytes | None:
-        return _reload_until(self._volume, self._lock, self._wait_s, partial(super().get, name))
+        return self._reload_until(partial(super().get, name))
 
     def remove(self, name: str) -> None:
         super().remove(name)
-        with self._lock:
-            self._volume.commit()
+        self._commit()
 
 
-class VolumeJobResults(JobResults):
+class VolumeJobResults(JobResults, _OnVolume):
     """Answers on a Modal Volume: a worker commits after writing one (before the database
     says the item is done; writes that wait for a commit share the next), and the API, which
     reads an answer only once the database names it, reloads the Volume when it misses."""
 
     def __init__(self, directory: Path, volume: modal.Volume, wait_s: float = 10.0) -> None:
         super().__init__(directory)
-        self._volume = volume
-        self._wait_s = wait_s
-        self._lock = threading.Lock()
+        self._on_volume(volume, wait_s)
         self._written = 0
         self._committed = 0
 
@@ -186,12 +191,11 @@ class VolumeJobResults(JobResults):
         return name
 
     def get(self, name: str) -> str | None:
-        return _reload_until(self._volume, self._lock, self._wait_s, partial(super().get, name))
+        return self._reload_until(partial(super().get, name))
 
     def drop(self, job_id: str) -> None:
         super().drop(job_id)
-        with self._lock:
-            self._volume.commit()
+        self._commit()
 
 
 def _job_created() -> None:
